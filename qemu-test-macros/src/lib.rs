@@ -1,0 +1,110 @@
+//! The `#[qemu_test]` attribute of the [qemu-test] framework.
+//!
+//! Use it through the runtime crate, which re-exports it as
+//! `qemu_test::qemu_test` and in `qemu_test::prelude`; the code it expands
+//! to refers to `::qemu_test`, so this crate is not useful on its own.
+//!
+//! The crate follows dtolnay's one-file-per-phase layout: [`parse`] turns
+//! the arguments into a `Config` that keeps every token, [`validate`] checks
+//! the rules between keys and the function's signature, and [`expand`] emits
+//! the function plus its registration.
+//!
+//! [qemu-test]: https://docs.rs/qemu-test
+
+mod expand;
+mod parse;
+mod validate;
+
+use proc_macro::TokenStream;
+
+/// Turns a function into a test that runs against a freshly launched QEMU
+/// virtual machine.
+///
+/// ```no_run
+/// use qemu_test::prelude::*;
+///
+/// #[qemu_test(machine = "virt", console, kernel = guest::ECHO_SHELL_AARCH64, timeout = "30s")]
+/// fn guest_echoes(vm: &mut Vm) -> TestResult {
+///     vm.console().wait_for("login:")?;
+///     vm.console().exec_and_wait("hello", "you said: hello")?;
+///     Ok(())
+/// }
+///
+/// #[qemu_test(no_vm)]
+/// fn plain_logic() {
+///     assert_eq!(1 + 1, 2);
+/// }
+/// # fn main() {}
+/// ```
+///
+/// The test binary is a `harness = false` test target whose file ends with
+/// `qemu_test::main!();`; `cargo test` then runs every `#[qemu_test]` in it
+/// (with the usual filters, `--list`, `--ignored`, ...), under the
+/// function's name.
+///
+/// # The function
+///
+/// - A VM test takes exactly one parameter of type `&mut Vm` (any pattern;
+///   `&mut qemu_test::Vm` or any path ending in `Vm` is accepted too). With
+///   `no_vm` it takes none.
+/// - It may return nothing, or `TestResult`, or any `Result<(), E>` with
+///   `E: Debug`: an `Err` fails the test, as does a panic.
+/// - It cannot be `async`, `unsafe` or generic, cannot take `self`, and must
+///   not also carry `#[test]`.
+///
+/// # Keys
+///
+/// All keys are optional and each may be given once. A key with a wrong
+/// value, an unknown key or a function with the wrong signature is a compile
+/// error that points at the offending token.
+///
+/// | key | value | meaning |
+/// | --- | --- | --- |
+/// | `binary` | `"qemu-system-aarch64"` | the QEMU executable: a name looked up in `QEMU_TEST_QEMU_DIR` and `PATH`, or a path; excludes `arch` |
+/// | `arch` | `"aarch64"` | run `qemu-system-<arch>`; excludes `binary`. Without either, a built-in guest's architecture is used |
+/// | `machine` | `"virt"` | `-machine`; defaults to a built-in guest's machine |
+/// | `cpu` | `"max"` | `-cpu` |
+/// | `smp` | `2` (integer literal, at least 1) | `-smp`; also the host cores the scheduler reserves |
+/// | `memory` | `"256M"`, `"2G"` or `512` (MiB) | `-m`: digits with an optional `K`, `M`, `G` or `T` suffix; a bare number or an integer literal is MiB |
+/// | `accel` | `"auto"`, `"kvm"` or `"tcg"` | the accelerator; `auto` (the default) uses KVM when it works, else TCG |
+/// | `kernel` | `"vmlinuz"` or an expression | `-kernel` (or `-bios` for a built-in firmware guest); see below |
+/// | `initrd` | `"initrd.img"` or an expression | `-initrd`; same values as `kernel` |
+/// | `append` | `"console=ttyS0"` | `-append`, the kernel command line |
+/// | `drive` | `"file=a.img,if=virtio"` or `["file=a.img", "file=b.img"]` | one `-drive` per string |
+/// | `args` | `["-no-reboot", "-d", "guest_errors"]` | extra arguments, verbatim, one string per argument |
+/// | `console` | flag, or a device type such as `"isa-serial"` | attach the serial console (`vm.console()`): to the machine's default serial port, or to a `-device` of that type |
+/// | `console_index` | `1` (integer literal) | fill that many serial ports with `null` before the console; requires `console` |
+/// | `timeout` | `"60s"`, `"2m"`, `"1m 30s"`, `"500ms"` | the per-test deadline (default 60 s): the VM is killed and the test fails. Any [humantime] duration other than zero |
+/// | `snapshot` | `"name"` | start from a shared booted snapshot: **not yet supported**, a compile error for now |
+/// | `ignore` | flag, or `"reason"` | skip the test unless run with `--ignored` |
+/// | `should_fail` | flag, or `"message"` | the test must fail (return `Err` or panic), with a message containing the given text if there is one |
+/// | `no_vm` | flag | a plain test without a VM: the function takes no parameters, and only `ignore` and `should_fail` may be combined with it |
+///
+/// Several drives are given as one array (`drive = ["a", "b"]`), not by
+/// repeating the key: like every key, `drive` may appear only once.
+///
+/// ## `kernel` and `initrd` values
+///
+/// The value becomes the argument of `VmSpec::with_kernel` (or
+/// `with_initrd`), which takes anything `qemu_test::spec::Image` converts
+/// from:
+///
+/// - a string literal is a path on the host: `kernel = "/boot/vmlinuz"`;
+/// - a path such as `guest::ECHO_SHELL_AARCH64` names a `static Guest` (a
+///   guest built into the crate) and is passed by reference;
+/// - any other expression is passed as is and must evaluate to a `String`,
+///   `PathBuf`, `&str`, `&Path` or `&'static Guest`, for example
+///   `kernel = kernel_path()` or `kernel = env!("KERNEL")`.
+///
+/// # What it expands to
+///
+/// The function, unchanged, and a hidden `static` that registers it with the
+/// runner: its name and location, a `fn() -> VmSpec` that calls one
+/// `VmSpec::with_*` method per key, a body that calls the function and
+/// converts its return value, and the `ignore` and `should_fail` settings.
+///
+/// [humantime]: https://docs.rs/humantime
+#[proc_macro_attribute]
+pub fn qemu_test(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand::qemu_test(args.into(), item.into()).into()
+}

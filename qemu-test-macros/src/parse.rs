@@ -1,0 +1,754 @@
+//! Parsing the attribute's arguments into a [`Config`].
+//!
+//! Like tokio's `Configuration`, every setting keeps the tokens it came from
+//! (the key's [`Ident`] and the value's literal or expression), so that later
+//! errors can point at them, and a setter rejects a key given twice. Each
+//! argument is checked on its own here (its key and the type of its value);
+//! rules between keys live in [`validate`](crate::validate).
+
+use std::time::Duration;
+
+use proc_macro2::{Span, TokenStream};
+use syn::parse::Parser;
+use syn::punctuated::Punctuated;
+use syn::{Expr, ExprLit, Ident, Lit, LitInt, LitStr, Meta, Token};
+
+/// What each key accepts: its name, the type of value it expects and an
+/// example, used in "wrong value" messages.
+struct Key {
+    name: &'static str,
+    expects: &'static str,
+    example: &'static str,
+}
+
+/// Every accepted key, in the order the documentation lists them.
+const KEYS: &[Key] = &[
+    Key { name: "binary", expects: "a string literal", example: "binary = \"qemu-system-aarch64\"" },
+    Key { name: "arch", expects: "a string literal", example: "arch = \"aarch64\"" },
+    Key { name: "machine", expects: "a string literal", example: "machine = \"virt\"" },
+    Key { name: "cpu", expects: "a string literal", example: "cpu = \"max\"" },
+    Key { name: "smp", expects: "an integer literal of at least 1", example: "smp = 2" },
+    Key {
+        name: "memory",
+        expects: "a size string or an integer literal (MiB)",
+        example: "memory = \"256M\"",
+    },
+    Key { name: "accel", expects: "one of \"auto\", \"kvm\" or \"tcg\"", example: "accel = \"tcg\"" },
+    Key {
+        name: "kernel",
+        expects: "a path string or an image expression",
+        example: "kernel = guest::ECHO_SHELL_AARCH64",
+    },
+    Key {
+        name: "initrd",
+        expects: "a path string or an image expression",
+        example: "initrd = \"initrd.img\"",
+    },
+    Key { name: "append", expects: "a string literal", example: "append = \"console=ttyS0\"" },
+    Key {
+        name: "drive",
+        expects: "a string literal or an array of string literals",
+        example: "drive = \"file=disk.img,if=virtio\"",
+    },
+    Key {
+        name: "args",
+        expects: "an array of string literals, one per argument",
+        example: "args = [\"-no-reboot\", \"-d\", \"guest_errors\"]",
+    },
+    Key {
+        name: "console",
+        expects: "no value or a device type string",
+        example: "console = \"isa-serial\"",
+    },
+    Key { name: "console_index", expects: "an integer literal", example: "console_index = 1" },
+    Key { name: "timeout", expects: "a duration string", example: "timeout = \"60s\"" },
+    Key { name: "snapshot", expects: "a string literal", example: "snapshot = \"booted\"" },
+    Key { name: "ignore", expects: "no value or a reason string", example: "ignore = \"needs KVM\"" },
+    Key {
+        name: "should_fail",
+        expects: "no value or an expected message string",
+        example: "should_fail = \"guest panic\"",
+    },
+    Key { name: "no_vm", expects: "no value", example: "no_vm" },
+];
+
+/// The accelerators `accel` accepts.
+pub(crate) const ACCELS: &[&str] = &["auto", "kvm", "tcg"];
+
+/// One setting: the key as written, its value and its position among the
+/// arguments (so that a rule between two keys can point at the later one).
+#[derive(Clone)]
+pub(crate) struct Setting<T> {
+    pub key: Ident,
+    pub value: T,
+    pub index: usize,
+}
+
+/// An integer value with the span of its literal.
+#[derive(Clone)]
+pub(crate) struct Int {
+    pub value: u32,
+    pub span: Span,
+}
+
+/// A memory size, normalized to what QEMU's `-m` takes.
+#[derive(Clone)]
+pub(crate) struct Memory {
+    pub value: String,
+    pub span: Span,
+}
+
+/// A duration with the literal it was parsed from.
+#[derive(Clone)]
+pub(crate) struct Timeout {
+    pub value: Duration,
+    pub lit: LitStr,
+}
+
+/// A `kernel` or `initrd` value. How each kind is passed to the runtime is
+/// described in [`expand`](crate::expand).
+#[derive(Clone)]
+pub(crate) enum Image {
+    /// A string literal: a path on the host.
+    Lit(LitStr),
+    /// A path expression such as `guest::ECHO_SHELL_AARCH64`: a `static`
+    /// built-in guest, passed by reference.
+    Path(Expr),
+    /// Any other expression, passed by value.
+    Expr(Expr),
+}
+
+/// The attribute's arguments, each optional, each with its tokens.
+#[derive(Default)]
+pub(crate) struct Config {
+    pub binary: Option<Setting<LitStr>>,
+    pub arch: Option<Setting<LitStr>>,
+    pub machine: Option<Setting<LitStr>>,
+    pub cpu: Option<Setting<LitStr>>,
+    pub smp: Option<Setting<Int>>,
+    pub memory: Option<Setting<Memory>>,
+    pub accel: Option<Setting<LitStr>>,
+    pub kernel: Option<Setting<Image>>,
+    pub initrd: Option<Setting<Image>>,
+    pub append: Option<Setting<LitStr>>,
+    pub drive: Option<Setting<Vec<LitStr>>>,
+    pub args: Option<Setting<Vec<LitStr>>>,
+    /// `console` (`None`) or `console = "device"`.
+    pub console: Option<Setting<Option<LitStr>>>,
+    pub console_index: Option<Setting<Int>>,
+    pub timeout: Option<Setting<Timeout>>,
+    pub snapshot: Option<Setting<LitStr>>,
+    /// `ignore` (`None`) or `ignore = "reason"`.
+    pub ignore: Option<Setting<Option<LitStr>>>,
+    /// `should_fail` (`None`) or `should_fail = "message"`.
+    pub should_fail: Option<Setting<Option<LitStr>>>,
+    pub no_vm: Option<Setting<()>>,
+}
+
+/// The result of parsing: the settings that were understood, and the errors
+/// (if any) for the ones that were not. A partial config lets the function
+/// checks still run (they need to know about `no_vm`).
+pub(crate) struct Parsed {
+    pub config: Config,
+    pub errors: Option<syn::Error>,
+}
+
+/// Parses `key = value, flag, ...`.
+///
+/// A syntax error in the list as a whole is returned as `Err`; an error in
+/// one argument is collected and the others are still parsed.
+pub(crate) fn parse_args(args: TokenStream) -> syn::Result<Parsed> {
+    let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(args)?;
+    let mut config = Config::default();
+    let mut errors = Errors::default();
+    for (index, meta) in metas.into_iter().enumerate() {
+        errors.push(config.set(index, meta));
+    }
+    Ok(Parsed { config, errors: errors.finish() })
+}
+
+/// Collects errors into one [`syn::Error`].
+#[derive(Default)]
+pub(crate) struct Errors(Option<syn::Error>);
+
+impl Errors {
+    /// Keeps the error of `result`, if any.
+    pub fn push<T>(&mut self, result: syn::Result<T>) {
+        if let Err(error) = result {
+            self.add(error);
+        }
+    }
+
+    /// Keeps `error`.
+    pub fn add(&mut self, error: syn::Error) {
+        match &mut self.0 {
+            Some(errors) => errors.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+
+    /// All the errors, or `None`.
+    pub fn finish(self) -> Option<syn::Error> {
+        self.0
+    }
+}
+
+/// A value as written after a key.
+enum Value {
+    /// No value: `console`.
+    Flag,
+    /// `key = expr`.
+    Expr(Expr),
+    /// `key(...)`, never accepted.
+    List(syn::MetaList),
+}
+
+impl Config {
+    /// Parses one argument and stores it, rejecting a key given twice.
+    fn set(&mut self, index: usize, meta: Meta) -> syn::Result<()> {
+        let Some(key) = meta.path().get_ident().cloned() else {
+            return Err(syn::Error::new_spanned(
+                meta.path(),
+                format!("expected a key such as `machine`; {}", accepted_keys()),
+            ));
+        };
+        let value = match meta {
+            Meta::Path(_) => Value::Flag,
+            Meta::NameValue(nv) => Value::Expr(nv.value),
+            Meta::List(list) => Value::List(list),
+        };
+        let name = key.to_string();
+        let Some(info) = KEYS.iter().find(|k| k.name == name) else {
+            return Err(unknown_key(&key));
+        };
+        if let Value::List(list) = &value {
+            return Err(syn::Error::new_spanned(
+                list,
+                format!("expected `{name} = ...`: `{name}` expects {}, e.g. `{}`", info.expects, info.example),
+            ));
+        }
+        let ctx = Ctx { key: &key, info };
+        match name.as_str() {
+            "binary" => store(&mut self.binary, key.clone(), index, ctx.string(value)?),
+            "arch" => store(&mut self.arch, key.clone(), index, ctx.string(value)?),
+            "machine" => store(&mut self.machine, key.clone(), index, ctx.string(value)?),
+            "cpu" => store(&mut self.cpu, key.clone(), index, ctx.string(value)?),
+            "smp" => {
+                let smp = ctx.int(value)?;
+                if smp.value == 0 {
+                    return Err(syn::Error::new(smp.span, "`smp` must be at least 1"));
+                }
+                store(&mut self.smp, key.clone(), index, smp)
+            }
+            "memory" => store(&mut self.memory, key.clone(), index, ctx.memory(value)?),
+            "accel" => store(&mut self.accel, key.clone(), index, ctx.accel(value)?),
+            "kernel" => store(&mut self.kernel, key.clone(), index, ctx.image(value)?),
+            "initrd" => store(&mut self.initrd, key.clone(), index, ctx.image(value)?),
+            "append" => store(&mut self.append, key.clone(), index, ctx.string(value)?),
+            "drive" => store(&mut self.drive, key.clone(), index, ctx.drives(value)?),
+            "args" => store(&mut self.args, key.clone(), index, ctx.string_array(value)?),
+            "console" => store(&mut self.console, key.clone(), index, ctx.flag_or_string(value)?),
+            "console_index" => store(&mut self.console_index, key.clone(), index, ctx.int(value)?),
+            "timeout" => store(&mut self.timeout, key.clone(), index, ctx.timeout(value)?),
+            "snapshot" => store(&mut self.snapshot, key.clone(), index, ctx.string(value)?),
+            "ignore" => store(&mut self.ignore, key.clone(), index, ctx.flag_or_string(value)?),
+            "should_fail" => store(&mut self.should_fail, key.clone(), index, ctx.flag_or_string(value)?),
+            "no_vm" => {
+                // Recorded even with a bad value, so that the function is
+                // still checked as a `no_vm` test (no secondary errors).
+                let flag = ctx.flag(value);
+                store(&mut self.no_vm, key.clone(), index, ())?;
+                flag
+            }
+            _ => unreachable!("every key in KEYS is handled"),
+        }
+    }
+
+    /// The keys that describe a VM (everything but `ignore`, `should_fail`
+    /// and `no_vm`), in argument order.
+    pub fn vm_keys(&self) -> Vec<&Ident> {
+        let mut keys: Vec<(usize, &Ident)> = [
+            self.binary.as_ref().map(Setting::position),
+            self.arch.as_ref().map(Setting::position),
+            self.machine.as_ref().map(Setting::position),
+            self.cpu.as_ref().map(Setting::position),
+            self.smp.as_ref().map(Setting::position),
+            self.memory.as_ref().map(Setting::position),
+            self.accel.as_ref().map(Setting::position),
+            self.kernel.as_ref().map(Setting::position),
+            self.initrd.as_ref().map(Setting::position),
+            self.append.as_ref().map(Setting::position),
+            self.drive.as_ref().map(Setting::position),
+            self.args.as_ref().map(Setting::position),
+            self.console.as_ref().map(Setting::position),
+            self.console_index.as_ref().map(Setting::position),
+            self.timeout.as_ref().map(Setting::position),
+            self.snapshot.as_ref().map(Setting::position),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        keys.sort_by_key(|(index, _)| *index);
+        keys.into_iter().map(|(_, key)| key).collect()
+    }
+}
+
+impl<T> Setting<T> {
+    fn position(&self) -> (usize, &Ident) {
+        (self.index, &self.key)
+    }
+}
+
+/// Stores a setting unless its key was already given.
+fn store<T>(slot: &mut Option<Setting<T>>, key: Ident, index: usize, value: T) -> syn::Result<()> {
+    if slot.is_some() {
+        let mut message = format!("duplicate `{key}` key");
+        if key == "drive" {
+            message.push_str("; give several drives as an array: `drive = [\"...\", \"...\"]`");
+        }
+        return Err(syn::Error::new(key.span(), message));
+    }
+    *slot = Some(Setting { key, value, index });
+    Ok(())
+}
+
+/// The key being parsed, for error messages.
+#[derive(Clone, Copy)]
+struct Ctx<'a> {
+    key: &'a Ident,
+    info: &'a Key,
+}
+
+impl Ctx<'_> {
+    /// "`smp` expects an integer literal of at least 1, e.g. `smp = 2`".
+    fn wrong_type(&self, tokens: impl quote::ToTokens) -> syn::Error {
+        syn::Error::new_spanned(tokens, self.expects())
+    }
+
+    fn expects(&self) -> String {
+        format!("`{}` expects {}, e.g. `{}`", self.key, self.info.expects, self.info.example)
+    }
+
+    /// The value of a key that needs one.
+    fn expr(&self, value: Value) -> syn::Result<Expr> {
+        match value {
+            Value::Expr(expr) => Ok(expr),
+            Value::Flag => Err(syn::Error::new(
+                self.key.span(),
+                format!("`{}` needs a value: {}", self.key, self.expects()),
+            )),
+            Value::List(list) => Err(self.wrong_type(list)),
+        }
+    }
+
+    fn string(&self, value: Value) -> syn::Result<LitStr> {
+        match self.expr(value)? {
+            Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) => Ok(lit),
+            other => Err(self.wrong_type(other)),
+        }
+    }
+
+    fn int(&self, value: Value) -> syn::Result<Int> {
+        match self.expr(value)? {
+            Expr::Lit(ExprLit { lit: Lit::Int(lit), .. }) => parse_u32(&lit, self.key),
+            other => Err(self.wrong_type(other)),
+        }
+    }
+
+    fn flag(&self, value: Value) -> syn::Result<()> {
+        match value {
+            Value::Flag => Ok(()),
+            Value::Expr(expr) => Err(syn::Error::new_spanned(
+                expr,
+                format!("`{}` is a flag and takes no value: write `{}`", self.key, self.key),
+            )),
+            Value::List(list) => Err(self.wrong_type(list)),
+        }
+    }
+
+    fn flag_or_string(&self, value: Value) -> syn::Result<Option<LitStr>> {
+        match value {
+            Value::Flag => Ok(None),
+            other => self.string(other).map(Some),
+        }
+    }
+
+    fn string_array(&self, value: Value) -> syn::Result<Vec<LitStr>> {
+        match self.expr(value)? {
+            Expr::Array(array) => {
+                let mut errors = Errors::default();
+                let mut strings = Vec::new();
+                for elem in array.elems {
+                    match elem {
+                        Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) => strings.push(lit),
+                        other => errors.add(syn::Error::new_spanned(
+                            other,
+                            format!("`{}` takes string literals only, e.g. `{}`", self.key, self.info.example),
+                        )),
+                    }
+                }
+                match errors.finish() {
+                    Some(error) => Err(error),
+                    None => Ok(strings),
+                }
+            }
+            other => Err(self.wrong_type(other)),
+        }
+    }
+
+    fn drives(&self, value: Value) -> syn::Result<Vec<LitStr>> {
+        match self.expr(value)? {
+            Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) => Ok(vec![lit]),
+            array @ Expr::Array(_) => self.string_array(Value::Expr(array)),
+            other => Err(self.wrong_type(other)),
+        }
+    }
+
+    fn memory(&self, value: Value) -> syn::Result<Memory> {
+        match self.expr(value)? {
+            Expr::Lit(ExprLit { lit: Lit::Int(lit), .. }) => {
+                let mib = lit
+                    .base10_parse::<u64>()
+                    .map_err(|e| syn::Error::new(lit.span(), format!("invalid `memory`: {e}")))?;
+                if mib == 0 {
+                    return Err(syn::Error::new(lit.span(), "`memory` must not be zero"));
+                }
+                Ok(Memory { value: format!("{mib}M"), span: lit.span() })
+            }
+            Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) => match memory_size(&lit.value()) {
+                Some(size) => Ok(Memory { value: size, span: lit.span() }),
+                None => Err(syn::Error::new(
+                    lit.span(),
+                    format!(
+                        "invalid `memory` size {:?}: expected a non-zero number with an optional \
+                         K, M, G or T suffix, e.g. \"256M\" or \"2G\" (a bare number is MiB)",
+                        lit.value()
+                    ),
+                )),
+            },
+            other => Err(self.wrong_type(other)),
+        }
+    }
+
+    fn accel(&self, value: Value) -> syn::Result<LitStr> {
+        let lit = self.string(value)?;
+        if ACCELS.contains(&lit.value().as_str()) {
+            Ok(lit)
+        } else {
+            Err(syn::Error::new(
+                lit.span(),
+                format!("unknown accelerator {:?}: expected one of \"auto\", \"kvm\" or \"tcg\"", lit.value()),
+            ))
+        }
+    }
+
+    fn image(&self, value: Value) -> syn::Result<Image> {
+        let expr = self.expr(value)?;
+        match ungroup(&expr) {
+            Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) => Ok(Image::Lit(lit.clone())),
+            Expr::Lit(_) => Err(self.wrong_type(expr)),
+            Expr::Path(_) => Ok(Image::Path(expr)),
+            _ => Ok(Image::Expr(expr)),
+        }
+    }
+
+    fn timeout(&self, value: Value) -> syn::Result<Timeout> {
+        let lit = match self.expr(value)? {
+            Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) => lit,
+            Expr::Lit(ExprLit { lit: Lit::Int(int), .. }) => {
+                return Err(syn::Error::new(
+                    int.span(),
+                    format!(
+                        "`timeout` expects a duration string with a unit, e.g. `timeout = \"{}s\"`",
+                        int.base10_digits()
+                    ),
+                ))
+            }
+            other => return Err(self.wrong_type(other)),
+        };
+        let value = humantime::parse_duration(&lit.value()).map_err(|e| {
+            syn::Error::new(
+                lit.span(),
+                format!(
+                    "invalid `timeout` {:?}: {e}; expected a duration such as \"60s\", \"2m\" or \"1m 30s\"",
+                    lit.value()
+                ),
+            )
+        })?;
+        if value.is_zero() {
+            return Err(syn::Error::new(
+                lit.span(),
+                "`timeout` must be longer than zero, e.g. `timeout = \"60s\"`",
+            ));
+        }
+        Ok(Timeout { value, lit })
+    }
+}
+
+/// Looks through the invisible groups a `macro_rules!` expansion wraps
+/// around `$e:expr` fragments.
+fn ungroup(expr: &Expr) -> &Expr {
+    match expr {
+        Expr::Group(group) => ungroup(&group.expr),
+        other => other,
+    }
+}
+
+fn parse_u32(lit: &LitInt, key: &Ident) -> syn::Result<Int> {
+    let value = lit
+        .base10_parse::<u32>()
+        .map_err(|e| syn::Error::new(lit.span(), format!("invalid `{key}`: {e}")))?;
+    Ok(Int { value, span: lit.span() })
+}
+
+/// Checks a QEMU memory size (digits and an optional `K`/`M`/`G`/`T`
+/// suffix, any case, not zero) and returns it as written.
+pub(crate) fn memory_size(size: &str) -> Option<String> {
+    let digits = size.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let suffix = &size[digits.len()..];
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if !matches!(suffix, "" | "K" | "k" | "M" | "m" | "G" | "g" | "T" | "t") {
+        return None;
+    }
+    if digits.bytes().all(|b| b == b'0') {
+        return None;
+    }
+    Some(size.to_string())
+}
+
+/// "unknown key `machin`; did you mean `machine`? ..."
+fn unknown_key(key: &Ident) -> syn::Error {
+    let name = key.to_string();
+    let suggestion = KEYS
+        .iter()
+        .map(|k| (distance(&name, k.name), k.name))
+        .filter(|(d, candidate)| *d <= 2 && *d < candidate.len())
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, candidate)| format!("; did you mean `{candidate}`?"))
+        .unwrap_or_default();
+    syn::Error::new(key.span(), format!("unknown key `{name}`{suggestion} {}", accepted_keys()))
+}
+
+fn accepted_keys() -> String {
+    let keys: Vec<String> = KEYS.iter().map(|k| format!("`{}`", k.name)).collect();
+    format!("(accepted keys: {})", keys.join(", "))
+}
+
+/// Levenshtein distance, for "did you mean" suggestions.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb { prev } else { 1 + prev.min(cur).min(row[j]) };
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+
+    fn parse(tokens: TokenStream) -> Config {
+        let parsed = parse_args(tokens).expect("the argument list parses");
+        if let Some(error) = parsed.errors {
+            panic!("unexpected error: {error}");
+        }
+        parsed.config
+    }
+
+    fn error(tokens: TokenStream) -> String {
+        let parsed = parse_args(tokens).expect("the argument list parses");
+        parsed.errors.expect("an error").to_string()
+    }
+
+    #[test]
+    fn empty_arguments_give_an_empty_config() {
+        let config = parse(quote!());
+        assert!(config.machine.is_none() && config.no_vm.is_none() && config.vm_keys().is_empty());
+    }
+
+    #[test]
+    fn every_key_parses() {
+        let config = parse(quote!(
+            arch = "aarch64",
+            machine = "virt",
+            cpu = "max",
+            smp = 2,
+            memory = "1G",
+            accel = "tcg",
+            kernel = guest::ECHO_SHELL_AARCH64,
+            initrd = "initrd.img",
+            append = "console=ttyS0",
+            drive = ["file=a.img", "file=b.img"],
+            args = ["-no-reboot", "-d", "guest_errors"],
+            console = "isa-serial",
+            console_index = 1,
+            timeout = "1m 30s",
+            snapshot = "booted",
+            ignore = "slow",
+            should_fail = "guest panic",
+        ));
+        assert_eq!(config.arch.unwrap().value.value(), "aarch64");
+        assert_eq!(config.machine.unwrap().value.value(), "virt");
+        assert_eq!(config.cpu.unwrap().value.value(), "max");
+        assert_eq!(config.smp.unwrap().value.value, 2);
+        assert_eq!(config.memory.unwrap().value.value, "1G");
+        assert_eq!(config.accel.unwrap().value.value(), "tcg");
+        assert!(matches!(config.kernel.unwrap().value, Image::Path(_)));
+        assert!(matches!(config.initrd.unwrap().value, Image::Lit(l) if l.value() == "initrd.img"));
+        assert_eq!(config.append.unwrap().value.value(), "console=ttyS0");
+        let drives: Vec<String> = config.drive.unwrap().value.iter().map(LitStr::value).collect();
+        assert_eq!(drives, ["file=a.img", "file=b.img"]);
+        let args: Vec<String> = config.args.unwrap().value.iter().map(LitStr::value).collect();
+        assert_eq!(args, ["-no-reboot", "-d", "guest_errors"]);
+        assert_eq!(config.console.unwrap().value.unwrap().value(), "isa-serial");
+        assert_eq!(config.console_index.unwrap().value.value, 1);
+        assert_eq!(config.timeout.unwrap().value.value, Duration::from_secs(90));
+        assert_eq!(config.snapshot.unwrap().value.value(), "booted");
+        assert_eq!(config.ignore.unwrap().value.unwrap().value(), "slow");
+        assert_eq!(config.should_fail.unwrap().value.unwrap().value(), "guest panic");
+    }
+
+    #[test]
+    fn flags_parse_without_values() {
+        let config = parse(quote!(console, ignore, should_fail));
+        assert!(config.console.unwrap().value.is_none());
+        assert!(config.ignore.unwrap().value.is_none());
+        assert!(config.should_fail.unwrap().value.is_none());
+        assert!(parse(quote!(no_vm)).no_vm.is_some());
+    }
+
+    #[test]
+    fn settings_remember_their_key_and_position() {
+        let config = parse(quote!(console, machine = "virt"));
+        let machine = config.machine.unwrap();
+        assert_eq!(machine.key, "machine");
+        assert_eq!(machine.index, 1);
+        assert_eq!(config.console.unwrap().index, 0);
+    }
+
+    #[test]
+    fn vm_keys_come_in_argument_order() {
+        let config = parse(quote!(timeout = "5s", ignore, machine = "virt", no_vm));
+        let keys: Vec<String> = config.vm_keys().iter().map(ToString::to_string).collect();
+        assert_eq!(keys, ["timeout", "machine"]);
+    }
+
+    #[test]
+    fn kernel_values_are_classified() {
+        let kernel = |tokens| parse(tokens).kernel.unwrap().value;
+        assert!(matches!(kernel(quote!(kernel = "/boot/vmlinuz")), Image::Lit(_)));
+        assert!(matches!(kernel(quote!(kernel = ECHO)), Image::Path(_)));
+        assert!(matches!(kernel(quote!(kernel = guest::ECHO_SHELL_AARCH64)), Image::Path(_)));
+        assert!(matches!(kernel(quote!(kernel = build_kernel())), Image::Expr(_)));
+        assert!(matches!(kernel(quote!(kernel = &guest::ECHO)), Image::Expr(_)));
+        assert!(error(quote!(kernel = 3)).contains("`kernel` expects a path string or an image expression"));
+    }
+
+    #[test]
+    fn a_single_drive_is_a_list_of_one() {
+        let drives = parse(quote!(drive = "file=a.img")).drive.unwrap().value;
+        assert_eq!(drives.len(), 1);
+        assert!(parse(quote!(drive = [])).drive.unwrap().value.is_empty());
+    }
+
+    #[test]
+    fn integer_memory_is_mib() {
+        assert_eq!(parse(quote!(memory = 512)).memory.unwrap().value.value, "512M");
+    }
+
+    #[test]
+    fn memory_sizes_are_checked() {
+        for ok in ["256", "256M", "256m", "2G", "1t", "4096K"] {
+            assert_eq!(memory_size(ok).as_deref(), Some(ok), "{ok}");
+        }
+        for bad in ["", "M", "lots", "1.5G", "256MB", "-1", "0", "0G", " 1G"] {
+            assert_eq!(memory_size(bad), None, "{bad:?}");
+        }
+        assert!(error(quote!(memory = "lots")).contains("invalid `memory` size \"lots\""));
+        assert!(error(quote!(memory = 0)).contains("must not be zero"));
+    }
+
+    #[test]
+    fn duplicate_keys_are_rejected() {
+        assert_eq!(error(quote!(machine = "virt", machine = "q35")), "duplicate `machine` key");
+        assert!(error(quote!(drive = "a", drive = "b")).contains("as an array"));
+        assert_eq!(error(quote!(console, console = "isa-serial")), "duplicate `console` key");
+    }
+
+    #[test]
+    fn unknown_keys_list_the_accepted_ones() {
+        let message = error(quote!(machin = "virt"));
+        assert!(message.starts_with("unknown key `machin`; did you mean `machine`?"), "{message}");
+        assert!(message.contains("`should_fail`"), "{message}");
+        let message = error(quote!(frobnicate));
+        assert!(message.starts_with("unknown key `frobnicate` (accepted keys: `binary`"), "{message}");
+    }
+
+    #[test]
+    fn wrong_value_types_say_what_is_expected() {
+        assert_eq!(
+            error(quote!(smp = "2")),
+            "`smp` expects an integer literal of at least 1, e.g. `smp = 2`"
+        );
+        assert_eq!(
+            error(quote!(machine = 1)),
+            "`machine` expects a string literal, e.g. `machine = \"virt\"`"
+        );
+        assert!(error(quote!(machine)).starts_with("`machine` needs a value"));
+        assert!(error(quote!(args = "-a")).starts_with("`args` expects an array of string literals"));
+        assert!(error(quote!(args = ["-a", 1])).starts_with("`args` takes string literals only"));
+        assert!(error(quote!(no_vm = true)).contains("is a flag and takes no value"));
+        assert!(error(quote!(console(1))).starts_with("expected `console = ...`"));
+        assert!(error(quote!(qemu::machine = "virt")).starts_with("expected a key such as `machine`"));
+        assert_eq!(error(quote!(smp = 0)), "`smp` must be at least 1");
+        assert!(error(quote!(smp = 5000000000)).starts_with("invalid `smp`"));
+    }
+
+    #[test]
+    fn accelerators_are_checked() {
+        assert!(parse(quote!(accel = "kvm")).accel.is_some());
+        assert_eq!(
+            error(quote!(accel = "hvf")),
+            "unknown accelerator \"hvf\": expected one of \"auto\", \"kvm\" or \"tcg\""
+        );
+    }
+
+    #[test]
+    fn timeouts_are_checked() {
+        assert_eq!(parse(quote!(timeout = "250ms")).timeout.unwrap().value.value, Duration::from_millis(250));
+        assert!(error(quote!(timeout = "soon")).starts_with("invalid `timeout` \"soon\""));
+        assert!(error(quote!(timeout = "0s")).starts_with("`timeout` must be longer than zero"));
+        assert!(error(quote!(timeout = 60)).contains("`timeout = \"60s\"`"));
+    }
+
+    #[test]
+    fn every_bad_argument_is_reported() {
+        let parsed = parse_args(quote!(smp = "2", machine = "virt", memory = "x")).unwrap();
+        assert_eq!(parsed.errors.unwrap().into_iter().count(), 2);
+        assert!(parsed.config.machine.is_some());
+    }
+
+    #[test]
+    fn a_malformed_list_is_a_syntax_error() {
+        assert!(parse_args(quote!(machine = )).is_err());
+        assert!(parse_args(quote!(machine "virt")).is_err());
+    }
+
+    #[test]
+    fn edit_distance() {
+        assert_eq!(distance("machin", "machine"), 1);
+        assert_eq!(distance("smp", "smp"), 0);
+        assert_eq!(distance("", "cpu"), 3);
+        assert_eq!(distance("kernal", "kernel"), 1);
+    }
+}

@@ -1,0 +1,451 @@
+//! The guest serial console: draining, logging, pattern waits, input.
+//!
+//! One drain thread per console reads everything the guest prints into an
+//! in-memory buffer and the console log file as it arrives, so QEMU never
+//! blocks on a full socket and nothing is lost (bytes are kept as bytes;
+//! invalid UTF-8 survives). Waits search the output after a cursor: each
+//! successful wait moves the cursor past its match, so the next wait only
+//! sees newer output.
+//!
+//! ```no_run
+//! # fn demo(vm: &qemu_test::Vm) -> qemu_test::TestResult {
+//! use qemu_test::Pattern;
+//! use std::time::Duration;
+//!
+//! let console = vm.console();
+//! console.wait_for("login:")?;
+//! console.exec_and_wait("hello", "you said: hello")?;
+//! let m = console.wait_for_any(&[Pattern::text("$ "), Pattern::text("guest panic").fails()])?;
+//! assert_eq!(m.index, 0);
+//! console.with_timeout(Duration::from_secs(2)).wait_for_regex(r"\$ $")?;
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use regex::bytes::Regex;
+
+use crate::deadline::DeadlineCap;
+use crate::error::ConsoleError;
+
+/// The default timeout of console waits.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How many lines of output an error shows.
+const TAIL_LINES: usize = 20;
+
+/// What a console wait looks for.
+#[derive(Clone)]
+pub struct Pattern {
+    kind: Kind,
+    failure: bool,
+}
+
+#[derive(Clone)]
+enum Kind {
+    Text(Vec<u8>),
+    Regex(Regex),
+}
+
+impl Pattern {
+    /// Literal text (bytes).
+    pub fn text(text: impl AsRef<[u8]>) -> Self {
+        Pattern { kind: Kind::Text(text.as_ref().to_vec()), failure: false }
+    }
+
+    /// A regular expression over the output bytes (`regex::bytes` syntax).
+    pub fn regex(re: &str) -> Result<Self, ConsoleError> {
+        Ok(Pattern { kind: Kind::Regex(Regex::new(re)?), failure: false })
+    }
+
+    /// Marks this pattern as a failure: if it appears first, the wait fails
+    /// at once with [`ConsoleError::Failure`] (like QEMU functional tests'
+    /// `failure_message`).
+    pub fn fails(mut self) -> Self {
+        self.failure = true;
+        self
+    }
+
+    /// Whether this is a failure pattern.
+    pub fn is_failure(&self) -> bool {
+        self.failure
+    }
+
+    /// The first match in `hay` at or after `from`: (start, end).
+    fn find(&self, hay: &[u8], from: usize) -> Option<(usize, usize)> {
+        match &self.kind {
+            Kind::Text(t) if t.is_empty() => Some((from, from)),
+            Kind::Text(t) => memchr::memmem::find(&hay[from..], t).map(|i| (from + i, from + i + t.len())),
+            Kind::Regex(re) => re.find_at(hay, from).map(|m| (m.start(), m.end())),
+        }
+    }
+
+    /// For text, how far back from the end of the already searched output
+    /// a match may still start (a match can straddle old and new bytes).
+    fn overlap(&self) -> Option<usize> {
+        match &self.kind {
+            Kind::Text(t) => Some(t.len().saturating_sub(1)),
+            Kind::Regex(_) => None,
+        }
+    }
+}
+
+impl From<&str> for Pattern {
+    fn from(s: &str) -> Self {
+        Pattern::text(s)
+    }
+}
+impl From<String> for Pattern {
+    fn from(s: String) -> Self {
+        Pattern::text(s)
+    }
+}
+
+impl fmt::Debug for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Text(t) => write!(f, "{:?}", String::from_utf8_lossy(t)),
+            Kind::Regex(re) => write!(f, "regex /{}/", re.as_str()),
+        }
+    }
+}
+
+/// A successful console wait.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Match {
+    /// Which pattern matched (its index in the list given).
+    pub index: usize,
+    /// The matched bytes.
+    pub matched: Vec<u8>,
+    /// Everything printed between the previous cursor and the match.
+    pub before: Vec<u8>,
+}
+
+impl Match {
+    /// The matched text, lossily decoded.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.matched).into_owned()
+    }
+}
+
+#[derive(Debug, Default)]
+struct Buffer {
+    data: Vec<u8>,
+    /// Waits search after this offset.
+    cursor: usize,
+    /// The drain thread saw EOF or an error.
+    closed: bool,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    buf: Mutex<Buffer>,
+    cond: Condvar,
+    writer: Mutex<Option<UnixStream>>,
+    configured: bool,
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, Buffer> {
+        self.buf.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A handle to a machine's serial console. Cheap to clone; all clones
+/// share the output and the cursor.
+///
+/// A machine launched without a console hands out a detached `Console`
+/// whose operations fail with [`ConsoleError::NotConfigured`].
+#[derive(Debug, Clone)]
+pub struct Console {
+    inner: Arc<Inner>,
+    timeout: Duration,
+    cap: DeadlineCap,
+}
+
+/// The drain thread of a console; joined when the machine shuts down.
+#[derive(Debug)]
+pub(crate) struct Drain {
+    handle: Option<JoinHandle<()>>,
+    stream: UnixStream,
+}
+
+impl Drain {
+    /// Stops draining (after QEMU is gone, all its output has been read).
+    pub(crate) fn finish(mut self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Console {
+    /// A console with nothing attached.
+    pub(crate) fn detached() -> Self {
+        Console { inner: Arc::new(Inner::default()), timeout: DEFAULT_TIMEOUT, cap: DeadlineCap::default() }
+    }
+
+    /// Starts draining `stream` into memory and `log` (if any).
+    pub(crate) fn attach(stream: UnixStream, log: Option<File>, cap: DeadlineCap) -> std::io::Result<(Self, Drain)> {
+        let inner = Arc::new(Inner { configured: true, ..Inner::default() });
+        *inner.writer.lock().unwrap_or_else(|e| e.into_inner()) = Some(stream.try_clone()?);
+        let reader = stream.try_clone()?;
+        let handle = {
+            let inner = Arc::clone(&inner);
+            thread::Builder::new().name("qemu-test-console".into()).spawn(move || drain(reader, log, &inner))?
+        };
+        Ok((Console { inner, timeout: DEFAULT_TIMEOUT, cap }, Drain { handle: Some(handle), stream }))
+    }
+
+    /// A handle whose waits default to `timeout` instead of 30 s.
+    pub fn with_timeout(&self, timeout: Duration) -> Console {
+        Console { timeout, ..self.clone() }
+    }
+
+    /// The default timeout of this handle's waits.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn check(&self) -> Result<(), ConsoleError> {
+        if self.inner.configured {
+            Ok(())
+        } else {
+            Err(ConsoleError::NotConfigured)
+        }
+    }
+
+    /// Waits until `text` appears after the cursor; moves the cursor past it.
+    pub fn wait_for(&self, text: &str) -> Result<Match, ConsoleError> {
+        self.wait_for_any(&[Pattern::text(text)])
+    }
+
+    /// Waits until the regular expression matches after the cursor.
+    pub fn wait_for_regex(&self, re: &str) -> Result<Match, ConsoleError> {
+        self.wait_for_any(&[Pattern::regex(re)?])
+    }
+
+    /// Waits until one of `patterns` appears; the earliest match wins. A
+    /// [failure pattern](Pattern::fails) that matches first fails the wait.
+    pub fn wait_for_any(&self, patterns: &[Pattern]) -> Result<Match, ConsoleError> {
+        self.check()?;
+        let (deadline, timeout) = self.cap.after(self.timeout);
+        let expected = || {
+            let ok: Vec<String> = patterns.iter().filter(|p| !p.failure).map(ToString::to_string).collect();
+            ok.join(" or ")
+        };
+        let mut buf = self.inner.lock();
+        // Per pattern: offset up to which it has been searched in vain.
+        let mut searched = vec![buf.cursor; patterns.len()];
+        let mut last_regex_scan = (buf.data.len(), Instant::now());
+        let mut first = true;
+        loop {
+            let len = buf.data.len();
+            let regex_due = first || regex_scan_due(&buf, last_regex_scan);
+            let mut best: Option<(usize, usize, usize)> = None;
+            for (i, p) in patterns.iter().enumerate() {
+                let from = match p.overlap() {
+                    Some(back) => searched[i].saturating_sub(back).max(buf.cursor),
+                    None if regex_due => buf.cursor,
+                    None => continue,
+                };
+                if let Some((s, e)) = p.find(&buf.data, from) {
+                    if best.is_none_or(|(bs, _, _)| s < bs) {
+                        best = Some((s, e, i));
+                    }
+                }
+                searched[i] = len;
+            }
+            if regex_due {
+                last_regex_scan = (len, Instant::now());
+            }
+            first = false;
+            if let Some((start, end, index)) = best {
+                let before = buf.data[buf.cursor..start].to_vec();
+                let matched = buf.data[start..end].to_vec();
+                buf.cursor = end;
+                if patterns[index].failure {
+                    return Err(ConsoleError::Failure {
+                        pattern: patterns[index].to_string(),
+                        expected: expected(),
+                        tail: tail(&buf.data),
+                    });
+                }
+                return Ok(Match { index, matched, before });
+            }
+            if buf.closed {
+                return Err(ConsoleError::Closed { pattern: expected(), tail: tail(&buf.data) });
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(ConsoleError::Timeout { pattern: expected(), timeout, tail: tail(&buf.data) });
+            }
+            // Regexes are rescanned at most every 20 ms, so a flood of
+            // output does not turn into quadratic work.
+            let nap = if patterns.iter().any(|p| p.overlap().is_none()) { left.min(Duration::from_millis(20)) } else { left };
+            buf = self.inner.cond.wait_timeout(buf, nap).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
+    /// Sends bytes to the guest as they are.
+    pub fn send(&self, bytes: impl AsRef<[u8]>) -> Result<(), ConsoleError> {
+        self.check()?;
+        let mut writer = self.inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let stream = writer.as_mut().ok_or(ConsoleError::NotConfigured)?;
+        stream.write_all(bytes.as_ref()).map_err(ConsoleError::Write)
+    }
+
+    /// Sends `line` followed by a carriage return (the Enter key on a
+    /// serial terminal).
+    pub fn send_line(&self, line: &str) -> Result<(), ConsoleError> {
+        let mut bytes = Vec::with_capacity(line.len() + 1);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\r');
+        self.send(bytes)
+    }
+
+    /// Sends `line`, then waits for `pattern`.
+    pub fn exec_and_wait(&self, line: &str, pattern: &str) -> Result<Match, ConsoleError> {
+        self.send_line(line)?;
+        self.wait_for(pattern)
+    }
+
+    /// Everything the guest printed so far, lossily decoded.
+    pub fn output(&self) -> String {
+        String::from_utf8_lossy(&self.inner.lock().data).into_owned()
+    }
+
+    /// Everything the guest printed so far, byte-exact.
+    pub fn output_bytes(&self) -> Vec<u8> {
+        self.inner.lock().data.clone()
+    }
+
+    /// The last `n` lines the guest printed, lossily decoded.
+    pub fn tail(&self, n: usize) -> String {
+        tail_n(&self.inner.lock().data, n)
+    }
+
+    /// Moves the cursor to the end of the output: later waits only see
+    /// output printed from now on.
+    pub fn skip_to_end(&self) {
+        let mut buf = self.inner.lock();
+        buf.cursor = buf.data.len();
+    }
+
+    /// Whether the guest side is closed (QEMU exited).
+    pub fn is_closed(&self) -> bool {
+        self.inner.lock().closed
+    }
+}
+
+fn regex_scan_due(buf: &Buffer, (len_then, when): (usize, Instant)) -> bool {
+    buf.closed || (buf.data.len() > len_then && when.elapsed() >= Duration::from_millis(20))
+}
+
+fn tail(data: &[u8]) -> String {
+    tail_n(data, TAIL_LINES)
+}
+
+fn tail_n(data: &[u8], n: usize) -> String {
+    let text = String::from_utf8_lossy(data);
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(n);
+    let mut out = lines[start..].join("\n");
+    if out.len() > 4096 {
+        let cut = out.len() - 4096;
+        let cut = (cut..out.len()).find(|&i| out.is_char_boundary(i)).unwrap_or(out.len());
+        out = format!("…{}", &out[cut..]);
+    }
+    if out.is_empty() {
+        out.push_str("(the guest printed nothing)");
+    }
+    out
+}
+
+fn drain(mut stream: UnixStream, mut log: Option<File>, inner: &Inner) {
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => {
+                if let Some(f) = log.as_mut() {
+                    if f.write_all(&chunk[..n]).is_err() {
+                        log = None;
+                    }
+                }
+                inner.lock().data.extend_from_slice(&chunk[..n]);
+                inner.cond.notify_all();
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+    inner.lock().closed = true;
+    inner.cond.notify_all();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_patterns_find_first_match() {
+        let p = Pattern::text("ab");
+        assert_eq!(p.find(b"xxabyab", 0), Some((2, 4)));
+        assert_eq!(p.find(b"xxabyab", 3), Some((5, 7)));
+        assert_eq!(p.find(b"xxa", 0), None);
+    }
+
+    #[test]
+    fn regex_patterns_work_on_bytes() {
+        let p = Pattern::regex(r"you said: (\w+)").unwrap();
+        assert_eq!(p.find(b"\xff\x00you said: hi\r\n", 0), Some((2, 14)));
+        assert!(Pattern::regex("(").is_err());
+    }
+
+    #[test]
+    fn tail_shows_last_lines() {
+        let data: Vec<u8> = (0..30).map(|i| format!("line {i}\n")).collect::<String>().into_bytes();
+        let t = tail_n(&data, 3);
+        assert_eq!(t, "line 27\nline 28\nline 29");
+        assert_eq!(tail_n(b"", 3), "(the guest printed nothing)");
+    }
+
+    #[test]
+    fn detached_console_reports_not_configured() {
+        let c = Console::detached();
+        assert!(matches!(c.wait_for("x"), Err(ConsoleError::NotConfigured)));
+        assert!(matches!(c.send_line("x"), Err(ConsoleError::NotConfigured)));
+    }
+
+    #[test]
+    fn waits_over_a_socketpair() {
+        let (host, mut guest) = UnixStream::pair().unwrap();
+        let (console, drain) = Console::attach(host, None, DeadlineCap::default()).unwrap();
+        guest.write_all(b"boot\r\nlogin: ").unwrap();
+        let m = console.wait_for("login:").unwrap();
+        assert_eq!(m.before, b"boot\r\n");
+        // The cursor moved: the same text does not match twice.
+        let c = console.with_timeout(Duration::from_millis(50));
+        assert!(matches!(c.wait_for("login:"), Err(ConsoleError::Timeout { .. })));
+        guest.write_all(b"oops: guest panic\n").unwrap();
+        let err = console.wait_for_any(&[Pattern::text("$ "), Pattern::text("panic").fails()]).unwrap_err();
+        assert!(matches!(err, ConsoleError::Failure { .. }), "{err}");
+        drop(guest);
+        assert!(matches!(console.wait_for("never"), Err(ConsoleError::Closed { .. })));
+        drain.finish();
+    }
+}

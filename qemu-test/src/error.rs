@@ -1,0 +1,306 @@
+//! The error types, one enum per failure domain.
+//!
+//! [`Error`] is what [`Machine`](crate::machine::Machine) methods return. It
+//! wraps the domain errors ([`QmpError`], [`ConsoleError`], [`EventError`])
+//! and adds the process-lifetime failures (`Launch`, `AbnormalShutdown`).
+//! Messages are lowercase, say what was attempted, and leave the cause to
+//! `source()`. `Debug` prints the message and its chain of causes, so a test
+//! body returning `Err` reads well in libtest's output.
+//!
+//! ```
+//! use qemu_test::Error;
+//!
+//! fn describe(err: &Error) -> String {
+//!     match err {
+//!         Error::Qmp { class, desc, .. } => format!("QEMU said {class}: {desc}"),
+//!         other => other.to_string(),
+//!     }
+//! }
+//! ```
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Any error a test body may return with `?`.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What a `#[qemu_test]` body returns: `Ok(())` or any error.
+pub type TestResult<T = ()> = std::result::Result<T, BoxError>;
+
+/// Formats an error and its chain of causes, one per line.
+pub(crate) fn fmt_chain(err: &dyn std::error::Error, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    write!(f, "{err}")?;
+    let mut source = err.source();
+    while let Some(cause) = source {
+        write!(f, "\n  caused by: {cause}")?;
+        source = cause.source();
+    }
+    Ok(())
+}
+
+macro_rules! debug_as_chain {
+    ($($ty:ty),*) => {$(
+        impl fmt::Debug for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt_chain(self, f)
+            }
+        }
+    )*};
+}
+debug_as_chain!(Error, QmpError, ConsoleError, EventError);
+
+/// A failure of a [`Machine`](crate::machine::Machine) operation.
+#[derive(thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// QEMU could not be started, or exited, or its QMP handshake failed
+    /// during `launch()`. Carries QEMU's own output (like upstream's
+    /// `VMLaunchFailure`).
+    #[error("failed to launch QEMU (exit code: {}): {command_line}\n--- QEMU output ---\n{output}", fmt_code(*.exit_code))]
+    Launch {
+        /// QEMU's exit code, if it exited (negative: killed by that signal).
+        exit_code: Option<i32>,
+        /// The full command line.
+        command: Vec<String>,
+        /// The command line, shell-quoted, for display.
+        command_line: String,
+        /// What QEMU printed on stdout and stderr.
+        output: String,
+        /// What went wrong on our side.
+        #[source]
+        cause: Box<Error>,
+    },
+
+    /// A graceful shutdown failed and QEMU was killed.
+    #[error("could not shut QEMU down gracefully; it was killed\n--- QEMU output ---\n{log}")]
+    AbnormalShutdown {
+        /// What QEMU printed.
+        log: String,
+        /// Why the graceful shutdown failed.
+        #[source]
+        cause: Box<Error>,
+    },
+
+    /// QEMU answered a command with an error.
+    #[error("QMP command `{command}` failed: {class}: {desc}")]
+    Qmp {
+        /// The command that failed.
+        command: String,
+        /// QEMU's error class, e.g. `GenericError`, `CommandNotFound`.
+        class: String,
+        /// QEMU's human-readable description.
+        desc: String,
+    },
+
+    /// The QMP connection failed.
+    #[error(transparent)]
+    Protocol(#[from] QmpError),
+
+    /// A console operation failed.
+    #[error(transparent)]
+    Console(#[from] ConsoleError),
+
+    /// Waiting for an event failed.
+    #[error(transparent)]
+    Event(#[from] EventError),
+
+    /// The operation needs a machine in another state.
+    #[error("{0}")]
+    State(&'static str),
+
+    /// QEMU did not exit within the time given to `wait()`.
+    #[error("QEMU (pid {pid}) did not exit within {timeout:?}")]
+    WaitTimeout {
+        /// QEMU's process id.
+        pid: u32,
+        /// The time waited.
+        timeout: Duration,
+    },
+
+    /// A system call or file operation failed.
+    #[error("{context}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn fmt_code(code: Option<i32>) -> String {
+    code.map_or_else(|| "none, still running or not started".to_string(), |c| c.to_string())
+}
+
+impl Error {
+    pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
+        Error::Io { context: context.into(), source }
+    }
+}
+
+/// A failure of the QMP connection or protocol.
+#[derive(thiserror::Error)]
+#[non_exhaustive]
+pub enum QmpError {
+    /// Connecting to (or accepting from) QEMU's monitor failed.
+    #[error("error connecting to the QMP monitor at {address}")]
+    Connect {
+        /// The address.
+        address: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The greeting was missing or malformed.
+    #[error("bad QMP greeting: {0}")]
+    Greeting(String),
+    /// `qmp_capabilities` failed.
+    #[error("QMP capabilities negotiation failed: {0}")]
+    Negotiate(String),
+    /// No reply (or greeting) arrived before the deadline.
+    #[error("no reply to QMP `{command}` within {timeout:?}")]
+    Timeout {
+        /// The command (or `greeting`).
+        command: String,
+        /// The time waited.
+        timeout: Duration,
+    },
+    /// QEMU sent something that is not a QMP message.
+    #[error("malformed QMP message: {reason}: {excerpt}")]
+    Malformed {
+        /// What was wrong.
+        reason: String,
+        /// The start of the offending bytes.
+        excerpt: String,
+    },
+    /// A message was longer than the maximum.
+    #[error("QMP message longer than the maximum of {max} bytes")]
+    TooLong {
+        /// The maximum message size.
+        max: usize,
+    },
+    /// The connection is closed (QEMU exited or closed the socket).
+    #[error("QMP connection closed{}", .reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
+    Closed {
+        /// Why, if known.
+        reason: Option<String>,
+    },
+    /// Reading or writing the socket failed.
+    #[error("QMP I/O error while {context}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A failure of a console operation.
+#[derive(thiserror::Error)]
+#[non_exhaustive]
+pub enum ConsoleError {
+    /// The machine has no console.
+    #[error("this machine has no console: add `console` to #[qemu_test] or call `set_console()` before launch")]
+    NotConfigured,
+    /// The pattern did not appear before the deadline.
+    #[error("timed out after {timeout:?} waiting for {pattern} on the console\n--- last console lines ---\n{tail}")]
+    Timeout {
+        /// What was awaited.
+        pattern: String,
+        /// The time waited.
+        timeout: Duration,
+        /// The last lines the guest printed.
+        tail: String,
+    },
+    /// A failure pattern appeared.
+    #[error("console printed failure pattern {pattern} while waiting for {expected}\n--- last console lines ---\n{tail}")]
+    Failure {
+        /// The failure pattern that matched.
+        pattern: String,
+        /// What was awaited.
+        expected: String,
+        /// The last lines the guest printed.
+        tail: String,
+    },
+    /// The console closed (QEMU exited) before the pattern appeared.
+    #[error("console closed (QEMU exited?) while waiting for {pattern}\n--- last console lines ---\n{tail}")]
+    Closed {
+        /// What was awaited.
+        pattern: String,
+        /// The last lines the guest printed.
+        tail: String,
+    },
+    /// A regular expression did not compile.
+    #[error("invalid console regex")]
+    Regex(#[from] regex::Error),
+    /// Writing to the console failed.
+    #[error("error writing to the console")]
+    Write(#[source] io::Error),
+}
+
+/// A failure while waiting for QMP events.
+#[derive(thiserror::Error)]
+#[non_exhaustive]
+pub enum EventError {
+    /// None of the awaited events arrived in time.
+    #[error("timed out after {timeout:?} waiting for QMP event {wanted}")]
+    Timeout {
+        /// The awaited event names (and patterns).
+        wanted: String,
+        /// The time waited.
+        timeout: Duration,
+    },
+    /// The connection failed while waiting.
+    #[error("QMP connection failed while waiting for event {wanted}")]
+    Connection {
+        /// The awaited event names.
+        wanted: String,
+        /// The cause.
+        #[source]
+        source: QmpError,
+    },
+}
+
+/// A failure to find or prepare what a test needs (not a failure of the
+/// test itself): reported as a skip, or as a failure under
+/// `QEMU_TEST_REQUIRE=1`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// The QEMU binary was not found.
+    #[error("{binary} not found in QEMU_TEST_QEMU_DIR or PATH")]
+    BinaryNotFound {
+        /// The binary's name.
+        binary: String,
+    },
+    /// The requested accelerator is not usable.
+    #[error("accelerator {accel} is not usable here: {reason}")]
+    Accel {
+        /// The accelerator.
+        accel: String,
+        /// Why.
+        reason: String,
+    },
+    /// The machine type is not supported by the binary.
+    #[error("machine type {machine} is not supported by {binary}")]
+    Machine {
+        /// The machine type.
+        machine: String,
+        /// The QEMU binary.
+        binary: String,
+    },
+    /// A guest image is missing.
+    #[error("guest image {path} is missing: {hint}")]
+    Image {
+        /// The missing file.
+        path: PathBuf,
+        /// What to do.
+        hint: String,
+    },
+}

@@ -1,0 +1,78 @@
+//! # qemu-test
+//!
+//! Integration tests that run inside QEMU virtual machines. One attribute
+//! turns a function into a VM test; `cargo test` boots a real VM for it,
+//! drives it over QMP and the serial console, and on failure leaves
+//! everything needed to understand it on disk.
+//!
+//! ```no_run
+//! use qemu_test::prelude::*;
+//!
+//! #[qemu_test(machine = "virt", console, kernel = guest::ECHO_SHELL_AARCH64)]
+//! fn guest_echoes(vm: &mut Vm) -> TestResult {
+//!     vm.console().wait_for("login:")?;
+//!     vm.console().exec_and_wait("hello", "you said: hello")?;
+//!     let status = vm.command("query-status", json!({}))?;
+//!     assert_eq!(status["running"], true);
+//!     Ok(())
+//! }
+//!
+//! qemu_test::main!();
+//! ```
+//!
+//! The runtime follows QEMU's own Python `QEMUMachine`: see [`Machine`].
+
+pub mod console;
+mod deadline;
+pub mod error;
+pub mod events;
+pub mod guest;
+pub mod machine;
+mod os;
+pub mod qmp;
+pub mod runner;
+pub mod spec;
+
+pub use console::{Console, Pattern};
+pub use error::{BoxError, ConsoleError, Error, EventError, QmpError, Result, SetupError, TestResult};
+pub use events::event_match;
+pub use machine::{Machine, MachineBuilder, MonitorAddr, Wait};
+pub use qemu_test_macros::qemu_test;
+pub use runner::Vm;
+pub use serde_json::{json, Value};
+pub use spec::VmSpec;
+
+/// Everything a test file needs: `use qemu_test::prelude::*;`.
+pub mod prelude {
+    pub use crate::error::{TestResult, Error};
+    pub use crate::guest;
+    pub use crate::machine::Machine;
+    pub use crate::runner::Vm;
+    pub use crate::console::Pattern;
+    pub use qemu_test_macros::qemu_test;
+    pub use serde_json::{json, Value};
+    pub use std::time::Duration;
+}
+
+/// Expands to the `main` of a test binary (`harness = false`) that runs
+/// every `#[qemu_test]` in it through the runner.
+///
+/// ```no_run
+/// qemu_test::main!();
+/// ```
+#[macro_export]
+macro_rules! main {
+    () => {
+        fn main() -> ::std::process::ExitCode {
+            $crate::runner::run_registered()
+        }
+    };
+}
+
+/// Implementation details used by the code `#[qemu_test]` expands to. Not
+/// public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::runner::registry::{Body, IntoOutcome, ShouldFail, TestDef, TESTS};
+    pub use linkme;
+}

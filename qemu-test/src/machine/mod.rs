@@ -1,0 +1,850 @@
+//! Process lifetime of one QEMU: command line, launch, shutdown, kill,
+//! wait, temp and log directories, fd passing.
+//!
+//! [`Machine`] mirrors QEMU's Python `QEMUMachine` (python/qemu/machine):
+//!
+//! | QEMUMachine | Machine |
+//! | --- | --- |
+//! | `QEMUMachine(binary, args, wrapper, name, ...)` | [`Machine::builder`] … [`MachineBuilder::build`], [`Machine::new`] |
+//! | `launch()` | [`Machine::launch`] |
+//! | `shutdown(hard, timeout)`, `kill()`, `wait(timeout)` | [`shutdown`](Machine::shutdown), [`shutdown_timeout`](Machine::shutdown_timeout), [`kill`](Machine::kill), [`wait`](Machine::wait) |
+//! | `qmp(cmd, **args)`, `cmd(cmd, **args)` | [`qmp`](Machine::qmp), [`command`](Machine::command) |
+//! | `get_qmp_event`, `get_qmp_events`, `event_wait`, `events_wait` | same names |
+//! | `add_fd`, `send_fd_scm`, `add_monitor_null`, `set_qmp_monitor`, `set_machine`, `set_console`, `add_args` | same names |
+//! | `console_socket`, `get_log`, `exitcode`, `get_pid`, `is_running` | [`console`](Machine::console), [`log`](Machine::log), [`exit_code`](Machine::exit_code), [`pid`](Machine::pid), [`is_running`](Machine::is_running) |
+//!
+//! ```no_run
+//! use qemu_test::{guest, Machine};
+//! use serde_json::json;
+//!
+//! let mut vm = Machine::builder("qemu-system-aarch64")
+//!     .args(["-cpu", "max", "-kernel"])
+//!     .arg(guest::ECHO_SHELL_AARCH64.path()?.to_str().unwrap())
+//!     .build();
+//! vm.set_machine("virt");
+//! vm.set_console(None, 0);
+//! vm.launch()?;
+//! vm.console().wait_for("login:")?;
+//! assert_eq!(vm.command("query-status", json!({}))?["running"], true);
+//! vm.shutdown()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod cmdline;
+
+use std::fs::{self, File};
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rustix::process::Signal;
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::console::{Console, Drain};
+use crate::deadline::DeadlineCap;
+use crate::error::{Error, QmpError, Result};
+use crate::events::EventCache;
+pub use crate::events::Wait;
+use crate::os;
+use crate::qmp::{self, QmpClient, Stream, Transcript};
+pub(crate) use cmdline::escape_opt;
+use cmdline::{BaseArgs, ConsoleArg, MonitorArg};
+
+/// The default QMP timeout (as upstream's `qmp_timer`).
+pub const DEFAULT_QMP_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default time `shutdown()` waits for QEMU to exit.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where the QMP monitor is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MonitorAddr {
+    /// A `socketpair()` whose QEMU end is inherited (`-chardev socket,fd=N`):
+    /// no path, no race (the default).
+    #[default]
+    SocketPair,
+    /// A Unix socket at this path; a relative path is placed in the sock
+    /// dir. We listen, QEMU connects.
+    Unix(PathBuf),
+    /// A TCP socket (use a loopback address; port 0 picks a free port). We
+    /// listen, QEMU connects.
+    Tcp(SocketAddr),
+}
+
+/// Configures a [`Machine`]; see [`Machine::builder`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct MachineBuilder {
+    binary: String,
+    args: Vec<String>,
+    wrapper: Vec<String>,
+    name: Option<String>,
+    base_temp_dir: Option<PathBuf>,
+    monitor: Option<MonitorAddr>,
+    sock_dir: Option<PathBuf>,
+    drain_console: bool,
+    console_log: Option<PathBuf>,
+    qmp_log: Option<PathBuf>,
+    log_dir: Option<PathBuf>,
+    qmp_timeout: Duration,
+}
+
+impl MachineBuilder {
+    /// Appends arguments, passed to QEMU verbatim.
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+    /// Appends one argument.
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+    /// Runs QEMU under a wrapper command, e.g. `["gdb", "--args"]` or
+    /// `["valgrind"]`.
+    pub fn wrapper<I, S>(mut self, wrapper: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.wrapper = wrapper.into_iter().map(Into::into).collect();
+        self
+    }
+    /// Names the machine (log file names); default `qemu-machine-<random>`.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+    /// Where the private temp dir is created; default `$TMPDIR`.
+    pub fn base_temp_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.base_temp_dir = Some(dir.into());
+        self
+    }
+    /// Where the QMP monitor listens; default a socketpair.
+    pub fn monitor(mut self, addr: MonitorAddr) -> Self {
+        self.monitor = Some(addr);
+        self
+    }
+    /// Where the private socket dir is created; default the base temp dir.
+    pub fn sock_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.sock_dir = Some(dir.into());
+        self
+    }
+    /// Whether to write the console's output to a log file (default true).
+    /// The output is always drained into memory, so QEMU never blocks.
+    pub fn drain_console(mut self, drain: bool) -> Self {
+        self.drain_console = drain;
+        self
+    }
+    /// The console log file; default `<log dir>/<name>-console.log`.
+    pub fn console_log(mut self, path: impl Into<PathBuf>) -> Self {
+        self.console_log = Some(path.into());
+        self
+    }
+    /// The QMP transcript file; default `<log dir>/<name>-qmp.jsonl`.
+    pub fn qmp_log(mut self, path: impl Into<PathBuf>) -> Self {
+        self.qmp_log = Some(path.into());
+        self
+    }
+    /// Where QEMU's output (`<name>.log`) and the other logs go; default
+    /// the temp dir (removed at shutdown; [`Machine::log`] keeps QEMU's
+    /// output in memory).
+    pub fn log_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.log_dir = Some(dir.into());
+        self
+    }
+    /// The QMP timeout: handshake and each command (default 30 s).
+    pub fn qmp_timeout(mut self, timeout: Duration) -> Self {
+        self.qmp_timeout = timeout;
+        self
+    }
+    /// Finishes the configuration. Nothing is started until
+    /// [`Machine::launch`].
+    pub fn build(self) -> Machine {
+        let name = self.name.clone().unwrap_or_else(|| format!("qemu-machine-{:08x}", random_u32()));
+        Machine {
+            name,
+            cfg: self,
+            machine_type: None,
+            console: None,
+            pass_fds: Vec::new(),
+            cap: DeadlineCap::default(),
+            run: None,
+            console_handle: Console::detached(),
+            events: EventCache::default(),
+            exit_code: None,
+            iolog: None,
+            full_args: Vec::new(),
+            quit_issued: false,
+            user_killed: false,
+        }
+    }
+}
+
+/// What exists only while QEMU runs.
+#[derive(Debug)]
+struct Running {
+    child: Child,
+    qmp: Option<QmpClient>,
+    drain: Option<Drain>,
+    qemu_log: PathBuf,
+    // Dropped (and removed) at shutdown, after everything above.
+    sock_dir: TempDir,
+    temp_dir: TempDir,
+}
+
+/// One QEMU process, launched, driven over QMP and the console, and shut
+/// down; see the [module docs](self) for the mapping to `QEMUMachine`.
+///
+/// Dropping a running `Machine` kills QEMU (its whole process group) and
+/// reaps it; no outcome leaves a QEMU process behind.
+#[derive(Debug)]
+pub struct Machine {
+    name: String,
+    cfg: MachineBuilder,
+    machine_type: Option<String>,
+    console: Option<(Option<String>, u32)>,
+    pass_fds: Vec<OwnedFd>,
+    cap: DeadlineCap,
+    run: Option<Running>,
+    console_handle: Console,
+    events: EventCache,
+    exit_code: Option<i32>,
+    iolog: Option<String>,
+    full_args: Vec<String>,
+    quit_issued: bool,
+    user_killed: bool,
+}
+
+impl Machine {
+    /// A machine with default settings.
+    ///
+    /// ```
+    /// let vm = qemu_test::Machine::new("qemu-system-x86_64");
+    /// assert!(!vm.is_running());
+    /// ```
+    pub fn new(binary: impl Into<String>) -> Machine {
+        Machine::builder(binary).build()
+    }
+
+    /// Starts configuring a machine.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let vm = qemu_test::Machine::builder("qemu-system-x86_64")
+    ///     .args(["-S"])
+    ///     .name("demo")
+    ///     .qmp_timeout(Duration::from_secs(10))
+    ///     .build();
+    /// assert_eq!(vm.name(), "demo");
+    /// ```
+    pub fn builder(binary: impl Into<String>) -> MachineBuilder {
+        MachineBuilder {
+            binary: binary.into(),
+            args: Vec::new(),
+            wrapper: Vec::new(),
+            name: None,
+            base_temp_dir: None,
+            monitor: Some(MonitorAddr::SocketPair),
+            sock_dir: None,
+            drain_console: true,
+            console_log: None,
+            qmp_log: None,
+            log_dir: None,
+            qmp_timeout: DEFAULT_QMP_TIMEOUT,
+        }
+    }
+
+    /// The machine's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The user's arguments (without the base arguments the machine adds).
+    pub fn args(&self) -> &[String] {
+        &self.cfg.args
+    }
+
+    /// The whole command line of the last launch (wrapper, binary, base and
+    /// user arguments); empty before the first launch.
+    pub fn command_line(&self) -> &[String] {
+        &self.full_args
+    }
+
+    /// Appends arguments (takes effect at the next launch).
+    pub fn add_args<I, S>(&mut self, args: I) -> &mut Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.cfg.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets the machine type (`-machine`).
+    pub fn set_machine(&mut self, machine: impl Into<String>) -> &mut Self {
+        self.machine_type = Some(machine.into());
+        self
+    }
+
+    /// Attaches a console: to the machine's default serial port
+    /// (`device_type = None`, after `console_index` null ports) or to a
+    /// `-device <device_type>,chardev=console`.
+    pub fn set_console(&mut self, device_type: Option<&str>, console_index: u32) -> &mut Self {
+        self.console = Some((device_type.map(str::to_string), console_index));
+        self
+    }
+
+    /// Enables (the default) or disables the QMP monitor. Without it,
+    /// `qmp()` and events fail and `shutdown()` sends SIGTERM.
+    pub fn set_qmp_monitor(&mut self, enabled: bool) -> &mut Self {
+        self.cfg.monitor = if enabled { Some(self.cfg.monitor.clone().unwrap_or_default()) } else { None };
+        self
+    }
+
+    /// Adds `-monitor null`.
+    pub fn add_monitor_null(&mut self) -> &mut Self {
+        self.cfg.args.extend(["-monitor".into(), "null".into()]);
+        self
+    }
+
+    /// Passes `fd` to QEMU at launch and adds it to fd set `fdset`
+    /// (`-add-fd fd=N,set=S,opaque=O`). The fd is duplicated, so the caller
+    /// may close its own.
+    pub fn add_fd(&mut self, fd: impl AsFd, fdset: u32, opaque: &str) -> Result<&mut Self> {
+        let fd = fd.as_fd().try_clone_to_owned().map_err(|e| Error::io("duplicating a fd for add_fd", e))?;
+        let raw = fd.as_raw_fd();
+        self.pass_fds.push(fd);
+        let mut value = format!("fd={raw},set={fdset}");
+        if !opaque.is_empty() {
+            value.push_str(&format!(",opaque={}", escape_opt(opaque)));
+        }
+        self.cfg.args.extend(["-add-fd".into(), value]);
+        Ok(self)
+    }
+
+    /// Sends `fd` to QEMU over the QMP socket with `SCM_RIGHTS`; follow with
+    /// `getfd` (`{"fdname": ...}`) or `add-fd` to use it.
+    pub fn send_fd_scm(&self, fd: impl AsFd) -> Result<()> {
+        Ok(self.qmp_client()?.send_fd_scm(fd.as_fd())?)
+    }
+
+    /// Opens `path` and sends its fd like [`send_fd_scm`](Self::send_fd_scm).
+    pub fn send_file_scm(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let file = File::open(path).map_err(|e| Error::io(format!("opening {} to pass it to QEMU", path.display()), e))?;
+        self.send_fd_scm(&file)
+    }
+
+    /// Caps every wait of this machine (QMP, events, console) at
+    /// `deadline`; `None` removes the cap. The runner sets it to the test's
+    /// deadline.
+    pub fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.cap.set(deadline);
+    }
+
+    /// The private temp dir (mode 0700) while running.
+    pub fn temp_dir(&self) -> Option<&Path> {
+        self.run.as_ref().map(|r| r.temp_dir.path())
+    }
+
+    /// The private socket dir (mode 0700) while running.
+    pub fn sock_dir(&self) -> Option<&Path> {
+        self.run.as_ref().map(|r| r.sock_dir.path())
+    }
+
+    /// The log dir: the one configured, else the temp dir while running.
+    pub fn log_dir(&self) -> Option<&Path> {
+        self.cfg.log_dir.as_deref().or_else(|| self.temp_dir())
+    }
+
+    /// QEMU's process id while launched (the wrapper's, with a wrapper).
+    pub fn pid(&self) -> Option<u32> {
+        self.run.as_ref().map(|r| r.child.id())
+    }
+
+    /// Whether QEMU is running (launched and not exited).
+    pub fn is_running(&mut self) -> bool {
+        match self.run.as_mut() {
+            Some(r) => matches!(r.child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// QEMU's exit code after shutdown: the code, or minus the signal that
+    /// killed it (like Python's `returncode`); `None` before.
+    pub fn exit_code(&self) -> Option<i32> {
+        self.exit_code
+    }
+
+    /// What QEMU printed on stdout and stderr: the log file while running,
+    /// the saved copy after shutdown.
+    pub fn log(&self) -> String {
+        if let Some(run) = &self.run {
+            return read_lossy(&run.qemu_log);
+        }
+        self.iolog.clone().unwrap_or_default()
+    }
+
+    /// The console (a detached one, whose operations fail, if the machine
+    /// has none or is not running).
+    pub fn console(&self) -> Console {
+        self.console_handle.clone()
+    }
+
+    /// The QMP client while running with a monitor.
+    pub fn qmp_client(&self) -> Result<&QmpClient> {
+        match &self.run {
+            None => Err(Error::State("the machine is not running: call launch() first")),
+            Some(Running { qmp: None, .. }) => Err(Error::State("the machine has no QMP monitor (set_qmp_monitor(false))")),
+            Some(Running { qmp: Some(q), .. }) => Ok(q),
+        }
+    }
+
+    /// Sends a QMP command and returns the whole reply (`{"return": ...}`
+    /// or `{"error": ...}`). `args` is a JSON object, or `null`.
+    ///
+    /// ```no_run
+    /// # let mut vm = qemu_test::Machine::new("qemu-system-x86_64");
+    /// let reply = vm.qmp("query-status", serde_json::json!({}))?;
+    /// assert!(reply.get("return").is_some());
+    /// # Ok::<(), qemu_test::Error>(())
+    /// ```
+    pub fn qmp(&mut self, cmd: &str, args: Value) -> Result<Value> {
+        if cmd == "quit" {
+            self.quit_issued = true;
+        }
+        Ok(self.qmp_client()?.qmp(cmd, args)?)
+    }
+
+    /// Sends a QMP command and returns its `return` value, or
+    /// [`Error::Qmp`] with QEMU's error class and description.
+    ///
+    /// ```no_run
+    /// # let mut vm = qemu_test::Machine::new("qemu-system-x86_64");
+    /// let status = vm.command("query-status", serde_json::json!({}))?;
+    /// println!("{}", status["status"]);
+    /// # Ok::<(), qemu_test::Error>(())
+    /// ```
+    pub fn command(&mut self, cmd: &str, args: Value) -> Result<Value> {
+        let reply = self.qmp(cmd, args)?;
+        qmp::reply_to_result(cmd, reply)
+    }
+
+    /// The oldest unread event (cached ones first), waiting as `wait` says
+    /// (`false`, `true`, or a `Duration`).
+    pub fn get_qmp_event(&mut self, wait: impl Into<Wait>) -> Result<Option<Value>> {
+        if let Some(event) = self.events.pop() {
+            return Ok(Some(event));
+        }
+        match &self.run {
+            Some(Running { qmp: Some(q), .. }) => Ok(q.pull_event(wait.into())?),
+            _ => Ok(None),
+        }
+    }
+
+    /// All unread events: new ones (waiting for one as `wait` says), then
+    /// the cached ones (the seed's order).
+    pub fn get_qmp_events(&mut self, wait: impl Into<Wait>) -> Result<Vec<Value>> {
+        let mut events = match &self.run {
+            Some(Running { qmp: Some(q), .. }) => q.get_events(wait.into())?,
+            _ => Vec::new(),
+        };
+        events.extend(self.events.drain());
+        Ok(events)
+    }
+
+    /// Drops every unread event.
+    pub fn clear_events(&mut self) {
+        self.events.clear();
+        if let Some(Running { qmp: Some(q), .. }) = &self.run {
+            q.clear_events();
+        }
+    }
+
+    /// Waits for event `name` (matching `pattern` with [`event_match`],
+    /// if given) for up to `timeout`; other events seen meanwhile are kept.
+    ///
+    /// [`event_match`]: crate::event_match
+    ///
+    /// ```no_run
+    /// # let mut vm = qemu_test::Machine::new("qemu-system-x86_64");
+    /// # use std::time::Duration;
+    /// vm.command("system_reset", serde_json::json!({}))?;
+    /// let event = vm.event_wait("RESET", Duration::from_secs(5), None)?;
+    /// # Ok::<(), qemu_test::Error>(())
+    /// ```
+    pub fn event_wait(&mut self, name: &str, timeout: Duration, pattern: Option<Value>) -> Result<Value> {
+        self.events_wait(&[(name, pattern)], timeout)
+    }
+
+    /// Waits for the first of several events (name, optional pattern).
+    pub fn events_wait(&mut self, events: &[(&str, Option<Value>)], timeout: Duration) -> Result<Value> {
+        let wanted: Vec<(&str, Option<&Value>)> = events.iter().map(|(n, p)| (*n, p.as_ref())).collect();
+        // Not running: only the events kept from before shutdown match.
+        let qmp = self.run.as_ref().and_then(|r| r.qmp.as_ref());
+        Ok(self.events.wait_any(qmp, &wanted, timeout)?)
+    }
+
+    /// Starts QEMU and connects to its monitor.
+    ///
+    /// On failure QEMU is stopped and the error is [`Error::Launch`] with
+    /// QEMU's exit code, command line and output.
+    pub fn launch(&mut self) -> Result<()> {
+        if self.run.is_some() {
+            return Err(Error::State("the machine is already launched"));
+        }
+        self.exit_code = None;
+        self.iolog = None;
+        self.quit_issued = false;
+        self.user_killed = false;
+        self.events.clear();
+        self.console_handle = Console::detached();
+        let mut pending = Pending::default();
+        match self.try_launch(&mut pending) {
+            Ok(()) => Ok(()),
+            Err(cause) => {
+                let (exit_code, output) = pending.abort();
+                self.exit_code = exit_code;
+                self.iolog = Some(output.clone());
+                self.console_handle = Console::detached();
+                Err(Error::Launch {
+                    exit_code,
+                    command_line: shell_join(&self.full_args),
+                    command: self.full_args.clone(),
+                    output,
+                    cause: Box::new(cause),
+                })
+            }
+        }
+    }
+
+    fn try_launch(&mut self, p: &mut Pending) -> Result<()> {
+        let temp_base = self.cfg.base_temp_dir.clone().unwrap_or_else(std::env::temp_dir);
+        let temp_dir = tempfile::Builder::new()
+            .prefix("qemu-machine-")
+            .tempdir_in(&temp_base)
+            .map_err(|e| Error::io(format!("creating a temp dir in {}", temp_base.display()), e))?;
+        let sock_base = self.cfg.sock_dir.clone().unwrap_or(temp_base);
+        let sock_dir = p.sock_dir.insert(
+            tempfile::Builder::new()
+                .prefix("qemu-sock-")
+                .tempdir_in(&sock_base)
+                .map_err(|e| Error::io(format!("creating a socket dir in {}", sock_base.display()), e))?,
+        );
+        let log_dir = match &self.cfg.log_dir {
+            Some(dir) => {
+                os::create_private_dir_all(dir).map_err(|e| Error::io(format!("creating the log dir {}", dir.display()), e))?;
+                dir.clone()
+            }
+            None => temp_dir.path().to_path_buf(),
+        };
+        // Kept until the launch succeeds, so a failure can still read the log.
+        let temp_dir = p.temp_dir.insert(temp_dir);
+        let qemu_log = log_dir.join(format!("{}.log", self.name));
+        p.qemu_log = Some(qemu_log.clone());
+        let log_file = File::create(&qemu_log).map_err(|e| Error::io(format!("creating {}", qemu_log.display()), e))?;
+        let log_file2 = log_file.try_clone().map_err(|e| Error::io("duplicating the log file", e))?;
+
+        // The monitor: our end now, QEMU's end inherited or connecting.
+        let mut monitor_ours = None;
+        let mut listener = None;
+        let mut qemu_fds: Vec<OwnedFd> = Vec::new();
+        let monitor_arg = match &self.cfg.monitor {
+            None => None,
+            Some(MonitorAddr::SocketPair) => {
+                let (ours, theirs) = UnixStream::pair().map_err(|e| Error::io("creating the QMP socketpair", e))?;
+                let fd = theirs.as_raw_fd();
+                monitor_ours = Some(Stream::Unix(ours));
+                qemu_fds.push(theirs.into());
+                Some(MonitorArg::Fd(fd))
+            }
+            Some(MonitorAddr::Unix(path)) => {
+                let path = sock_dir.path().join(path);
+                let l = UnixListener::bind(&path).map_err(|e| Error::io(format!("listening on {}", path.display()), e))?;
+                listener = Some(Listener::Unix(l));
+                Some(MonitorArg::Path(path.to_string_lossy().into_owned()))
+            }
+            Some(MonitorAddr::Tcp(addr)) => {
+                let l = TcpListener::bind(addr).map_err(|e| Error::io(format!("listening on {addr}"), e))?;
+                let local = l.local_addr().map_err(|e| Error::io("reading the listening address", e))?;
+                listener = Some(Listener::Tcp(l));
+                Some(MonitorArg::Tcp(local))
+            }
+        };
+        let mut console_ours = None;
+        let console_arg = match &self.console {
+            None => None,
+            Some((device, index)) => {
+                let (ours, theirs) = UnixStream::pair().map_err(|e| Error::io("creating the console socketpair", e))?;
+                let fd = theirs.as_raw_fd();
+                console_ours = Some(ours);
+                qemu_fds.push(theirs.into());
+                Some((ConsoleArg::Fd(fd), device.as_deref(), *index))
+            }
+        };
+
+        let base = cmdline::base_args(&BaseArgs {
+            binary: &self.cfg.binary,
+            monitor: monitor_arg,
+            machine: self.machine_type.as_deref(),
+            console: console_arg,
+        });
+        self.full_args = self.cfg.wrapper.iter().chain([&self.cfg.binary]).chain(&base).chain(&self.cfg.args).cloned().collect();
+        let mut cmd = Command::new(&self.full_args[0]);
+        cmd.args(&self.full_args[1..]).stdin(Stdio::null()).stdout(log_file).stderr(log_file2);
+        let pass: Vec<RawFd> = qemu_fds.iter().map(AsRawFd::as_raw_fd).chain(self.pass_fds.iter().map(AsRawFd::as_raw_fd)).collect();
+        let child = os::spawn(cmd, pass).map_err(|e| Error::io(format!("starting {}", self.full_args[0]), e))?;
+        // QEMU has its copies; closing ours lets us see EOF when it exits.
+        drop(qemu_fds);
+        let pid = child.id();
+        p.child = Some(child);
+
+        let (console, drain) = match console_ours {
+            Some(stream) => {
+                let log = match (&self.cfg.console_log, self.cfg.drain_console) {
+                    (Some(path), _) => Some(path.clone()),
+                    (None, true) => Some(log_dir.join(format!("{}-console.log", self.name))),
+                    (None, false) => None,
+                };
+                let log = match log {
+                    Some(path) => Some(File::create(&path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?),
+                    None => None,
+                };
+                let (c, d) = Console::attach(stream, log, self.cap.clone()).map_err(|e| Error::io("starting the console drain thread", e))?;
+                (c, Some(d))
+            }
+            None => (Console::detached(), None),
+        };
+        p.drain = drain;
+
+        let qmp = match (monitor_ours, listener) {
+            (Some(stream), _) => Some(stream),
+            (None, Some(l)) => Some(l.accept(pid, self.cfg.qmp_timeout, &self.cap)?),
+            (None, None) => None,
+        };
+        let qmp = match qmp {
+            Some(stream) => {
+                let transcript_path = self.cfg.qmp_log.clone().unwrap_or_else(|| log_dir.join(format!("{}-qmp.jsonl", self.name)));
+                let transcript = Transcript::create(&transcript_path)
+                    .map_err(|e| Error::io(format!("creating {}", transcript_path.display()), e))?;
+                Some(QmpClient::connect_with(stream, self.cfg.qmp_timeout, Some(transcript.into()), self.cap.clone())?)
+            }
+            None => None,
+        };
+        self.console_handle = console;
+        self.run = Some(Running {
+            child: p.child.take().expect("child was set above"),
+            qmp,
+            drain: p.drain.take(),
+            qemu_log,
+            sock_dir: p.sock_dir.take().expect("sock dir was set above"),
+            temp_dir: p.temp_dir.take().expect("temp dir was set above"),
+        });
+        Ok(())
+    }
+
+    /// Shuts QEMU down gracefully (QMP `quit`, or SIGTERM without QMP) and
+    /// waits up to 30 s; see [`shutdown_timeout`](Self::shutdown_timeout).
+    pub fn shutdown(&mut self) -> Result<()> {
+        self.shutdown_timeout(DEFAULT_SHUTDOWN_TIMEOUT)
+    }
+
+    /// Shuts QEMU down gracefully and waits up to `timeout` for it to exit.
+    /// If it does not, it is killed and the result is
+    /// [`Error::AbnormalShutdown`]. Does nothing if not launched. Temp and
+    /// socket dirs are removed either way.
+    pub fn shutdown_timeout(&mut self, timeout: Duration) -> Result<()> {
+        let Some(run) = self.run.as_mut() else { return Ok(()) };
+        let graceful = (|| -> Result<()> {
+            match &run.qmp {
+                Some(q) if !self.quit_issued => {
+                    self.quit_issued = true;
+                    match q.qmp_timeout("quit", Value::Null, timeout) {
+                        // QEMU may exit before its reply reaches us.
+                        Ok(_) | Err(QmpError::Closed { .. }) | Err(QmpError::Io { .. }) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Some(_) => {}
+                None => os::kill_group(run.child.id(), Signal::TERM).map_err(|e| Error::io("sending SIGTERM to QEMU", e))?,
+            }
+            match os::wait_timeout(&mut run.child, Some(timeout)).map_err(|e| Error::io("waiting for QEMU", e))? {
+                Some(_) => Ok(()),
+                None => Err(Error::WaitTimeout { pid: run.child.id(), timeout }),
+            }
+        })();
+        match graceful {
+            Ok(()) => {
+                self.post_shutdown();
+                Ok(())
+            }
+            Err(cause) => {
+                self.hard_kill();
+                self.post_shutdown();
+                Err(Error::AbnormalShutdown { log: self.log(), cause: Box::new(cause) })
+            }
+        }
+    }
+
+    /// Kills QEMU (SIGKILL to its process group) and reaps it.
+    pub fn kill(&mut self) {
+        if self.run.is_some() {
+            self.user_killed = true;
+            self.hard_kill();
+            self.post_shutdown();
+        }
+    }
+
+    /// Waits up to `timeout` for QEMU to exit on its own (e.g. the guest
+    /// powers off), without asking it to; then cleans up like
+    /// [`shutdown`](Self::shutdown). If it does not exit in time it is
+    /// killed and the result is [`Error::AbnormalShutdown`] (as the seed's
+    /// `wait()`).
+    pub fn wait(&mut self, timeout: Duration) -> Result<()> {
+        self.quit_issued = true;
+        self.shutdown_timeout(timeout)
+    }
+
+    fn hard_kill(&mut self) {
+        if let Some(run) = self.run.as_mut() {
+            let _ = os::kill_group(run.child.id(), Signal::KILL);
+            let _ = os::kill_one(run.child.id(), Signal::KILL);
+            let _ = run.child.wait();
+        }
+    }
+
+    fn post_shutdown(&mut self) {
+        let Some(mut run) = self.run.take() else { return };
+        if let Ok(Some(status)) = run.child.try_wait() {
+            self.exit_code = os::exit_code(status);
+        }
+        if let Some(q) = run.qmp.take() {
+            // Keep what QEMU said last (e.g. SHUTDOWN) for event_wait().
+            if let Ok(events) = q.get_events(Wait::No) {
+                self.events.extend(events);
+            }
+        }
+        if let Some(d) = run.drain.take() {
+            d.finish();
+        }
+        let mut log = read_lossy(&run.qemu_log);
+        if let Some(code) = self.exit_code.filter(|c| *c < 0 && !self.user_killed) {
+            log.push_str(&format!("\n(qemu-test: QEMU received signal {})\n", -code));
+        }
+        self.iolog = Some(log);
+        // Dropping `run` removes the temp and socket dirs.
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        if self.run.is_some() {
+            self.user_killed = true;
+            self.hard_kill();
+            self.post_shutdown();
+        }
+    }
+}
+
+/// What a launch in progress has started, to be undone on failure.
+#[derive(Default)]
+struct Pending {
+    child: Option<Child>,
+    drain: Option<Drain>,
+    qemu_log: Option<PathBuf>,
+    temp_dir: Option<TempDir>,
+    sock_dir: Option<TempDir>,
+}
+
+impl Pending {
+    /// Kills what was started; returns QEMU's exit code and output.
+    fn abort(self) -> (Option<i32>, String) {
+        let mut exit_code = None;
+        if let Some(mut child) = self.child {
+            // QEMU may be exiting by itself (a bad option): give it a
+            // moment so its exit code is its own, then make sure.
+            let status = match os::wait_timeout(&mut child, Some(Duration::from_millis(200))) {
+                Ok(Some(status)) => Some(status),
+                _ => {
+                    let _ = os::kill_group(child.id(), Signal::KILL);
+                    let _ = os::kill_one(child.id(), Signal::KILL);
+                    child.wait().ok()
+                }
+            };
+            exit_code = status.and_then(os::exit_code);
+        }
+        if let Some(d) = self.drain {
+            d.finish();
+        }
+        let output = self.qemu_log.as_deref().map(read_lossy).unwrap_or_default();
+        (exit_code, output)
+    }
+}
+
+enum Listener {
+    Unix(UnixListener),
+    Tcp(TcpListener),
+}
+
+impl Listener {
+    /// Accepts QEMU's connection, giving up when QEMU exits or the deadline
+    /// passes.
+    fn accept(self, pid: u32, timeout: Duration, cap: &DeadlineCap) -> Result<Stream> {
+        let (deadline, timeout) = cap.after(timeout);
+        let fd = match &self {
+            Listener::Unix(l) => l.as_fd(),
+            Listener::Tcp(l) => l.as_fd(),
+        };
+        let pidfd = os::pidfd(pid);
+        let mut fds = vec![fd];
+        if let Some(p) = &pidfd {
+            fds.push(p.as_fd());
+        }
+        let ready = os::poll_readable(&fds, Some(deadline)).map_err(|e| Error::io("waiting for QEMU to connect to QMP", e))?;
+        let addr = self.describe();
+        let io_err = |source: io::Error| QmpError::Connect { address: addr.clone(), source };
+        if !ready.contains(&0) {
+            let why = if ready.is_empty() { format!("QEMU did not connect within {timeout:?}") } else { "QEMU exited".to_string() };
+            return Err(io_err(io::Error::new(io::ErrorKind::TimedOut, why)).into());
+        }
+        let stream = match self {
+            Listener::Unix(l) => Stream::Unix(l.accept().map_err(io_err)?.0),
+            Listener::Tcp(l) => Stream::Tcp(l.accept().map_err(io_err)?.0),
+        };
+        Ok(stream)
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Listener::Unix(l) => l.local_addr().ok().and_then(|a| a.as_pathname().map(|p| p.display().to_string())).unwrap_or_default(),
+            Listener::Tcp(l) => l.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+        }
+    }
+}
+
+/// Quotes a command line for display and `repro.sh`.
+pub(crate) fn shell_join(args: &[String]) -> String {
+    args.iter()
+        .map(|a| shlex::try_quote(a).map(|q| q.into_owned()).unwrap_or_else(|_| format!("{a:?}")))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn read_lossy(path: &Path) -> String {
+    fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+}
+
+fn random_u32() -> u32 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(Instant::now()) as u32
+}

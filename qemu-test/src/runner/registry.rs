@@ -1,0 +1,71 @@
+//! Test registration: what `#[qemu_test]` expands to.
+//!
+//! Each attribute adds one [`TestDef`] to the [`TESTS`] distributed slice
+//! (linkme); `qemu_test::main!()` hands them all to the runner.
+
+use crate::runner::Vm;
+use crate::spec::VmSpec;
+
+/// Every registered test in this binary.
+#[linkme::distributed_slice]
+pub static TESTS: [TestDef];
+
+/// One registered test.
+#[derive(Debug)]
+pub struct TestDef {
+    /// The function's name.
+    pub name: &'static str,
+    /// `module_path!()` at the function.
+    pub module_path: &'static str,
+    /// `file!()`.
+    pub file: &'static str,
+    /// `line!()`.
+    pub line: u32,
+    /// Builds the VM description.
+    pub spec: fn() -> VmSpec,
+    /// The test body.
+    pub body: Body,
+    /// `ignore` (with an optional reason).
+    pub ignore: Option<&'static str>,
+    /// `should_fail`.
+    pub should_fail: ShouldFail,
+}
+
+/// A test body.
+#[derive(Debug, Clone, Copy)]
+pub enum Body {
+    /// A body that gets a launched VM.
+    Vm(fn(&mut Vm) -> Result<(), String>),
+    /// A body without a VM (`#[qemu_test(no_vm)]`).
+    Plain(fn() -> Result<(), String>),
+}
+
+/// Whether a test is expected to fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShouldFail {
+    /// It must pass.
+    No,
+    /// It must fail (return `Err` or panic).
+    Yes,
+    /// It must fail with a message containing this text.
+    WithMessage(&'static str),
+}
+
+/// Converts what a test body returns into the runner's outcome: `()` passes,
+/// `Ok(())` passes, `Err(e)` fails with `e`'s `Debug` form (like libtest).
+pub trait IntoOutcome {
+    /// The conversion.
+    fn into_outcome(self) -> Result<(), String>;
+}
+
+impl IntoOutcome for () {
+    fn into_outcome(self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl<E: std::fmt::Debug> IntoOutcome for Result<(), E> {
+    fn into_outcome(self) -> Result<(), String> {
+        self.map_err(|e| format!("{e:?}"))
+    }
+}

@@ -1,0 +1,401 @@
+//! The declarative description of one VM: what the `#[qemu_test]`
+//! attribute's arguments become, and what the runner launches.
+//!
+//! A [`VmSpec`] is plain data with fluent `with_*` setters; it does not start
+//! anything. The runner resolves it (QEMU binary, accelerator) into a
+//! [`MachineBuilder`](crate::machine::MachineBuilder).
+//!
+//! ```
+//! use qemu_test::{guest, spec::VmSpec};
+//! use std::time::Duration;
+//!
+//! let spec = VmSpec::new()
+//!     .with_machine("virt")
+//!     .with_kernel(&guest::ECHO_SHELL_AARCH64)
+//!     .with_console()
+//!     .with_timeout(Duration::from_secs(30));
+//! assert_eq!(spec.qemu_binary_name().as_deref(), Some("qemu-system-aarch64"));
+//! ```
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::guest::{Guest, Load};
+
+/// The default per-test timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A guest image: a file on disk or one of the built-in [`Guest`]s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Image {
+    /// A file path.
+    Path(PathBuf),
+    /// A built-in guest, written to the cache when the VM is launched.
+    Guest(&'static Guest),
+}
+
+impl From<&'static Guest> for Image {
+    fn from(guest: &'static Guest) -> Self {
+        Image::Guest(guest)
+    }
+}
+impl From<&str> for Image {
+    fn from(path: &str) -> Self {
+        Image::Path(path.into())
+    }
+}
+impl From<String> for Image {
+    fn from(path: String) -> Self {
+        Image::Path(path.into())
+    }
+}
+impl From<PathBuf> for Image {
+    fn from(path: PathBuf) -> Self {
+        Image::Path(path)
+    }
+}
+impl From<&std::path::Path> for Image {
+    fn from(path: &std::path::Path) -> Self {
+        Image::Path(path.to_path_buf())
+    }
+}
+
+/// Which accelerator to use.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Accel {
+    /// KVM when a probe VM really boots with it, else TCG (the default).
+    #[default]
+    Auto,
+    /// Hardware virtualization; the test is skipped (or fails under
+    /// `QEMU_TEST_REQUIRE=1`) when it does not work.
+    Kvm,
+    /// Software emulation, always available.
+    Tcg,
+    /// Any other `-accel` value, passed through.
+    Other(String),
+}
+
+impl From<&str> for Accel {
+    fn from(s: &str) -> Self {
+        match s {
+            "auto" => Accel::Auto,
+            "kvm" => Accel::Kvm,
+            "tcg" => Accel::Tcg,
+            other => Accel::Other(other.to_string()),
+        }
+    }
+}
+
+/// Where the guest's serial console is attached.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConsoleSpec {
+    /// A `-device` type such as `isa-serial`; `None` uses the machine's
+    /// default serial port (`-serial chardev:console`).
+    pub device: Option<String>,
+    /// How many serial ports to fill with `null` before the console.
+    pub index: u32,
+}
+
+/// The declarative description of one VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VmSpec {
+    /// An explicit QEMU binary (name looked up in `QEMU_TEST_QEMU_DIR` and
+    /// `PATH`, or a path).
+    pub binary: Option<String>,
+    /// The target architecture: `qemu-system-<arch>`.
+    pub arch: Option<String>,
+    /// `-machine`.
+    pub machine: Option<String>,
+    /// `-cpu`.
+    pub cpu: Option<String>,
+    /// `-smp`; also the number of host cores the scheduler reserves.
+    pub smp: u32,
+    /// `-m`, as QEMU takes it (`256M`, `1G`, or a number of MiB).
+    pub memory: Option<String>,
+    /// The accelerator.
+    pub accel: Accel,
+    /// `-kernel` (or `-bios` for a built-in firmware guest).
+    pub kernel: Option<Image>,
+    /// `-initrd`.
+    pub initrd: Option<Image>,
+    /// `-append`.
+    pub append: Option<String>,
+    /// `-drive` values, one per drive.
+    pub drives: Vec<String>,
+    /// Extra arguments, verbatim.
+    pub args: Vec<String>,
+    /// The serial console, if the test uses one.
+    pub console: Option<ConsoleSpec>,
+    /// The per-test deadline.
+    pub timeout: Duration,
+    /// The name of a booted snapshot to start from.
+    pub snapshot: Option<String>,
+}
+
+impl Default for VmSpec {
+    fn default() -> Self {
+        VmSpec {
+            binary: None,
+            arch: None,
+            machine: None,
+            cpu: None,
+            smp: 1,
+            memory: None,
+            accel: Accel::Auto,
+            kernel: None,
+            initrd: None,
+            append: None,
+            drives: Vec::new(),
+            args: Vec::new(),
+            console: None,
+            timeout: DEFAULT_TIMEOUT,
+            snapshot: None,
+        }
+    }
+}
+
+impl VmSpec {
+    /// An empty spec: one vCPU, QEMU's default memory, `accel = auto`, a
+    /// 60 s timeout.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Sets the QEMU binary (a name or a path).
+    pub fn with_binary(mut self, binary: impl Into<String>) -> Self {
+        self.binary = Some(binary.into());
+        self
+    }
+    /// Sets the target architecture (`aarch64`, `x86_64`, ...).
+    pub fn with_arch(mut self, arch: impl Into<String>) -> Self {
+        self.arch = Some(arch.into());
+        self
+    }
+    /// Sets the machine type.
+    pub fn with_machine(mut self, machine: impl Into<String>) -> Self {
+        self.machine = Some(machine.into());
+        self
+    }
+    /// Sets the CPU model.
+    pub fn with_cpu(mut self, cpu: impl Into<String>) -> Self {
+        self.cpu = Some(cpu.into());
+        self
+    }
+    /// Sets the number of vCPUs.
+    pub fn with_smp(mut self, smp: u32) -> Self {
+        self.smp = smp.max(1);
+        self
+    }
+    /// Sets the memory size as QEMU's `-m` takes it.
+    pub fn with_memory(mut self, memory: impl Into<String>) -> Self {
+        self.memory = Some(memory.into());
+        self
+    }
+    /// Sets the accelerator.
+    pub fn with_accel(mut self, accel: impl Into<Accel>) -> Self {
+        self.accel = accel.into();
+        self
+    }
+    /// Sets the kernel (or built-in guest).
+    pub fn with_kernel(mut self, kernel: impl Into<Image>) -> Self {
+        self.kernel = Some(kernel.into());
+        self
+    }
+    /// Sets the initrd.
+    pub fn with_initrd(mut self, initrd: impl Into<Image>) -> Self {
+        self.initrd = Some(initrd.into());
+        self
+    }
+    /// Sets the kernel command line.
+    pub fn with_append(mut self, append: impl Into<String>) -> Self {
+        self.append = Some(append.into());
+        self
+    }
+    /// Adds a `-drive` value.
+    pub fn with_drive(mut self, drive: impl Into<String>) -> Self {
+        self.drives.push(drive.into());
+        self
+    }
+    /// Adds extra arguments, verbatim.
+    pub fn with_args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+    /// Attaches the serial console to the machine's default serial port.
+    pub fn with_console(mut self) -> Self {
+        self.console = Some(ConsoleSpec::default());
+        self
+    }
+    /// Attaches the serial console to a `-device` of the given type.
+    pub fn with_console_device(mut self, device: impl Into<String>) -> Self {
+        self.console.get_or_insert_with(ConsoleSpec::default).device = Some(device.into());
+        self
+    }
+    /// Attaches the serial console after `index` null serial ports.
+    pub fn with_console_index(mut self, index: u32) -> Self {
+        self.console.get_or_insert_with(ConsoleSpec::default).index = index;
+        self
+    }
+    /// Sets the per-test timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+    /// Starts from the named booted snapshot.
+    pub fn with_snapshot(mut self, name: impl Into<String>) -> Self {
+        self.snapshot = Some(name.into());
+        self
+    }
+
+    /// The guest built into the crate, if the kernel is one.
+    pub fn builtin_guest(&self) -> Option<&'static Guest> {
+        match &self.kernel {
+            Some(Image::Guest(g)) => Some(g),
+            _ => None,
+        }
+    }
+
+    /// The architecture: explicit, else the built-in guest's.
+    pub fn effective_arch(&self) -> Option<&str> {
+        self.arch.as_deref().or(self.builtin_guest().map(|g| g.arch))
+    }
+
+    /// The machine type: explicit, else the built-in guest's.
+    pub fn effective_machine(&self) -> Option<&str> {
+        self.machine.as_deref().or(self.builtin_guest().map(|g| g.machine))
+    }
+
+    /// The QEMU binary's name or path: `binary`, else
+    /// `qemu-system-<arch>`; `None` when neither is known.
+    pub fn qemu_binary_name(&self) -> Option<String> {
+        self.binary
+            .clone()
+            .or_else(|| self.effective_arch().map(|a| format!("qemu-system-{a}")))
+    }
+
+    /// The memory in MiB the scheduler reserves: `-m` parsed the way QEMU
+    /// does (a bare number is MiB; `K`, `M`, `G`, `T` suffixes), else QEMU's
+    /// default of 128 MiB. Unparseable sizes count as the default; QEMU
+    /// itself reports them at launch.
+    pub fn memory_mib(&self) -> u64 {
+        self.memory.as_deref().and_then(parse_mib).unwrap_or(128)
+    }
+
+    /// The arguments this spec adds to QEMU's command line, after the
+    /// machine and console arguments the [`Machine`](crate::machine::Machine)
+    /// itself builds. `accel` is the resolved accelerator (`-accel` value).
+    /// Built-in guests are materialized into the cache.
+    pub fn qemu_args(&self, accel: Option<&str>) -> std::io::Result<Vec<String>> {
+        let mut args = Vec::new();
+        if let Some(accel) = accel {
+            args.extend(["-accel".to_string(), accel.to_string()]);
+        }
+        if let Some(cpu) = &self.cpu {
+            args.extend(["-cpu".to_string(), cpu.clone()]);
+        }
+        args.extend(["-smp".to_string(), self.smp.to_string()]);
+        if let Some(memory) = &self.memory {
+            args.extend(["-m".to_string(), memory.clone()]);
+        }
+        if let Some(kernel) = &self.kernel {
+            let flag = match kernel {
+                Image::Guest(g) if g.load == Load::Bios => "-bios",
+                _ => "-kernel",
+            };
+            args.extend([flag.to_string(), image_path(kernel)?]);
+        }
+        if let Some(initrd) = &self.initrd {
+            args.extend(["-initrd".to_string(), image_path(initrd)?]);
+        }
+        if let Some(append) = &self.append {
+            args.extend(["-append".to_string(), append.clone()]);
+        }
+        for drive in &self.drives {
+            args.extend(["-drive".to_string(), drive.clone()]);
+        }
+        args.extend(self.args.iter().cloned());
+        Ok(args)
+    }
+}
+
+fn image_path(image: &Image) -> std::io::Result<String> {
+    let path = match image {
+        Image::Path(p) => p.clone(),
+        Image::Guest(g) => g.path()?,
+    };
+    Ok(path.to_string_lossy().into_owned())
+}
+
+/// Parses a QEMU `-m` size into MiB.
+fn parse_mib(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let s = s.strip_prefix("size=").unwrap_or(s);
+    let s = s.split(',').next()?;
+    let (num, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => s.split_at(i),
+        None => (s, "M"),
+    };
+    let n: u64 = num.parse().ok()?;
+    let mib = match unit.to_ascii_uppercase().as_str() {
+        "K" | "KB" | "KIB" => n.div_ceil(1024),
+        "M" | "MB" | "MIB" => n,
+        "G" | "GB" | "GIB" => n.checked_mul(1024)?,
+        "T" | "TB" | "TIB" => n.checked_mul(1024 * 1024)?,
+        _ => return None,
+    };
+    Some(mib)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_sizes_parse_like_qemu() {
+        let mib = |m: &str| VmSpec::new().with_memory(m).memory_mib();
+        assert_eq!(mib("256"), 256);
+        assert_eq!(mib("256M"), 256);
+        assert_eq!(mib("1G"), 1024);
+        assert_eq!(mib("2048k"), 2);
+        assert_eq!(mib("size=512M,slots=2,maxmem=2G"), 512);
+        assert_eq!(mib("lots"), 128);
+        assert_eq!(VmSpec::new().memory_mib(), 128);
+    }
+
+    #[test]
+    fn binary_comes_from_binary_then_arch() {
+        assert_eq!(VmSpec::new().qemu_binary_name(), None);
+        assert_eq!(
+            VmSpec::new().with_arch("x86_64").qemu_binary_name().as_deref(),
+            Some("qemu-system-x86_64")
+        );
+        assert_eq!(
+            VmSpec::new().with_arch("x86_64").with_binary("/opt/q").qemu_binary_name().as_deref(),
+            Some("/opt/q")
+        );
+    }
+
+    #[test]
+    fn args_are_verbatim_and_ordered() {
+        let spec = VmSpec::new()
+            .with_cpu("max")
+            .with_memory("64M")
+            .with_kernel("/k,with,commas")
+            .with_append("console=ttyS0 quiet")
+            .with_drive("file=a.img,if=virtio")
+            .with_args(["-no-reboot", "$(x) 'q'"]);
+        assert_eq!(
+            spec.qemu_args(Some("tcg")).unwrap(),
+            [
+                "-accel", "tcg", "-cpu", "max", "-smp", "1", "-m", "64M", "-kernel",
+                "/k,with,commas", "-append", "console=ttyS0 quiet", "-drive",
+                "file=a.img,if=virtio", "-no-reboot", "$(x) 'q'"
+            ]
+        );
+    }
+}

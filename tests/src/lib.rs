@@ -1,0 +1,1 @@
+//! The framework's own integration tests live in tests/*.rs.
