@@ -532,12 +532,14 @@ impl Machine {
         let temp_base = self.cfg.base_temp_dir.clone().unwrap_or_else(std::env::temp_dir);
         let temp_dir = tempfile::Builder::new()
             .prefix("qemu-machine-")
+            .permissions(private())
             .tempdir_in(&temp_base)
             .map_err(|e| Error::io(format!("creating a temp dir in {}", temp_base.display()), e))?;
         let sock_base = self.cfg.sock_dir.clone().unwrap_or(temp_base);
         let sock_dir = p.sock_dir.insert(
             tempfile::Builder::new()
                 .prefix("qemu-sock-")
+                .permissions(private())
                 .tempdir_in(&sock_base)
                 .map_err(|e| Error::io(format!("creating a socket dir in {}", sock_base.display()), e))?,
         );
@@ -676,7 +678,11 @@ impl Machine {
                     }
                 }
                 Some(_) => {}
-                None => os::kill_group(run.child.id(), Signal::TERM).map_err(|e| Error::io("sending SIGTERM to QEMU", e))?,
+                None => {
+                    // Our own signal: QEMU dying of it is no surprise.
+                    self.user_killed = true;
+                    os::kill_group(run.child.id(), Signal::TERM).map_err(|e| Error::io("sending SIGTERM to QEMU", e))?
+                }
             }
             match os::wait_timeout(&mut run.child, Some(timeout)).map_err(|e| Error::io("waiting for QEMU", e))? {
                 Some(_) => Ok(()),
@@ -838,6 +844,12 @@ pub(crate) fn shell_join(args: &[String]) -> String {
         .map(|a| shlex::try_quote(a).map(|q| q.into_owned()).unwrap_or_else(|_| format!("{a:?}")))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// Mode 0700: directories only we can enter.
+fn private() -> fs::Permissions {
+    use std::os::unix::fs::PermissionsExt;
+    fs::Permissions::from_mode(0o700)
 }
 
 fn read_lossy(path: &Path) -> String {

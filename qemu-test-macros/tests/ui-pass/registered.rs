@@ -1,0 +1,100 @@
+// Runs the expansion: every test is registered with the spec, body, ignore
+// and should_fail its attribute describes.
+use qemu_test::__private::{Body, ShouldFail, TestDef, TESTS};
+use qemu_test::prelude::*;
+use qemu_test::spec::{Accel, Image};
+
+#[qemu_test(
+    arch = "x86_64",
+    machine = "q35",
+    cpu = "max",
+    smp = 2,
+    memory = 512,
+    accel = "tcg",
+    kernel = "bzImage",
+    initrd = "initrd.img",
+    append = "console=ttyS0",
+    drive = ["file=a.img,if=virtio", "file=b.img,if=virtio"],
+    args = ["-no-reboot", "-d", "guest_errors"],
+    console = "isa-serial",
+    console_index = 1,
+    timeout = "1m 30s",
+    ignore = "slow",
+    should_fail = "boom",
+)]
+fn every_key(vm: &mut Vm) {
+    let _ = vm;
+}
+
+#[qemu_test(binary = "qemu-system-aarch64", memory = "1G", drive = "file=c.img", console)]
+fn binary_and_one_drive(vm: &mut Vm) {
+    let _ = vm;
+}
+
+#[qemu_test(kernel = guest::ECHO_SHELL_AARCH64, ignore, should_fail)]
+fn flags(vm: &mut Vm) {
+    let _ = vm;
+}
+
+#[qemu_test(no_vm)]
+fn plain_passes() {}
+
+#[qemu_test(no_vm, should_fail)]
+fn plain_fails() -> Result<(), String> {
+    Err("expected".to_string())
+}
+
+fn find(name: &str) -> &'static TestDef {
+    TESTS.iter().find(|t| t.name == name).unwrap_or_else(|| panic!("{name} is not registered"))
+}
+
+fn main() {
+    assert_eq!(TESTS.len(), 5);
+
+    let t = find("every_key");
+    assert_eq!(t.module_path, "registered");
+    assert!(t.file.ends_with("registered.rs"), "{}", t.file);
+    assert_eq!(t.line, 7);
+    assert_eq!(t.ignore, Some("slow"));
+    assert_eq!(t.should_fail, ShouldFail::WithMessage("boom"));
+    assert!(matches!(t.body, Body::Vm(_)));
+    let spec = (t.spec)();
+    assert_eq!(spec.arch.as_deref(), Some("x86_64"));
+    assert_eq!(spec.binary, None);
+    assert_eq!(spec.machine.as_deref(), Some("q35"));
+    assert_eq!(spec.cpu.as_deref(), Some("max"));
+    assert_eq!(spec.smp, 2);
+    assert_eq!(spec.memory.as_deref(), Some("512M"));
+    assert_eq!(spec.accel, Accel::Tcg);
+    assert_eq!(spec.kernel, Some(Image::Path("bzImage".into())));
+    assert_eq!(spec.initrd, Some(Image::Path("initrd.img".into())));
+    assert_eq!(spec.append.as_deref(), Some("console=ttyS0"));
+    assert_eq!(spec.drives, ["file=a.img,if=virtio", "file=b.img,if=virtio"]);
+    assert_eq!(spec.args, ["-no-reboot", "-d", "guest_errors"]);
+    let console = spec.console.expect("a console");
+    assert_eq!(console.device.as_deref(), Some("isa-serial"));
+    assert_eq!(console.index, 1);
+    assert_eq!(spec.timeout, Duration::from_secs(90));
+    assert_eq!(spec.snapshot, None);
+
+    let spec = (find("binary_and_one_drive").spec)();
+    assert_eq!(spec.binary.as_deref(), Some("qemu-system-aarch64"));
+    assert_eq!(spec.memory.as_deref(), Some("1G"));
+    assert_eq!(spec.drives, ["file=c.img"]);
+    assert_eq!(spec.console.expect("a console"), Default::default());
+    assert_eq!(spec.timeout, qemu_test::spec::DEFAULT_TIMEOUT);
+
+    let t = find("flags");
+    assert_eq!(t.ignore, Some(""));
+    assert_eq!(t.should_fail, ShouldFail::Yes);
+    assert_eq!((t.spec)().builtin_guest(), Some(&guest::ECHO_SHELL_AARCH64));
+
+    let t = find("plain_passes");
+    assert_eq!(t.ignore, None);
+    assert_eq!(t.should_fail, ShouldFail::No);
+    let Body::Plain(body) = t.body else { panic!("a plain body") };
+    assert_eq!(body(), Ok(()));
+
+    let Body::Plain(body) = find("plain_fails").body else { panic!("a plain body") };
+    assert_eq!(body(), Err("\"expected\"".to_string()));
+}

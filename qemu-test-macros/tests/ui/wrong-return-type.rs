@@ -1,0 +1,8 @@
+use qemu_test::prelude::*;
+
+#[qemu_test(machine = "virt")]
+fn boots(vm: &mut Vm) -> u32 {
+    0
+}
+
+fn main() {}

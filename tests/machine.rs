@@ -1,0 +1,326 @@
+//! `Machine` against a real `qemu-system-x86_64 -S` (no guest code runs):
+//! process lifetime, QMP, events, fd passing, monitor addresses.
+
+use std::fs::File;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use qemu_test::machine::MonitorAddr;
+use qemu_test::{event_match, Error, EventError, Machine, QmpError};
+use qemu_test_suite::{mode, pid_alive};
+use serde_json::{json, Value};
+
+const X86: &str = "qemu-system-x86_64";
+
+fn stopped_vm() -> Machine {
+    Machine::builder(X86).args(["-S", "-nodefaults", "-machine", "pc"]).qmp_timeout(Duration::from_secs(20)).build()
+}
+
+#[test]
+fn launch_query_shutdown() {
+    let mut vm = stopped_vm();
+    assert_eq!(vm.pid(), None);
+    vm.launch().unwrap();
+    let pid = vm.pid().unwrap();
+    assert!(vm.is_running());
+    let temp = vm.temp_dir().unwrap().to_path_buf();
+    let sock = vm.sock_dir().unwrap().to_path_buf();
+    assert_eq!(mode(&temp), 0o700);
+    assert_eq!(mode(&sock), 0o700);
+    assert!(temp.starts_with(std::env::temp_dir()));
+    let status = vm.command("query-status", json!({})).unwrap();
+    assert_eq!(status["status"], "prelaunch");
+    assert_eq!(status["running"], false);
+    let whole = vm.qmp("query-status", Value::Null).unwrap();
+    assert_eq!(whole["return"]["status"], "prelaunch");
+    assert!(vm.command_line().iter().any(|a| a == "-S"));
+    assert_eq!(vm.args(), ["-S", "-nodefaults", "-machine", "pc"]);
+    vm.shutdown().unwrap();
+    assert_eq!(vm.exit_code(), Some(0));
+    assert!(!vm.is_running());
+    assert!(!pid_alive(pid));
+    assert!(!temp.exists() && !sock.exists(), "temp and sock dirs are removed");
+    // The seed's SHUTDOWN event is kept for after the shutdown.
+    let ev = vm.event_wait("SHUTDOWN", Duration::ZERO, Some(json!({"data": {"reason": "host-qmp-quit"}}))).unwrap();
+    assert_eq!(ev["data"]["guest"], false);
+    // A second shutdown is a no-op, and the machine can be launched again.
+    vm.shutdown().unwrap();
+    vm.launch().unwrap();
+    assert_eq!(vm.command("query-status", json!({})).unwrap()["status"], "prelaunch");
+    vm.shutdown().unwrap();
+}
+
+#[test]
+fn qmp_errors_are_typed() {
+    let mut vm = stopped_vm();
+    match vm.command("no-such-command", json!({})) {
+        Err(Error::State(msg)) => assert!(msg.contains("launch"), "{msg}"),
+        other => panic!("expected a state error, got {other:?}"),
+    }
+    vm.launch().unwrap();
+    match vm.command("no-such-command", json!({})) {
+        Err(Error::Qmp { command, class, desc }) => {
+            assert_eq!(command, "no-such-command");
+            assert_eq!(class, "CommandNotFound");
+            assert!(desc.contains("no-such-command"), "{desc}");
+        }
+        other => panic!("expected Error::Qmp, got {other:?}"),
+    }
+    match vm.command("human-monitor-command", json!({"no-such-arg": 1})) {
+        Err(Error::Qmp { class, .. }) => assert_eq!(class, "GenericError"),
+        other => panic!("expected Error::Qmp, got {other:?}"),
+    }
+    // Arguments must be an object.
+    assert!(vm.command("query-status", json!([1])).is_err());
+    // conv_keys turns Rust-style names into QMP names.
+    let hmp = vm
+        .command("human-monitor-command", qemu_test::qmp::conv_keys(json!({"command_line": "info version"})))
+        .unwrap();
+    assert!(hmp.as_str().unwrap().contains("7.") || hmp.as_str().unwrap().contains('.'), "{hmp}");
+    vm.shutdown().unwrap();
+}
+
+#[test]
+fn launch_failure_carries_qemu_output() {
+    let mut vm = Machine::builder(X86).args(["-S", "-no-such-option"]).build();
+    let err = vm.launch().unwrap_err();
+    match &err {
+        Error::Launch { exit_code, command, output, .. } => {
+            assert_eq!(*exit_code, Some(1));
+            assert!(command.iter().any(|a| a == "-no-such-option"));
+            assert!(output.contains("-no-such-option: invalid option"), "{output}");
+        }
+        other => panic!("expected Error::Launch, got {other:?}"),
+    }
+    let text = format!("{err:?}");
+    assert!(text.contains("invalid option") && text.contains("caused by"), "{text}");
+    assert!(!vm.is_running());
+    assert_eq!(vm.pid(), None);
+}
+
+#[test]
+fn missing_binary_is_a_launch_error() {
+    let mut vm = Machine::new("/nonexistent/qemu-system-none");
+    match vm.launch() {
+        Err(Error::Launch { exit_code: None, cause, .. }) => {
+            assert!(cause.to_string().contains("starting /nonexistent/qemu-system-none"), "{cause}")
+        }
+        other => panic!("expected a launch error, got {other:?}"),
+    }
+}
+
+#[test]
+fn shutdown_of_a_qemu_that_ignores_quit_kills_it() {
+    let mut vm = stopped_vm();
+    vm.launch().unwrap();
+    let pid = vm.pid().unwrap();
+    // A stopped process cannot answer `quit`.
+    rustix::process::kill_process(rustix::process::Pid::from_raw(pid as i32).unwrap(), rustix::process::Signal::STOP)
+        .unwrap();
+    let err = vm.shutdown_timeout(Duration::from_millis(500)).unwrap_err();
+    assert!(matches!(err, Error::AbnormalShutdown { .. }), "{err:?}");
+    assert_eq!(vm.exit_code(), Some(-9));
+    assert!(!pid_alive(pid));
+}
+
+#[test]
+fn kill_and_drop_leave_no_process() {
+    let mut vm = stopped_vm();
+    vm.launch().unwrap();
+    let pid = vm.pid().unwrap();
+    vm.kill();
+    assert_eq!(vm.exit_code(), Some(-9));
+    assert!(!pid_alive(pid));
+
+    let mut vm = stopped_vm();
+    vm.launch().unwrap();
+    let pid = vm.pid().unwrap();
+    let temp = vm.temp_dir().unwrap().to_path_buf();
+    drop(vm);
+    assert!(!pid_alive(pid));
+    assert!(!temp.exists());
+}
+
+#[test]
+fn wait_for_a_guest_that_never_powers_off_is_abnormal() {
+    let mut vm = stopped_vm();
+    vm.launch().unwrap();
+    let err = vm.wait(Duration::from_millis(300)).unwrap_err();
+    match err {
+        Error::AbnormalShutdown { cause, .. } => assert!(matches!(*cause, Error::WaitTimeout { .. }), "{cause:?}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn qemu_killed_mid_command_fails_the_command_promptly() {
+    let mut vm = stopped_vm();
+    vm.launch().unwrap();
+    let pid = vm.pid().unwrap();
+    rustix::process::kill_process(rustix::process::Pid::from_raw(pid as i32).unwrap(), rustix::process::Signal::KILL)
+        .unwrap();
+    let err = vm.command("query-status", json!({})).unwrap_err();
+    assert!(
+        matches!(err, Error::Protocol(QmpError::Closed { .. }) | Error::Protocol(QmpError::Io { .. })),
+        "{err:?}"
+    );
+    let _ = vm.shutdown();
+    assert_eq!(vm.exit_code(), Some(-9));
+}
+
+#[test]
+fn without_qmp_shutdown_uses_sigterm() {
+    let mut vm = stopped_vm();
+    vm.set_qmp_monitor(false);
+    vm.launch().unwrap();
+    assert!(!vm.command_line().iter().any(|a| a.contains("id=mon")));
+    assert!(matches!(vm.command("query-status", json!({})), Err(Error::State(_))));
+    vm.shutdown_timeout(Duration::from_secs(10)).unwrap();
+    // QEMU re-raises the signal after cleaning up.
+    assert_eq!(vm.exit_code(), Some(-15));
+    // (QEMU prints "terminating on signal 15" only if its handler was
+    // installed by then; without QMP there is no telling when it is.)
+}
+
+#[test]
+fn monitor_on_a_unix_path_and_on_tcp() {
+    let base = tempfile::Builder::new().prefix("with,comma-").tempdir().unwrap();
+    let mut vm = Machine::builder(X86)
+        .args(["-S", "-nodefaults"])
+        .sock_dir(base.path())
+        .monitor(MonitorAddr::Unix("qmp,x.sock".into()))
+        .build();
+    vm.launch().unwrap();
+    let sock = vm.sock_dir().unwrap().join("qmp,x.sock");
+    assert!(sock.exists());
+    assert!(vm.command_line().iter().any(|a| a.contains("qmp,,x.sock")), "{:?}", vm.command_line());
+    assert_eq!(vm.command("query-status", json!({})).unwrap()["status"], "prelaunch");
+    vm.shutdown().unwrap();
+    assert!(!sock.exists());
+
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let mut vm = Machine::builder(X86).args(["-S", "-nodefaults"]).monitor(MonitorAddr::Tcp(addr)).build();
+    vm.launch().unwrap();
+    assert_eq!(vm.command("query-status", json!({})).unwrap()["status"], "prelaunch");
+    // fd passing needs a Unix socket.
+    let f = File::open("/dev/null").unwrap();
+    assert!(vm.send_fd_scm(&f).is_err());
+    vm.shutdown().unwrap();
+}
+
+#[test]
+fn fd_passing_add_fd_and_scm_rights() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = File::create(dir.path().join("disk.raw")).unwrap();
+    let mut vm = stopped_vm();
+    vm.add_fd(&file, 3, "my disk, really").unwrap();
+    vm.add_monitor_null();
+    vm.launch().unwrap();
+    let fdsets = vm.command("query-fdsets", json!({})).unwrap();
+    let set = fdsets.as_array().unwrap().iter().find(|s| s["fdset-id"] == 3).expect("fd set 3 exists");
+    assert_eq!(set["fds"][0]["opaque"], "my disk, really");
+
+    // Without a passed fd, getfd fails; with one, it succeeds.
+    assert!(vm.command("getfd", json!({"fdname": "f1"})).is_err());
+    vm.send_fd_scm(&file).unwrap();
+    vm.command("getfd", json!({"fdname": "f1"})).unwrap();
+    vm.command("closefd", json!({"fdname": "f1"})).unwrap();
+    assert!(vm.command("closefd", json!({"fdname": "f1"})).is_err());
+    vm.send_file_scm(dir.path().join("disk.raw")).unwrap();
+    vm.command("add-fd", json!({"fdset-id": 7})).unwrap();
+    let fdsets = vm.command("query-fdsets", json!({})).unwrap();
+    assert!(fdsets.as_array().unwrap().iter().any(|s| s["fdset-id"] == 7));
+    assert!(file.as_raw_fd() >= 0);
+    vm.shutdown().unwrap();
+}
+
+#[test]
+fn events_are_cached_like_the_seed() {
+    let mut vm = stopped_vm();
+    vm.launch().unwrap();
+    assert_eq!(vm.get_qmp_event(false).unwrap(), None);
+    vm.command("cont", json!({})).unwrap();
+    vm.command("stop", json!({})).unwrap();
+    vm.command("cont", json!({})).unwrap();
+    // Waiting for STOP caches the RESUME before it.
+    let stop = vm.event_wait("STOP", Duration::from_secs(10), None).unwrap();
+    assert_eq!(stop["event"], "STOP");
+    // The second RESUME: matched by pattern among cached and new events.
+    let resume = vm.events_wait(&[("NOPE", None), ("RESUME", Some(json!({"event": "RESUME"})))], Duration::from_secs(10)).unwrap();
+    assert_eq!(resume["event"], "RESUME");
+    let rest = vm.get_qmp_events(Duration::from_secs(5)).unwrap();
+    let names: Vec<&str> = rest.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(names, ["RESUME"], "one RESUME remains, cached");
+    assert!(rest.iter().all(|e| event_match(e, &json!({"timestamp": null}))));
+    vm.command("stop", json!({})).unwrap();
+    vm.clear_events();
+    vm.command("cont", json!({})).unwrap();
+    assert_eq!(vm.get_qmp_event(Duration::from_secs(5)).unwrap().unwrap()["event"], "RESUME");
+    match vm.event_wait("NEVER", Duration::from_millis(200), None) {
+        Err(Error::Event(EventError::Timeout { wanted, .. })) => assert_eq!(wanted, "NEVER"),
+        other => panic!("{other:?}"),
+    }
+    vm.shutdown().unwrap();
+}
+
+#[test]
+fn transcript_and_log_files_in_the_log_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    let mut vm = Machine::builder(X86).args(["-S", "-nodefaults"]).name("vm1").log_dir(&logs).build();
+    vm.launch().unwrap();
+    vm.command("query-status", json!({})).unwrap();
+    vm.shutdown().unwrap();
+    let transcript = std::fs::read_to_string(logs.join("vm1-qmp.jsonl")).unwrap();
+    let lines: Vec<Value> = transcript.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(lines[0]["msg"]["QMP"].is_object(), "greeting first: {}", lines[0]);
+    assert!(lines.iter().all(|l| l["time"].as_f64().unwrap() > 1.0e9));
+    let sent: Vec<&str> = lines.iter().filter(|l| l["dir"] == "send").filter_map(|l| l["msg"]["execute"].as_str()).collect();
+    assert_eq!(sent, ["qmp_capabilities", "query-status", "quit"]);
+    assert!(lines.iter().any(|l| l["dir"] == "recv" && l["msg"]["event"] == "SHUTDOWN"));
+    assert!(logs.join("vm1.log").exists());
+    assert_eq!(mode(&logs), 0o700);
+}
+
+#[test]
+fn arguments_reach_qemu_verbatim_and_wrappers_work() {
+    let weird = "a,, b $(touch /tmp/qemu-test-pwned) 'q' \"dq\" ü `x`";
+    let mut vm = Machine::builder(X86)
+        .wrapper(["env", "QEMU_TEST_WRAPPED=1"])
+        .args(["-S", "-nodefaults", "-name", weird])
+        .build();
+    vm.launch().unwrap();
+    let name = vm.command("query-name", json!({})).unwrap();
+    assert_eq!(name["name"], "a, b $(touch /tmp/qemu-test-pwned) 'q' \"dq\" ü `x`");
+    assert!(!std::path::Path::new("/tmp/qemu-test-pwned").exists());
+    let environ = std::fs::read(format!("/proc/{}/environ", vm.pid().unwrap())).unwrap();
+    assert!(environ.split(|b| *b == 0).any(|v| v == b"QEMU_TEST_WRAPPED=1"));
+    assert_eq!(vm.command_line()[..2], ["env", "QEMU_TEST_WRAPPED=1"]);
+    vm.shutdown().unwrap();
+}
+
+#[test]
+fn deadline_caps_every_wait() {
+    let mut vm = stopped_vm();
+    vm.launch().unwrap();
+    vm.set_deadline(Some(std::time::Instant::now() + Duration::from_millis(300)));
+    match vm.event_wait("NEVER", Duration::from_secs(60), None) {
+        Err(Error::Event(EventError::Timeout { timeout, .. })) => assert!(timeout <= Duration::from_millis(300)),
+        other => panic!("{other:?}"),
+    }
+    vm.set_deadline(None);
+    vm.command("query-status", json!({})).unwrap();
+    vm.shutdown().unwrap();
+}
+
+#[test]
+fn console_is_detached_without_set_console() {
+    let mut vm = stopped_vm();
+    vm.launch().unwrap();
+    let err = vm.console().wait_for("x").unwrap_err();
+    assert!(err.to_string().contains("no console"), "{err}");
+    vm.shutdown().unwrap();
+    let _ = std::io::stdout().flush();
+}
