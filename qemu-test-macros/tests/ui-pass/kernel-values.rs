@@ -2,20 +2,30 @@
 // any expression that converts into an image.
 use qemu_test::prelude::*;
 use std::path::PathBuf;
+use qemu_test::guest::{Guest, Load};
+
+/// A guest of this test's own (the path form of `kernel` borrows it).
+static TINY: Guest = Guest {
+    name: "tiny",
+    arch: "aarch64",
+    machine: "virt",
+    load: Load::Kernel,
+    bytes: &[0; 4],
+};
 
 fn built_kernel() -> PathBuf {
     PathBuf::from("/tmp/bzImage")
 }
 
-static MY_GUEST: &qemu_test::guest::Guest = &guest::ECHO_SHELL_AARCH64;
+static TINY_REF: &Guest = &TINY;
 
 #[qemu_test(kernel = "/boot/vmlinuz", initrd = "/boot/initrd.img")]
 fn literal(vm: &mut Vm) {
     let _ = vm;
 }
 
-#[qemu_test(kernel = guest::ECHO_SHELL_AARCH64)]
-fn builtin_guest(vm: &mut Vm) {
+#[qemu_test(kernel = TINY)]
+fn static_guest(vm: &mut Vm) {
     let _ = vm;
 }
 
@@ -29,8 +39,9 @@ fn expressions(vm: &mut Vm) {
     let _ = vm;
 }
 
-#[qemu_test(kernel = *MY_GUEST)]
-fn deref_expression(vm: &mut Vm) {
+// A `&'static Guest` value is passed as is when it is not a bare path.
+#[qemu_test(kernel = { TINY_REF })]
+fn guest_reference(vm: &mut Vm) {
     let _ = vm;
 }
 

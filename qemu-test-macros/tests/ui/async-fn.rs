@@ -1,6 +1,6 @@
 use qemu_test::prelude::*;
 
 #[qemu_test(machine = "virt")]
-async fn boots(vm: &mut Vm) {}
+async fn boots(_vm: &mut Vm) {}
 
 fn main() {}

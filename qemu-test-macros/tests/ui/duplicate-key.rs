@@ -1,6 +1,6 @@
 use qemu_test::prelude::*;
 
 #[qemu_test(machine = "virt", cpu = "max", machine = "q35")]
-fn boots(vm: &mut Vm) {}
+fn boots(_vm: &mut Vm) {}
 
 fn main() {}

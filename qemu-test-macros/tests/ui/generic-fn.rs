@@ -1,6 +1,6 @@
 use qemu_test::prelude::*;
 
 #[qemu_test(machine = "virt")]
-fn boots<T: Default>(vm: &mut Vm) {}
+fn boots<T: Default>(_vm: &mut Vm) {}
 
 fn main() {}

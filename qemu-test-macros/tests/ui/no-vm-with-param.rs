@@ -1,6 +1,6 @@
 use qemu_test::prelude::*;
 
 #[qemu_test(no_vm)]
-fn parses(vm: &mut Vm) {}
+fn parses(_vm: &mut Vm) {}
 
 fn main() {}

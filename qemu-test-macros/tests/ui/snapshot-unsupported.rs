@@ -1,6 +1,6 @@
 use qemu_test::prelude::*;
 
 #[qemu_test(kernel = guest::ECHO_SHELL_AARCH64, snapshot = "booted")]
-fn boots(vm: &mut Vm) {}
+fn boots(_vm: &mut Vm) {}
 
 fn main() {}

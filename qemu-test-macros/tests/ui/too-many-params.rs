@@ -1,6 +1,6 @@
 use qemu_test::prelude::*;
 
 #[qemu_test(machine = "virt")]
-fn boots(vm: &mut Vm, retries: u32) {}
+fn boots(_vm: &mut Vm, _retries: u32) {}
 
 fn main() {}

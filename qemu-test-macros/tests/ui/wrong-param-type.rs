@@ -1,6 +1,6 @@
 use qemu_test::prelude::*;
 
 #[qemu_test(machine = "virt")]
-fn boots(machine: &mut Machine) {}
+fn boots(_machine: &mut Machine) {}
 
 fn main() {}

@@ -1,7 +1,7 @@
 use qemu_test::prelude::*;
 
 #[qemu_test(machine = "virt")]
-fn boots(vm: &mut Vm) -> u32 {
+fn boots(_vm: &mut Vm) -> u32 {
     0
 }
 
