@@ -81,14 +81,21 @@ fn expand(config: &Config, func: &ItemFn, item: TokenStream) -> TokenStream {
     let should_fail = match &config.should_fail {
         None => quote!(::qemu_test::__private::ShouldFail::No),
         Some(Setting { value: None, .. }) => quote!(::qemu_test::__private::ShouldFail::Yes),
-        Some(Setting { value: Some(message), .. }) => {
+        Some(Setting {
+            value: Some(message),
+            ..
+        }) => {
             quote!(::qemu_test::__private::ShouldFail::WithMessage(#message))
         }
     };
 
+    // The registration exists exactly when the function does.
+    let cfgs = func.attrs.iter().filter(|attr| attr.path().is_ident("cfg"));
+
     quote! {
         #item
 
+        #(#cfgs)*
         #[::qemu_test::__private::linkme::distributed_slice(::qemu_test::__private::TESTS)]
         #[linkme(crate = ::qemu_test::__private::linkme)]
         #[doc(hidden)]
@@ -116,7 +123,10 @@ fn option_str(setting: Option<&Setting<Option<LitStr>>>) -> TokenStream {
     match setting {
         None => quote!(::core::option::Option::None),
         Some(Setting { value: None, .. }) => quote!(::core::option::Option::Some("")),
-        Some(Setting { value: Some(reason), .. }) => quote!(::core::option::Option::Some(#reason)),
+        Some(Setting {
+            value: Some(reason),
+            ..
+        }) => quote!(::core::option::Option::Some(#reason)),
     }
 }
 
@@ -134,14 +144,26 @@ fn spec(config: &Config) -> TokenStream {
     string("with_machine", &config.machine);
     string("with_cpu", &config.cpu);
     if let Some(smp) = &config.smp {
-        calls.extend(call("with_smp", smp.value.span, u32_literal(smp.value.value, smp.value.span)));
+        calls.extend(call(
+            "with_smp",
+            smp.value.span,
+            u32_literal(smp.value.value, smp.value.span),
+        ));
     }
     if let Some(memory) = &config.memory {
         let size = LitStr::new(&memory.value.value, memory.value.span);
-        calls.extend(call("with_memory", memory.value.span, size.to_token_stream()));
+        calls.extend(call(
+            "with_memory",
+            memory.value.span,
+            size.to_token_stream(),
+        ));
     }
     if let Some(accel) = &config.accel {
-        calls.extend(call("with_accel", accel.value.span(), accel.value.to_token_stream()));
+        calls.extend(call(
+            "with_accel",
+            accel.value.span(),
+            accel.value.to_token_stream(),
+        ));
     }
     if let Some(kernel) = &config.kernel {
         calls.extend(image("with_kernel", &kernel.value));
@@ -150,7 +172,11 @@ fn spec(config: &Config) -> TokenStream {
         calls.extend(image("with_initrd", &initrd.value));
     }
     if let Some(append) = &config.append {
-        calls.extend(call("with_append", append.value.span(), append.value.to_token_stream()));
+        calls.extend(call(
+            "with_append",
+            append.value.span(),
+            append.value.to_token_stream(),
+        ));
     }
     for drive in config.drive.iter().flat_map(|setting| &setting.value) {
         calls.extend(call("with_drive", drive.span(), drive.to_token_stream()));
@@ -162,7 +188,11 @@ fn spec(config: &Config) -> TokenStream {
     if let Some(console) = &config.console {
         calls.extend(call("with_console", console.key.span(), TokenStream::new()));
         if let Some(device) = &console.value {
-            calls.extend(call("with_console_device", device.span(), device.to_token_stream()));
+            calls.extend(call(
+                "with_console_device",
+                device.span(),
+                device.to_token_stream(),
+            ));
         }
         if let Some(index) = &config.console_index {
             let literal = u32_literal(index.value.value, index.value.span);
@@ -206,21 +236,23 @@ fn image(method: &str, image: &Image) -> TokenStream {
 /// `Body::Vm(..)` or `Body::Plain(..)`: a `fn` with the runtime's signature
 /// that calls the test and converts its return value.
 fn body(config: &Config, func: &ItemFn) -> TokenStream {
-    let ident = &func.sig.ident;
-    // Spans located at the user's tokens but resolved at the call site, so
-    // that errors point at the user's code without changing name resolution.
+    // The call is located at the return type (or the name, when there is
+    // none), so that a return type without `IntoOutcome` is reported there;
+    // its tokens still resolve at the call site.
     let ret_span = match &func.sig.output {
-        ReturnType::Default => ident.span(),
+        ReturnType::Default => func.sig.ident.span(),
         ReturnType::Type(_, ty) => ty.span(),
     };
-    let into_outcome = quote_spanned!(Span::call_site().located_at(ret_span)=>
-        ::qemu_test::__private::IntoOutcome::into_outcome
-    );
+    let at_ret = Span::call_site().located_at(ret_span);
+    let mut ident = func.sig.ident.clone();
+    ident.set_span(at_ret);
+    let into_outcome = quote_spanned!(at_ret=> ::qemu_test::__private::IntoOutcome::into_outcome);
     if config.no_vm.is_some() {
+        let call = quote_spanned!(at_ret=> #into_outcome(#ident()));
         return quote! {
             ::qemu_test::__private::Body::Plain({
                 fn __qemu_test_body() -> ::core::result::Result<(), ::std::string::String> {
-                    #into_outcome(#ident())
+                    #call
                 }
                 __qemu_test_body
             })
@@ -231,10 +263,11 @@ fn body(config: &Config, func: &ItemFn) -> TokenStream {
         _ => Span::call_site(),
     };
     let vm = quote_spanned!(Span::call_site().located_at(arg_span)=> vm);
+    let call = quote_spanned!(at_ret=> #into_outcome(#ident(#vm)));
     quote! {
         ::qemu_test::__private::Body::Vm({
             fn __qemu_test_body(vm: &mut ::qemu_test::Vm) -> ::core::result::Result<(), ::std::string::String> {
-                #into_outcome(#ident(#vm))
+                #call
             }
             __qemu_test_body
         })
@@ -255,7 +288,11 @@ mod tests {
     #[test]
     fn the_function_is_kept_and_registered() {
         let out = expand_str(
-            quote!(machine = "virt", console, kernel = guest::ECHO_SHELL_AARCH64),
+            quote!(
+                machine = "virt",
+                console,
+                kernel = guest::ECHO_SHELL_AARCH64
+            ),
             quote! {
                 /// Docs stay.
                 fn boots(vm: &mut Vm) -> TestResult { Ok(()) }
@@ -303,7 +340,9 @@ mod tests {
                 ignore = "slow",
                 should_fail = "oops",
             ),
-            quote!(fn t(vm: &mut Vm) {}),
+            quote!(
+                fn t(vm: &mut Vm) {}
+            ),
         );
         let calls = quote!(::qemu_test::spec::VmSpec::new()
             .with_binary("qemu-system-x86_64")
@@ -324,35 +363,86 @@ mod tests {
             .with_timeout(::core::time::Duration::new(90u64, 5000000u32)));
         assert!(out.contains(&calls.to_string()), "{out}");
         assert!(out.contains(&quote!(ignore: ::core::option::Option::Some("slow")).to_string()));
-        assert!(out.contains(&quote!(::qemu_test::__private::ShouldFail::WithMessage("oops")).to_string()));
+        assert!(out.contains(
+            &quote!(::qemu_test::__private::ShouldFail::WithMessage("oops")).to_string()
+        ));
     }
 
     #[test]
     fn flags_and_arch() {
-        let out = expand_str(quote!(arch = "aarch64", ignore, should_fail), quote!(fn t(vm: &mut Vm) {}));
-        assert!(out.contains(&quote!(VmSpec::new().with_arch("aarch64")).to_string()), "{out}");
+        let out = expand_str(
+            quote!(arch = "aarch64", ignore, should_fail),
+            quote!(
+                fn t(vm: &mut Vm) {}
+            ),
+        );
+        assert!(
+            out.contains(&quote!(VmSpec::new().with_arch("aarch64")).to_string()),
+            "{out}"
+        );
         assert!(out.contains(&quote!(ignore: ::core::option::Option::Some("")).to_string()));
         assert!(out.contains(&quote!(::qemu_test::__private::ShouldFail::Yes).to_string()));
     }
 
     #[test]
     fn no_vm_tests_get_a_plain_body() {
-        let out = expand_str(quote!(no_vm), quote!(fn plain() {}));
-        assert!(out.contains(&quote!(::qemu_test::__private::Body::Plain).to_string()), "{out}");
-        assert!(out.contains(&quote!(into_outcome(plain())).to_string()), "{out}");
-        assert!(out.contains("-> :: qemu_test :: spec :: VmSpec { :: qemu_test :: spec :: VmSpec :: new () }"), "{out}");
+        let out = expand_str(
+            quote!(no_vm),
+            quote!(
+                fn plain() {}
+            ),
+        );
+        assert!(
+            out.contains(&quote!(::qemu_test::__private::Body::Plain).to_string()),
+            "{out}"
+        );
+        assert!(
+            out.contains(&quote!(into_outcome(plain())).to_string()),
+            "{out}"
+        );
+        assert!(
+            out.contains(
+                "-> :: qemu_test :: spec :: VmSpec { :: qemu_test :: spec :: VmSpec :: new () }"
+            ),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn cfg_attributes_apply_to_the_registration() {
+        let out = expand_str(
+            quote!(),
+            quote!(
+                #[cfg(feature = "slow")]
+                #[inline]
+                fn t(vm: &mut Vm) {}
+            ),
+        );
+        let registration = &out[out.find("{ }").unwrap()..];
+        assert!(
+            registration.starts_with("{ } # [cfg (feature = \"slow\")] # [:: qemu_test"),
+            "{out}"
+        );
+        assert!(!registration.contains("inline"), "{out}");
     }
 
     #[test]
     fn raw_names_are_unraw_in_the_test_list() {
-        let out = expand_str(quote!(), quote!(fn r#match(vm: &mut Vm) {}));
+        let out = expand_str(
+            quote!(),
+            quote!(
+                fn r#match(vm: &mut Vm) {}
+            ),
+        );
         assert!(out.contains("name : \"match\""), "{out}");
         assert!(out.contains("__QEMU_TEST_MATCH"), "{out}");
     }
 
     #[test]
     fn errors_keep_the_function_as_written() {
-        let item = quote!(fn boots(vm: &mut Vm) {});
+        let item = quote!(
+            fn boots(vm: &mut Vm) {}
+        );
         let out = qemu_test(quote!(machin = "virt"), item.clone()).to_string();
         assert!(out.starts_with(&item.to_string()), "{out}");
         assert!(out.contains("compile_error"), "{out}");
@@ -361,13 +451,25 @@ mod tests {
 
     #[test]
     fn argument_and_function_errors_are_reported_together() {
-        let out = qemu_test(quote!(smp = "2"), quote!(async fn t(vm: &mut Vm) {})).to_string();
+        let out = qemu_test(
+            quote!(smp = "2"),
+            quote!(
+                async fn t(vm: &mut Vm) {}
+            ),
+        )
+        .to_string();
         assert_eq!(out.matches("compile_error").count(), 2, "{out}");
     }
 
     #[test]
     fn not_a_function() {
-        let out = qemu_test(quote!(), quote!(struct S;)).to_string();
+        let out = qemu_test(
+            quote!(),
+            quote!(
+                struct S;
+            ),
+        )
+        .to_string();
         assert!(out.starts_with("struct S ;"), "{out}");
         assert!(out.contains("compile_error"), "{out}");
     }

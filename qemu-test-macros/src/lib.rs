@@ -4,10 +4,10 @@
 //! `qemu_test::qemu_test` and in `qemu_test::prelude`; the code it expands
 //! to refers to `::qemu_test`, so this crate is not useful on its own.
 //!
-//! The crate follows dtolnay's one-file-per-phase layout: [`parse`] turns
-//! the arguments into a `Config` that keeps every token, [`validate`] checks
-//! the rules between keys and the function's signature, and [`expand`] emits
-//! the function plus its registration.
+//! The crate follows dtolnay's one-file-per-phase layout: `parse` turns the
+//! arguments into a `Config` that keeps every token, `validate` checks the
+//! rules between keys and the function's signature, and `expand` emits the
+//! function plus its registration.
 //!
 //! [qemu-test]: https://docs.rs/qemu-test
 

@@ -23,17 +23,41 @@ struct Key {
 
 /// Every accepted key, in the order the documentation lists them.
 const KEYS: &[Key] = &[
-    Key { name: "binary", expects: "a string literal", example: "binary = \"qemu-system-aarch64\"" },
-    Key { name: "arch", expects: "a string literal", example: "arch = \"aarch64\"" },
-    Key { name: "machine", expects: "a string literal", example: "machine = \"virt\"" },
-    Key { name: "cpu", expects: "a string literal", example: "cpu = \"max\"" },
-    Key { name: "smp", expects: "an integer literal of at least 1", example: "smp = 2" },
+    Key {
+        name: "binary",
+        expects: "a string literal",
+        example: "binary = \"qemu-system-aarch64\"",
+    },
+    Key {
+        name: "arch",
+        expects: "a string literal",
+        example: "arch = \"aarch64\"",
+    },
+    Key {
+        name: "machine",
+        expects: "a string literal",
+        example: "machine = \"virt\"",
+    },
+    Key {
+        name: "cpu",
+        expects: "a string literal",
+        example: "cpu = \"max\"",
+    },
+    Key {
+        name: "smp",
+        expects: "an integer literal of at least 1",
+        example: "smp = 2",
+    },
     Key {
         name: "memory",
         expects: "a size string or an integer literal (MiB)",
         example: "memory = \"256M\"",
     },
-    Key { name: "accel", expects: "one of \"auto\", \"kvm\" or \"tcg\"", example: "accel = \"tcg\"" },
+    Key {
+        name: "accel",
+        expects: "one of \"auto\", \"kvm\" or \"tcg\"",
+        example: "accel = \"tcg\"",
+    },
     Key {
         name: "kernel",
         expects: "a path string or an image expression",
@@ -44,7 +68,11 @@ const KEYS: &[Key] = &[
         expects: "a path string or an image expression",
         example: "initrd = \"initrd.img\"",
     },
-    Key { name: "append", expects: "a string literal", example: "append = \"console=ttyS0\"" },
+    Key {
+        name: "append",
+        expects: "a string literal",
+        example: "append = \"console=ttyS0\"",
+    },
     Key {
         name: "drive",
         expects: "a string literal or an array of string literals",
@@ -60,16 +88,36 @@ const KEYS: &[Key] = &[
         expects: "no value or a device type string",
         example: "console = \"isa-serial\"",
     },
-    Key { name: "console_index", expects: "an integer literal", example: "console_index = 1" },
-    Key { name: "timeout", expects: "a duration string", example: "timeout = \"60s\"" },
-    Key { name: "snapshot", expects: "a string literal", example: "snapshot = \"booted\"" },
-    Key { name: "ignore", expects: "no value or a reason string", example: "ignore = \"needs KVM\"" },
+    Key {
+        name: "console_index",
+        expects: "an integer literal",
+        example: "console_index = 1",
+    },
+    Key {
+        name: "timeout",
+        expects: "a duration string",
+        example: "timeout = \"60s\"",
+    },
+    Key {
+        name: "snapshot",
+        expects: "a string literal",
+        example: "snapshot = \"booted\"",
+    },
+    Key {
+        name: "ignore",
+        expects: "no value or a reason string",
+        example: "ignore = \"needs KVM\"",
+    },
     Key {
         name: "should_fail",
         expects: "no value or an expected message string",
         example: "should_fail = \"guest panic\"",
     },
-    Key { name: "no_vm", expects: "no value", example: "no_vm" },
+    Key {
+        name: "no_vm",
+        expects: "no value",
+        example: "no_vm",
+    },
 ];
 
 /// The accelerators `accel` accepts.
@@ -164,7 +212,10 @@ pub(crate) fn parse_args(args: TokenStream) -> syn::Result<Parsed> {
     for (index, meta) in metas.into_iter().enumerate() {
         errors.push(config.set(index, meta));
     }
-    Ok(Parsed { config, errors: errors.finish() })
+    Ok(Parsed {
+        config,
+        errors: errors.finish(),
+    })
 }
 
 /// Collects errors into one [`syn::Error`].
@@ -224,7 +275,10 @@ impl Config {
         if let Value::List(list) = &value {
             return Err(syn::Error::new_spanned(
                 list,
-                format!("expected `{name} = ...`: `{name}` expects {}, e.g. `{}`", info.expects, info.example),
+                format!(
+                    "expected `{name} = ...`: `{name}` expects {}, e.g. `{}`",
+                    info.expects, info.example
+                ),
             ));
         }
         let ctx = Ctx { key: &key, info };
@@ -247,12 +301,27 @@ impl Config {
             "append" => store(&mut self.append, key.clone(), index, ctx.string(value)?),
             "drive" => store(&mut self.drive, key.clone(), index, ctx.drives(value)?),
             "args" => store(&mut self.args, key.clone(), index, ctx.string_array(value)?),
-            "console" => store(&mut self.console, key.clone(), index, ctx.flag_or_string(value)?),
+            "console" => store(
+                &mut self.console,
+                key.clone(),
+                index,
+                ctx.flag_or_string(value)?,
+            ),
             "console_index" => store(&mut self.console_index, key.clone(), index, ctx.int(value)?),
             "timeout" => store(&mut self.timeout, key.clone(), index, ctx.timeout(value)?),
             "snapshot" => store(&mut self.snapshot, key.clone(), index, ctx.string(value)?),
-            "ignore" => store(&mut self.ignore, key.clone(), index, ctx.flag_or_string(value)?),
-            "should_fail" => store(&mut self.should_fail, key.clone(), index, ctx.flag_or_string(value)?),
+            "ignore" => store(
+                &mut self.ignore,
+                key.clone(),
+                index,
+                ctx.flag_or_string(value)?,
+            ),
+            "should_fail" => store(
+                &mut self.should_fail,
+                key.clone(),
+                index,
+                ctx.flag_or_string(value)?,
+            ),
             "no_vm" => {
                 // Recorded even with a bad value, so that the function is
                 // still checked as a `no_vm` test (no secondary errors).
@@ -326,7 +395,10 @@ impl Ctx<'_> {
     }
 
     fn expects(&self) -> String {
-        format!("`{}` expects {}, e.g. `{}`", self.key, self.info.expects, self.info.example)
+        format!(
+            "`{}` expects {}, e.g. `{}`",
+            self.key, self.info.expects, self.info.example
+        )
     }
 
     /// The value of a key that needs one.
@@ -343,14 +415,18 @@ impl Ctx<'_> {
 
     fn string(&self, value: Value) -> syn::Result<LitStr> {
         match self.expr(value)? {
-            Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) => Ok(lit),
+            Expr::Lit(ExprLit {
+                lit: Lit::Str(lit), ..
+            }) => Ok(lit),
             other => Err(self.wrong_type(other)),
         }
     }
 
     fn int(&self, value: Value) -> syn::Result<Int> {
         match self.expr(value)? {
-            Expr::Lit(ExprLit { lit: Lit::Int(lit), .. }) => parse_u32(&lit, self.key),
+            Expr::Lit(ExprLit {
+                lit: Lit::Int(lit), ..
+            }) => parse_u32(&lit, self.key),
             other => Err(self.wrong_type(other)),
         }
     }
@@ -360,7 +436,10 @@ impl Ctx<'_> {
             Value::Flag => Ok(()),
             Value::Expr(expr) => Err(syn::Error::new_spanned(
                 expr,
-                format!("`{}` is a flag and takes no value: write `{}`", self.key, self.key),
+                format!(
+                    "`{}` is a flag and takes no value: write `{}`",
+                    self.key, self.key
+                ),
             )),
             Value::List(list) => Err(self.wrong_type(list)),
         }
@@ -380,10 +459,15 @@ impl Ctx<'_> {
                 let mut strings = Vec::new();
                 for elem in array.elems {
                     match elem {
-                        Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) => strings.push(lit),
+                        Expr::Lit(ExprLit {
+                            lit: Lit::Str(lit), ..
+                        }) => strings.push(lit),
                         other => errors.add(syn::Error::new_spanned(
                             other,
-                            format!("`{}` takes string literals only, e.g. `{}`", self.key, self.info.example),
+                            format!(
+                                "`{}` takes string literals only, e.g. `{}`",
+                                self.key, self.info.example
+                            ),
                         )),
                     }
                 }
@@ -398,7 +482,9 @@ impl Ctx<'_> {
 
     fn drives(&self, value: Value) -> syn::Result<Vec<LitStr>> {
         match self.expr(value)? {
-            Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) => Ok(vec![lit]),
+            Expr::Lit(ExprLit {
+                lit: Lit::Str(lit), ..
+            }) => Ok(vec![lit]),
             array @ Expr::Array(_) => self.string_array(Value::Expr(array)),
             other => Err(self.wrong_type(other)),
         }
@@ -406,17 +492,27 @@ impl Ctx<'_> {
 
     fn memory(&self, value: Value) -> syn::Result<Memory> {
         match self.expr(value)? {
-            Expr::Lit(ExprLit { lit: Lit::Int(lit), .. }) => {
+            Expr::Lit(ExprLit {
+                lit: Lit::Int(lit), ..
+            }) => {
                 let mib = lit
                     .base10_parse::<u64>()
                     .map_err(|e| syn::Error::new(lit.span(), format!("invalid `memory`: {e}")))?;
                 if mib == 0 {
                     return Err(syn::Error::new(lit.span(), "`memory` must not be zero"));
                 }
-                Ok(Memory { value: format!("{mib}M"), span: lit.span() })
+                Ok(Memory {
+                    value: format!("{mib}M"),
+                    span: lit.span(),
+                })
             }
-            Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) => match memory_size(&lit.value()) {
-                Some(size) => Ok(Memory { value: size, span: lit.span() }),
+            Expr::Lit(ExprLit {
+                lit: Lit::Str(lit), ..
+            }) => match memory_size(&lit.value()) {
+                Some(size) => Ok(Memory {
+                    value: size,
+                    span: lit.span(),
+                }),
                 None => Err(syn::Error::new(
                     lit.span(),
                     format!(
@@ -437,7 +533,10 @@ impl Ctx<'_> {
         } else {
             Err(syn::Error::new(
                 lit.span(),
-                format!("unknown accelerator {:?}: expected one of \"auto\", \"kvm\" or \"tcg\"", lit.value()),
+                format!(
+                    "unknown accelerator {:?}: expected one of \"auto\", \"kvm\" or \"tcg\"",
+                    lit.value()
+                ),
             ))
         }
     }
@@ -445,7 +544,9 @@ impl Ctx<'_> {
     fn image(&self, value: Value) -> syn::Result<Image> {
         let expr = self.expr(value)?;
         match ungroup(&expr) {
-            Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) => Ok(Image::Lit(lit.clone())),
+            Expr::Lit(ExprLit {
+                lit: Lit::Str(lit), ..
+            }) => Ok(Image::Lit(lit.clone())),
             Expr::Lit(_) => Err(self.wrong_type(expr)),
             Expr::Path(_) => Ok(Image::Path(expr)),
             _ => Ok(Image::Expr(expr)),
@@ -454,8 +555,12 @@ impl Ctx<'_> {
 
     fn timeout(&self, value: Value) -> syn::Result<Timeout> {
         let lit = match self.expr(value)? {
-            Expr::Lit(ExprLit { lit: Lit::Str(lit), .. }) => lit,
-            Expr::Lit(ExprLit { lit: Lit::Int(int), .. }) => {
+            Expr::Lit(ExprLit {
+                lit: Lit::Str(lit), ..
+            }) => lit,
+            Expr::Lit(ExprLit {
+                lit: Lit::Int(int), ..
+            }) => {
                 return Err(syn::Error::new(
                     int.span(),
                     format!(
@@ -498,7 +603,10 @@ fn parse_u32(lit: &LitInt, key: &Ident) -> syn::Result<Int> {
     let value = lit
         .base10_parse::<u32>()
         .map_err(|e| syn::Error::new(lit.span(), format!("invalid `{key}`: {e}")))?;
-    Ok(Int { value, span: lit.span() })
+    Ok(Int {
+        value,
+        span: lit.span(),
+    })
 }
 
 /// Checks a QEMU memory size (digits and an optional `K`/`M`/`G`/`T`
@@ -528,7 +636,10 @@ fn unknown_key(key: &Ident) -> syn::Error {
         .min_by_key(|(d, _)| *d)
         .map(|(_, candidate)| format!("; did you mean `{candidate}`?"))
         .unwrap_or_default();
-    syn::Error::new(key.span(), format!("unknown key `{name}`{suggestion} {}", accepted_keys()))
+    syn::Error::new(
+        key.span(),
+        format!("unknown key `{name}`{suggestion} {}", accepted_keys()),
+    )
 }
 
 fn accepted_keys() -> String {
@@ -545,7 +656,11 @@ fn distance(a: &str, b: &str) -> usize {
         row[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
             let cur = row[j + 1];
-            row[j + 1] = if ca == *cb { prev } else { 1 + prev.min(cur).min(row[j]) };
+            row[j + 1] = if ca == *cb {
+                prev
+            } else {
+                1 + prev.min(cur).min(row[j])
+            };
             prev = cur;
         }
     }
@@ -606,16 +721,31 @@ mod tests {
         assert!(matches!(config.kernel.unwrap().value, Image::Path(_)));
         assert!(matches!(config.initrd.unwrap().value, Image::Lit(l) if l.value() == "initrd.img"));
         assert_eq!(config.append.unwrap().value.value(), "console=ttyS0");
-        let drives: Vec<String> = config.drive.unwrap().value.iter().map(LitStr::value).collect();
+        let drives: Vec<String> = config
+            .drive
+            .unwrap()
+            .value
+            .iter()
+            .map(LitStr::value)
+            .collect();
         assert_eq!(drives, ["file=a.img", "file=b.img"]);
-        let args: Vec<String> = config.args.unwrap().value.iter().map(LitStr::value).collect();
+        let args: Vec<String> = config
+            .args
+            .unwrap()
+            .value
+            .iter()
+            .map(LitStr::value)
+            .collect();
         assert_eq!(args, ["-no-reboot", "-d", "guest_errors"]);
         assert_eq!(config.console.unwrap().value.unwrap().value(), "isa-serial");
         assert_eq!(config.console_index.unwrap().value.value, 1);
         assert_eq!(config.timeout.unwrap().value.value, Duration::from_secs(90));
         assert_eq!(config.snapshot.unwrap().value.value(), "booted");
         assert_eq!(config.ignore.unwrap().value.unwrap().value(), "slow");
-        assert_eq!(config.should_fail.unwrap().value.unwrap().value(), "guest panic");
+        assert_eq!(
+            config.should_fail.unwrap().value.unwrap().value(),
+            "guest panic"
+        );
     }
 
     #[test]
@@ -646,12 +776,25 @@ mod tests {
     #[test]
     fn kernel_values_are_classified() {
         let kernel = |tokens| parse(tokens).kernel.unwrap().value;
-        assert!(matches!(kernel(quote!(kernel = "/boot/vmlinuz")), Image::Lit(_)));
+        assert!(matches!(
+            kernel(quote!(kernel = "/boot/vmlinuz")),
+            Image::Lit(_)
+        ));
         assert!(matches!(kernel(quote!(kernel = ECHO)), Image::Path(_)));
-        assert!(matches!(kernel(quote!(kernel = guest::ECHO_SHELL_AARCH64)), Image::Path(_)));
-        assert!(matches!(kernel(quote!(kernel = build_kernel())), Image::Expr(_)));
-        assert!(matches!(kernel(quote!(kernel = &guest::ECHO)), Image::Expr(_)));
-        assert!(error(quote!(kernel = 3)).contains("`kernel` expects a path string or an image expression"));
+        assert!(matches!(
+            kernel(quote!(kernel = guest::ECHO_SHELL_AARCH64)),
+            Image::Path(_)
+        ));
+        assert!(matches!(
+            kernel(quote!(kernel = build_kernel())),
+            Image::Expr(_)
+        ));
+        assert!(matches!(
+            kernel(quote!(kernel = &guest::ECHO)),
+            Image::Expr(_)
+        ));
+        assert!(error(quote!(kernel = 3))
+            .contains("`kernel` expects a path string or an image expression"));
     }
 
     #[test]
@@ -663,7 +806,10 @@ mod tests {
 
     #[test]
     fn integer_memory_is_mib() {
-        assert_eq!(parse(quote!(memory = 512)).memory.unwrap().value.value, "512M");
+        assert_eq!(
+            parse(quote!(memory = 512)).memory.unwrap().value.value,
+            "512M"
+        );
     }
 
     #[test]
@@ -680,18 +826,30 @@ mod tests {
 
     #[test]
     fn duplicate_keys_are_rejected() {
-        assert_eq!(error(quote!(machine = "virt", machine = "q35")), "duplicate `machine` key");
+        assert_eq!(
+            error(quote!(machine = "virt", machine = "q35")),
+            "duplicate `machine` key"
+        );
         assert!(error(quote!(drive = "a", drive = "b")).contains("as an array"));
-        assert_eq!(error(quote!(console, console = "isa-serial")), "duplicate `console` key");
+        assert_eq!(
+            error(quote!(console, console = "isa-serial")),
+            "duplicate `console` key"
+        );
     }
 
     #[test]
     fn unknown_keys_list_the_accepted_ones() {
         let message = error(quote!(machin = "virt"));
-        assert!(message.starts_with("unknown key `machin`; did you mean `machine`?"), "{message}");
+        assert!(
+            message.starts_with("unknown key `machin`; did you mean `machine`?"),
+            "{message}"
+        );
         assert!(message.contains("`should_fail`"), "{message}");
         let message = error(quote!(frobnicate));
-        assert!(message.starts_with("unknown key `frobnicate` (accepted keys: `binary`"), "{message}");
+        assert!(
+            message.starts_with("unknown key `frobnicate` (accepted keys: `binary`"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -705,11 +863,15 @@ mod tests {
             "`machine` expects a string literal, e.g. `machine = \"virt\"`"
         );
         assert!(error(quote!(machine)).starts_with("`machine` needs a value"));
-        assert!(error(quote!(args = "-a")).starts_with("`args` expects an array of string literals"));
+        assert!(
+            error(quote!(args = "-a")).starts_with("`args` expects an array of string literals")
+        );
         assert!(error(quote!(args = ["-a", 1])).starts_with("`args` takes string literals only"));
         assert!(error(quote!(no_vm = true)).contains("is a flag and takes no value"));
         assert!(error(quote!(console(1))).starts_with("expected `console = ...`"));
-        assert!(error(quote!(qemu::machine = "virt")).starts_with("expected a key such as `machine`"));
+        assert!(
+            error(quote!(qemu::machine = "virt")).starts_with("expected a key such as `machine`")
+        );
         assert_eq!(error(quote!(smp = 0)), "`smp` must be at least 1");
         assert!(error(quote!(smp = 5000000000)).starts_with("invalid `smp`"));
     }
@@ -725,7 +887,14 @@ mod tests {
 
     #[test]
     fn timeouts_are_checked() {
-        assert_eq!(parse(quote!(timeout = "250ms")).timeout.unwrap().value.value, Duration::from_millis(250));
+        assert_eq!(
+            parse(quote!(timeout = "250ms"))
+                .timeout
+                .unwrap()
+                .value
+                .value,
+            Duration::from_millis(250)
+        );
         assert!(error(quote!(timeout = "soon")).starts_with("invalid `timeout` \"soon\""));
         assert!(error(quote!(timeout = "0s")).starts_with("`timeout` must be longer than zero"));
         assert!(error(quote!(timeout = 60)).contains("`timeout = \"60s\"`"));

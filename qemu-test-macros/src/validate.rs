@@ -15,7 +15,11 @@ pub(crate) fn config(config: &Config) -> Option<syn::Error> {
     let mut errors = Errors::default();
 
     if let (Some(binary), Some(arch)) = (&config.binary, &config.arch) {
-        let later = if binary.index > arch.index { &binary.key } else { &arch.key };
+        let later = if binary.index > arch.index {
+            &binary.key
+        } else {
+            &arch.key
+        };
         errors.add(syn::Error::new(
             later.span(),
             "`binary` and `arch` are mutually exclusive: `binary` names the QEMU executable, \
@@ -73,7 +77,10 @@ pub(crate) fn function(func: &ItemFn, no_vm: Option<bool>) -> Option<syn::Error>
         ));
     }
     if let Some(unsafety) = &sig.unsafety {
-        errors.add(syn::Error::new_spanned(unsafety, "`#[qemu_test]` functions cannot be `unsafe`"));
+        errors.add(syn::Error::new_spanned(
+            unsafety,
+            "`#[qemu_test]` functions cannot be `unsafe`",
+        ));
     }
     if !sig.generics.params.is_empty() {
         errors.add(syn::Error::new_spanned(
@@ -89,48 +96,43 @@ pub(crate) fn function(func: &ItemFn, no_vm: Option<bool>) -> Option<syn::Error>
         return errors.finish();
     }
 
-    match no_vm {
-        None => {}
-        Some(true) => {
-            if !sig.inputs.is_empty() {
-                errors.add(syn::Error::new_spanned(
-                    &sig.inputs,
-                    "a `no_vm` test takes no parameters: it gets no VM",
-                ));
-            }
-        }
-        Some(false) => match sig.inputs.len() {
-            0 => errors.add(syn::Error::new(
-                sig.paren_token.span.join(),
-                "a VM test takes the VM as its only parameter, as in `fn name(vm: &mut Vm)`; \
-                 add `no_vm` to the attribute for a test without a VM",
-            )),
-            1 => {
-                if let Some(FnArg::Typed(arg)) = sig.inputs.first() {
-                    if !is_vm_ref(&arg.ty) {
-                        errors.add(syn::Error::new_spanned(
-                            &arg.ty,
-                            format!(
-                                "the VM parameter must be `&mut Vm`, found `{}`",
-                                pretty(&arg.ty)
-                            ),
-                        ));
-                    }
+    let inputs = &sig.inputs;
+    match (no_vm, inputs.len()) {
+        // Without a config, whether a VM is wanted is unknown.
+        (None, _) | (Some(true), 0) => {}
+        (Some(true), _) => errors.add(syn::Error::new_spanned(
+            inputs,
+            "a `no_vm` test takes no parameters: it gets no VM",
+        )),
+        (Some(false), 0) => errors.add(syn::Error::new(
+            sig.paren_token.span.join(),
+            "a VM test takes the VM as its only parameter, as in `fn name(vm: &mut Vm)`; \
+             add `no_vm` to the attribute for a test without a VM",
+        )),
+        (Some(false), 1) => {
+            if let Some(FnArg::Typed(arg)) = inputs.first() {
+                if !is_vm_ref(&arg.ty) {
+                    errors.add(syn::Error::new_spanned(
+                        &arg.ty,
+                        format!(
+                            "the VM parameter must be `&mut Vm`, found `{}`",
+                            pretty(&arg.ty)
+                        ),
+                    ));
                 }
             }
-            _ => {
-                let extra: TokenStream = sig
-                    .inputs
-                    .pairs()
-                    .skip(1)
-                    .map(|pair| pair.value().to_token_stream())
-                    .collect();
-                errors.add(syn::Error::new_spanned(
-                    extra,
-                    "a VM test takes exactly one parameter, as in `fn name(vm: &mut Vm)`; remove the others",
-                ));
-            }
-        },
+        }
+        (Some(false), _) => {
+            let extra: TokenStream = inputs
+                .iter()
+                .skip(1)
+                .map(ToTokens::to_token_stream)
+                .collect();
+            errors.add(syn::Error::new_spanned(
+                extra,
+                "a VM test takes exactly one parameter, as in `fn name(vm: &mut Vm)`; remove the others",
+            ));
+        }
     }
 
     errors.finish()
@@ -174,7 +176,11 @@ fn ungroup(ty: &Type) -> &Type {
 /// A type as a person writes it: `&mut Machine`, not `& mut Machine`.
 fn pretty(ty: &Type) -> String {
     let text = ty.to_token_stream().to_string();
-    text.replace("& ", "&").replace(" :: ", "::").replace(" < ", "<").replace(" >", ">").replace(" ,", ",")
+    text.replace("& ", "&")
+        .replace(" :: ", "::")
+        .replace(" < ", "<")
+        .replace(" >", ">")
+        .replace(" ,", ",")
 }
 
 #[cfg(test)]
@@ -202,7 +208,9 @@ mod tests {
 
     #[test]
     fn console_index_needs_console() {
-        assert!(config_error(quote!(console_index = 1)).unwrap().contains("requires `console`"));
+        assert!(config_error(quote!(console_index = 1))
+            .unwrap()
+            .contains("requires `console`"));
         assert!(config_error(quote!(console, console_index = 1)).is_none());
     }
 
@@ -217,7 +225,11 @@ mod tests {
     #[test]
     fn no_vm_rejects_every_vm_key() {
         let parsed = parse_args(quote!(no_vm, machine = "virt", ignore, timeout = "1s")).unwrap();
-        let errors: Vec<String> = config(&parsed.config).unwrap().into_iter().map(|e| e.to_string()).collect();
+        let errors: Vec<String> = config(&parsed.config)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect();
         assert_eq!(errors.len(), 2);
         assert!(errors[0].starts_with("`machine` cannot be combined with `no_vm`"));
         assert!(errors[1].starts_with("`timeout` cannot be combined with `no_vm`"));
@@ -227,52 +239,167 @@ mod tests {
     #[test]
     fn vm_parameter_types() {
         for ok in [
-            quote!(fn t(vm: &mut Vm) {}),
-            quote!(fn t(_: &mut Vm) {}),
-            quote!(fn t(mut vm: &'_ mut Vm) {}),
-            quote!(fn t(vm: &mut qemu_test::Vm) -> TestResult { Ok(()) }),
-            quote!(fn t(vm: &mut ::qemu_test::runner::Vm) {}),
+            quote!(
+                fn t(vm: &mut Vm) {}
+            ),
+            quote!(
+                fn t(_: &mut Vm) {}
+            ),
+            quote!(
+                fn t(mut vm: &'_ mut Vm) {}
+            ),
+            quote!(
+                fn t(vm: &mut qemu_test::Vm) -> TestResult {
+                    Ok(())
+                }
+            ),
+            quote!(
+                fn t(vm: &mut ::qemu_test::runner::Vm) {}
+            ),
         ] {
             assert_eq!(fn_error(ok.clone(), false), None, "{ok}");
         }
         for bad in [
-            quote!(fn t(vm: Vm) {}),
-            quote!(fn t(vm: &Vm) {}),
-            quote!(fn t(vm: &mut Machine) {}),
-            quote!(fn t(vm: &'static mut Vm) {}),
-            quote!(fn t(vm: &mut Vm<u8>) {}),
-            quote!(fn t(vm: &mut <X as Y>::Vm) {}),
+            quote!(
+                fn t(vm: Vm) {}
+            ),
+            quote!(
+                fn t(vm: &Vm) {}
+            ),
+            quote!(
+                fn t(vm: &mut Machine) {}
+            ),
+            quote!(
+                fn t(vm: &'static mut Vm) {}
+            ),
+            quote!(
+                fn t(vm: &mut Vm<u8>) {}
+            ),
+            quote!(
+                fn t(vm: &mut <X as Y>::Vm) {}
+            ),
         ] {
             let message = fn_error(bad.clone(), false).unwrap_or_else(|| panic!("accepted {bad}"));
-            assert!(message.starts_with("the VM parameter must be `&mut Vm`"), "{message}");
+            assert!(
+                message.starts_with("the VM parameter must be `&mut Vm`"),
+                "{message}"
+            );
         }
         assert_eq!(
-            fn_error(quote!(fn t(vm: &mut Machine) {}), false).unwrap(),
+            fn_error(
+                quote!(
+                    fn t(vm: &mut Machine) {}
+                ),
+                false
+            )
+            .unwrap(),
             "the VM parameter must be `&mut Vm`, found `&mut Machine`"
         );
     }
 
     #[test]
     fn parameter_counts() {
-        assert!(fn_error(quote!(fn t() {}), false).unwrap().contains("only parameter"));
-        assert!(fn_error(quote!(fn t(a: &mut Vm, b: u8) {}), false).unwrap().contains("exactly one"));
-        assert!(fn_error(quote!(fn t(vm: &mut Vm) {}), true).unwrap().contains("takes no parameters"));
-        assert_eq!(fn_error(quote!(fn t() {}), true), None);
+        assert!(fn_error(
+            quote!(
+                fn t() {}
+            ),
+            false
+        )
+        .unwrap()
+        .contains("only parameter"));
+        assert!(fn_error(
+            quote!(
+                fn t(a: &mut Vm, b: u8) {}
+            ),
+            false
+        )
+        .unwrap()
+        .contains("exactly one"));
+        assert!(fn_error(
+            quote!(
+                fn t(vm: &mut Vm) {}
+            ),
+            true
+        )
+        .unwrap()
+        .contains("takes no parameters"));
+        assert_eq!(
+            fn_error(
+                quote!(
+                    fn t() {}
+                ),
+                true
+            ),
+            None
+        );
     }
 
     #[test]
     fn signature_rules() {
-        assert!(fn_error(quote!(async fn t(vm: &mut Vm) {}), false).unwrap().contains("`async`"));
-        assert!(fn_error(quote!(unsafe fn t(vm: &mut Vm) {}), false).unwrap().contains("`unsafe`"));
-        assert!(fn_error(quote!(fn t<T>(vm: &mut Vm) {}), false).unwrap().contains("generic"));
-        assert!(fn_error(quote!(fn t(&self) {}), false).unwrap().contains("`self`"));
-        assert!(fn_error(quote!(#[test] fn t() {}), true).unwrap().contains("remove `#[test]`"));
-        let all = function(&syn::parse2(quote!(async fn t<T>() {})).unwrap(), Some(true)).unwrap();
+        assert!(fn_error(
+            quote!(
+                async fn t(vm: &mut Vm) {}
+            ),
+            false
+        )
+        .unwrap()
+        .contains("`async`"));
+        assert!(fn_error(
+            quote!(
+                unsafe fn t(vm: &mut Vm) {}
+            ),
+            false
+        )
+        .unwrap()
+        .contains("`unsafe`"));
+        assert!(fn_error(
+            quote!(
+                fn t<T>(vm: &mut Vm) {}
+            ),
+            false
+        )
+        .unwrap()
+        .contains("generic"));
+        assert!(fn_error(
+            quote!(
+                fn t(&self) {}
+            ),
+            false
+        )
+        .unwrap()
+        .contains("`self`"));
+        assert!(fn_error(
+            quote!(
+                #[test]
+                fn t() {}
+            ),
+            true
+        )
+        .unwrap()
+        .contains("remove `#[test]`"));
+        let all = function(
+            &syn::parse2(quote!(
+                async fn t<T>() {}
+            ))
+            .unwrap(),
+            Some(true),
+        )
+        .unwrap();
         assert_eq!(all.into_iter().count(), 2);
     }
 
     #[test]
     fn parameters_are_not_checked_without_a_config() {
-        assert_eq!(function(&syn::parse2(quote!(fn t(a: u8, b: u8) {})).unwrap(), None).map(|e| e.to_string()), None);
+        assert_eq!(
+            function(
+                &syn::parse2(quote!(
+                    fn t(a: u8, b: u8) {}
+                ))
+                .unwrap(),
+                None
+            )
+            .map(|e| e.to_string()),
+            None
+        );
     }
 }

@@ -31,11 +31,14 @@ use crate::qmp::QmpClient;
 ///   ignored);
 /// - any other pattern matches a value equal to it.
 ///
-/// Deliberate deviation: in the seed, a list or string pattern is iterated
-/// like a dict (Python's `for key in match`), so `[0]` "matches" any
-/// non-empty list whose element 0 equals 0 — an accident of duck typing.
-/// Here lists and strings compare by equality. An object pattern never
-/// matches a non-object event (as in the seed, where `key in event` fails).
+/// Numbers compare by value (`1` matches `1.0`), as in Python.
+///
+/// Deliberate deviations, each an accident of the seed's duck typing: in
+/// the seed a list or string pattern is iterated like a dict (Python's
+/// `for key in match`), so `[0]` "matches" lists by their elements' indices
+/// and an empty list or string matches anything. Here lists and strings
+/// compare by equality. And `true` never matches `1` (Python's `True == 1`).
+/// The tests check agreement with a model of the seed everywhere else.
 pub fn event_match(event: &Value, pattern: &Value) -> bool {
     match pattern {
         Value::Null => true,
@@ -47,7 +50,25 @@ pub fn event_match(event: &Value, pattern: &Value) -> bool {
             }
             _ => false,
         },
-        other => other == event,
+        other => json_eq(other, event),
+    }
+}
+
+/// Equality as the seed's Python sees decoded JSON: numbers compare by
+/// value (`1 == 1.0`), containers element by element. Unlike Python,
+/// `true` is not equal to `1`.
+fn json_eq(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64(), x.as_u64(), y.as_u64()) {
+            (Some(x), Some(y), _, _) => x == y,
+            (_, _, Some(x), Some(y)) => x == y,
+            _ => x.as_f64() == y.as_f64(),
+        },
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_eq(x, y)),
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+        }
+        _ => a == b,
     }
 }
 
@@ -209,6 +230,9 @@ mod tests {
     #[test]
     fn scalars_compare_equal() {
         assert!(event_match(&json!(5), &json!(5)));
+        assert!(event_match(&json!(5.0), &json!(5)));
+        assert!(event_match(&json!({"a": [1.0]}), &json!({"a": [1]})));
+        assert!(!event_match(&json!(1), &json!(true)), "deviation: True == 1 in Python");
         assert!(!event_match(&json!(5), &json!(6)));
         assert!(!event_match(&json!("5"), &json!(5)));
         assert!(event_match(&json!(true), &json!(true)));

@@ -19,6 +19,15 @@ fn built_kernel() -> PathBuf {
 
 static TINY_REF: &Guest = &TINY;
 
+const TINY_CONST: Guest = Guest { name: "tiny-const", ..TINY_FIELDS };
+const TINY_FIELDS: Guest = Guest {
+    name: "",
+    arch: "aarch64",
+    machine: "virt",
+    load: Load::Bios,
+    bytes: &[],
+};
+
 #[qemu_test(kernel = "/boot/vmlinuz", initrd = "/boot/initrd.img")]
 fn literal(vm: &mut Vm) {
     let _ = vm;
@@ -29,8 +38,14 @@ fn static_guest(vm: &mut Vm) {
     let _ = vm;
 }
 
-#[qemu_test(kernel = qemu_test::guest::ECHO_SHELL_AARCH64)]
-fn builtin_guest_full_path(vm: &mut Vm) {
+#[qemu_test(kernel = crate::TINY)]
+fn static_guest_full_path(vm: &mut Vm) {
+    let _ = vm;
+}
+
+// A `const` is borrowed too (and promoted to `'static`).
+#[qemu_test(kernel = TINY_CONST)]
+fn const_guest(vm: &mut Vm) {
     let _ = vm;
 }
 
@@ -39,8 +54,8 @@ fn expressions(vm: &mut Vm) {
     let _ = vm;
 }
 
-// A `&'static Guest` value is passed as is when it is not a bare path.
-#[qemu_test(kernel = { TINY_REF })]
+// A `&'static Guest` in a variable: a reference expression is passed as is.
+#[qemu_test(kernel = &*TINY_REF)]
 fn guest_reference(vm: &mut Vm) {
     let _ = vm;
 }

@@ -62,7 +62,7 @@ fn main() {
     assert_eq!(TESTS.len(), 5);
 
     let t = find("every_key");
-    assert_eq!(t.module_path, "registered");
+    assert_eq!(t.module_path, module_path!());
     assert!(t.file.ends_with("registered.rs"), "{}", t.file);
     assert_eq!(t.line, 17);
     assert_eq!(t.ignore, Some("slow"));

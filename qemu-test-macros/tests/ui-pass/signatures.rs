@@ -34,6 +34,11 @@ fn r#plain() {
 #[qemu_test(no_vm)]
 const fn const_plain() {}
 
+// A configured-out test disappears together with its registration.
+#[qemu_test(no_vm)]
+#[cfg(any())]
+fn configured_out() {}
+
 mod nested {
     use qemu_test::prelude::*;
 
