@@ -22,103 +22,36 @@ struct Key {
 }
 
 /// Every accepted key, in the order the documentation lists them.
+#[rustfmt::skip]
 const KEYS: &[Key] = &[
-    Key {
-        name: "binary",
-        expects: "a string literal",
-        example: "binary = \"qemu-system-aarch64\"",
-    },
-    Key {
-        name: "arch",
-        expects: "a string literal",
-        example: "arch = \"aarch64\"",
-    },
-    Key {
-        name: "machine",
-        expects: "a string literal",
-        example: "machine = \"virt\"",
-    },
-    Key {
-        name: "cpu",
-        expects: "a string literal",
-        example: "cpu = \"max\"",
-    },
-    Key {
-        name: "smp",
-        expects: "an integer literal of at least 1",
-        example: "smp = 2",
-    },
-    Key {
-        name: "memory",
-        expects: "a size string or an integer literal (MiB)",
-        example: "memory = \"256M\"",
-    },
-    Key {
-        name: "accel",
-        expects: "one of \"auto\", \"kvm\" or \"tcg\"",
-        example: "accel = \"tcg\"",
-    },
-    Key {
-        name: "kernel",
-        expects: "a path string or an image expression",
-        example: "kernel = guest::ECHO_SHELL_AARCH64",
-    },
-    Key {
-        name: "initrd",
-        expects: "a path string or an image expression",
-        example: "initrd = \"initrd.img\"",
-    },
-    Key {
-        name: "append",
-        expects: "a string literal",
-        example: "append = \"console=ttyS0\"",
-    },
-    Key {
-        name: "drive",
-        expects: "a string literal or an array of string literals",
-        example: "drive = \"file=disk.img,if=virtio\"",
-    },
-    Key {
-        name: "args",
-        expects: "an array of string literals, one per argument",
-        example: "args = [\"-no-reboot\", \"-d\", \"guest_errors\"]",
-    },
-    Key {
-        name: "console",
-        expects: "no value or a device type string",
-        example: "console = \"isa-serial\"",
-    },
-    Key {
-        name: "console_index",
-        expects: "an integer literal",
-        example: "console_index = 1",
-    },
-    Key {
-        name: "timeout",
-        expects: "a duration string",
-        example: "timeout = \"60s\"",
-    },
-    Key {
-        name: "snapshot",
-        expects: "a string literal",
-        example: "snapshot = \"booted\"",
-    },
-    Key {
-        name: "ignore",
-        expects: "no value or a reason string",
-        example: "ignore = \"needs KVM\"",
-    },
-    Key {
-        name: "should_fail",
-        expects: "no value or an expected message string",
-        example: "should_fail = \"guest panic\"",
-    },
-    Key {
-        name: "no_vm",
-        expects: "no value",
-        example: "no_vm",
-    },
+    key("binary",        "a string literal",                                "binary = \"qemu-system-aarch64\""),
+    key("arch",          "a string literal",                                "arch = \"aarch64\""),
+    key("machine",       "a string literal",                                "machine = \"virt\""),
+    key("cpu",           "a string literal",                                "cpu = \"max\""),
+    key("smp",           "an integer literal of at least 1",                "smp = 2"),
+    key("memory",        "a size string or an integer literal (MiB)",       "memory = \"256M\""),
+    key("accel",         "one of \"auto\", \"kvm\" or \"tcg\"",             "accel = \"tcg\""),
+    key("kernel",        "a path string or an image expression",            "kernel = guest::ECHO_SHELL_AARCH64"),
+    key("initrd",        "a path string or an image expression",            "initrd = \"initrd.img\""),
+    key("append",        "a string literal",                                "append = \"console=ttyS0\""),
+    key("drive",         "a string literal or an array of string literals", "drive = \"file=disk.img,if=virtio\""),
+    key("args",          "an array of string literals, one per argument",   "args = [\"-no-reboot\", \"-d\", \"guest_errors\"]"),
+    key("console",       "no value or a device type string",                "console = \"isa-serial\""),
+    key("console_index", "an integer literal",                              "console_index = 1"),
+    key("timeout",       "a duration string",                               "timeout = \"60s\""),
+    key("snapshot",      "a string literal",                                "snapshot = \"booted\""),
+    key("ignore",        "no value or a reason string",                     "ignore = \"needs KVM\""),
+    key("should_fail",   "no value or an expected message string",          "should_fail = \"guest panic\""),
+    key("no_vm",         "no value",                                        "no_vm"),
 ];
+
+const fn key(name: &'static str, expects: &'static str, example: &'static str) -> Key {
+    Key {
+        name,
+        expects,
+        example,
+    }
+}
 
 /// The accelerators `accel` accepts.
 pub(crate) const ACCELS: &[&str] = &["auto", "kvm", "tcg"];
@@ -282,51 +215,40 @@ impl Config {
             ));
         }
         let ctx = Ctx { key: &key, info };
+        let site = Site {
+            key: key.clone(),
+            index,
+        };
         match name.as_str() {
-            "binary" => store(&mut self.binary, key.clone(), index, ctx.string(value)?),
-            "arch" => store(&mut self.arch, key.clone(), index, ctx.string(value)?),
-            "machine" => store(&mut self.machine, key.clone(), index, ctx.string(value)?),
-            "cpu" => store(&mut self.cpu, key.clone(), index, ctx.string(value)?),
+            "binary" => site.store(&mut self.binary, ctx.string(value)?),
+            "arch" => site.store(&mut self.arch, ctx.string(value)?),
+            "machine" => site.store(&mut self.machine, ctx.string(value)?),
+            "cpu" => site.store(&mut self.cpu, ctx.string(value)?),
             "smp" => {
                 let smp = ctx.int(value)?;
                 if smp.value == 0 {
                     return Err(syn::Error::new(smp.span, "`smp` must be at least 1"));
                 }
-                store(&mut self.smp, key.clone(), index, smp)
+                site.store(&mut self.smp, smp)
             }
-            "memory" => store(&mut self.memory, key.clone(), index, ctx.memory(value)?),
-            "accel" => store(&mut self.accel, key.clone(), index, ctx.accel(value)?),
-            "kernel" => store(&mut self.kernel, key.clone(), index, ctx.image(value)?),
-            "initrd" => store(&mut self.initrd, key.clone(), index, ctx.image(value)?),
-            "append" => store(&mut self.append, key.clone(), index, ctx.string(value)?),
-            "drive" => store(&mut self.drive, key.clone(), index, ctx.drives(value)?),
-            "args" => store(&mut self.args, key.clone(), index, ctx.string_array(value)?),
-            "console" => store(
-                &mut self.console,
-                key.clone(),
-                index,
-                ctx.flag_or_string(value)?,
-            ),
-            "console_index" => store(&mut self.console_index, key.clone(), index, ctx.int(value)?),
-            "timeout" => store(&mut self.timeout, key.clone(), index, ctx.timeout(value)?),
-            "snapshot" => store(&mut self.snapshot, key.clone(), index, ctx.string(value)?),
-            "ignore" => store(
-                &mut self.ignore,
-                key.clone(),
-                index,
-                ctx.flag_or_string(value)?,
-            ),
-            "should_fail" => store(
-                &mut self.should_fail,
-                key.clone(),
-                index,
-                ctx.flag_or_string(value)?,
-            ),
+            "memory" => site.store(&mut self.memory, ctx.memory(value)?),
+            "accel" => site.store(&mut self.accel, ctx.accel(value)?),
+            "kernel" => site.store(&mut self.kernel, ctx.image(value)?),
+            "initrd" => site.store(&mut self.initrd, ctx.image(value)?),
+            "append" => site.store(&mut self.append, ctx.string(value)?),
+            "drive" => site.store(&mut self.drive, ctx.drives(value)?),
+            "args" => site.store(&mut self.args, ctx.string_array(value)?),
+            "console" => site.store(&mut self.console, ctx.flag_or_string(value)?),
+            "console_index" => site.store(&mut self.console_index, ctx.int(value)?),
+            "timeout" => site.store(&mut self.timeout, ctx.timeout(value)?),
+            "snapshot" => site.store(&mut self.snapshot, ctx.string(value)?),
+            "ignore" => site.store(&mut self.ignore, ctx.flag_or_string(value)?),
+            "should_fail" => site.store(&mut self.should_fail, ctx.flag_or_string(value)?),
             "no_vm" => {
                 // Recorded even with a bad value, so that the function is
                 // still checked as a `no_vm` test (no secondary errors).
                 let flag = ctx.flag(value);
-                store(&mut self.no_vm, key.clone(), index, ())?;
+                site.store(&mut self.no_vm, ())?;
                 flag
             }
             _ => unreachable!("every key in KEYS is handled"),
@@ -368,17 +290,26 @@ impl<T> Setting<T> {
     }
 }
 
-/// Stores a setting unless its key was already given.
-fn store<T>(slot: &mut Option<Setting<T>>, key: Ident, index: usize, value: T) -> syn::Result<()> {
-    if slot.is_some() {
-        let mut message = format!("duplicate `{key}` key");
-        if key == "drive" {
-            message.push_str("; give several drives as an array: `drive = [\"...\", \"...\"]`");
+/// Where a setting was written: its key and its position.
+struct Site {
+    key: Ident,
+    index: usize,
+}
+
+impl Site {
+    /// Stores a setting unless its key was already given.
+    fn store<T>(self, slot: &mut Option<Setting<T>>, value: T) -> syn::Result<()> {
+        let Site { key, index } = self;
+        if slot.is_some() {
+            let mut message = format!("duplicate `{key}` key");
+            if key == "drive" {
+                message.push_str("; give several drives as an array: `drive = [\"...\", \"...\"]`");
+            }
+            return Err(syn::Error::new(key.span(), message));
         }
-        return Err(syn::Error::new(key.span(), message));
+        *slot = Some(Setting { key, value, index });
+        Ok(())
     }
-    *slot = Some(Setting { key, value, index });
-    Ok(())
 }
 
 /// The key being parsed, for error messages.
