@@ -108,7 +108,7 @@ pub struct VmSpec {
     pub arch: Option<String>,
     /// `-machine`.
     pub machine: Option<String>,
-    /// `-cpu`.
+    /// `-cpu`; a built-in guest's own CPU model when `None`.
     pub cpu: Option<String>,
     /// `-smp`; also the number of host cores the scheduler reserves.
     pub smp: u32,
@@ -295,8 +295,8 @@ impl VmSpec {
         if let Some(accel) = accel {
             args.extend(["-accel".to_string(), accel.to_string()]);
         }
-        if let Some(cpu) = &self.cpu {
-            args.extend(["-cpu".to_string(), cpu.clone()]);
+        if let Some(cpu) = self.cpu.as_deref().or(self.builtin_guest().and_then(|g| g.cpu)) {
+            args.extend(["-cpu".to_string(), cpu.to_string()]);
         }
         args.extend(["-smp".to_string(), self.smp.to_string()]);
         if let Some(memory) = &self.memory {

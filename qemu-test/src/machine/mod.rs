@@ -280,6 +280,34 @@ impl Machine {
         &self.full_args
     }
 
+    /// A command line that relaunches this machine by hand (for
+    /// `repro.sh`): the same binary and arguments, with the QMP monitor
+    /// listening on the Unix socket `qmp_socket` (QEMU as the server, not
+    /// waiting) and the console on QEMU's stdio instead of inherited fds.
+    /// Fds given to [`add_fd`](Self::add_fd) cannot be reproduced.
+    ///
+    /// ```
+    /// let mut vm = qemu_test::Machine::builder("qemu-system-x86_64").args(["-S"]).build();
+    /// vm.set_console(None, 0);
+    /// let args = vm.repro_command(std::path::Path::new("/tmp/qmp.sock"));
+    /// assert!(args.contains(&"stdio,id=console".to_string()));
+    /// ```
+    pub fn repro_command(&self, qmp_socket: &Path) -> Vec<String> {
+        let mut args = vec![self.cfg.binary.clone()];
+        args.extend(cmdline::base_args(&BaseArgs {
+            binary: &self.cfg.binary,
+            monitor: None,
+            machine: self.machine_type.as_deref(),
+            console: self.console.as_ref().map(|(device, index)| (ConsoleArg::Stdio, device.as_deref(), *index)),
+        }));
+        if self.cfg.monitor.is_some() {
+            args.push("-qmp".into());
+            args.push(format!("unix:{},server=on,wait=off", escape_opt(&qmp_socket.to_string_lossy())));
+        }
+        args.extend(self.cfg.args.iter().cloned());
+        args
+    }
+
     /// Appends arguments (takes effect at the next launch).
     pub fn add_args<I, S>(&mut self, args: I) -> &mut Self
     where
@@ -551,7 +579,7 @@ impl Machine {
             None => temp_dir.path().to_path_buf(),
         };
         // Kept until the launch succeeds, so a failure can still read the log.
-        let temp_dir = p.temp_dir.insert(temp_dir);
+        p.temp_dir = Some(temp_dir);
         let qemu_log = log_dir.join(format!("{}.log", self.name));
         p.qemu_log = Some(qemu_log.clone());
         let log_file = File::create(&qemu_log).map_err(|e| Error::io(format!("creating {}", qemu_log.display()), e))?;
@@ -664,14 +692,15 @@ impl Machine {
     /// Shuts QEMU down gracefully and waits up to `timeout` for it to exit.
     /// If it does not, it is killed and the result is
     /// [`Error::AbnormalShutdown`]. Does nothing if not launched. Temp and
-    /// socket dirs are removed either way.
+    /// socket dirs are removed either way. The deadline set with
+    /// [`set_deadline`](Self::set_deadline) does not shorten `timeout`.
     pub fn shutdown_timeout(&mut self, timeout: Duration) -> Result<()> {
         let Some(run) = self.run.as_mut() else { return Ok(()) };
         let graceful = (|| -> Result<()> {
             match &run.qmp {
                 Some(q) if !self.quit_issued => {
                     self.quit_issued = true;
-                    match q.qmp_timeout("quit", Value::Null, timeout) {
+                    match q.qmp_uncapped("quit", Value::Null, timeout) {
                         // QEMU may exit before its reply reaches us.
                         Ok(_) | Err(QmpError::Closed { .. }) | Err(QmpError::Io { .. }) => {}
                         Err(e) => return Err(e.into()),

@@ -228,7 +228,7 @@ impl QmpClient {
             state = self.wait(state, deadline).ok_or(QmpError::Timeout { command: "greeting".into(), timeout })?;
         }
         drop(state);
-        match self.qmp_raw("qmp_capabilities", Value::Object(Map::new()), self.timeout) {
+        match self.qmp_raw("qmp_capabilities", Value::Object(Map::new()), self.timeout, true) {
             Ok(reply) if reply.get("return").is_some() => Ok(()),
             Ok(reply) => Err(QmpError::Negotiate(reply.to_string())),
             Err(e) => Err(QmpError::Negotiate(e.to_string())),
@@ -248,12 +248,19 @@ impl QmpClient {
     /// Sends `cmd` with `args` and returns QEMU's whole reply (with
     /// `return` or `error`). `args` may be `null` or `{}` for none.
     pub fn qmp(&self, cmd: &str, args: Value) -> Result<Value, QmpError> {
-        self.qmp_raw(cmd, args, self.timeout)
+        self.qmp_raw(cmd, args, self.timeout, true)
     }
 
     /// Like [`qmp`](Self::qmp) with an explicit timeout.
     pub fn qmp_timeout(&self, cmd: &str, args: Value, timeout: Duration) -> Result<Value, QmpError> {
-        self.qmp_raw(cmd, args, timeout)
+        self.qmp_raw(cmd, args, timeout, true)
+    }
+
+    /// Like [`qmp_timeout`](Self::qmp_timeout), ignoring the machine's
+    /// deadline cap: teardown must get its own time even after a test ran
+    /// out of its.
+    pub(crate) fn qmp_uncapped(&self, cmd: &str, args: Value, timeout: Duration) -> Result<Value, QmpError> {
+        self.qmp_raw(cmd, args, timeout, false)
     }
 
     /// Sends `cmd` and returns the `return` value, or `Error::Qmp` with
@@ -263,7 +270,7 @@ impl QmpClient {
         reply_to_result(cmd, reply)
     }
 
-    fn qmp_raw(&self, cmd: &str, args: Value, timeout: Duration) -> Result<Value, QmpError> {
+    fn qmp_raw(&self, cmd: &str, args: Value, timeout: Duration, capped: bool) -> Result<Value, QmpError> {
         let id = format!("qt-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
         let mut msg = Map::new();
         msg.insert("execute".into(), Value::String(cmd.into()));
@@ -286,7 +293,8 @@ impl QmpClient {
         msg.insert("id".into(), Value::String(id.clone()));
         let msg = Value::Object(msg);
 
-        let (deadline, timeout) = self.cap.after(timeout);
+        let (deadline, timeout) =
+            if capped { self.cap.after(timeout) } else { DeadlineCap::default().after(timeout) };
         {
             let mut state = self.shared.lock();
             if let Some(reason) = &state.closed {

@@ -1,43 +1,69 @@
-//! Test registration, scheduling, per-test artifact directories, reports.
+//! The test runner: registration, scheduling, per-test artifact
+//! directories, reports.
 //!
-//! (Being written: see issue 3.)
+//! `qemu_test::main!()` expands to a `main` calling [`run_registered`],
+//! which runs every `#[qemu_test]` of the binary through libtest-mimic.
+//! One file per stage:
+//!
+//! | module | concern |
+//! | --- | --- |
+//! | `registry` | what `#[qemu_test]` expands to ([`registry::TestDef`]) |
+//! | `harness` | libtest-mimic glue: trials, names, filters, exit code |
+//! | `env` | the `QEMU_TEST_*` variables, parsed once |
+//! | `resolve` | spec → QEMU binary, machine type, CPU, accelerator, or a skip reason |
+//! | `accel` | the KVM probe (does KVM really boot a guest here?) |
+//! | `scheduler` | the host budget (vCPUs, memory), shared across processes with slot files |
+//! | `artifacts` | artifact dirs, `cmdline.txt`, `repro.sh` |
+//! | `trial` | one test: admit, launch, body under a deadline with a watchdog, teardown, verdict |
+//! | `pause` | `QEMU_TEST_ON_FAILURE=pause` |
+//! | `junit` | the JUnit XML report |
+//! | `vm` | [`Vm`], what a test body receives |
+//!
+//! The configuration (all environment variables):
+//!
+//! | variable | meaning |
+//! | --- | --- |
+//! | `QEMU_TEST_QEMU_DIR` | where to look for `qemu-system-*` before `PATH` |
+//! | `QEMU_TEST_ACCEL` | `kvm`, `tcg` or `auto`: overrides every test's `accel` |
+//! | `QEMU_TEST_KEEP` | keep artifact dirs: `failed` (default), `always`, `never` |
+//! | `QEMU_TEST_ARTIFACTS` | root of the artifact dirs (default `<target>/qemu-test`) |
+//! | `QEMU_TEST_REQUIRE` | `1`: a missing binary, machine type or accelerator fails instead of skipping |
+//! | `QEMU_TEST_JUNIT` | write a JUnit XML report there |
+//! | `QEMU_TEST_JOBS` | vCPUs running at once, host-wide (default: the number of cores) |
+//! | `QEMU_TEST_ON_FAILURE` | `pause`: keep a failed test's VM running until Enter |
 
+mod accel;
+mod artifacts;
+mod env;
+mod harness;
+mod junit;
+mod pause;
 pub mod registry;
+mod resolve;
+mod scheduler;
+mod trial;
+mod vm;
 
-use std::ops::{Deref, DerefMut};
-use std::path::{Path, PathBuf};
+pub use vm::Vm;
 
-use crate::machine::Machine;
-
-/// What a test body receives: a launched [`Machine`] plus its artifact
-/// directory. Derefs to the machine.
-#[derive(Debug)]
-pub struct Vm {
-    machine: Machine,
-    artifacts: PathBuf,
-}
-
-impl Vm {
-    /// The test's artifact directory.
-    pub fn artifacts(&self) -> &Path {
-        &self.artifacts
-    }
-}
-
-impl Deref for Vm {
-    type Target = Machine;
-    fn deref(&self) -> &Machine {
-        &self.machine
-    }
-}
-
-impl DerefMut for Vm {
-    fn deref_mut(&mut self) -> &mut Machine {
-        &mut self.machine
-    }
-}
-
-/// Runs every registered test; what `qemu_test::main!()` calls.
+/// Runs every `#[qemu_test]` registered in this binary, with libtest's
+/// command line (`std::env::args`); what `qemu_test::main!()` calls.
+///
+/// ```no_run
+/// // tests/vm.rs, with `harness = false` in Cargo.toml:
+/// use qemu_test::prelude::*;
+///
+/// #[qemu_test(machine = "virt", console, kernel = guest::ECHO_SHELL_AARCH64)]
+/// fn boots(vm: &mut Vm) -> TestResult {
+///     vm.console().wait_for("login:")?;
+///     Ok(())
+/// }
+///
+/// fn main() -> std::process::ExitCode {
+///     // What `qemu_test::main!()` expands to.
+///     qemu_test::runner::run_registered()
+/// }
+/// ```
 pub fn run_registered() -> std::process::ExitCode {
-    unimplemented!("runner: issue 3")
+    harness::run(&registry::TESTS, libtest_mimic::Arguments::from_args())
 }

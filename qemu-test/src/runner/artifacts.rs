@@ -1,0 +1,425 @@
+//! Per-test artifact directories and what goes in them.
+//!
+//! Each VM test gets `<root>/<test-binary>/<test-name>/`, where `<root>` is
+//! `QEMU_TEST_ARTIFACTS`, else `<target>/qemu-test` (the cargo target dir
+//! holding the test binary). It holds:
+//!
+//! | file | what |
+//! | --- | --- |
+//! | `qemu.log` | QEMU's stdout and stderr |
+//! | `console.log` | everything the guest printed on the console |
+//! | `qmp.jsonl` | every QMP message both ways, time-stamped |
+//! | `cmdline.txt` | the full QEMU command line, shell-quoted |
+//! | `repro.sh` | relaunches the same VM by hand: console on the terminal, QMP on a Unix socket |
+//!
+//! A stale directory from an earlier run is removed before the test starts;
+//! after the test it is kept or removed as `QEMU_TEST_KEEP` says.
+//!
+//! The runner's host-wide state (the scheduler's slot files, the KVM probe
+//! cache) lives elsewhere, in [`state_dir`], so that every test process of
+//! this user on this host shares it whatever its target dir.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use crate::machine::escape_opt;
+
+/// The longest Unix socket path (`sun_path` holds 108 bytes with the NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// The cargo target dir this test binary lives in: the nearest ancestor
+/// holding `CACHEDIR.TAG` (which cargo writes there), else the parent of
+/// the profile dir (`debug`, `release`) found above the binary.
+pub(crate) fn target_dir() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let ancestors = || exe.ancestors().skip(1);
+    if let Some(dir) = ancestors().find(|dir| dir.join("CACHEDIR.TAG").is_file()) {
+        return Some(dir.to_path_buf());
+    }
+    if let Some(dir) = ancestors().find(|dir| matches!(dir.file_name().and_then(|n| n.to_str()), Some("debug" | "release"))) {
+        return dir.parent().map(Path::to_path_buf);
+    }
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).filter(|p| p.is_absolute())
+}
+
+/// The artifact root: `configured` (`QEMU_TEST_ARTIFACTS`), else
+/// `<target>/qemu-test`, else `qemu-test-artifacts` in the state dir.
+pub(crate) fn root(configured: Option<&Path>) -> PathBuf {
+    if let Some(dir) = configured {
+        return dir.to_path_buf();
+    }
+    match target_dir() {
+        Some(target) => target.join("qemu-test"),
+        None => state_dir().join("artifacts"),
+    }
+}
+
+/// This test binary's name: the executable's file name without the hash
+/// cargo appends (`runner_vm-0123456789abcdef` → `runner_vm`).
+pub(crate) fn binary_name() -> String {
+    let exe = std::env::current_exe().ok();
+    let stem = exe.as_deref().and_then(Path::file_stem).and_then(|s| s.to_str()).unwrap_or("tests");
+    strip_hash(stem).to_string()
+}
+
+fn strip_hash(stem: &str) -> &str {
+    match stem.rsplit_once('-') {
+        Some((name, hash)) if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => name,
+        _ => stem,
+    }
+}
+
+/// The runner's host-wide, per-user state dir (mode 0700):
+/// `$TMPDIR/qemu-test-<uid>/runner`.
+pub(crate) fn state_dir() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let uid = rustix::process::getuid().as_raw();
+        let dir = std::env::temp_dir().join(format!("qemu-test-{uid}")).join("runner");
+        // A failure shows up when a file in it is created.
+        let _ = crate::os::create_private_dir_all(&dir);
+        dir
+    })
+    .clone()
+}
+
+/// A file name for a test: the test name with anything but `[A-Za-z0-9_.:-]`
+/// replaced by `_` (a `#[qemu_test]` name never needs it).
+fn file_name(test: &str) -> String {
+    let name: String =
+        test.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-') { c } else { '_' }).collect();
+    match name.as_str() {
+        "" | "." | ".." => format!("_{name}"),
+        _ => name,
+    }
+}
+
+/// One test's artifact directory.
+#[derive(Debug)]
+pub(crate) struct ArtifactDir {
+    path: PathBuf,
+}
+
+impl ArtifactDir {
+    /// Creates `<root>/<binary>/<test>/`, removing what an earlier run left.
+    pub(crate) fn prepare(root: &Path, binary: &str, test: &str) -> io::Result<ArtifactDir> {
+        let path = root.join(file_name(binary)).join(file_name(test));
+        match fs::remove_dir_all(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io::Error::new(e.kind(), format!("removing the stale {}: {e}", path.display()))),
+        }
+        fs::create_dir_all(&path).map_err(|e| io::Error::new(e.kind(), format!("creating {}: {e}", path.display())))?;
+        Ok(ArtifactDir { path })
+    }
+
+    /// The directory.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A file in the directory.
+    pub(crate) fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// A Unix socket path for `name`: in the directory when short enough
+    /// for `sun_path`, else a unique name in the temp dir.
+    pub(crate) fn socket(&self, name: &str) -> PathBuf {
+        let path = self.file(name);
+        if path.as_os_str().len() <= MAX_SOCKET_PATH {
+            return path;
+        }
+        let tag = fnv1a(path.as_os_str().as_encoded_bytes());
+        std::env::temp_dir().join(format!("qemu-test-{tag:016x}-{name}"))
+    }
+
+    /// Writes `cmdline.txt`: the notes as `#` comments, then the command
+    /// line on one shell-quoted line.
+    pub(crate) fn write_cmdline(&self, command: &[String], notes: &[String]) -> io::Result<()> {
+        let mut text = String::new();
+        for note in notes {
+            text.push_str(&format!("# {note}\n"));
+        }
+        text.push_str(&shell_join(command)?);
+        text.push('\n');
+        fs::write(self.file("cmdline.txt"), text)
+    }
+
+    /// Writes an executable `repro.sh` that relaunches `command` by hand
+    /// from `cwd` (see [`repro_command`] for what changes).
+    pub(crate) fn write_repro(&self, test: &str, command: &[String], cwd: &Path, notes: &[String]) -> io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let socket = self.socket("qmp.sock");
+        let repro = repro_command(command, &socket);
+        let socket_q = quote(&socket.to_string_lossy())?;
+        let mut text = format!(
+            "#!/bin/sh\n\
+             # Relaunches the VM of test `{test}` by hand (written by qemu-test).\n\
+             #\n\
+             # The guest's console is on this terminal (Ctrl-C quits QEMU).\n\
+             # QMP listens on {socket}, e.g.:\n\
+             #   socat - UNIX-CONNECT:{socket_q}\n\
+             #   {{\"execute\": \"qmp_capabilities\"}}\n\
+             #   {{\"execute\": \"query-status\"}}\n\
+             # Add -s -S below to debug the guest with gdb (target remote :1234).\n",
+            socket = socket.display(),
+        );
+        for note in &repro.notes {
+            text.push_str(&format!("# note: {note}\n"));
+        }
+        for note in notes {
+            text.push_str(&format!("# note: {note}\n"));
+        }
+        text.push_str(&format!("\nset -e\ncd {}\nrm -f {socket_q}\nexec", quote(&cwd.to_string_lossy())?));
+        // One option (and its value) per line.
+        for (i, arg) in repro.args.iter().enumerate() {
+            let sep = if i > 0 && arg.starts_with('-') { " \\\n    " } else { " " };
+            text.push_str(sep);
+            text.push_str(&quote(arg)?);
+        }
+        text.push('\n');
+        let path = self.file("repro.sh");
+        fs::write(&path, text)?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
+    }
+
+    /// Keeps the directory, or removes it; returns it if kept.
+    pub(crate) fn finish(self, keep: bool) -> Option<PathBuf> {
+        if keep {
+            return Some(self.path);
+        }
+        let _ = fs::remove_dir_all(&self.path);
+        // Leave no empty per-binary directory behind either.
+        if let Some(parent) = self.path.parent() {
+            let _ = fs::remove_dir(parent);
+        }
+        None
+    }
+}
+
+/// The command line of `repro.sh`, and what it could not reproduce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Repro {
+    pub(crate) args: Vec<String>,
+    pub(crate) notes: Vec<String>,
+}
+
+/// Rewrites a launched machine's command line for a human: the inherited
+/// socketpairs become a QMP server socket at `qmp_socket` and the console
+/// on stdio; inherited fds (`-add-fd`) and the runner's extra pause
+/// monitor are dropped, with a note.
+pub(crate) fn repro_command(command: &[String], qmp_socket: &Path) -> Repro {
+    let mut args = Vec::with_capacity(command.len());
+    let mut notes = Vec::new();
+    let mut dropped_monitors = Vec::new();
+    let mut iter = command.iter().peekable();
+    while let Some(arg) = iter.next() {
+        let option = arg.as_str();
+        let value = match (option, iter.peek()) {
+            ("-chardev" | "-mon" | "-add-fd", Some(value)) => value.as_str(),
+            _ => {
+                args.push(arg.clone());
+                continue;
+            }
+        };
+        match (option, chardev_id(value)) {
+            ("-chardev", Some("mon")) if value.contains(",fd=") => {
+                let path = escape_opt(&qmp_socket.to_string_lossy());
+                args.extend(["-chardev".into(), format!("socket,id=mon,path={path},server=on,wait=off")]);
+            }
+            ("-chardev", Some("console")) if value.contains(",fd=") => {
+                args.extend(["-chardev".into(), "stdio,id=console".into()]);
+            }
+            ("-chardev", Some(id)) if id == PAUSE_MONITOR_ID => {
+                dropped_monitors.push(format!("chardev={id},mode=control"));
+            }
+            ("-mon", _) if dropped_monitors.iter().any(|m| m == value) => {}
+            ("-add-fd", _) => notes.push(format!("`-add-fd {value}` is left out: the fd was passed by the test")),
+            _ => args.extend([arg.clone(), value.to_string()]),
+        }
+        iter.next();
+    }
+    Repro { args, notes }
+}
+
+/// The `id=` of a `-chardev` value.
+fn chardev_id(value: &str) -> Option<&str> {
+    value.split(',').find_map(|part| part.strip_prefix("id="))
+}
+
+/// The chardev id of the extra QMP monitor added in pause mode.
+pub(crate) const PAUSE_MONITOR_ID: &str = "qemu-test-pause";
+
+/// The arguments adding the pause-mode monitor: a QMP server on `socket`.
+pub(crate) fn pause_monitor_args(socket: &Path) -> Vec<String> {
+    vec![
+        "-chardev".into(),
+        format!("socket,id={PAUSE_MONITOR_ID},path={},server=on,wait=off", escape_opt(&socket.to_string_lossy())),
+        "-mon".into(),
+        format!("chardev={PAUSE_MONITOR_ID},mode=control"),
+    ]
+}
+
+fn quote(arg: &str) -> io::Result<String> {
+    shlex::try_quote(arg)
+        .map(|q| q.into_owned())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("cannot quote {arg:?} for a shell: {e}")))
+}
+
+/// The command line, shell-quoted with `shlex`.
+pub(crate) fn shell_join(command: &[String]) -> io::Result<String> {
+    shlex::try_join(command.iter().map(String::as_str))
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("cannot quote the command line: {e}")))
+}
+
+/// The last `n` lines of a file, lossily decoded; empty when unreadable.
+pub(crate) fn tail_file(path: &Path, n: usize) -> String {
+    let text = fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    tail_lines(&text, n)
+}
+
+/// The last `n` lines of `text`.
+pub(crate) fn tail_lines(text: &str, n: usize) -> String {
+    let trimmed = text.trim_end_matches(['\n', '\r']);
+    let start = trimmed.rmatch_indices('\n').nth(n.saturating_sub(1)).map_or(0, |(i, _)| i + 1);
+    if n == 0 {
+        return String::new();
+    }
+    trimmed[start..].to_string()
+}
+
+/// 64-bit FNV-1a, for short stable names.
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(args: &[&str]) -> Vec<String> {
+        args.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn hashes_are_stripped_from_binary_names() {
+        assert_eq!(strip_hash("runner_vm-0123456789abcdef"), "runner_vm");
+        assert_eq!(strip_hash("quickstart"), "quickstart");
+        assert_eq!(strip_hash("my-tests"), "my-tests");
+    }
+
+    #[test]
+    fn test_names_make_file_names() {
+        assert_eq!(file_name("boot::echoes"), "boot::echoes");
+        assert_eq!(file_name("a b/c"), "a_b_c");
+        assert_eq!(file_name(".."), "_..");
+    }
+
+    #[test]
+    fn repro_replaces_inherited_sockets() {
+        let command = strings(&[
+            "/usr/bin/qemu-system-aarch64",
+            "-display",
+            "none",
+            "-chardev",
+            "socket,id=mon,fd=5",
+            "-mon",
+            "chardev=mon,mode=control",
+            "-machine",
+            "virt",
+            "-chardev",
+            "socket,id=console,fd=7",
+            "-serial",
+            "chardev:console",
+            "-chardev",
+            "socket,id=qemu-test-pause,path=/a/p.sock,server=on,wait=off",
+            "-mon",
+            "chardev=qemu-test-pause,mode=control",
+            "-add-fd",
+            "fd=9,set=1",
+            "-append",
+            "console=ttyAMA0 x='y'",
+            "-S",
+            "-chardev",
+            "socket,id=mon,fd=11",
+        ]);
+        let repro = repro_command(&command, Path::new("/art/dir,1/qmp.sock"));
+        assert_eq!(
+            repro.args,
+            strings(&[
+                "/usr/bin/qemu-system-aarch64",
+                "-display",
+                "none",
+                "-chardev",
+                "socket,id=mon,path=/art/dir,,1/qmp.sock,server=on,wait=off",
+                "-mon",
+                "chardev=mon,mode=control",
+                "-machine",
+                "virt",
+                "-chardev",
+                "stdio,id=console",
+                "-serial",
+                "chardev:console",
+                "-append",
+                "console=ttyAMA0 x='y'",
+                "-S",
+                "-chardev",
+                "socket,id=mon,path=/art/dir,,1/qmp.sock,server=on,wait=off",
+            ])
+        );
+        assert_eq!(repro.notes.len(), 1);
+        assert!(repro.notes[0].contains("-add-fd fd=9,set=1"));
+    }
+
+    #[test]
+    fn repro_sh_is_quoted_by_shlex() {
+        let dir = tempfile::tempdir().unwrap();
+        let art = ArtifactDir::prepare(dir.path(), "bin", "t::x").unwrap();
+        let command = strings(&["qemu-system-x86_64", "-append", "a 'b' $(c)", "-S"]);
+        art.write_repro("t::x", &command, Path::new("/some where"), &["a note".into()]).unwrap();
+        let text = fs::read_to_string(art.file("repro.sh")).unwrap();
+        assert!(text.starts_with("#!/bin/sh\n"), "{text}");
+        assert!(text.contains("cd '/some where'\n"), "{text}");
+        assert!(text.contains("# note: a note"), "{text}");
+        let words: Vec<String> = shlex::split(text.lines().skip_while(|l| !l.starts_with("exec")).collect::<Vec<_>>().join("\n").replace("\\\n", "").as_str()).unwrap();
+        assert_eq!(&words[1..], &command[..]);
+        art.write_cmdline(&command, &[]).unwrap();
+        let line = fs::read_to_string(art.file("cmdline.txt")).unwrap();
+        assert_eq!(shlex::split(&line).unwrap(), command);
+    }
+
+    #[test]
+    fn stale_dirs_are_replaced_and_finish_removes() {
+        let dir = tempfile::tempdir().unwrap();
+        let art = ArtifactDir::prepare(dir.path(), "bin", "t").unwrap();
+        fs::write(art.file("stale"), "x").unwrap();
+        let art = ArtifactDir::prepare(dir.path(), "bin", "t").unwrap();
+        assert!(!art.file("stale").exists());
+        let kept = art.finish(true).unwrap();
+        assert!(kept.is_dir());
+        let art = ArtifactDir::prepare(dir.path(), "bin", "t").unwrap();
+        assert_eq!(art.finish(false), None);
+        assert!(!dir.path().join("bin").exists());
+    }
+
+    #[test]
+    fn long_socket_paths_move_to_the_temp_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let long = "x".repeat(120);
+        let art = ArtifactDir::prepare(dir.path(), "bin", &long).unwrap();
+        let socket = art.socket("qmp.sock");
+        assert!(socket.as_os_str().len() <= MAX_SOCKET_PATH || !socket.starts_with(art.path()));
+        assert!(socket.to_string_lossy().ends_with("qmp.sock"));
+    }
+
+    #[test]
+    fn tails() {
+        assert_eq!(tail_lines("a\nb\nc\n", 2), "b\nc");
+        assert_eq!(tail_lines("a\nb\nc", 5), "a\nb\nc");
+        assert_eq!(tail_lines("", 3), "");
+        assert_eq!(tail_lines("a\n", 0), "");
+    }
+}

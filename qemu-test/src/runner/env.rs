@@ -1,0 +1,230 @@
+//! The runner's configuration: the `QEMU_TEST_*` environment variables,
+//! parsed once per process.
+//!
+//! | variable | values | default |
+//! | --- | --- | --- |
+//! | `QEMU_TEST_QEMU_DIR` | a directory searched for `qemu-system-*` before `PATH` | unset |
+//! | `QEMU_TEST_ACCEL` | `auto`, `kvm`, `tcg` or any `-accel` value; overrides every test's `accel` | unset |
+//! | `QEMU_TEST_KEEP` | `failed`, `always`, `never`: which artifact dirs to keep | `failed` |
+//! | `QEMU_TEST_ARTIFACTS` | root of the artifact dirs | `<target>/qemu-test` |
+//! | `QEMU_TEST_REQUIRE` | `1`: a missing binary, machine type or accelerator fails the test instead of skipping it | `0` |
+//! | `QEMU_TEST_JUNIT` | path of a JUnit XML report to write | unset |
+//! | `QEMU_TEST_JOBS` | how many vCPUs may run at once (host-wide) | the number of cores |
+//! | `QEMU_TEST_ON_FAILURE` | `report`, or `pause` to keep a failed test's VM running until Enter | `report` |
+//!
+//! A malformed value is an error at start-up, never silently ignored.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use crate::spec::Accel;
+
+/// Which artifact directories are kept after a test (`QEMU_TEST_KEEP`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Keep {
+    /// Keep the directories of failed tests (the default).
+    #[default]
+    Failed,
+    /// Keep every directory.
+    Always,
+    /// Remove every directory, even a failed test's.
+    Never,
+}
+
+impl Keep {
+    /// Whether a test that `passed` keeps its artifact directory.
+    pub(crate) fn keeps(self, passed: bool) -> bool {
+        match self {
+            Keep::Failed => !passed,
+            Keep::Always => true,
+            Keep::Never => false,
+        }
+    }
+}
+
+/// What happens when a test fails (`QEMU_TEST_ON_FAILURE`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum OnFailure {
+    /// Tear the VM down and report (the default).
+    #[default]
+    Report,
+    /// Keep the VM running, print how to attach to it, and wait for Enter
+    /// on the terminal (only when there is one).
+    Pause,
+}
+
+/// The runner's configuration; see the [module docs](self).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Config {
+    /// `QEMU_TEST_QEMU_DIR`.
+    pub(crate) qemu_dir: Option<PathBuf>,
+    /// `QEMU_TEST_ACCEL`.
+    pub(crate) accel: Option<Accel>,
+    /// `QEMU_TEST_KEEP`.
+    pub(crate) keep: Keep,
+    /// `QEMU_TEST_ARTIFACTS`, made absolute.
+    pub(crate) artifacts: Option<PathBuf>,
+    /// `QEMU_TEST_REQUIRE`.
+    pub(crate) require: bool,
+    /// `QEMU_TEST_JUNIT`, made absolute.
+    pub(crate) junit: Option<PathBuf>,
+    /// `QEMU_TEST_JOBS`.
+    pub(crate) jobs: Option<usize>,
+    /// `QEMU_TEST_ON_FAILURE`.
+    pub(crate) on_failure: OnFailure,
+}
+
+/// A malformed `QEMU_TEST_*` variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {name}={value:?}: expected {expected}")]
+pub(crate) struct ConfigError {
+    /// The variable.
+    pub(crate) name: &'static str,
+    /// Its value.
+    pub(crate) value: String,
+    /// What it may be.
+    pub(crate) expected: &'static str,
+}
+
+impl Config {
+    /// Reads the configuration through `lookup` (a variable's value, or
+    /// `None` when unset). Empty values count as unset.
+    pub(crate) fn from_lookup(lookup: impl Fn(&str) -> Option<OsString>) -> Result<Config, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
+        let text = |name: &'static str, expected: &'static str| -> Result<Option<String>, ConfigError> {
+            match get(name) {
+                None => Ok(None),
+                Some(v) => v.into_string().map(Some).map_err(|v| ConfigError {
+                    name,
+                    value: v.to_string_lossy().into_owned(),
+                    expected,
+                }),
+            }
+        };
+        let bad = |name: &'static str, value: String, expected: &'static str| ConfigError { name, value, expected };
+
+        let keep = match text("QEMU_TEST_KEEP", "failed, always or never")?.as_deref() {
+            None | Some("failed") => Keep::Failed,
+            Some("always") => Keep::Always,
+            Some("never") => Keep::Never,
+            Some(other) => return Err(bad("QEMU_TEST_KEEP", other.into(), "failed, always or never")),
+        };
+        let require = match text("QEMU_TEST_REQUIRE", "1 or 0")?.as_deref() {
+            None | Some("0" | "false" | "no") => false,
+            Some("1" | "true" | "yes") => true,
+            Some(other) => return Err(bad("QEMU_TEST_REQUIRE", other.into(), "1 or 0")),
+        };
+        let jobs = match text("QEMU_TEST_JOBS", "a positive number")? {
+            None => None,
+            Some(v) => match v.trim().parse::<usize>() {
+                Ok(n) if n > 0 => Some(n),
+                _ => return Err(bad("QEMU_TEST_JOBS", v, "a positive number")),
+            },
+        };
+        let on_failure = match text("QEMU_TEST_ON_FAILURE", "report or pause")?.as_deref() {
+            None | Some("report") => OnFailure::Report,
+            Some("pause") => OnFailure::Pause,
+            Some(other) => return Err(bad("QEMU_TEST_ON_FAILURE", other.into(), "report or pause")),
+        };
+        let accel = text("QEMU_TEST_ACCEL", "auto, kvm, tcg or another -accel value")?.map(|a| Accel::from(a.as_str()));
+        Ok(Config {
+            qemu_dir: get("QEMU_TEST_QEMU_DIR").map(absolute),
+            accel,
+            keep,
+            artifacts: get("QEMU_TEST_ARTIFACTS").map(absolute),
+            require,
+            junit: get("QEMU_TEST_JUNIT").map(absolute),
+            jobs,
+            on_failure,
+        })
+    }
+
+    /// The process environment's configuration.
+    pub(crate) fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| std::env::var_os(name))
+    }
+}
+
+/// The configuration of this process, read from the environment once.
+pub(crate) fn config() -> Result<&'static Config, ConfigError> {
+    static CONFIG: OnceLock<Result<Config, ConfigError>> = OnceLock::new();
+    CONFIG.get_or_init(Config::from_env).as_ref().map_err(Clone::clone)
+}
+
+/// `path` made absolute against the current directory (tests may change
+/// directory; the artifact root must not move with them).
+fn absolute(path: OsString) -> PathBuf {
+    let path = PathBuf::from(path);
+    if path.is_absolute() {
+        return path;
+    }
+    std::env::current_dir().map(|cwd| cwd.join(&path)).unwrap_or(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| OsString::from(v)))
+    }
+
+    #[test]
+    fn defaults() {
+        let config = parse(&[]).unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.keep, Keep::Failed);
+        assert_eq!(config.on_failure, OnFailure::Report);
+    }
+
+    #[test]
+    fn every_variable() {
+        let config = parse(&[
+            ("QEMU_TEST_QEMU_DIR", "/opt/qemu/bin"),
+            ("QEMU_TEST_ACCEL", "tcg"),
+            ("QEMU_TEST_KEEP", "never"),
+            ("QEMU_TEST_ARTIFACTS", "/tmp/a"),
+            ("QEMU_TEST_REQUIRE", "1"),
+            ("QEMU_TEST_JUNIT", "/tmp/junit.xml"),
+            ("QEMU_TEST_JOBS", "4"),
+            ("QEMU_TEST_ON_FAILURE", "pause"),
+        ])
+        .unwrap();
+        assert_eq!(config.qemu_dir.as_deref(), Some(std::path::Path::new("/opt/qemu/bin")));
+        assert_eq!(config.accel, Some(Accel::Tcg));
+        assert_eq!(config.keep, Keep::Never);
+        assert!(config.require);
+        assert_eq!(config.jobs, Some(4));
+        assert_eq!(config.on_failure, OnFailure::Pause);
+        assert_eq!(config.junit.as_deref(), Some(std::path::Path::new("/tmp/junit.xml")));
+    }
+
+    #[test]
+    fn relative_paths_become_absolute() {
+        let config = parse(&[("QEMU_TEST_ARTIFACTS", "out/artifacts")]).unwrap();
+        let artifacts = config.artifacts.unwrap();
+        assert!(artifacts.is_absolute());
+        assert!(artifacts.ends_with("out/artifacts"));
+    }
+
+    #[test]
+    fn malformed_values_are_errors() {
+        for (name, value) in [
+            ("QEMU_TEST_KEEP", "sometimes"),
+            ("QEMU_TEST_REQUIRE", "maybe"),
+            ("QEMU_TEST_JOBS", "0"),
+            ("QEMU_TEST_JOBS", "many"),
+            ("QEMU_TEST_ON_FAILURE", "explode"),
+        ] {
+            let err = parse(&[(name, value)]).unwrap_err();
+            assert_eq!(err.name, name);
+            assert!(err.to_string().contains(value), "{err}");
+        }
+    }
+
+    #[test]
+    fn empty_means_unset() {
+        assert_eq!(parse(&[("QEMU_TEST_KEEP", ""), ("QEMU_TEST_JOBS", "")]).unwrap(), Config::default());
+    }
+}

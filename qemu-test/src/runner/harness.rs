@@ -1,0 +1,161 @@
+//! The libtest-mimic glue: registered tests → trials → run → reports.
+//!
+//! Every libtest flag is libtest-mimic's (filters, `--exact`, `--skip`,
+//! `--list`, `--ignored`, `--include-ignored`, `--test-threads`,
+//! `--format`, `--nocapture`), so `cargo test` and `cargo nextest run`
+//! drive a `qemu_test::main!()` binary like any test binary. A trial is
+//! named `module::function` (the module path without the crate, as libtest
+//! does) and its kind is the machine type, so `--list` prints
+//! `[virt] boot::echoes: test`.
+//!
+//! Tests that cannot run here (no such QEMU binary, machine type or
+//! accelerator) are resolved when the trials are built and marked ignored,
+//! with the reason on stderr; under `QEMU_TEST_REQUIRE=1` they run and fail.
+
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use libtest_mimic::{Arguments, Trial};
+
+use crate::runner::artifacts;
+use crate::runner::env::{self, Config};
+use crate::runner::junit;
+use crate::runner::registry::{Body, TestDef};
+use crate::runner::resolve::{self, Unrunnable};
+use crate::runner::trial::{Context, Record, TestCase, Verdict};
+
+/// Runs `defs` as libtest-mimic trials with `args`; returns the exit code.
+pub(crate) fn run(defs: &'static [TestDef], mut args: Arguments) -> ExitCode {
+    let started = Instant::now();
+    let config = match env::config() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.test_threads.is_none() {
+        args.test_threads = default_threads(config);
+    }
+    let ctx: &'static Context = Box::leak(Box::new(Context {
+        config,
+        root: artifacts::root(config.artifacts.as_deref()),
+        binary: artifacts::binary_name(),
+        cwd: std::env::current_dir().unwrap_or_default(),
+        records: Mutex::new(Vec::new()),
+    }));
+
+    let mut cases: Vec<&'static TestCase> = defs.iter().map(|def| &*Box::leak(Box::new(case(def, &args, config)))).collect();
+    cases.sort_by(|a, b| a.name.cmp(&b.name));
+
+    let mut not_run = Vec::new();
+    let trials: Vec<Trial> = cases
+        .iter()
+        .map(|&case| {
+            let skip = match &case.plan {
+                Some(Err(Unrunnable::Missing(reason))) if !config.require => Some(reason.clone()),
+                _ => None,
+            };
+            let trial = Trial::ignorable_test(case.name.clone(), move || case.run(ctx))
+                .with_kind(kind(case))
+                .with_ignored_flag(case.def.ignore.is_some() || skip.is_some());
+            if !args.list && !args.is_filtered_out(&trial) && args.is_ignored(&trial) {
+                let reason = skip.clone().or_else(|| case.def.ignore.filter(|r| !r.is_empty()).map(str::to_string));
+                if let Some(reason) = &skip {
+                    eprintln!("note: skipping {}: {reason}", case.name);
+                }
+                not_run.push(Record {
+                    name: case.name.clone(),
+                    verdict: Verdict::Skipped { reason: reason.unwrap_or_else(|| "ignored".into()) },
+                    duration: Default::default(),
+                });
+            }
+            trial
+        })
+        .collect();
+
+    let conclusion = libtest_mimic::run(&args, trials);
+
+    if let (Some(path), false) = (&config.junit, args.list) {
+        let mut records = ctx.records.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        records.extend(not_run);
+        if let Err(e) = junit::write(path, &junit::report(&ctx.binary, &records, started.elapsed())) {
+            eprintln!("error: cannot write the JUnit report {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    conclusion.exit_code()
+}
+
+/// Builds a test case, resolving its VM unless the filters leave it out.
+fn case(def: &'static TestDef, args: &Arguments, config: &Config) -> TestCase {
+    let name = test_name(def);
+    let spec = (def.spec)();
+    let mut case = TestCase { def, name, spec, plan: None };
+    if matches!(def.body, Body::Vm(_)) {
+        // Marked ignored so that `--ignored` does not filter it out here.
+        let probe = Trial::test(case.name.clone(), || Ok(())).with_kind(kind(&case)).with_ignored_flag(true);
+        if !args.is_filtered_out(&probe) {
+            case.plan = Some(resolve::plan(&case.spec, config));
+        }
+    }
+    case
+}
+
+/// `module::function`: the module path without the crate's name.
+fn test_name(def: &TestDef) -> String {
+    match def.module_path.split_once("::") {
+        Some((_crate, module)) => format!("{module}::{}", def.name),
+        None => def.name.to_string(),
+    }
+}
+
+/// The trial's kind: the machine type, if any.
+fn kind(case: &TestCase) -> String {
+    match case.def.body {
+        Body::Vm(_) => case.spec.effective_machine().unwrap_or_default().to_string(),
+        Body::Plain(_) => String::new(),
+    }
+}
+
+/// `RUST_TEST_THREADS` (libtest's variable), else one thread per CPU slot.
+fn default_threads(config: &Config) -> Option<usize> {
+    let from_env = std::env::var("RUST_TEST_THREADS").ok().and_then(|v| v.parse::<usize>().ok()).filter(|n| *n > 0);
+    from_env.or(config.jobs).or_else(|| std::thread::available_parallelism().ok().map(usize::from))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runner::registry::ShouldFail;
+    use crate::spec::VmSpec;
+
+    fn def(module_path: &'static str) -> TestDef {
+        TestDef {
+            name: "boots",
+            module_path,
+            file: file!(),
+            line: line!(),
+            spec: || VmSpec::new().with_machine("virt").with_arch("aarch64"),
+            body: Body::Vm(|_| Ok(())),
+            ignore: None,
+            should_fail: ShouldFail::No,
+        }
+    }
+
+    #[test]
+    fn names_drop_the_crate() {
+        assert_eq!(test_name(&def("my_tests")), "boots");
+        assert_eq!(test_name(&def("my_tests::guest::echo")), "guest::echo::boots");
+    }
+
+    #[test]
+    fn filtered_out_tests_are_not_resolved() {
+        let d: &'static TestDef = Box::leak(Box::new(def("t::m")));
+        let args = Arguments::from_iter(["test", "--exact", "nothing"]);
+        assert!(case(d, &args, &Config::default()).plan.is_none());
+        let args = Arguments::from_iter(["test", "m::boots"]);
+        assert!(case(d, &args, &Config::default()).plan.is_some());
+    }
+}

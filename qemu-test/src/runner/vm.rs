@@ -1,0 +1,102 @@
+//! [`Vm`]: what a `#[qemu_test]` body receives.
+
+use std::ops::{Deref, DerefMut};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::error::Result;
+use crate::machine::Machine;
+
+/// How long teardown waits for QEMU to quit gracefully before killing it.
+pub(crate) const TEARDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A launched [`Machine`] plus the test's artifact directory; what a
+/// `#[qemu_test]` body receives.
+///
+/// `Vm` derefs to [`Machine`], so the whole machine API is there: QMP
+/// ([`command`](Machine::command), [`event_wait`](Machine::event_wait)),
+/// the [`console`](Machine::console), [`shutdown`](Machine::shutdown)...
+/// Every wait is capped by the test's deadline (`timeout = "..."`, 60 s by
+/// default), so none can outlive the test.
+///
+/// The runner launches the machine before the body and tears it down after
+/// it (a graceful `quit`, then a kill after 5 s); a guest that powered off
+/// by itself, or a body that shut the machine down, is fine.
+///
+/// ```no_run
+/// use qemu_test::prelude::*;
+///
+/// #[qemu_test(machine = "virt", console, kernel = guest::ECHO_SHELL_AARCH64, timeout = "30s")]
+/// fn echoes(vm: &mut Vm) -> TestResult {
+///     vm.console().wait_for("login:")?;
+///     vm.console().exec_and_wait("hi", "you said: hi")?;
+///     assert_eq!(vm.command("query-status", json!({}))?["running"], true);
+///     // Files written here are kept with the logs if the test fails.
+///     std::fs::write(vm.artifacts().join("notes.txt"), "said hi")?;
+///     Ok(())
+/// }
+///
+/// qemu_test::main!();
+/// ```
+#[derive(Debug)]
+pub struct Vm {
+    machine: Machine,
+    artifacts: PathBuf,
+    test_name: String,
+}
+
+impl Vm {
+    pub(crate) fn new(machine: Machine, artifacts: PathBuf, test_name: String) -> Vm {
+        Vm { machine, artifacts, test_name }
+    }
+
+    /// The test's artifact directory, `target/qemu-test/<test-binary>/<test-name>/`:
+    /// `qemu.log`, `console.log`, `qmp.jsonl`, `cmdline.txt`, `repro.sh`,
+    /// and anything the body writes there. Kept when the test fails.
+    ///
+    /// ```no_run
+    /// # use qemu_test::prelude::*;
+    /// # fn body(vm: &mut Vm) -> TestResult {
+    /// let dump = vm.artifacts().join("memory.dump");
+    /// vm.command("dump-guest-memory", json!({"paging": false, "protocol": format!("file:{}", dump.display())}))?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn artifacts(&self) -> &Path {
+        &self.artifacts
+    }
+
+    /// The test's name as the runner lists it (`module::function`).
+    ///
+    /// ```no_run
+    /// # use qemu_test::prelude::*;
+    /// # fn body(vm: &mut Vm) -> TestResult {
+    /// println!("running {}", vm.test_name());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn test_name(&self) -> &str {
+        &self.test_name
+    }
+
+    /// Shuts the machine down after the body: graceful `quit` with
+    /// [`TEARDOWN_TIMEOUT`], then a kill. Lifts the test's deadline first,
+    /// so a test that ran out of time still gets a clean shutdown attempt.
+    pub(crate) fn teardown(&mut self) -> Result<()> {
+        self.machine.set_deadline(None);
+        self.machine.shutdown_timeout(TEARDOWN_TIMEOUT)
+    }
+}
+
+impl Deref for Vm {
+    type Target = Machine;
+    fn deref(&self) -> &Machine {
+        &self.machine
+    }
+}
+
+impl DerefMut for Vm {
+    fn deref_mut(&mut self) -> &mut Machine {
+        &mut self.machine
+    }
+}
