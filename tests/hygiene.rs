@@ -1,0 +1,71 @@
+//! Process hygiene on real QEMU: no QEMU survives its test process, and
+//! launch/shutdown cycles leak no fds, threads, dirs or children.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use qemu_test::Machine;
+use qemu_test_suite::pid_alive;
+
+fn stopped_vm() -> Machine {
+    Machine::builder("qemu-system-x86_64").args(["-S", "-nodefaults"]).build()
+}
+
+fn wait_gone(pid: u32, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if !pid_alive(pid) {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    !pid_alive(pid)
+}
+
+fn qemu_of_killed_child(signal: rustix::process::Signal) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hold_vm"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let pid: u32 = loop {
+        let line = lines.next().expect("child printed QEMU's pid").unwrap();
+        if let Some(pid) = line.strip_prefix("QEMU_PID ") {
+            break pid.parse().unwrap();
+        }
+    };
+    assert!(pid_alive(pid), "QEMU outlives the thread that launched it");
+    rustix::process::kill_process(rustix::process::Pid::from_raw(child.id() as i32).unwrap(), signal).unwrap();
+    child.wait().unwrap();
+    assert!(wait_gone(pid, Duration::from_secs(10)), "QEMU {pid} survived its test process ({signal:?})");
+}
+
+#[test]
+fn qemu_dies_with_a_sigkilled_test_process() {
+    qemu_of_killed_child(rustix::process::Signal::KILL);
+}
+
+#[test]
+fn qemu_dies_with_a_sigint_test_process() {
+    qemu_of_killed_child(rustix::process::Signal::INT);
+}
+
+#[test]
+fn a_panicking_owner_leaves_no_qemu() {
+    let pid = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let seen = pid.clone();
+    let res = thread::spawn(move || {
+        let mut vm = stopped_vm();
+        vm.launch().unwrap();
+        *seen.lock().unwrap() = vm.pid();
+        panic!("test body panics with a running VM");
+    })
+    .join();
+    assert!(res.is_err());
+    let pid = pid.lock().unwrap().unwrap();
+    assert!(!pid_alive(pid), "unwinding dropped the Machine, which killed QEMU");
+}
+
