@@ -158,3 +158,22 @@ fn console_waits_are_capped_by_the_machine_deadline() {
     }
     vm.shutdown().unwrap();
 }
+
+#[test]
+fn a_ten_megabyte_flood_loses_nothing() {
+    const N: usize = 10_000_000;
+    let mut vm = echo_vm();
+    vm.launch().unwrap();
+    let console = vm.console().with_timeout(Duration::from_secs(120));
+    console.wait_for("login: ").unwrap();
+    console.send_line(&format!("flood {N}")).unwrap();
+    // QMP stays responsive while the guest floods: the drain thread keeps
+    // QEMU's chardev writable.
+    assert_eq!(vm.command("query-status", json!({})).unwrap()["running"], true);
+    let m = console.wait_for("\r\nflood done\r\n").unwrap();
+    let echo = format!("flood {N}\r\n");
+    let body = &m.before[echo.len()..];
+    assert_eq!(body.len(), N, "bytes lost or added");
+    assert!(body == flood_pattern(N).as_slice(), "flood bytes differ");
+    vm.shutdown().unwrap();
+}
