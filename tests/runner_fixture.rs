@@ -124,7 +124,7 @@ mod plain {
 
     #[qemu_test(no_vm)]
     fn no_vm() {
-        assert_eq!(2 + 2, 4);
+        assert_eq!("plain::no_vm".split("::").count(), 2);
     }
 }
 

@@ -31,15 +31,17 @@ pub mod machine;
 mod os;
 pub mod qmp;
 pub mod runner;
+pub mod shell;
 pub mod spec;
 
 pub use console::{Console, Pattern};
-pub use error::{BoxError, ConsoleError, Error, EventError, QmpError, Result, SetupError, TestResult};
+pub use error::{BoxError, ConsoleError, Error, EventError, QmpError, Result, SetupError, ShellError, TestResult};
 pub use events::event_match;
 pub use machine::{Machine, MachineBuilder, MonitorAddr, Wait};
 pub use qemu_test_macros::qemu_test;
 pub use runner::Vm;
 pub use serde_json::{json, Value};
+pub use shell::Shell;
 pub use spec::VmSpec;
 
 /// Everything a test file needs: `use qemu_test::prelude::*;`.

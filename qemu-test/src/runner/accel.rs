@@ -34,17 +34,47 @@ use crate::runner::scheduler::FileLock;
 /// How long the probe guest may take to finish booting under KVM.
 pub(crate) const PROBE_BUDGET: Duration = Duration::from_secs(2);
 
+/// Why KVM is not usable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Unusable {
+    pub(crate) reason: String,
+    /// A probe VM failed: KVM is there but broken, which is worth a word
+    /// to the user (unlike a missing `/dev/kvm` or a foreign target).
+    pub(crate) probed: bool,
+}
+
+/// One binary's probe result, computed once.
+type ProbeCell = Arc<OnceLock<Result<(), String>>>;
+
 /// `Ok` when KVM works with `binary` on this host, else why not.
-pub(crate) fn kvm_usable(binary: &Path) -> Result<(), String> {
-    preconditions(binary)?;
-    static CACHE: OnceLock<Mutex<HashMap<PathBuf, Arc<OnceLock<Result<(), String>>>>>> = OnceLock::new();
-    let cell = CACHE.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner()).entry(binary.to_path_buf()).or_default().clone();
-    cell.get_or_init(|| cached_probe(binary)).clone()
+pub(crate) fn kvm_usable(binary: &Path) -> Result<(), Unusable> {
+    preconditions(binary).map_err(|reason| Unusable {
+        reason,
+        probed: false,
+    })?;
+    static CACHE: OnceLock<Mutex<HashMap<PathBuf, ProbeCell>>> = OnceLock::new();
+    let cell = CACHE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(binary.to_path_buf())
+        .or_default()
+        .clone();
+    cell.get_or_init(|| cached_probe(binary))
+        .clone()
+        .map_err(|reason| Unusable {
+            reason,
+            probed: true,
+        })
 }
 
 /// What rules KVM out without starting anything.
 fn preconditions(binary: &Path) -> Result<(), String> {
-    if let Err(e) = fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
+    if let Err(e) = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
         return Err(format!("cannot open /dev/kvm: {e}"));
     }
     if let Some(target) = target_arch(binary) {
@@ -80,7 +110,10 @@ fn cached_probe(binary: &Path) -> Result<(), String> {
     let file = dir.join(format!("kvm-probe-{key:016x}.txt"));
     // Concurrent test processes wait for the one probing.
     let _lock = FileLock::exclusive(&dir.join(format!("kvm-probe-{key:016x}.lock")));
-    if let Some(cached) = fs::read_to_string(&file).ok().and_then(|text| parse_cached(&text)) {
+    if let Some(cached) = fs::read_to_string(&file)
+        .ok()
+        .and_then(|text| parse_cached(&text))
+    {
         return cached;
     }
     let result = probe(binary);
@@ -105,17 +138,38 @@ fn parse_cached(text: &str) -> Option<Result<(), String>> {
 fn cache_key(binary: &Path) -> u64 {
     let canonical = fs::canonicalize(binary).unwrap_or_else(|_| binary.to_path_buf());
     let meta = |path: &Path| {
-        fs::metadata(path).map(|m| format!("{}:{}:{}:{}:{}:{}", m.len(), m.mtime(), m.mtime_nsec(), m.mode(), m.uid(), m.rdev())).unwrap_or_default()
+        fs::metadata(path)
+            .map(|m| {
+                format!(
+                    "{}:{}:{}:{}:{}:{}",
+                    m.len(),
+                    m.mtime(),
+                    m.mtime_nsec(),
+                    m.mode(),
+                    m.uid(),
+                    m.rdev()
+                )
+            })
+            .unwrap_or_default()
     };
     let boot_id = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
-    let key = format!("{}|{}|{}|{}", canonical.display(), meta(&canonical), meta(Path::new("/dev/kvm")), boot_id.trim());
+    let key = format!(
+        "{}|{}|{}|{}",
+        canonical.display(),
+        meta(&canonical),
+        meta(Path::new("/dev/kvm")),
+        boot_id.trim()
+    );
     fnv1a(key.as_bytes())
 }
 
 /// Boots the probe VM.
 fn probe(binary: &Path) -> Result<(), String> {
     let x86 = matches!(target_arch(binary), Some("x86_64" | "i386"));
-    let mut vm = Machine::builder(binary.to_string_lossy()).name("kvm-probe").qmp_timeout(Duration::from_secs(10)).build();
+    let mut vm = Machine::builder(binary.to_string_lossy())
+        .name("kvm-probe")
+        .qmp_timeout(Duration::from_secs(10))
+        .build();
     // Nothing the probe does may take long, even if QEMU hangs.
     vm.set_deadline(Some(Instant::now() + Duration::from_secs(15)));
     vm.add_args(["-accel", "kvm", "-nodefaults"]);
@@ -132,29 +186,57 @@ fn probe(binary: &Path) -> Result<(), String> {
     let started = Instant::now();
     if let Err(e) = vm.launch() {
         let output = vm.log();
-        let last = output.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
-        return Err(if last.is_empty() { format!("QEMU did not start with -accel kvm: {e}") } else { format!("QEMU did not start with -accel kvm: {last}") });
+        let last = output
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        return Err(if last.is_empty() {
+            format!("QEMU did not start with -accel kvm: {e}")
+        } else {
+            format!("QEMU did not start with -accel kvm: {last}")
+        });
     }
     let result = (|| {
-        let kvm = vm.command("query-kvm", json!({})).map_err(|e| format!("query-kvm failed: {e}"))?;
+        let kvm = vm
+            .command("query-kvm", json!({}))
+            .map_err(|e| format!("query-kvm failed: {e}"))?;
         if kvm["enabled"] != true {
-            return Err(format!("QEMU runs without KVM despite -accel kvm (query-kvm: {kvm})"));
+            return Err(format!(
+                "QEMU runs without KVM despite -accel kvm (query-kvm: {kvm})"
+            ));
         }
         if x86 {
             let left = PROBE_BUDGET.saturating_sub(started.elapsed());
-            if vm.console().with_timeout(left).wait_for("No bootable device").is_err() {
-                let status = vm.command("query-status", json!({})).map(|s| s["status"].to_string()).unwrap_or_else(|e| format!("unknown ({e})"));
+            if vm
+                .console()
+                .with_timeout(left)
+                .wait_for("No bootable device")
+                .is_err()
+            {
+                let status = vm
+                    .command("query-status", json!({}))
+                    .map(|s| s["status"].to_string())
+                    .unwrap_or_else(|e| format!("unknown ({e})"));
                 return Err(format!(
                     "a probe VM did not finish its firmware's POST within {PROBE_BUDGET:?} under KVM (status {status}; \
                      TCG needs about 0.1 s): KVM is present but broken or far too slow here"
                 ));
             }
         } else {
-            vm.command("cont", json!({})).map_err(|e| format!("cont failed: {e}"))?;
+            vm.command("cont", json!({}))
+                .map_err(|e| format!("cont failed: {e}"))?;
             std::thread::sleep(Duration::from_millis(200));
-            let status = vm.command("query-status", json!({})).map_err(|e| format!("query-status failed: {e}"))?;
+            let status = vm
+                .command("query-status", json!({}))
+                .map_err(|e| format!("query-status failed: {e}"))?;
             if status["status"] != "running" {
-                return Err(format!("a probe VM stopped under KVM (status {})", status["status"]));
+                return Err(format!(
+                    "a probe VM stopped under KVM (status {})",
+                    status["status"]
+                ));
             }
         }
         Ok(())
@@ -177,7 +259,11 @@ mod tests {
 
     #[test]
     fn cross_arch_kvm_is_refused_without_a_probe() {
-        let other = if std::env::consts::ARCH == "aarch64" { "x86_64" } else { "aarch64" };
+        let other = if std::env::consts::ARCH == "aarch64" {
+            "x86_64"
+        } else {
+            "aarch64"
+        };
         let err = preconditions(Path::new(&format!("/nonexistent/qemu-system-{other}")));
         assert!(err.is_err());
     }
@@ -185,7 +271,10 @@ mod tests {
     #[test]
     fn cached_results_parse() {
         assert_eq!(parse_cached("usable\n"), Some(Ok(())));
-        assert!(parse_cached("unusable\nslow\n").unwrap().unwrap_err().starts_with("slow"));
+        assert!(parse_cached("unusable\nslow\n")
+            .unwrap()
+            .unwrap_err()
+            .starts_with("slow"));
         assert_eq!(parse_cached("garbage"), None);
     }
 }

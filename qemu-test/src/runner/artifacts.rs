@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use crate::machine::escape_opt;
+use crate::runner::scheduler::FileLock;
 
 /// The longest Unix socket path (`sun_path` holds 108 bytes with the NUL).
 const MAX_SOCKET_PATH: usize = 107;
@@ -38,10 +39,17 @@ pub(crate) fn target_dir() -> Option<PathBuf> {
     if let Some(dir) = ancestors().find(|dir| dir.join("CACHEDIR.TAG").is_file()) {
         return Some(dir.to_path_buf());
     }
-    if let Some(dir) = ancestors().find(|dir| matches!(dir.file_name().and_then(|n| n.to_str()), Some("debug" | "release"))) {
+    if let Some(dir) = ancestors().find(|dir| {
+        matches!(
+            dir.file_name().and_then(|n| n.to_str()),
+            Some("debug" | "release")
+        )
+    }) {
         return dir.parent().map(Path::to_path_buf);
     }
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).filter(|p| p.is_absolute())
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
 }
 
 /// The artifact root: `configured` (`QEMU_TEST_ARTIFACTS`), else
@@ -60,13 +68,19 @@ pub(crate) fn root(configured: Option<&Path>) -> PathBuf {
 /// cargo appends (`runner_vm-0123456789abcdef` → `runner_vm`).
 pub(crate) fn binary_name() -> String {
     let exe = std::env::current_exe().ok();
-    let stem = exe.as_deref().and_then(Path::file_stem).and_then(|s| s.to_str()).unwrap_or("tests");
+    let stem = exe
+        .as_deref()
+        .and_then(Path::file_stem)
+        .and_then(|s| s.to_str())
+        .unwrap_or("tests");
     strip_hash(stem).to_string()
 }
 
 fn strip_hash(stem: &str) -> &str {
     match stem.rsplit_once('-') {
-        Some((name, hash)) if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => name,
+        Some((name, hash)) if hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            name
+        }
         _ => stem,
     }
 }
@@ -77,7 +91,9 @@ pub(crate) fn state_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let uid = rustix::process::getuid().as_raw();
-        let dir = std::env::temp_dir().join(format!("qemu-test-{uid}")).join("runner");
+        let dir = std::env::temp_dir()
+            .join(format!("qemu-test-{uid}"))
+            .join("runner");
         // A failure shows up when a file in it is created.
         let _ = crate::os::create_private_dir_all(&dir);
         dir
@@ -88,8 +104,16 @@ pub(crate) fn state_dir() -> PathBuf {
 /// A file name for a test: the test name with anything but `[A-Za-z0-9_.:-]`
 /// replaced by `_` (a `#[qemu_test]` name never needs it).
 fn file_name(test: &str) -> String {
-    let name: String =
-        test.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-') { c } else { '_' }).collect();
+    let name: String = test
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
     match name.as_str() {
         "" | "." | ".." => format!("_{name}"),
         _ => name,
@@ -100,19 +124,32 @@ fn file_name(test: &str) -> String {
 #[derive(Debug)]
 pub(crate) struct ArtifactDir {
     path: PathBuf,
+    /// Two runs of one test at once (two `cargo test` in two terminals)
+    /// would share the directory: the second waits for the first.
+    _lock: FileLock,
 }
 
 impl ArtifactDir {
     /// Creates `<root>/<binary>/<test>/`, removing what an earlier run left.
     pub(crate) fn prepare(root: &Path, binary: &str, test: &str) -> io::Result<ArtifactDir> {
         let path = root.join(file_name(binary)).join(file_name(test));
+        let locks = state_dir().join("locks");
+        let _ = fs::create_dir_all(&locks);
+        let tag = fnv1a(path.as_os_str().as_encoded_bytes());
+        let lock = FileLock::exclusive(&locks.join(format!("{tag:016x}.lock")));
         match fs::remove_dir_all(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io::Error::new(e.kind(), format!("removing the stale {}: {e}", path.display()))),
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("removing the stale {}: {e}", path.display()),
+                ))
+            }
         }
-        fs::create_dir_all(&path).map_err(|e| io::Error::new(e.kind(), format!("creating {}: {e}", path.display())))?;
-        Ok(ArtifactDir { path })
+        fs::create_dir_all(&path)
+            .map_err(|e| io::Error::new(e.kind(), format!("creating {}: {e}", path.display())))?;
+        Ok(ArtifactDir { path, _lock: lock })
     }
 
     /// The directory.
@@ -148,12 +185,18 @@ impl ArtifactDir {
         fs::write(self.file("cmdline.txt"), text)
     }
 
-    /// Writes an executable `repro.sh` that relaunches `command` by hand
-    /// from `cwd` (see [`repro_command`] for what changes).
-    pub(crate) fn write_repro(&self, test: &str, command: &[String], cwd: &Path, notes: &[String]) -> io::Result<()> {
+    /// Writes an executable `repro.sh` that runs `repro` (from
+    /// [`Machine::repro_command`](crate::Machine::repro_command) and
+    /// [`for_humans`], with QMP on `socket`) from `cwd`.
+    pub(crate) fn write_repro(
+        &self,
+        test: &str,
+        repro: &Repro,
+        socket: &Path,
+        cwd: &Path,
+        notes: &[String],
+    ) -> io::Result<()> {
         use std::os::unix::fs::PermissionsExt;
-        let socket = self.socket("qmp.sock");
-        let repro = repro_command(command, &socket);
         let socket_q = quote(&socket.to_string_lossy())?;
         let mut text = format!(
             "#!/bin/sh\n\
@@ -167,16 +210,20 @@ impl ArtifactDir {
              # Add -s -S below to debug the guest with gdb (target remote :1234).\n",
             socket = socket.display(),
         );
-        for note in &repro.notes {
+        for note in repro.notes.iter().chain(notes) {
             text.push_str(&format!("# note: {note}\n"));
         }
-        for note in notes {
-            text.push_str(&format!("# note: {note}\n"));
-        }
-        text.push_str(&format!("\nset -e\ncd {}\nrm -f {socket_q}\nexec", quote(&cwd.to_string_lossy())?));
+        text.push_str(&format!(
+            "\nset -e\ncd {}\nrm -f {socket_q}\nexec",
+            quote(&cwd.to_string_lossy())?
+        ));
         // One option (and its value) per line.
         for (i, arg) in repro.args.iter().enumerate() {
-            let sep = if i > 0 && arg.starts_with('-') { " \\\n    " } else { " " };
+            let sep = if i > 0 && arg.starts_with('-') {
+                " \\\n    "
+            } else {
+                " "
+            };
             text.push_str(sep);
             text.push_str(&quote(arg)?);
         }
@@ -189,7 +236,7 @@ impl ArtifactDir {
     /// Keeps the directory, or removes it; returns it if kept.
     pub(crate) fn finish(self, keep: bool) -> Option<PathBuf> {
         if keep {
-            return Some(self.path);
+            return Some(self.path.clone());
         }
         let _ = fs::remove_dir_all(&self.path);
         // Leave no empty per-binary directory behind either.
@@ -207,40 +254,31 @@ pub(crate) struct Repro {
     pub(crate) notes: Vec<String>,
 }
 
-/// Rewrites a launched machine's command line for a human: the inherited
-/// socketpairs become a QMP server socket at `qmp_socket` and the console
-/// on stdio; inherited fds (`-add-fd`) and the runner's extra pause
-/// monitor are dropped, with a note.
-pub(crate) fn repro_command(command: &[String], qmp_socket: &Path) -> Repro {
+/// Drops from a [`Machine::repro_command`](crate::Machine::repro_command)
+/// what only makes sense inside the runner: the pause-mode monitor (see
+/// [`pause_monitor_args`]) and fds the test passed with `-add-fd` (noted).
+pub(crate) fn for_humans(command: Vec<String>) -> Repro {
     let mut args = Vec::with_capacity(command.len());
     let mut notes = Vec::new();
-    let mut dropped_monitors = Vec::new();
-    let mut iter = command.iter().peekable();
+    let pause_mon = format!("chardev={PAUSE_MONITOR_ID},mode=control");
+    let mut iter = command.into_iter().peekable();
     while let Some(arg) = iter.next() {
-        let option = arg.as_str();
-        let value = match (option, iter.peek()) {
-            ("-chardev" | "-mon" | "-add-fd", Some(value)) => value.as_str(),
+        let value = match (arg.as_str(), iter.peek()) {
+            ("-chardev" | "-mon" | "-add-fd", Some(value)) => value.clone(),
             _ => {
-                args.push(arg.clone());
+                args.push(arg);
                 continue;
             }
         };
-        match (option, chardev_id(value)) {
-            ("-chardev", Some("mon")) if value.contains(",fd=") => {
-                let path = escape_opt(&qmp_socket.to_string_lossy());
-                args.extend(["-chardev".into(), format!("socket,id=mon,path={path},server=on,wait=off")]);
-            }
-            ("-chardev", Some("console")) if value.contains(",fd=") => {
-                args.extend(["-chardev".into(), "stdio,id=console".into()]);
-            }
-            ("-chardev", Some(id)) if id == PAUSE_MONITOR_ID => {
-                dropped_monitors.push(format!("chardev={id},mode=control"));
-            }
-            ("-mon", _) if dropped_monitors.iter().any(|m| m == value) => {}
-            ("-add-fd", _) => notes.push(format!("`-add-fd {value}` is left out: the fd was passed by the test")),
-            _ => args.extend([arg.clone(), value.to_string()]),
-        }
         iter.next();
+        match arg.as_str() {
+            "-chardev" if chardev_id(&value) == Some(PAUSE_MONITOR_ID) => {}
+            "-mon" if value == pause_mon => {}
+            "-add-fd" => notes.push(format!(
+                "`-add-fd {value}` is left out: the fd was passed by the test"
+            )),
+            _ => args.extend([arg, value]),
+        }
     }
     Repro { args, notes }
 }
@@ -257,34 +295,49 @@ pub(crate) const PAUSE_MONITOR_ID: &str = "qemu-test-pause";
 pub(crate) fn pause_monitor_args(socket: &Path) -> Vec<String> {
     vec![
         "-chardev".into(),
-        format!("socket,id={PAUSE_MONITOR_ID},path={},server=on,wait=off", escape_opt(&socket.to_string_lossy())),
+        format!(
+            "socket,id={PAUSE_MONITOR_ID},path={},server=on,wait=off",
+            escape_opt(&socket.to_string_lossy())
+        ),
         "-mon".into(),
         format!("chardev={PAUSE_MONITOR_ID},mode=control"),
     ]
 }
 
 fn quote(arg: &str) -> io::Result<String> {
-    shlex::try_quote(arg)
-        .map(|q| q.into_owned())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("cannot quote {arg:?} for a shell: {e}")))
+    shlex::try_quote(arg).map(|q| q.into_owned()).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("cannot quote {arg:?} for a shell: {e}"),
+        )
+    })
 }
 
 /// The command line, shell-quoted with `shlex`.
 pub(crate) fn shell_join(command: &[String]) -> io::Result<String> {
-    shlex::try_join(command.iter().map(String::as_str))
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("cannot quote the command line: {e}")))
+    shlex::try_join(command.iter().map(String::as_str)).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("cannot quote the command line: {e}"),
+        )
+    })
 }
 
 /// The last `n` lines of a file, lossily decoded; empty when unreadable.
 pub(crate) fn tail_file(path: &Path, n: usize) -> String {
-    let text = fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let text = fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
     tail_lines(&text, n)
 }
 
 /// The last `n` lines of `text`.
 pub(crate) fn tail_lines(text: &str, n: usize) -> String {
     let trimmed = text.trim_end_matches(['\n', '\r']);
-    let start = trimmed.rmatch_indices('\n').nth(n.saturating_sub(1)).map_or(0, |(i, _)| i + 1);
+    let start = trimmed
+        .rmatch_indices('\n')
+        .nth(n.saturating_sub(1))
+        .map_or(0, |(i, _)| i + 1);
     if n == 0 {
         return String::new();
     }
@@ -293,7 +346,9 @@ pub(crate) fn tail_lines(text: &str, n: usize) -> String {
 
 /// 64-bit FNV-1a, for short stable names.
 pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 #[cfg(test)]
@@ -319,59 +374,28 @@ mod tests {
     }
 
     #[test]
-    fn repro_replaces_inherited_sockets() {
-        let command = strings(&[
-            "/usr/bin/qemu-system-aarch64",
-            "-display",
-            "none",
-            "-chardev",
-            "socket,id=mon,fd=5",
-            "-mon",
-            "chardev=mon,mode=control",
-            "-machine",
-            "virt",
-            "-chardev",
-            "socket,id=console,fd=7",
-            "-serial",
-            "chardev:console",
-            "-chardev",
-            "socket,id=qemu-test-pause,path=/a/p.sock,server=on,wait=off",
-            "-mon",
-            "chardev=qemu-test-pause,mode=control",
+    fn runner_only_arguments_are_dropped() {
+        let mut command = strings(&[
+            "qemu-system-aarch64",
+            "-S",
             "-add-fd",
             "fd=9,set=1",
-            "-append",
-            "console=ttyAMA0 x='y'",
-            "-S",
-            "-chardev",
-            "socket,id=mon,fd=11",
+            "-m",
+            "64M",
         ]);
-        let repro = repro_command(&command, Path::new("/art/dir,1/qmp.sock"));
+        command.extend(pause_monitor_args(Path::new("/a,b/p.sock")));
+        command.push("-no-reboot".into());
+        let repro = for_humans(command);
         assert_eq!(
             repro.args,
-            strings(&[
-                "/usr/bin/qemu-system-aarch64",
-                "-display",
-                "none",
-                "-chardev",
-                "socket,id=mon,path=/art/dir,,1/qmp.sock,server=on,wait=off",
-                "-mon",
-                "chardev=mon,mode=control",
-                "-machine",
-                "virt",
-                "-chardev",
-                "stdio,id=console",
-                "-serial",
-                "chardev:console",
-                "-append",
-                "console=ttyAMA0 x='y'",
-                "-S",
-                "-chardev",
-                "socket,id=mon,path=/art/dir,,1/qmp.sock,server=on,wait=off",
-            ])
+            strings(&["qemu-system-aarch64", "-S", "-m", "64M", "-no-reboot"])
         );
         assert_eq!(repro.notes.len(), 1);
         assert!(repro.notes[0].contains("-add-fd fd=9,set=1"));
+        assert_eq!(
+            pause_monitor_args(Path::new("/a,b/p.sock"))[1],
+            "socket,id=qemu-test-pause,path=/a,,b/p.sock,server=on,wait=off"
+        );
     }
 
     #[test]
@@ -379,12 +403,33 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let art = ArtifactDir::prepare(dir.path(), "bin", "t::x").unwrap();
         let command = strings(&["qemu-system-x86_64", "-append", "a 'b' $(c)", "-S"]);
-        art.write_repro("t::x", &command, Path::new("/some where"), &["a note".into()]).unwrap();
+        let repro = Repro {
+            args: command.clone(),
+            notes: vec!["left out".into()],
+        };
+        art.write_repro(
+            "t::x",
+            &repro,
+            &art.socket("qmp.sock"),
+            Path::new("/some where"),
+            &["a note".into()],
+        )
+        .unwrap();
         let text = fs::read_to_string(art.file("repro.sh")).unwrap();
         assert!(text.starts_with("#!/bin/sh\n"), "{text}");
         assert!(text.contains("cd '/some where'\n"), "{text}");
-        assert!(text.contains("# note: a note"), "{text}");
-        let words: Vec<String> = shlex::split(text.lines().skip_while(|l| !l.starts_with("exec")).collect::<Vec<_>>().join("\n").replace("\\\n", "").as_str()).unwrap();
+        assert!(
+            text.contains("# note: a note\n# note: left out")
+                || text.contains("# note: left out\n# note: a note"),
+            "{text}"
+        );
+        let exec = text
+            .lines()
+            .skip_while(|l| !l.starts_with("exec"))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .replace("\\\n", "");
+        let words = shlex::split(&exec).unwrap();
         assert_eq!(&words[1..], &command[..]);
         art.write_cmdline(&command, &[]).unwrap();
         let line = fs::read_to_string(art.file("cmdline.txt")).unwrap();
@@ -396,6 +441,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let art = ArtifactDir::prepare(dir.path(), "bin", "t").unwrap();
         fs::write(art.file("stale"), "x").unwrap();
+        // An earlier run that was killed: its directory is still there.
+        drop(art);
         let art = ArtifactDir::prepare(dir.path(), "bin", "t").unwrap();
         assert!(!art.file("stale").exists());
         let kept = art.finish(true).unwrap();
@@ -403,6 +450,31 @@ mod tests {
         let art = ArtifactDir::prepare(dir.path(), "bin", "t").unwrap();
         assert_eq!(art.finish(false), None);
         assert!(!dir.path().join("bin").exists());
+    }
+
+    #[test]
+    fn one_test_dir_is_used_by_one_run_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = ArtifactDir::prepare(dir.path(), "bin", "t").unwrap();
+        fs::write(first.file("qemu.log"), "first run").unwrap();
+        let root = dir.path().to_path_buf();
+        let second = std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            let second = ArtifactDir::prepare(&root, "bin", "t").unwrap();
+            (started.elapsed(), second.file("qemu.log").exists())
+        });
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        assert_eq!(
+            fs::read_to_string(first.file("qemu.log")).unwrap(),
+            "first run"
+        );
+        first.finish(true);
+        let (waited, stale) = second.join().unwrap();
+        assert!(
+            waited >= std::time::Duration::from_millis(140),
+            "{waited:?}"
+        );
+        assert!(!stale, "the first run's files were cleaned");
     }
 
     #[test]

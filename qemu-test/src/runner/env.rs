@@ -90,25 +90,38 @@ pub(crate) struct ConfigError {
 impl Config {
     /// Reads the configuration through `lookup` (a variable's value, or
     /// `None` when unset). Empty values count as unset.
-    pub(crate) fn from_lookup(lookup: impl Fn(&str) -> Option<OsString>) -> Result<Config, ConfigError> {
+    pub(crate) fn from_lookup(
+        lookup: impl Fn(&str) -> Option<OsString>,
+    ) -> Result<Config, ConfigError> {
         let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
-        let text = |name: &'static str, expected: &'static str| -> Result<Option<String>, ConfigError> {
-            match get(name) {
-                None => Ok(None),
-                Some(v) => v.into_string().map(Some).map_err(|v| ConfigError {
-                    name,
-                    value: v.to_string_lossy().into_owned(),
-                    expected,
-                }),
-            }
+        let text =
+            |name: &'static str, expected: &'static str| -> Result<Option<String>, ConfigError> {
+                match get(name) {
+                    None => Ok(None),
+                    Some(v) => v.into_string().map(Some).map_err(|v| ConfigError {
+                        name,
+                        value: v.to_string_lossy().into_owned(),
+                        expected,
+                    }),
+                }
+            };
+        let bad = |name: &'static str, value: String, expected: &'static str| ConfigError {
+            name,
+            value,
+            expected,
         };
-        let bad = |name: &'static str, value: String, expected: &'static str| ConfigError { name, value, expected };
 
         let keep = match text("QEMU_TEST_KEEP", "failed, always or never")?.as_deref() {
             None | Some("failed") => Keep::Failed,
             Some("always") => Keep::Always,
             Some("never") => Keep::Never,
-            Some(other) => return Err(bad("QEMU_TEST_KEEP", other.into(), "failed, always or never")),
+            Some(other) => {
+                return Err(bad(
+                    "QEMU_TEST_KEEP",
+                    other.into(),
+                    "failed, always or never",
+                ))
+            }
         };
         let require = match text("QEMU_TEST_REQUIRE", "1 or 0")?.as_deref() {
             None | Some("0" | "false" | "no") => false,
@@ -125,9 +138,12 @@ impl Config {
         let on_failure = match text("QEMU_TEST_ON_FAILURE", "report or pause")?.as_deref() {
             None | Some("report") => OnFailure::Report,
             Some("pause") => OnFailure::Pause,
-            Some(other) => return Err(bad("QEMU_TEST_ON_FAILURE", other.into(), "report or pause")),
+            Some(other) => {
+                return Err(bad("QEMU_TEST_ON_FAILURE", other.into(), "report or pause"))
+            }
         };
-        let accel = text("QEMU_TEST_ACCEL", "auto, kvm, tcg or another -accel value")?.map(|a| Accel::from(a.as_str()));
+        let accel = text("QEMU_TEST_ACCEL", "auto, kvm, tcg or another -accel value")?
+            .map(|a| Accel::from(a.as_str()));
         Ok(Config {
             qemu_dir: get("QEMU_TEST_QEMU_DIR").map(absolute),
             accel,
@@ -149,7 +165,10 @@ impl Config {
 /// The configuration of this process, read from the environment once.
 pub(crate) fn config() -> Result<&'static Config, ConfigError> {
     static CONFIG: OnceLock<Result<Config, ConfigError>> = OnceLock::new();
-    CONFIG.get_or_init(Config::from_env).as_ref().map_err(Clone::clone)
+    CONFIG
+        .get_or_init(Config::from_env)
+        .as_ref()
+        .map_err(Clone::clone)
 }
 
 /// `path` made absolute against the current directory (tests may change
@@ -159,7 +178,9 @@ fn absolute(path: OsString) -> PathBuf {
     if path.is_absolute() {
         return path;
     }
-    std::env::current_dir().map(|cwd| cwd.join(&path)).unwrap_or(path)
+    std::env::current_dir()
+        .map(|cwd| cwd.join(&path))
+        .unwrap_or(path)
 }
 
 #[cfg(test)]
@@ -167,7 +188,11 @@ mod tests {
     use super::*;
 
     fn parse(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        Config::from_lookup(|name| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| OsString::from(v)))
+        Config::from_lookup(|name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| OsString::from(v))
+        })
     }
 
     #[test]
@@ -191,13 +216,19 @@ mod tests {
             ("QEMU_TEST_ON_FAILURE", "pause"),
         ])
         .unwrap();
-        assert_eq!(config.qemu_dir.as_deref(), Some(std::path::Path::new("/opt/qemu/bin")));
+        assert_eq!(
+            config.qemu_dir.as_deref(),
+            Some(std::path::Path::new("/opt/qemu/bin"))
+        );
         assert_eq!(config.accel, Some(Accel::Tcg));
         assert_eq!(config.keep, Keep::Never);
         assert!(config.require);
         assert_eq!(config.jobs, Some(4));
         assert_eq!(config.on_failure, OnFailure::Pause);
-        assert_eq!(config.junit.as_deref(), Some(std::path::Path::new("/tmp/junit.xml")));
+        assert_eq!(
+            config.junit.as_deref(),
+            Some(std::path::Path::new("/tmp/junit.xml"))
+        );
     }
 
     #[test]
@@ -225,6 +256,9 @@ mod tests {
 
     #[test]
     fn empty_means_unset() {
-        assert_eq!(parse(&[("QEMU_TEST_KEEP", ""), ("QEMU_TEST_JOBS", "")]).unwrap(), Config::default());
+        assert_eq!(
+            parse(&[("QEMU_TEST_KEEP", ""), ("QEMU_TEST_JOBS", "")]).unwrap(),
+            Config::default()
+        );
     }
 }

@@ -46,7 +46,10 @@ pub(crate) fn run(defs: &'static [TestDef], mut args: Arguments) -> ExitCode {
         records: Mutex::new(Vec::new()),
     }));
 
-    let mut cases: Vec<&'static TestCase> = defs.iter().map(|def| &*Box::leak(Box::new(case(def, &args, config)))).collect();
+    let mut cases: Vec<&'static TestCase> = defs
+        .iter()
+        .map(|def| &*Box::leak(Box::new(case(def, &args, config))))
+        .collect();
     cases.sort_by(|a, b| a.name.cmp(&b.name));
 
     let mut not_run = Vec::new();
@@ -61,13 +64,20 @@ pub(crate) fn run(defs: &'static [TestDef], mut args: Arguments) -> ExitCode {
                 .with_kind(kind(case))
                 .with_ignored_flag(case.def.ignore.is_some() || skip.is_some());
             if !args.list && !args.is_filtered_out(&trial) && args.is_ignored(&trial) {
-                let reason = skip.clone().or_else(|| case.def.ignore.filter(|r| !r.is_empty()).map(str::to_string));
+                let reason = skip.clone().or_else(|| {
+                    case.def
+                        .ignore
+                        .filter(|r| !r.is_empty())
+                        .map(str::to_string)
+                });
                 if let Some(reason) = &skip {
                     eprintln!("note: skipping {}: {reason}", case.name);
                 }
                 not_run.push(Record {
                     name: case.name.clone(),
-                    verdict: Verdict::Skipped { reason: reason.unwrap_or_else(|| "ignored".into()) },
+                    verdict: Verdict::Skipped {
+                        reason: reason.unwrap_or_else(|| "ignored".into()),
+                    },
                     duration: Default::default(),
                 });
             }
@@ -78,10 +88,20 @@ pub(crate) fn run(defs: &'static [TestDef], mut args: Arguments) -> ExitCode {
     let conclusion = libtest_mimic::run(&args, trials);
 
     if let (Some(path), false) = (&config.junit, args.list) {
-        let mut records = ctx.records.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut records = ctx
+            .records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         records.extend(not_run);
-        if let Err(e) = junit::write(path, &junit::report(&ctx.binary, &records, started.elapsed())) {
-            eprintln!("error: cannot write the JUnit report {}: {e}", path.display());
+        if let Err(e) = junit::write(
+            path,
+            &junit::report(&ctx.binary, &records, started.elapsed()),
+        ) {
+            eprintln!(
+                "error: cannot write the JUnit report {}: {e}",
+                path.display()
+            );
             return ExitCode::FAILURE;
         }
     }
@@ -92,10 +112,17 @@ pub(crate) fn run(defs: &'static [TestDef], mut args: Arguments) -> ExitCode {
 fn case(def: &'static TestDef, args: &Arguments, config: &Config) -> TestCase {
     let name = test_name(def);
     let spec = (def.spec)();
-    let mut case = TestCase { def, name, spec, plan: None };
+    let mut case = TestCase {
+        def,
+        name,
+        spec,
+        plan: None,
+    };
     if matches!(def.body, Body::Vm(_)) {
         // Marked ignored so that `--ignored` does not filter it out here.
-        let probe = Trial::test(case.name.clone(), || Ok(())).with_kind(kind(&case)).with_ignored_flag(true);
+        let probe = Trial::test(case.name.clone(), || Ok(()))
+            .with_kind(kind(&case))
+            .with_ignored_flag(true);
         if !args.is_filtered_out(&probe) {
             case.plan = Some(resolve::plan(&case.spec, config));
         }
@@ -114,15 +141,24 @@ fn test_name(def: &TestDef) -> String {
 /// The trial's kind: the machine type, if any.
 fn kind(case: &TestCase) -> String {
     match case.def.body {
-        Body::Vm(_) => case.spec.effective_machine().unwrap_or_default().to_string(),
+        Body::Vm(_) => case
+            .spec
+            .effective_machine()
+            .unwrap_or_default()
+            .to_string(),
         Body::Plain(_) => String::new(),
     }
 }
 
 /// `RUST_TEST_THREADS` (libtest's variable), else one thread per CPU slot.
 fn default_threads(config: &Config) -> Option<usize> {
-    let from_env = std::env::var("RUST_TEST_THREADS").ok().and_then(|v| v.parse::<usize>().ok()).filter(|n| *n > 0);
-    from_env.or(config.jobs).or_else(|| std::thread::available_parallelism().ok().map(usize::from))
+    let from_env = std::env::var("RUST_TEST_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0);
+    from_env
+        .or(config.jobs)
+        .or_else(|| std::thread::available_parallelism().ok().map(usize::from))
 }
 
 #[cfg(test)]
@@ -147,7 +183,10 @@ mod tests {
     #[test]
     fn names_drop_the_crate() {
         assert_eq!(test_name(&def("my_tests")), "boots");
-        assert_eq!(test_name(&def("my_tests::guest::echo")), "guest::echo::boots");
+        assert_eq!(
+            test_name(&def("my_tests::guest::echo")),
+            "guest::echo::boots"
+        );
     }
 
     #[test]

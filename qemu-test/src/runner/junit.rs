@@ -28,7 +28,9 @@ pub(crate) fn report(binary: &str, records: &[Record], total: Duration) -> Repor
             Verdict::Passed => TestCaseStatus::success(),
             Verdict::Failed { message, .. } => {
                 let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                status.set_message(message.lines().next().unwrap_or("failed")).set_description(message.as_str());
+                status
+                    .set_message(message.lines().next().unwrap_or("failed"))
+                    .set_description(message.as_str());
                 status
             }
             Verdict::Skipped { reason } => {
@@ -39,7 +41,11 @@ pub(crate) fn report(binary: &str, records: &[Record], total: Duration) -> Repor
         };
         let mut case = TestCase::new(record.name.as_str(), status);
         case.set_classname(binary).set_time(record.duration);
-        if let Verdict::Failed { artifacts: Some(dir), .. } = &record.verdict {
+        if let Verdict::Failed {
+            artifacts: Some(dir),
+            ..
+        } = &record.verdict
+        {
             case.add_property(Property::new("artifacts", dir.display().to_string()));
         }
         suite.add_test_case(case);
@@ -53,7 +59,10 @@ pub(crate) fn report(binary: &str, records: &[Record], total: Duration) -> Repor
 /// Writes the report to `path` (creating its directory), atomically.
 pub(crate) fn write(path: &Path, report: &Report) -> io::Result<()> {
     let xml = report.to_string().map_err(io::Error::other)?;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     io::Write::write_all(&mut tmp, xml.as_bytes())?;
@@ -69,9 +78,26 @@ mod tests {
     #[test]
     fn reports_round_trip() {
         let records = vec![
-            Record { name: "b::fails".into(), verdict: Verdict::Failed { message: "boom\n--- console ---\n<&>".into(), artifacts: Some(PathBuf::from("/a/b")) }, duration: Duration::from_millis(1500) },
-            Record { name: "a::passes".into(), verdict: Verdict::Passed, duration: Duration::from_millis(10) },
-            Record { name: "c::skipped".into(), verdict: Verdict::Skipped { reason: "qemu-system-x not found".into() }, duration: Duration::ZERO },
+            Record {
+                name: "b::fails".into(),
+                verdict: Verdict::Failed {
+                    message: "boom\n--- console ---\n<&>".into(),
+                    artifacts: Some(PathBuf::from("/a/b")),
+                },
+                duration: Duration::from_millis(1500),
+            },
+            Record {
+                name: "a::passes".into(),
+                verdict: Verdict::Passed,
+                duration: Duration::from_millis(10),
+            },
+            Record {
+                name: "c::skipped".into(),
+                verdict: Verdict::Skipped {
+                    reason: "qemu-system-x not found".into(),
+                },
+                duration: Duration::ZERO,
+            },
         ];
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/junit.xml");
@@ -85,7 +111,11 @@ mod tests {
         assert_eq!(suite.skipped, 1);
         assert_eq!(suite.test_cases[0].name.as_str(), "a::passes");
         match &suite.test_cases[1].status {
-            TestCaseStatus::NonSuccess { message, description, .. } => {
+            TestCaseStatus::NonSuccess {
+                message,
+                description,
+                ..
+            } => {
                 assert_eq!(message.as_ref().unwrap().as_str(), "boom");
                 assert!(description.as_ref().unwrap().as_str().contains("<&>"));
             }

@@ -20,7 +20,11 @@ pub(crate) fn pause(test: &str, reason: &str, vm: &mut Vm, socket: &Path, dir: &
     if !vm.is_running() {
         return;
     }
-    let Ok(tty) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/tty") else {
+    let Ok(tty) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+    else {
         eprintln!("note: QEMU_TEST_ON_FAILURE=pause, but there is no terminal to wait on: not pausing {test}");
         return;
     };

@@ -1,5 +1,6 @@
 //! From a [`VmSpec`] to what can be launched: the QEMU binary's path, the
-//! machine type's support, the CPU model, and the accelerator.
+//! machine type's support, and the accelerator. (A built-in guest's CPU
+//! model is the spec's business: [`VmSpec::qemu_args`].)
 //!
 //! The cheap checks (binary lookup, `-machine help`, an explicitly requested
 //! accelerator) run when the trials are built, so that a test that cannot
@@ -22,7 +23,7 @@ use crate::spec::{Accel, VmSpec};
 pub(crate) struct Plan {
     /// The QEMU binary, as an absolute path when it was found by name.
     pub(crate) binary: PathBuf,
-    /// The spec with the runner's defaults filled in (the CPU model).
+    /// The spec.
     pub(crate) spec: VmSpec,
     /// The accelerator asked for (`QEMU_TEST_ACCEL` over the spec).
     pub(crate) accel: Accel,
@@ -45,6 +46,9 @@ pub(crate) struct AccelChoice {
     pub(crate) value: String,
     /// A note for the artifacts, e.g. why `auto` fell back to TCG.
     pub(crate) note: Option<String>,
+    /// Whether the note is news to the user (KVM is there but broken), to
+    /// print once on stderr too.
+    pub(crate) surprising: bool,
 }
 
 /// Resolves everything but an `auto` accelerator: cheap enough to run for
@@ -57,29 +61,47 @@ pub(crate) fn plan(spec: &VmSpec, config: &Config) -> Result<Plan, Unrunnable> {
                 .into(),
         ));
     };
-    let binary = find_binary(&name, config.qemu_dir.as_deref())
-        .ok_or_else(|| Unrunnable::Missing(SetupError::BinaryNotFound { binary: name.clone() }.to_string()))?;
+    let binary = find_binary(&name, config.qemu_dir.as_deref()).ok_or_else(|| {
+        Unrunnable::Missing(
+            SetupError::BinaryNotFound {
+                binary: name.clone(),
+            }
+            .to_string(),
+        )
+    })?;
     if let Some(machine) = spec.effective_machine() {
         let wanted = machine_type_name(machine);
         if let Some(supported) = machine_types(&binary) {
             if !supported.iter().any(|m| m == wanted) {
                 return Err(Unrunnable::Missing(
-                    SetupError::Machine { machine: wanted.to_string(), binary: binary.display().to_string() }.to_string(),
+                    SetupError::Machine {
+                        machine: wanted.to_string(),
+                        binary: binary.display().to_string(),
+                    }
+                    .to_string(),
                 ));
             }
         }
     }
-    let mut spec = spec.clone();
-    if spec.cpu.is_none() {
-        spec.cpu = default_cpu(&spec);
-    }
+    let spec = spec.clone();
     let accel = config.accel.clone().unwrap_or_else(|| spec.accel.clone());
     if accel == Accel::Kvm {
-        if let Err(reason) = accel::kvm_usable(&binary) {
-            return Err(Unrunnable::Missing(SetupError::Accel { accel: "kvm".into(), reason }.to_string()));
+        if let Err(unusable) = accel::kvm_usable(&binary) {
+            let reason = unusable.reason;
+            return Err(Unrunnable::Missing(
+                SetupError::Accel {
+                    accel: "kvm".into(),
+                    reason,
+                }
+                .to_string(),
+            ));
         }
     }
-    Ok(Plan { binary, spec, accel })
+    Ok(Plan {
+        binary,
+        spec,
+        accel,
+    })
 }
 
 /// Decides the accelerator of a planned test; `auto` may run the KVM probe
@@ -87,23 +109,36 @@ pub(crate) fn plan(spec: &VmSpec, config: &Config) -> Result<Plan, Unrunnable> {
 pub(crate) fn choose_accel(plan: &Plan) -> AccelChoice {
     match &plan.accel {
         Accel::Auto => match accel::kvm_usable(&plan.binary) {
-            Ok(()) => AccelChoice { value: "kvm".into(), note: None },
-            Err(reason) => AccelChoice {
+            Ok(()) => AccelChoice {
+                value: "kvm".into(),
+                note: None,
+                surprising: false,
+            },
+            Err(unusable) => AccelChoice {
                 value: "tcg".into(),
-                note: Some(format!("accel = auto: using TCG because KVM is not usable: {reason}")),
+                note: Some(format!(
+                    "accel = auto: using TCG because KVM is not usable: {}",
+                    unusable.reason
+                )),
+                surprising: unusable.probed,
             },
         },
-        Accel::Kvm => AccelChoice { value: "kvm".into(), note: None },
-        Accel::Tcg => AccelChoice { value: "tcg".into(), note: None },
-        Accel::Other(other) => AccelChoice { value: other.clone(), note: None },
+        Accel::Kvm => AccelChoice {
+            value: "kvm".into(),
+            note: None,
+            surprising: false,
+        },
+        Accel::Tcg => AccelChoice {
+            value: "tcg".into(),
+            note: None,
+            surprising: false,
+        },
+        Accel::Other(other) => AccelChoice {
+            value: other.clone(),
+            note: None,
+            surprising: false,
+        },
     }
-}
-
-/// The CPU model the runner adds when the spec has none: built-in guests
-/// for `-M virt` need a 64-bit CPU, and `virt`'s default is a Cortex-A15.
-fn default_cpu(spec: &VmSpec) -> Option<String> {
-    let guest = spec.builtin_guest()?;
-    (guest.arch == "aarch64").then(|| "max".to_string())
 }
 
 /// Finds a QEMU binary: a name containing `/` is a path; otherwise
@@ -137,11 +172,14 @@ fn machine_type_name(value: &str) -> &str {
         .unwrap_or_else(|| value.split(',').next().unwrap_or(value))
 }
 
+/// A binary's machine types, if `-machine help` worked.
+type MachineTypes = Option<Arc<Vec<String>>>;
+
 /// The machine types `binary` supports (`-machine help`, run once per
 /// binary and process); `None` when that does not work, in which case the
 /// launch reports the problem.
-fn machine_types(binary: &Path) -> Option<Arc<Vec<String>>> {
-    static CACHE: OnceLock<Mutex<HashMap<PathBuf, Option<Arc<Vec<String>>>>>> = OnceLock::new();
+fn machine_types(binary: &Path) -> MachineTypes {
+    static CACHE: OnceLock<Mutex<HashMap<PathBuf, MachineTypes>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     if let Some(hit) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(binary) {
         return hit.clone();
@@ -154,7 +192,10 @@ fn machine_types(binary: &Path) -> Option<Arc<Vec<String>>> {
         .ok()
         .filter(|o| o.status.success());
     let types = output.map(|o| Arc::new(parse_machine_help(&String::from_utf8_lossy(&o.stdout))));
-    cache.lock().unwrap_or_else(|e| e.into_inner()).insert(binary.to_path_buf(), types.clone());
+    cache
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(binary.to_path_buf(), types.clone());
     types
 }
 
@@ -170,7 +211,10 @@ fn parse_machine_help(text: &str) -> Vec<String> {
 
 /// The target architecture of a `qemu-system-<arch>` binary.
 pub(crate) fn target_arch(binary: &Path) -> Option<&str> {
-    binary.file_name().and_then(OsStr::to_str)?.strip_prefix("qemu-system-")
+    binary
+        .file_name()
+        .and_then(OsStr::to_str)?
+        .strip_prefix("qemu-system-")
 }
 
 #[cfg(test)]
@@ -200,9 +244,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let fake = dir.path().join("qemu-system-fake");
         std::fs::write(&fake, "#!/bin/sh\n").unwrap();
-        assert_eq!(find_binary("qemu-system-fake", Some(dir.path())), None, "not executable yet");
+        assert_eq!(
+            find_binary("qemu-system-fake", Some(dir.path())),
+            None,
+            "not executable yet"
+        );
         std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-        assert_eq!(find_binary("qemu-system-fake", Some(dir.path())), Some(fake.clone()));
+        assert_eq!(
+            find_binary("qemu-system-fake", Some(dir.path())),
+            Some(fake.clone())
+        );
         assert_eq!(find_binary(fake.to_str().unwrap(), None), Some(fake));
         assert_eq!(find_binary("qemu-system-surely-missing", None), None);
     }
@@ -212,16 +263,25 @@ mod tests {
         let spec = VmSpec::new().with_arch("surely-missing");
         match plan(&spec, &Config::default()) {
             Err(Unrunnable::Missing(reason)) => {
-                assert!(reason.contains("qemu-system-surely-missing not found"), "{reason}")
+                assert!(
+                    reason.contains("qemu-system-surely-missing not found"),
+                    "{reason}"
+                )
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(plan(&VmSpec::new(), &Config::default()), Err(Unrunnable::Invalid(_))));
+        assert!(matches!(
+            plan(&VmSpec::new(), &Config::default()),
+            Err(Unrunnable::Invalid(_))
+        ));
     }
 
     #[test]
     fn target_arch_comes_from_the_file_name() {
-        assert_eq!(target_arch(Path::new("/usr/bin/qemu-system-x86_64")), Some("x86_64"));
+        assert_eq!(
+            target_arch(Path::new("/usr/bin/qemu-system-x86_64")),
+            Some("x86_64")
+        );
         assert_eq!(target_arch(Path::new("/opt/qemu")), None);
     }
 }

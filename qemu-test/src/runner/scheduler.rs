@@ -51,7 +51,10 @@ impl Need {
     /// The need of a VM with `smp` vCPUs and `memory_mib` of RAM.
     pub(crate) fn for_vm(smp: u32, memory_mib: u64) -> Need {
         let mib = memory_mib.saturating_add(QEMU_OVERHEAD_MIB);
-        Need { cpus: smp.max(1) as usize, mem: mib.div_ceil(MEM_SLOT_MIB) as usize }
+        Need {
+            cpus: smp.max(1) as usize,
+            mem: mib.div_ceil(MEM_SLOT_MIB) as usize,
+        }
     }
 }
 
@@ -84,7 +87,12 @@ impl Slot {
     fn try_lock(&self) -> bool {
         let file = match self.file.get() {
             Some(file) => file,
-            None => match OpenOptions::new().create(true).truncate(false).write(true).open(&self.path) {
+            None => match OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&self.path)
+            {
                 Ok(file) => self.file.get_or_init(|| file),
                 // No slot file (a read-only state dir): run unscheduled
                 // rather than never.
@@ -130,12 +138,26 @@ impl Scheduler {
     pub(crate) fn new(dir: &Path, cpus: usize, mem: usize) -> Scheduler {
         let _ = std::fs::create_dir_all(dir);
         let slots = |kind: &str, n: usize| -> Vec<Slot> {
-            (0..n.max(1)).map(|i| Slot { path: dir.join(format!("{kind}-{i}")), file: OnceLock::new() }).collect()
+            (0..n.max(1))
+                .map(|i| Slot {
+                    path: dir.join(format!("{kind}-{i}")),
+                    file: OnceLock::new(),
+                })
+                .collect()
         };
         let cpu = slots("cpu", cpus);
         let mem = slots("mem", mem);
-        let state = State { cpu_held: vec![false; cpu.len()], mem_held: vec![false; mem.len()], ..State::default() };
-        Scheduler { cpu, mem, state: Mutex::new(state), changed: Condvar::new() }
+        let state = State {
+            cpu_held: vec![false; cpu.len()],
+            mem_held: vec![false; mem.len()],
+            ..State::default()
+        };
+        Scheduler {
+            cpu,
+            mem,
+            state: Mutex::new(state),
+            changed: Condvar::new(),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -144,7 +166,10 @@ impl Scheduler {
 
     /// Waits until `need` fits (clamped to the whole budget), then holds it.
     pub(crate) fn acquire(&'static self, need: Need) -> Reservation {
-        let need = Need { cpus: need.cpus.clamp(1, self.cpu.len()), mem: need.mem.min(self.mem.len()) };
+        let need = Need {
+            cpus: need.cpus.clamp(1, self.cpu.len()),
+            mem: need.mem.min(self.mem.len()),
+        };
         let mut state = self.lock();
         let ticket = state.next_ticket;
         state.next_ticket += 1;
@@ -154,9 +179,17 @@ impl Scheduler {
                     state.serving += 1;
                     drop(state);
                     self.changed.notify_all();
-                    return Reservation { scheduler: self, cpu, mem };
+                    return Reservation {
+                        scheduler: self,
+                        cpu,
+                        mem,
+                    };
                 }
-                state = self.changed.wait_timeout(state, POLL).unwrap_or_else(|e| e.into_inner()).0;
+                state = self
+                    .changed
+                    .wait_timeout(state, POLL)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
             } else {
                 state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
             }
@@ -166,7 +199,9 @@ impl Scheduler {
     /// Takes all of `need` or nothing.
     fn try_take(&self, state: &mut State, need: Need) -> Option<(Vec<usize>, Vec<usize>)> {
         let cpu = take(&self.cpu, &mut state.cpu_held, need.cpus);
-        let mem = cpu.as_ref().and_then(|_| take(&self.mem, &mut state.mem_held, need.mem));
+        let mem = cpu
+            .as_ref()
+            .and_then(|_| take(&self.mem, &mut state.mem_held, need.mem));
         match (cpu, mem) {
             (Some(cpu), Some(mem)) => Some((cpu, mem)),
             (cpu, _) => {
@@ -207,8 +242,11 @@ fn take(slots: &[Slot], held: &mut [bool], n: usize) -> Option<Vec<usize>> {
 pub(crate) fn scheduler(jobs: Option<usize>) -> &'static Scheduler {
     static SCHEDULER: OnceLock<Scheduler> = OnceLock::new();
     SCHEDULER.get_or_init(|| {
-        let cpus = jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
-        let mem = mem_available_mib().map_or(1 << 20, |mib| mib.saturating_sub(RESERVE_MIB.max(mib / 10)) / MEM_SLOT_MIB);
+        let cpus =
+            jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+        let mem = mem_available_mib().map_or(1 << 20, |mib| {
+            mib.saturating_sub(RESERVE_MIB.max(mib / 10)) / MEM_SLOT_MIB
+        });
         Scheduler::new(&state_dir().join("slots"), cpus, mem as usize)
     })
 }
@@ -237,14 +275,14 @@ impl FileLock {
     /// file cannot be opened the lock is a no-op: callers must tolerate
     /// doing the work twice.
     pub(crate) fn exclusive(path: &Path) -> FileLock {
-        let file = OpenOptions::new().create(true).truncate(false).write(true).open(path).ok();
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)
+            .ok();
         if let Some(file) = &file {
-            loop {
-                match flock(file, FlockOperation::LockExclusive) {
-                    Err(rustix::io::Errno::INTR) => continue,
-                    _ => break,
-                }
-            }
+            while let Err(rustix::io::Errno::INTR) = flock(file, FlockOperation::LockExclusive) {}
         }
         FileLock { file }
     }
@@ -278,7 +316,10 @@ mod tests {
 
     #[test]
     fn meminfo_parses() {
-        assert_eq!(parse_mem_available("MemTotal: 100 kB\nMemAvailable:   2097152 kB\n"), Some(2048));
+        assert_eq!(
+            parse_mem_available("MemTotal: 100 kB\nMemAvailable:   2097152 kB\n"),
+            Some(2048)
+        );
         assert_eq!(parse_mem_available("MemTotal: 100 kB\n"), None);
     }
 
@@ -304,7 +345,11 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        assert!(peak.load(Ordering::SeqCst) <= 3, "peak {}", peak.load(Ordering::SeqCst));
+        assert!(
+            peak.load(Ordering::SeqCst) <= 3,
+            "peak {}",
+            peak.load(Ordering::SeqCst)
+        );
     }
 
     #[test]

@@ -6,9 +6,11 @@
 //! QEMU through a pidfd (never by name, never a recycled pid), which ends
 //! any wait the body is in; a body that still does not return within
 //! [`GRACE`] is abandoned and the test fails as timed out all the same.
+//! (A body that relaunches its machine starts a QEMU the watchdog does not
+//! know; the deadline still caps all of that machine's waits.)
 
-use std::path::{Path, PathBuf};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Mutex, Once};
 use std::thread;
@@ -77,6 +79,7 @@ pub(crate) enum Verdict {
 pub(crate) struct Record {
     pub(crate) name: String,
     pub(crate) verdict: Verdict,
+    /// From admission (after any wait for the host budget) to the end.
     pub(crate) duration: Duration,
 }
 
@@ -88,13 +91,21 @@ enum BodyEnd {
     /// It returned `Err` or panicked (the message), before the deadline.
     Failed(String),
     /// The deadline passed; what the body said, if it returned.
-    TimedOut { timeout: Duration, said: Option<String>, abandoned: bool },
+    TimedOut {
+        timeout: Duration,
+        said: Option<String>,
+        abandoned: bool,
+    },
 }
 
 impl TestCase {
     /// Runs the test; what libtest-mimic's trial calls.
-    pub(crate) fn run(&self, ctx: &Context) -> Result<libtest_mimic::Completion, libtest_mimic::Failed> {
-        let started = Instant::now();
+    pub(crate) fn run(
+        &self,
+        ctx: &Context,
+    ) -> Result<libtest_mimic::Completion, libtest_mimic::Failed> {
+        // Time spent waiting for the host budget is not the test's.
+        let mut started = Instant::now();
         let verdict = match (&self.def.body, &self.plan) {
             (Body::Plain(body), _) => self.run_plain(*body),
             (Body::Vm(_), Some(Err(Unrunnable::Missing(reason)))) if !ctx.config.require => {
@@ -105,14 +116,17 @@ impl TestCase {
                 artifacts: None,
             },
             (Body::Vm(_), Some(Err(Unrunnable::Invalid(reason)))) => Verdict::Failed { message: reason.clone(), artifacts: None },
-            (Body::Vm(body), Some(Ok(plan))) => self.run_vm(*body, plan, ctx),
+            (Body::Vm(body), Some(Ok(plan))) => self.run_vm(*body, plan, ctx, &mut started),
             (Body::Vm(_), None) => Verdict::Failed { message: "internal error: the test was not resolved".into(), artifacts: None },
         };
-        ctx.records.lock().unwrap_or_else(|e| e.into_inner()).push(Record {
-            name: self.name.clone(),
-            verdict: verdict.clone(),
-            duration: started.elapsed(),
-        });
+        ctx.records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Record {
+                name: self.name.clone(),
+                verdict: verdict.clone(),
+                duration: started.elapsed(),
+            });
         match verdict {
             Verdict::Passed => Ok(libtest_mimic::Completion::Completed),
             Verdict::Skipped { reason } => Ok(libtest_mimic::Completion::ignored_with(reason)),
@@ -123,36 +137,71 @@ impl TestCase {
     /// A body without a VM: same deadline and verdict rules.
     fn run_plain(&self, body: fn() -> Result<(), String>) -> Verdict {
         let timeout = self.spec.timeout;
-        let end = match run_body(&self.name, (Instant::now() + timeout, timeout), (), move |()| body(), || ()) {
+        let end = match run_body(
+            &self.name,
+            (deadline_after(timeout), timeout),
+            (),
+            move |()| body(),
+            || (),
+        ) {
             Ok((_, end)) => end,
-            Err(e) => return Verdict::Failed { message: e, artifacts: None },
+            Err(e) => {
+                return Verdict::Failed {
+                    message: e,
+                    artifacts: None,
+                }
+            }
         };
         match judge(end, self.def.should_fail) {
             None => Verdict::Passed,
-            Some(message) => Verdict::Failed { message, artifacts: None },
+            Some(message) => Verdict::Failed {
+                message,
+                artifacts: None,
+            },
         }
     }
 
-    fn run_vm(&self, body: fn(&mut Vm) -> Result<(), String>, plan: &Plan, ctx: &Context) -> Verdict {
+    /// Runs a VM test; sets `admitted` when the scheduler lets it start.
+    fn run_vm(
+        &self,
+        body: fn(&mut Vm) -> Result<(), String>,
+        plan: &Plan,
+        ctx: &Context,
+        admitted: &mut Instant,
+    ) -> Verdict {
         let spec = &plan.spec;
         let _slots = scheduler(ctx.config.jobs).acquire(Need::for_vm(spec.smp, spec.memory_mib()));
+        *admitted = Instant::now();
         let accel = resolve::choose_accel(plan);
         // For cmdline.txt and repro.sh; the failure message only shows
         // `problems`.
         let mut notes = vec![format!("accelerator: {}", accel.value)];
         let mut problems = Vec::new();
         if let Some(note) = &accel.note {
-            static ONCE: Once = Once::new();
-            ONCE.call_once(|| eprintln!("note: {note}"));
+            if accel.surprising {
+                static ONCE: Once = Once::new();
+                ONCE.call_once(|| eprintln!("note: {note}"));
+            }
             notes.push(note.clone());
         }
         let dir = match ArtifactDir::prepare(&ctx.root, &ctx.binary, &self.name) {
             Ok(dir) => dir,
-            Err(e) => return Verdict::Failed { message: format!("cannot create the artifact dir: {e}"), artifacts: None },
+            Err(e) => {
+                return Verdict::Failed {
+                    message: format!("cannot create the artifact dir: {e}"),
+                    artifacts: None,
+                }
+            }
         };
         let fail_early = |message: String, dir: ArtifactDir| {
-            let message = format!("{message}\n{}", artifacts_line(Some(dir.path()), ctx.config.keep.keeps(false)));
-            Verdict::Failed { message, artifacts: dir.finish(ctx.config.keep.keeps(false)) }
+            let message = format!(
+                "{message}\n{}",
+                artifacts_line(Some(dir.path()), ctx.config.keep.keeps(false))
+            );
+            Verdict::Failed {
+                message,
+                artifacts: dir.finish(ctx.config.keep.keeps(false)),
+            }
         };
         let args = match spec.qemu_args(Some(&accel.value)) {
             Ok(args) => args,
@@ -164,7 +213,8 @@ impl TestCase {
             .console_log(dir.file("console.log"))
             .qmp_log(dir.file("qmp.jsonl"))
             .args(args);
-        let pause_socket = (ctx.config.on_failure == OnFailure::Pause).then(|| dir.socket("qmp-pause.sock"));
+        let pause_socket =
+            (ctx.config.on_failure == OnFailure::Pause).then(|| dir.socket("qmp-pause.sock"));
         if let Some(socket) = &pause_socket {
             let _ = std::fs::remove_file(socket);
             builder = builder.args(artifacts::pause_monitor_args(socket));
@@ -179,17 +229,28 @@ impl TestCase {
 
         // One deadline for everything, the launch included.
         let timeout = spec.timeout;
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         machine.set_deadline(Some(deadline));
         let launched = machine.launch();
         if !machine.command_line().is_empty() {
             let command = machine.command_line().to_vec();
-            if let Err(e) = dir.write_cmdline(&command, &notes).and_then(|()| dir.write_repro(&self.name, &command, &ctx.cwd, &notes)) {
+            let socket = dir.socket("qmp.sock");
+            let repro = artifacts::for_humans(machine.repro_command(&socket));
+            let written = dir
+                .write_cmdline(&command, &notes)
+                .and_then(|()| dir.write_repro(&self.name, &repro, &socket, &ctx.cwd, &notes));
+            if let Err(e) = written {
                 problems.push(format!("could not write cmdline.txt/repro.sh: {e}"));
             }
         }
         if let Err(e) = launched {
-            let message = failure_message(&format!("{e:?}"), spec.console.is_some(), None, &dir, &problems);
+            let message = failure_message(
+                &format!("{e:?}"),
+                spec.console.is_some(),
+                None,
+                &dir,
+                &problems,
+            );
             append_notes(&dir, &notes);
             return fail_early(message, dir);
         }
@@ -223,7 +284,15 @@ impl TestCase {
                 problems.push(format!("teardown: {}", first_line(&format!("{e}"))));
             }
         }
-        let message = failure.map(|reason| failure_message(&reason, spec.console.is_some(), Some(&console), &dir, &problems));
+        let message = failure.map(|reason| {
+            failure_message(
+                &reason,
+                spec.console.is_some(),
+                Some(&console),
+                &dir,
+                &problems,
+            )
+        });
         append_notes(&dir, &notes);
         match message {
             None => {
@@ -237,8 +306,9 @@ impl TestCase {
 
 /// Runs `body` on `value` on a thread named `name`, waiting until
 /// `deadline` (`timeout` after the test started); then calls `on_timeout`
-/// (which kills the VM) and waits [`GRACE`] more. Returns `value` back (`None` if the body had to be
-/// abandoned; it survives a panic) and how the body ended.
+/// (which kills the VM) and waits [`GRACE`] more. Returns `value` back
+/// (even after a panic; `None` if the body had to be abandoned) and how the
+/// body ended.
 fn run_body<T: Send + 'static>(
     name: &str,
     (deadline, timeout): (Instant, Duration),
@@ -247,36 +317,69 @@ fn run_body<T: Send + 'static>(
     on_timeout: impl FnOnce(),
 ) -> Result<(Option<T>, BodyEnd), String> {
     let (tx, rx) = mpsc::channel();
-    let spawned = thread::Builder::new().name(name.to_string()).spawn(move || {
-        let mut value = value;
-        let result = catch_unwind(AssertUnwindSafe(|| body(&mut value)));
-        let result = result.unwrap_or_else(|payload| Err(panic_message(payload.as_ref())));
-        let _ = tx.send((value, result));
-    });
+    let spawned = thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            let mut value = value;
+            let result = catch_unwind(AssertUnwindSafe(|| body(&mut value)));
+            let result = result.unwrap_or_else(|payload| Err(panic_message(payload.as_ref())));
+            let _ = tx.send((value, result));
+        });
     if let Err(e) = spawned {
         return Err(format!("cannot start the test's thread: {e}"));
     }
     match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
         Ok((value, Ok(()))) => Ok((Some(value), BodyEnd::Passed)),
         // A wait cut short by the deadline is the deadline's doing.
-        Ok((value, Err(said))) if Instant::now() + Duration::from_millis(50) >= deadline => {
-            Ok((Some(value), BodyEnd::TimedOut { timeout, said: Some(said), abandoned: false }))
-        }
+        Ok((value, Err(said))) if Instant::now() + Duration::from_millis(50) >= deadline => Ok((
+            Some(value),
+            BodyEnd::TimedOut {
+                timeout,
+                said: Some(said),
+                abandoned: false,
+            },
+        )),
         Ok((value, Err(said))) => Ok((Some(value), BodyEnd::Failed(said))),
         Err(RecvTimeoutError::Timeout) => {
             on_timeout();
             match rx.recv_timeout(GRACE) {
-                Ok((value, result)) => Ok((Some(value), BodyEnd::TimedOut { timeout, said: result.err(), abandoned: false })),
-                Err(_) => Ok((None, BodyEnd::TimedOut { timeout, said: None, abandoned: true })),
+                Ok((value, result)) => Ok((
+                    Some(value),
+                    BodyEnd::TimedOut {
+                        timeout,
+                        said: result.err(),
+                        abandoned: false,
+                    },
+                )),
+                Err(_) => Ok((
+                    None,
+                    BodyEnd::TimedOut {
+                        timeout,
+                        said: None,
+                        abandoned: true,
+                    },
+                )),
             }
         }
-        Err(RecvTimeoutError::Disconnected) => Err("the test's thread ended without a result".into()),
+        Err(RecvTimeoutError::Disconnected) => {
+            Err("the test's thread ended without a result".into())
+        }
     }
+}
+
+/// `timeout` from now; an absurdly long timeout means "a century".
+fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86400))
 }
 
 /// Wraps a panic like libtest-mimic does: `test panicked: <message>`.
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    let text = payload.downcast_ref::<String>().map(String::as_str).or_else(|| payload.downcast_ref::<&str>().copied());
+    let text = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied());
     match text {
         Some(text) => format!("test panicked: {text}"),
         None => "test panicked".to_string(),
@@ -289,7 +392,11 @@ fn judge(end: BodyEnd, should_fail: ShouldFail) -> Option<String> {
     let failure = match end {
         BodyEnd::Passed => None,
         BodyEnd::Failed(reason) => Some(reason),
-        BodyEnd::TimedOut { timeout, said, abandoned } => {
+        BodyEnd::TimedOut {
+            timeout,
+            said,
+            abandoned,
+        } => {
             let mut reason = format!("timed out after {}", seconds(timeout));
             if let Some(said) = said {
                 reason.push_str(&format!("\nthe body was stopped with: {said}"));
@@ -332,9 +439,16 @@ fn first_line(text: &str) -> &str {
 
 /// The reason, the console's last lines, QEMU's last words, notes, and
 /// where the artifacts are.
-fn failure_message(reason: &str, has_console: bool, console: Option<&Console>, dir: &ArtifactDir, notes: &[String]) -> String {
+fn failure_message(
+    reason: &str,
+    has_console: bool,
+    console: Option<&Console>,
+    dir: &ArtifactDir,
+    notes: &[String],
+) -> String {
     let mut message = reason.trim_end().to_string();
-    if has_console {
+    // A console error already ends with the console's tail.
+    if has_console && !reason.contains("\n--- last console lines ---\n") {
         let tail = match console {
             Some(console) => console.tail(CONSOLE_TAIL),
             None => artifacts::tail_file(&dir.file("console.log"), CONSOLE_TAIL),
@@ -343,12 +457,17 @@ fn failure_message(reason: &str, has_console: bool, console: Option<&Console>, d
         if tail.is_empty() {
             message.push_str("\n--- console: the guest printed nothing ---");
         } else {
-            message.push_str(&format!("\n--- last {CONSOLE_TAIL} console lines ---\n{tail}"));
+            message.push_str(&format!(
+                "\n--- last {CONSOLE_TAIL} console lines ---\n{tail}"
+            ));
         }
     }
     let qemu = artifacts::tail_file(&dir.file("qemu.log"), QEMU_TAIL);
     if !qemu.trim().is_empty() && !reason.contains(qemu.trim()) {
-        message.push_str(&format!("\n--- QEMU output (qemu.log) ---\n{}", qemu.trim_end()));
+        message.push_str(&format!(
+            "\n--- QEMU output (qemu.log) ---\n{}",
+            qemu.trim_end()
+        ));
     }
     for note in notes {
         message.push_str(&format!("\nnote: {note}"));
@@ -360,7 +479,13 @@ fn failure_message(reason: &str, has_console: bool, console: Option<&Console>, d
 /// output is complete).
 fn append_notes(dir: &ArtifactDir, notes: &[String]) {
     use std::io::Write;
-    let Ok(mut log) = std::fs::OpenOptions::new().append(true).create(true).open(dir.file("qemu.log")) else { return };
+    let Ok(mut log) = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(dir.file("qemu.log"))
+    else {
+        return;
+    };
     for note in notes {
         let _ = writeln!(log, "[qemu-test] {note}");
     }
@@ -388,14 +513,30 @@ mod tests {
     fn should_fail_rules() {
         let err = || BodyEnd::Failed("boom: it broke".into());
         assert_eq!(judge(BodyEnd::Passed, ShouldFail::No), None);
-        assert_eq!(judge(err(), ShouldFail::No).as_deref(), Some("boom: it broke"));
+        assert_eq!(
+            judge(err(), ShouldFail::No).as_deref(),
+            Some("boom: it broke")
+        );
         assert_eq!(judge(err(), ShouldFail::Yes), None);
         assert_eq!(judge(err(), ShouldFail::WithMessage("boom")), None);
-        assert!(judge(err(), ShouldFail::WithMessage("bang")).unwrap().contains("not as expected"));
-        assert!(judge(BodyEnd::Passed, ShouldFail::Yes).unwrap().contains("did not fail"));
-        assert!(judge(BodyEnd::Passed, ShouldFail::WithMessage("x")).unwrap().contains("did not fail"));
-        let timeout = BodyEnd::TimedOut { timeout: Duration::from_secs(3), said: None, abandoned: false };
-        assert_eq!(judge(timeout, ShouldFail::No).as_deref(), Some("timed out after 3 s"));
+        assert!(judge(err(), ShouldFail::WithMessage("bang"))
+            .unwrap()
+            .contains("not as expected"));
+        assert!(judge(BodyEnd::Passed, ShouldFail::Yes)
+            .unwrap()
+            .contains("did not fail"));
+        assert!(judge(BodyEnd::Passed, ShouldFail::WithMessage("x"))
+            .unwrap()
+            .contains("did not fail"));
+        let timeout = BodyEnd::TimedOut {
+            timeout: Duration::from_secs(3),
+            said: None,
+            abandoned: false,
+        };
+        assert_eq!(
+            judge(timeout, ShouldFail::No).as_deref(),
+            Some("timed out after 3 s")
+        );
     }
 
     #[test]
@@ -404,10 +545,18 @@ mod tests {
             *name = thread::current().name().map(str::to_string);
             Ok(())
         };
-        let (name, end) = run_body("my::test", after(Duration::from_secs(5)), None, body, || ()).unwrap();
+        let (name, end) =
+            run_body("my::test", after(Duration::from_secs(5)), None, body, || ()).unwrap();
         assert_eq!(name.flatten().as_deref(), Some("my::test"));
         assert!(matches!(end, BodyEnd::Passed));
-        let (value, end) = run_body("p", after(Duration::from_secs(5)), 7, |_| panic!("kaboom"), || ()).unwrap();
+        let (value, end) = run_body(
+            "p",
+            after(Duration::from_secs(5)),
+            7,
+            |_| panic!("kaboom"),
+            || (),
+        )
+        .unwrap();
         assert_eq!(value, Some(7), "the value survives the panic");
         match end {
             BodyEnd::Failed(msg) => assert_eq!(msg, "test panicked: kaboom"),
@@ -439,7 +588,9 @@ mod tests {
         assert!(*killed.lock().unwrap());
         assert!(started.elapsed() < GRACE);
         match end {
-            BodyEnd::TimedOut { said, abandoned, .. } => {
+            BodyEnd::TimedOut {
+                said, abandoned, ..
+            } => {
                 assert_eq!(said.as_deref(), Some("console closed"));
                 assert!(!abandoned);
             }

@@ -47,7 +47,11 @@ pub struct Vm {
 
 impl Vm {
     pub(crate) fn new(machine: Machine, artifacts: PathBuf, test_name: String) -> Vm {
-        Vm { machine, artifacts, test_name }
+        Vm {
+            machine,
+            artifacts,
+            test_name,
+        }
     }
 
     /// The test's artifact directory, `target/qemu-test/<test-binary>/<test-name>/`:
@@ -77,6 +81,21 @@ impl Vm {
     /// ```
     pub fn test_name(&self) -> &str {
         &self.test_name
+    }
+
+    /// A [`Shell`](crate::shell::Shell) on the console: runs commands in a
+    /// Linux guest such as [`LINUX_X86_64`](crate::guest::LINUX_X86_64)
+    /// and returns their status and output.
+    ///
+    /// ```no_run
+    /// # use qemu_test::prelude::*;
+    /// # fn body(vm: &mut Vm) -> TestResult {
+    /// assert_eq!(vm.shell().succeed("echo hi")?, "hi\n");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn shell(&self) -> crate::shell::Shell {
+        crate::shell::Shell::new(self.machine.console())
     }
 
     /// Shuts the machine down after the body: graceful `quit` with
