@@ -304,3 +304,130 @@ pub enum SetupError {
         hint: String,
     },
 }
+
+debug_as_chain!(ShellError);
+
+/// A failure of a [`Shell`](crate::shell::Shell) operation: running a
+/// command in the guest over the console, or copying a file.
+#[derive(thiserror::Error)]
+#[non_exhaustive]
+pub enum ShellError {
+    /// No shell answered on the console (the guest did not boot, or has no
+    /// POSIX shell reading this console).
+    #[error("no shell answered on the console within {timeout:?}\n--- last console lines ---\n{tail}")]
+    NotReady {
+        /// The time waited.
+        timeout: Duration,
+        /// The last lines the guest printed.
+        tail: String,
+    },
+    /// The command did not finish before its deadline. It was interrupted
+    /// with Ctrl-C; `recovered` says whether the shell answered again.
+    #[error(
+        "command {command:?} did not finish within {timeout:?}; {}\n--- last console lines ---\n{tail}",
+        if *.recovered { "it was interrupted (Ctrl-C) and the shell answers again" } else { "Ctrl-C did not bring the shell back" }
+    )]
+    Timeout {
+        /// The command.
+        command: String,
+        /// The time it was given.
+        timeout: Duration,
+        /// Whether the shell is usable again.
+        recovered: bool,
+        /// The last lines the guest printed.
+        tail: String,
+    },
+    /// `succeed` ran a command that exited non-zero.
+    #[error("command {command:?} failed with exit status {status}\n--- stdout ---\n{}\n--- stderr ---\n{}", excerpt(.stdout), excerpt(.stderr))]
+    Failed {
+        /// The command.
+        command: String,
+        /// Its exit status.
+        status: i32,
+        /// What it printed on stdout.
+        stdout: String,
+        /// What it printed on stderr (and anything else the console showed
+        /// meanwhile, such as kernel messages).
+        stderr: String,
+    },
+    /// `fail` ran a command that exited with status 0.
+    #[error("command {command:?} succeeded but was expected to fail\n--- stdout ---\n{}", excerpt(.stdout))]
+    Succeeded {
+        /// The command.
+        command: String,
+        /// What it printed on stdout.
+        stdout: String,
+    },
+    /// `wait_until_succeeds` / `wait_until_fails` ran out of time.
+    #[error(
+        "command {command:?} did not {} within {timeout:?} ({attempts} attempts; last: {})\n--- last stdout ---\n{}",
+        if *.wanted_success { "succeed" } else { "fail" },
+        .last_status.map_or_else(|| "timed out".to_string(), |s| format!("exit status {s}")),
+        excerpt(.last_stdout)
+    )]
+    WaitUntil {
+        /// The command.
+        command: String,
+        /// Whether success (or failure) was awaited.
+        wanted_success: bool,
+        /// The time waited.
+        timeout: Duration,
+        /// How many times it ran.
+        attempts: u32,
+        /// The last exit status (`None`: the last attempt timed out).
+        last_status: Option<i32>,
+        /// What the last attempt printed on stdout.
+        last_stdout: String,
+    },
+    /// The command cannot be typed into a terminal (control characters, or
+    /// a line longer than the terminal's 4095-byte line buffer).
+    #[error("cannot send command {command:?}: {reason}")]
+    InvalidCommand {
+        /// The command (possibly shortened).
+        command: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The framed output of a command could not be decoded.
+    #[error("garbled output from command {command:?}: {reason}\n--- raw output ---\n{}", excerpt(.raw))]
+    Garbled {
+        /// The command.
+        command: String,
+        /// What was wrong.
+        reason: String,
+        /// The raw console text between the command's markers.
+        raw: String,
+    },
+    /// A file copy failed in the guest.
+    #[error("copying {what} failed: {reason}")]
+    Copy {
+        /// What was copied (`host -> guest`).
+        what: String,
+        /// Why it failed (the guest's error output or a size mismatch).
+        reason: String,
+    },
+    /// Reading or writing a host file failed.
+    #[error("cannot {action} host file {path}")]
+    HostIo {
+        /// `read` or `write`.
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The console failed (QEMU exited, the guest panicked, ...).
+    #[error(transparent)]
+    Console(#[from] ConsoleError),
+}
+
+/// The last 2 KiB of a (possibly huge) text, for error messages.
+fn excerpt(text: &str) -> String {
+    const MAX: usize = 2048;
+    if text.len() <= MAX {
+        return text.to_string();
+    }
+    let cut = (text.len() - MAX..text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(text.len());
+    format!("[… {} bytes before]{}", cut, &text[cut..])
+}

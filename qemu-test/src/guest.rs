@@ -18,6 +18,8 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
+use crate::error::SetupError;
+
 /// How QEMU loads a guest image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -27,6 +29,10 @@ pub enum Load {
     Kernel,
     /// `-bios FILE`: firmware that starts at the reset vector.
     Bios,
+    /// `-kernel` + `-initrd` + `-append`: a Linux guest built by `cargo
+    /// xtask guests` into the [guests directory](guests_dir), not embedded
+    /// in the crate (its [`Guest::bytes`] are empty).
+    Prebuilt(Prebuilt),
 }
 
 /// A test guest embedded in the crate.
@@ -56,11 +62,18 @@ impl Guest {
     /// The file name carries a hash of the contents, so a changed guest never
     /// reuses a stale file.
     ///
+    /// For a [`Load::Prebuilt`] guest nothing is written: this is its
+    /// kernel's path in the guests directory (`NotFound` with the hint to
+    /// run `cargo xtask guests` if it is not built).
+    ///
     /// ```no_run
     /// let kernel = qemu_test::guest::ECHO_SHELL_AARCH64.path()?;
     /// # Ok::<(), std::io::Error>(())
     /// ```
     pub fn path(&self) -> io::Result<PathBuf> {
+        if let Load::Prebuilt(prebuilt) = &self.load {
+            return prebuilt.locate().map(|files| files.kernel).map_err(|e| io::Error::new(io::ErrorKind::NotFound, e));
+        }
         static LOCK: Mutex<()> = Mutex::new(());
         let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
         let dir = cache_dir()?;
@@ -272,3 +285,191 @@ pub static SERIAL_PORTS_X86_64: Guest = Guest {
     load: Load::Bios,
     bytes: include_bytes!("../../guests/serial-ports-x86_64/serial-ports-x86_64.bin"),
 };
+
+/// A Linux guest for `qemu-system-x86_64 -M q35`: Debian's cloud kernel and
+/// a busybox initramfs with a root shell on the first serial port.
+///
+/// Not embedded in the crate: `cargo xtask guests` builds it from Debian
+/// packages into the [guests directory](guests_dir) (see
+/// `guests/linux/README.md`), and a test that uses it before then is
+/// skipped with that hint (a failure under `QEMU_TEST_REQUIRE=1`).
+/// [`linux_x86_64`] finds its files.
+///
+/// # Command line
+///
+/// `-M q35 -kernel vmlinuz -initrd initrd.gz -append "console=ttyS0,115200
+/// quiet cryptomgr.notests"`, which is what `kernel = guest::LINUX_X86_64`
+/// puts on the command line (a test's own `append` is added after the
+/// guest's, e.g. `append = "loglevel=7"` to see every kernel message).
+/// `quiet` keeps kernel messages below errors off the console;
+/// `cryptomgr.notests` skips the crypto self-tests (0.5 s of a TCG boot).
+/// QEMU's default 128 MiB of memory is enough; TCG or KVM.
+///
+/// # What it runs
+///
+/// `/init` mounts `/proc`, `/sys`, `/dev` (devtmpfs), `/dev/pts` and `/run`,
+/// loads `virtio_pci`, `virtio_blk`, `button` and `evdev` (so virtio block
+/// devices, hot-plugged ones included, appear as `/dev/vd*`), and starts
+/// busybox init, which runs `acpid` and a root login shell (busybox `ash`)
+/// on `ttyS0` as its controlling terminal (Ctrl-C interrupts the foreground
+/// command). The shell prints [`LINUX_READY`] when it starts reading
+/// commands: about 4 s after launch on TCG (QEMU 7.2, 2 host cores).
+///
+/// - [`Shell`](crate::shell::Shell) (`vm.shell()`) runs commands in it.
+/// - QMP `system_powerdown` (the ACPI power button) makes it shut down
+///   cleanly: processes get SIGTERM then SIGKILL, file systems are synced
+///   and the machine powers off: QEMU emits `SHUTDOWN` with `guest: true`,
+///   `reason: "guest-shutdown"`, about 2 s later. `poweroff` in the shell
+///   does the same.
+/// - The root file system is the initramfs itself (tmpfs, writable, lost at
+///   power-off); busybox provides the usual tools (`ls`, `mount`, `mke2fs`,
+///   `dd`, `sha256sum`, `base64`, `ip`, `wget`, ...).
+///
+/// # Example
+///
+/// ```no_run
+/// use qemu_test::prelude::*;
+///
+/// #[qemu_test(console, kernel = guest::LINUX_X86_64)]
+/// fn kernel_is_debians(vm: &mut Vm) -> TestResult {
+///     let release = vm.shell().succeed("uname -r")?;
+///     assert_eq!(release.trim(), guest::linux_x86_64()?.kernel_release().unwrap());
+///     Ok(())
+/// }
+///
+/// qemu_test::main!();
+/// ```
+pub static LINUX_X86_64: Guest = Guest {
+    name: "linux-x86_64",
+    arch: "x86_64",
+    machine: "q35",
+    cpu: None,
+    load: Load::Prebuilt(Prebuilt { dir: "linux-x86_64", append: "console=ttyS0,115200 quiet cryptomgr.notests" }),
+    bytes: &[],
+};
+
+/// What the Linux guests' shell prints when it starts reading commands
+/// (once per shell start).
+pub const LINUX_READY: &str = "qemu-test-linux: ready";
+
+/// The files of [`LINUX_X86_64`], or [`SetupError::Image`] telling how to
+/// build them.
+///
+/// ```no_run
+/// let linux = qemu_test::guest::linux_x86_64()?;
+/// println!("kernel {} at {}", linux.kernel_release().unwrap_or("?"), linux.kernel.display());
+/// # Ok::<(), qemu_test::SetupError>(())
+/// ```
+pub fn linux_x86_64() -> Result<PrebuiltFiles, SetupError> {
+    match &LINUX_X86_64.load {
+        Load::Prebuilt(prebuilt) => prebuilt.locate(),
+        _ => unreachable!("LINUX_X86_64 is prebuilt"),
+    }
+}
+
+/// A guest built outside the crate by `cargo xtask guests`: which
+/// subdirectory of the [guests directory](guests_dir) holds it, and the
+/// kernel command line it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Prebuilt {
+    /// The subdirectory of the guests directory, e.g. `linux-x86_64`.
+    pub dir: &'static str,
+    /// The kernel command line the guest needs (`-append`).
+    pub append: &'static str,
+}
+
+impl Prebuilt {
+    /// The kernel's file name in the guest's directory.
+    pub const KERNEL: &'static str = "vmlinuz";
+    /// The initramfs's file name in the guest's directory.
+    pub const INITRD: &'static str = "initrd.gz";
+    /// The build manifest's file name in the guest's directory: package
+    /// versions, kernel release, size and SHA-256 of each file.
+    pub const MANIFEST: &'static str = "manifest.json";
+
+    /// Finds the guest's files and checks them against the manifest (that
+    /// they exist with the recorded sizes; hashes are checked by the build).
+    pub fn locate(&self) -> Result<PrebuiltFiles, SetupError> {
+        let dir = guests_dir()?.join(self.dir);
+        let manifest_path = dir.join(Self::MANIFEST);
+        let missing = |path: PathBuf, what: &str| SetupError::Image {
+            path,
+            hint: format!("{what}; build it with `cargo xtask guests` (set QEMU_TEST_GUESTS_DIR to use another directory)"),
+        };
+        let text = fs::read(&manifest_path).map_err(|_| missing(manifest_path.clone(), "the Linux guest is not built"))?;
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&text).map_err(|_| missing(manifest_path.clone(), "the guest's manifest is unreadable"))?;
+        let check = |name: &str| -> Result<PathBuf, SetupError> {
+            let path = dir.join(name);
+            let size = fs::metadata(&path).map(|m| m.len()).ok();
+            if size.is_none() || size != manifest["files"][name]["size"].as_u64() {
+                return Err(missing(path, "the guest's files do not match its manifest"));
+            }
+            Ok(path)
+        };
+        Ok(PrebuiltFiles { kernel: check(Self::KERNEL)?, initrd: check(Self::INITRD)?, append: self.append, dir, manifest })
+    }
+}
+
+/// The files of a [`Prebuilt`] guest, as found by [`Prebuilt::locate`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct PrebuiltFiles {
+    /// The guest's directory.
+    pub dir: PathBuf,
+    /// The kernel (`-kernel`).
+    pub kernel: PathBuf,
+    /// The initramfs (`-initrd`).
+    pub initrd: PathBuf,
+    /// The kernel command line the guest needs (`-append`).
+    pub append: &'static str,
+    /// The build manifest (`manifest.json`).
+    pub manifest: serde_json::Value,
+}
+
+impl PrebuiltFiles {
+    /// The kernel release (`uname -r` in the guest), from the manifest.
+    pub fn kernel_release(&self) -> Option<&str> {
+        self.manifest["kernel_release"].as_str()
+    }
+
+    /// The Debian version of `package`, from the manifest.
+    pub fn package_version(&self, package: &str) -> Option<&str> {
+        self.manifest["packages"].as_array()?.iter().find(|p| p["name"] == package)?["version"].as_str()
+    }
+}
+
+/// The directory `cargo xtask guests` builds guests into:
+/// `$QEMU_TEST_GUESTS_DIR` if set (a relative path is taken from the
+/// workspace, the target directory's parent), else
+/// `<target>/qemu-test/guests`, where `<target>` is the cargo target
+/// directory this executable was built in (the nearest ancestor holding
+/// `CACHEDIR.TAG`, or the parent of a `debug`/`release` directory).
+pub fn guests_dir() -> Result<PathBuf, SetupError> {
+    let target = target_dir();
+    if let Some(dir) = std::env::var_os("QEMU_TEST_GUESTS_DIR").filter(|d| !d.is_empty()) {
+        let dir = PathBuf::from(dir);
+        let base = target.as_deref().and_then(std::path::Path::parent);
+        return Ok(match base {
+            Some(base) if dir.is_relative() => base.join(dir),
+            _ => dir,
+        });
+    }
+    target.map(|t| t.join("qemu-test").join("guests")).ok_or_else(|| SetupError::Image {
+        path: std::env::current_exe().unwrap_or_default(),
+        hint: "cannot find the cargo target directory above this executable; set QEMU_TEST_GUESTS_DIR".into(),
+    })
+}
+
+fn target_dir() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let mut child: Option<&std::path::Path> = None;
+    for dir in exe.ancestors().skip(1) {
+        let profile_dir = child.and_then(|c| c.file_name()).is_some_and(|n| n == "debug" || n == "release");
+        if dir.join("CACHEDIR.TAG").is_file() || profile_dir {
+            return Some(dir.to_path_buf());
+        }
+        child = Some(dir);
+    }
+    None
+}

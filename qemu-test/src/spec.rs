@@ -20,6 +20,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::error::SetupError;
 use crate::guest::{Guest, Load};
 
 /// The default per-test timeout.
@@ -286,10 +287,22 @@ impl VmSpec {
         self.memory.as_deref().and_then(parse_mib).unwrap_or(128)
     }
 
+    /// Checks that the guest images the spec names can be found: a prebuilt
+    /// guest such as [`LINUX_X86_64`](crate::guest::LINUX_X86_64) that
+    /// `cargo xtask guests` has not built yet is a [`SetupError::Image`]
+    /// (the runner skips the test, or fails it under `QEMU_TEST_REQUIRE=1`).
+    pub fn check_images(&self) -> Result<(), SetupError> {
+        if let Some(Load::Prebuilt(prebuilt)) = self.builtin_guest().map(|g| &g.load) {
+            prebuilt.locate()?;
+        }
+        Ok(())
+    }
+
     /// The arguments this spec adds to QEMU's command line, after the
     /// machine and console arguments the [`Machine`](crate::machine::Machine)
     /// itself builds. `accel` is the resolved accelerator (`-accel` value).
-    /// Built-in guests are materialized into the cache.
+    /// Built-in guests are materialized into the cache; a prebuilt guest
+    /// that is not built is a `NotFound` error (see [`check_images`](Self::check_images)).
     pub fn qemu_args(&self, accel: Option<&str>) -> std::io::Result<Vec<String>> {
         let mut args = Vec::new();
         if let Some(accel) = accel {
@@ -302,18 +315,34 @@ impl VmSpec {
         if let Some(memory) = &self.memory {
             args.extend(["-m".to_string(), memory.clone()]);
         }
+        // A prebuilt guest (`cargo xtask guests`) brings its initrd and
+        // kernel command line; the spec's own `initrd` replaces the former,
+        // its `append` is added after the latter.
+        let prebuilt = match self.builtin_guest().map(|g| &g.load) {
+            Some(Load::Prebuilt(p)) => Some(p.locate().map_err(|e| std::io::Error::new(std::io::ErrorKind::NotFound, e))?),
+            _ => None,
+        };
         if let Some(kernel) = &self.kernel {
             let flag = match kernel {
                 Image::Guest(g) if g.load == Load::Bios => "-bios",
                 _ => "-kernel",
             };
-            args.extend([flag.to_string(), image_path(kernel)?]);
+            let path = match &prebuilt {
+                Some(files) => files.kernel.to_string_lossy().into_owned(),
+                None => image_path(kernel)?,
+            };
+            args.extend([flag.to_string(), path]);
         }
         if let Some(initrd) = &self.initrd {
             args.extend(["-initrd".to_string(), image_path(initrd)?]);
+        } else if let Some(files) = &prebuilt {
+            args.extend(["-initrd".to_string(), files.initrd.to_string_lossy().into_owned()]);
         }
-        if let Some(append) = &self.append {
-            args.extend(["-append".to_string(), append.clone()]);
+        match (&prebuilt, &self.append) {
+            (Some(files), Some(append)) => args.extend(["-append".to_string(), format!("{} {append}", files.append)]),
+            (Some(files), None) => args.extend(["-append".to_string(), files.append.to_string()]),
+            (None, Some(append)) => args.extend(["-append".to_string(), append.clone()]),
+            (None, None) => {}
         }
         for drive in &self.drives {
             args.extend(["-drive".to_string(), drive.clone()]);

@@ -1,1 +1,172 @@
-fn main() {}
+//! `cargo xtask <command>`: the project's own tooling (the alias lives in
+//! `.cargo/config.toml`: `run --quiet --package xtask --`).
+//!
+//! - `cargo xtask setup [--guests]` makes sure the host has what the tests
+//!   need: `qemu-system-aarch64` and `qemu-system-x86_64` (Debian packages
+//!   `qemu-system-arm`, `qemu-system-x86`), found in `$QEMU_TEST_QEMU_DIR` or
+//!   on `PATH`. With `--guests`, or when `CI` is set, also the tools that
+//!   rebuild the built-in guests (`aarch64-linux-gnu-as`/`ld`/`objcopy` from
+//!   `binutils-aarch64-linux-gnu`, the x86 ones from the host's binutils or
+//!   `binutils-x86-64-linux-gnu`). Missing packages
+//!   are installed with `apt-get install -y --no-install-recommends` when
+//!   running as root; otherwise the exact `sudo` command is printed and the
+//!   command fails. When everything is there it only prints what it found
+//!   (with the QEMU version) and never calls `apt-get`.
+//!
+//! - `cargo xtask test [--quick] [--nextest] [-- ARGS…]` is what CI runs:
+//!   setup, `cargo fmt --all --check`, `cargo clippy --workspace
+//!   --all-targets -- -D warnings` (both skipped by `--quick`), the guest
+//!   check (`guests --check`; skipped with a note when the cross binutils are
+//!   missing, except under CI where setup installs them), then `cargo test
+//!   --workspace ARGS…`. With `CI` set, `QEMU_TEST_REQUIRE=1` is exported
+//!   (unless already set), so a VM test that cannot run fails instead of
+//!   being skipped. `--nextest` then also runs `cargo nextest run
+//!   --workspace` as two partitions (`count:1/2`, `count:2/2`), when
+//!   cargo-nextest is installed. Stops at the first failing step and prints
+//!   each step's outcome and duration.
+//!
+//! - `cargo xtask demo` runs setup and the quick-start example suite
+//!   (`cargo test -p qemu-test-examples --example quickstart`) on real VMs,
+//!   keeping every test's artifacts, then explains what happened and lists
+//!   the artifact directories under `target/qemu-test/`.
+//!
+//! - `cargo xtask guests [--check]` assembles the built-in guests from
+//!   `guests/` (`guests.rs`) and builds the Linux guest from Debian packages
+//!   into its cache (`linux_guest.rs`); `--check` verifies the committed
+//!   bare-metal binaries match their source and leaves the Linux guest alone.
+//!
+//! - `cargo xtask bench [--runs N] [--warmups N] [--calls N] [--no-rebuild]`
+//!   measures qemu-test's overhead as ratios against raw QEMU baselines
+//!   taken in the same run and writes a markdown table to
+//!   `target/qemu-test/bench.md` (see [`bench`] for what each row means). A
+//!   debug xtask re-runs itself with `--release` unless `--no-rebuild`.
+//!
+//! Every external program is run directly with `std::process::Command`
+//! (never through a shell).
+
+mod bench;
+mod demo;
+mod guests;
+mod linux_guest;
+mod setup;
+mod test;
+mod util;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use lexopt::ValueExt;
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [options]
+
+commands:
+  setup [--guests]                 install/check QEMU (and, with --guests, the guest build tools)
+  test [--quick] [--nextest] [-- CARGO-TEST-ARGS...]
+                                   fmt, clippy, guest check and the whole test suite (what CI runs)
+  demo                             boot a few real VMs with the quick-start example suite
+  guests [--check]                 rebuild the built-in guests, or check the committed binaries
+  bench [--runs N] [--warmups N] [--calls N] [--no-rebuild]
+                                   overhead vs raw QEMU; writes target/qemu-test/bench.md
+";
+
+fn main() -> ExitCode {
+    match run(std::env::args_os().skip(1).collect()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Vec<OsString>) -> Result<(), String> {
+    // Everything after the first `--` goes verbatim to `cargo test`.
+    let (ours, passthrough) = match args.iter().position(|a| a == "--") {
+        Some(i) => (args[..i].to_vec(), args[i + 1..].to_vec()),
+        None => (args, Vec::new()),
+    };
+    let mut parser = lexopt::Parser::from_args(ours);
+    let command = match parser.next().map_err(|e| e.to_string())? {
+        Some(lexopt::Arg::Value(v)) => v.string().map_err(|e| e.to_string())?,
+        Some(lexopt::Arg::Long("help") | lexopt::Arg::Short('h')) => {
+            print!("{USAGE}");
+            return Ok(());
+        }
+        None => return Err(format!("no command given\n\n{USAGE}")),
+        Some(other) => return Err(format!("{}\n\n{USAGE}", other.unexpected())),
+    };
+    if !passthrough.is_empty() && command != "test" {
+        return Err(format!("`{command}` takes no arguments after `--`"));
+    }
+    let unexpected = |arg: lexopt::Arg<'_>| format!("{}\n\n{USAGE}", arg.unexpected());
+    match command.as_str() {
+        "setup" => {
+            let mut opts = setup::Options::default();
+            while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+                match arg {
+                    lexopt::Arg::Long("guests") => opts.guests = true,
+                    other => return Err(unexpected(other)),
+                }
+            }
+            setup::setup(opts)
+        }
+        "test" => {
+            let mut opts = test::Options {
+                passthrough,
+                ..Default::default()
+            };
+            while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+                match arg {
+                    lexopt::Arg::Long("quick") => opts.quick = true,
+                    lexopt::Arg::Long("nextest") => opts.nextest = true,
+                    other => return Err(unexpected(other)),
+                }
+            }
+            test::test(opts)
+        }
+        "demo" => {
+            if let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+                return Err(unexpected(arg));
+            }
+            demo::demo()
+        }
+        "guests" => {
+            let mut check = false;
+            while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+                match arg {
+                    lexopt::Arg::Long("check") => check = true,
+                    other => return Err(unexpected(other)),
+                }
+            }
+            // guests.rs reports (or, as root, installs) missing binutils itself.
+            guests::build_builtin(check)?;
+            // The Linux guest is a cache under target/, not committed: `--check` leaves it alone.
+            if check {
+                Ok(())
+            } else {
+                linux_guest::build()
+            }
+        }
+        "bench" => {
+            let mut opts = bench::Options::default();
+            while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+                match arg {
+                    lexopt::Arg::Long("runs") => opts.runs = count(&mut parser, "--runs")?,
+                    lexopt::Arg::Long("warmups") => opts.warmups = count(&mut parser, "--warmups")?,
+                    lexopt::Arg::Long("calls") => opts.calls = count(&mut parser, "--calls")?,
+                    lexopt::Arg::Long("no-rebuild") => opts.no_rebuild = true,
+                    other => return Err(unexpected(other)),
+                }
+            }
+            bench::bench(opts)
+        }
+        other => Err(format!("unknown command `{other}`\n\n{USAGE}")),
+    }
+}
+
+/// The value of a numeric option.
+fn count(parser: &mut lexopt::Parser, what: &str) -> Result<usize, String> {
+    let value = parser.value().map_err(|e| e.to_string())?;
+    value.parse::<usize>().map_err(|e| format!("{what}: {e}"))
+}

@@ -1,0 +1,294 @@
+//! `Shell` against the real Linux guest (`guest::LINUX_X86_64`, built by
+//! `cargo xtask guests`; skipped until then, a failure under
+//! `QEMU_TEST_REQUIRE=1`): status and output round trips, byte-exact
+//! megabytes, marker look-alikes, commands that hang, file copies.
+//!
+//! Each test boots its own VM (about 5 s on TCG).
+
+use qemu_test::prelude::*;
+use qemu_test::shell::Shell;
+use qemu_test::ShellError;
+
+/// The whole byte range, repeated: 256 << 12 = 1 MiB. Built in the guest
+/// with `printf` octal escapes, so the host knows every byte.
+fn megabyte() -> Vec<u8> {
+    (0..1usize << 20).map(|i| (i % 256) as u8).collect()
+}
+
+#[qemu_test(console, kernel = guest::LINUX_X86_64, timeout = "120s")]
+fn succeed_and_fail(vm: &mut Vm) -> TestResult {
+    let sh = vm.shell();
+    assert_eq!(sh.succeed("echo hello")?, "hello\n");
+    assert_eq!(sh.succeed("true")?, "");
+    assert_eq!(sh.fail("false")?, "");
+    assert_eq!(sh.fail("echo out; exit 7")?, "out\n");
+    match sh.succeed("echo to-stdout; echo to-stderr >&2; exit 3") {
+        Err(ShellError::Failed {
+            status: 3,
+            stdout,
+            stderr,
+            ..
+        }) => {
+            assert_eq!(stdout, "to-stdout\n");
+            assert!(stderr.contains("to-stderr"), "{stderr:?}");
+        }
+        other => panic!("expected Failed with status 3, got {other:?}"),
+    }
+    assert!(matches!(sh.fail("true"), Err(ShellError::Succeeded { .. })));
+    // Each command has its own subshell: `exit` does not end the shell,
+    // `cd` does not carry over; stdin is /dev/null, not the console.
+    assert_eq!(sh.run("exit 42")?.status, 42);
+    sh.succeed("cd /proc")?;
+    assert_eq!(sh.succeed("pwd")?, "/root\n");
+    assert_eq!(sh.succeed("cat; echo eof")?, "eof\n");
+    // Multi-line commands, quotes, tabs, dollar signs.
+    assert_eq!(
+        sh.succeed("for i in 1 2 3\ndo\n\techo \"$i'\"\ndone")?,
+        "1'\n2'\n3'\n"
+    );
+    assert_eq!(
+        sh.succeed("printf '%s\\n' '$HOME' \"$HOME\"")?,
+        "$HOME\n/root\n"
+    );
+    Ok(())
+}
+
+#[qemu_test(console, kernel = guest::LINUX_X86_64, timeout = "180s")]
+fn every_exit_status_round_trips(vm: &mut Vm) -> TestResult {
+    let sh = vm.shell();
+    for status in 0..=255 {
+        let out = sh.run(&format!("exit {status}"))?;
+        assert_eq!(out.status, status, "exit {status}");
+    }
+    // Killed by a signal: 128 + N, like any shell.
+    assert_eq!(sh.run("sh -c 'kill -TERM $$'")?.status, 128 + 15);
+    Ok(())
+}
+
+#[qemu_test(console, kernel = guest::LINUX_X86_64, timeout = "180s")]
+fn megabyte_of_binary_output_is_exact(vm: &mut Vm) -> TestResult {
+    let sh = vm.shell().with_timeout(Duration::from_secs(120));
+    sh.succeed(
+        "printf \"$(printf '\\\\%03o' $(seq 0 255))\" >/tmp/b && \
+         for i in $(seq 12); do cat /tmp/b /tmp/b >/tmp/c && mv /tmp/c /tmp/b; done && wc -c </tmp/b",
+    )
+    .map(|size| assert_eq!(size, "1048576\n"))?;
+    let started = std::time::Instant::now();
+    let out = sh.run("cat /tmp/b")?;
+    eprintln!("1 MiB of output in {:.2?}", started.elapsed());
+    assert_eq!(out.status, 0);
+    assert!(
+        out.stdout_bytes() == megabyte().as_slice(),
+        "1 MiB differs ({} bytes came back)",
+        out.stdout_bytes().len()
+    );
+    Ok(())
+}
+
+#[qemu_test(console, kernel = guest::LINUX_X86_64, timeout = "120s")]
+fn output_that_looks_like_markers(vm: &mut Vm) -> TestResult {
+    let sh = vm.shell();
+    // The nonce of the next command cannot be guessed, but everything
+    // around it can: prefixes, whole markers of other nonces, on both
+    // streams, with and without newlines.
+    let tricky = "@qt-@qt-0123456789abcdef-end@\n@qt-0123456789abcdef-status-0-0@\n@qt-\n-ready@";
+    let cmd = format!("printf '%s' '{tricky}'; printf '%s' '{tricky}' >&2");
+    let out = sh.run(&cmd)?;
+    assert_eq!(out.status, 0);
+    assert_eq!(out.stdout, tricky);
+    assert!(out.stderr.contains("-status-0-0@"), "{:?}", out.stderr);
+    // Output without a final newline, and control bytes.
+    assert_eq!(sh.succeed("printf 'no newline'")?, "no newline");
+    assert_eq!(
+        sh.run("printf 'a\\r\\nb\\003\\033[0m'")?.stdout_bytes(),
+        b"a\r\nb\x03\x1b[0m"
+    );
+    // Kernel messages while a command runs go to `stderr` at worst.
+    let out = sh.run("echo 'qemu-test: hello from the kernel' >/dev/kmsg; dmesg -n 7; echo '<3>qemu-test: an error' >/dev/kmsg; seq 1000")?;
+    let expected: String = (1..=1000).map(|i| format!("{i}\n")).collect();
+    assert_eq!(out.stdout, expected);
+    Ok(())
+}
+
+#[qemu_test(console, kernel = guest::LINUX_X86_64, timeout = "120s")]
+fn hanging_command_is_interrupted(vm: &mut Vm) -> TestResult {
+    let sh = vm.shell();
+    sh.sync()?;
+    let started = std::time::Instant::now();
+    let err = sh
+        .with_timeout(Duration::from_secs(3))
+        .run("echo started; sleep 1000")
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        matches!(
+            err,
+            ShellError::Timeout {
+                recovered: true,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        took < Duration::from_secs(8),
+        "interrupt and resync took {took:?}"
+    );
+    assert_eq!(sh.succeed("echo next")?, "next\n");
+    assert_eq!(sh.succeed("pidof sleep || echo none")?, "none\n");
+
+    // A command that ignores Ctrl-C: Ctrl-\ ends it.
+    let err = sh
+        .with_timeout(Duration::from_secs(2))
+        .run("trap '' INT; sleep 1000")
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ShellError::Timeout {
+                recovered: true,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(sh.succeed("echo alive")?, "alive\n");
+
+    // wait_until_*: a condition that becomes true, one that never does.
+    sh.succeed("(sleep 2; touch /tmp/flag) >/dev/null 2>&1 &")?;
+    sh.wait_until_succeeds("test -e /tmp/flag", Duration::from_secs(20))?;
+    sh.wait_until_fails("rm /tmp/flag", Duration::from_secs(5))?;
+    let err = sh
+        .wait_until_succeeds("false", Duration::from_secs(2))
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ShellError::WaitUntil {
+                last_status: Some(1),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    Ok(())
+}
+
+#[qemu_test(console, kernel = guest::LINUX_X86_64, timeout = "180s")]
+fn files_copy_both_ways(vm: &mut Vm) -> TestResult {
+    let sh = vm.shell().with_timeout(Duration::from_secs(120));
+    sh.sync()?; // boot first, so the copies below are timed alone
+    let dir = tempfile::tempdir()?;
+    // 256 KiB of noise (gzip cannot shrink it): several chunks.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let data: Vec<u8> = (0..256 * 1024)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    let src = dir.path().join("src.bin");
+    std::fs::write(&src, &data)?;
+    let started = std::time::Instant::now();
+    sh.copy_to_guest(&src, "/tmp/copied file.bin")?;
+    eprintln!(
+        "256 KiB (incompressible) to the guest in {:.2?}",
+        started.elapsed()
+    );
+    assert_eq!(sh.succeed("wc -c <'/tmp/copied file.bin'")?, "262144\n");
+    let back = dir.path().join("back.bin");
+    let started = std::time::Instant::now();
+    sh.copy_from_guest("/tmp/copied file.bin", &back)?;
+    eprintln!("256 KiB from the guest in {:.2?}", started.elapsed());
+    assert!(std::fs::read(&back)? == data);
+    // Empty files, and errors.
+    std::fs::write(&src, b"")?;
+    sh.copy_to_guest(&src, "/tmp/empty")?;
+    assert_eq!(sh.succeed("wc -c </tmp/empty")?, "0\n");
+    assert!(matches!(
+        sh.copy_from_guest("/nonexistent", &back),
+        Err(ShellError::Copy { .. })
+    ));
+    assert!(matches!(
+        sh.copy_to_guest(&src, "/nonexistent/dir/file"),
+        Err(ShellError::Copy { .. })
+    ));
+    assert!(matches!(
+        sh.copy_to_guest(dir.path().join("missing"), "/tmp/x"),
+        Err(ShellError::HostIo { .. })
+    ));
+    Ok(())
+}
+
+#[qemu_test(console, kernel = guest::LINUX_X86_64, timeout = "120s")]
+fn shells_share_the_console(vm: &mut Vm) -> TestResult {
+    // Several handles, even from other threads, take turns.
+    let sh = vm.shell();
+    let threads: Vec<_> = (0..3)
+        .map(|t| {
+            let sh: Shell = sh.clone();
+            std::thread::spawn(move || -> Result<(), ShellError> {
+                for i in 0..5 {
+                    assert_eq!(sh.succeed(&format!("echo {t}-{i}"))?, format!("{t}-{i}\n"));
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("thread panicked")?;
+    }
+    // A new Shell on the same console resynchronizes by itself.
+    assert_eq!(vm.shell().succeed("echo again")?, "again\n");
+    // Input typed by hand on the console does not confuse the next command.
+    vm.console().send("echo half-typed")?;
+    assert_eq!(sh.succeed("echo clean")?, "clean\n");
+    Ok(())
+}
+
+#[qemu_test(console, kernel = guest::LINUX_X86_64, timeout = "120s")]
+fn killed_shell_is_respawned_and_found_again(vm: &mut Vm) -> TestResult {
+    let sh = vm.shell();
+    let pid = sh.succeed("echo $$")?;
+    // The login shell itself dies: busybox init starts a new one (with
+    // echo back on); the command never ends, the resync finds the new shell.
+    let err = sh
+        .with_timeout(Duration::from_secs(5))
+        .run("kill -KILL $$")
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ShellError::Timeout {
+                recovered: true,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_ne!(sh.succeed("echo $$")?, pid);
+    assert_eq!(sh.succeed("echo still works")?, "still works\n");
+    Ok(())
+}
+
+#[qemu_test(console, kernel = guest::LINUX_X86_64, timeout = "120s")]
+fn kernel_panic_fails_fast(vm: &mut Vm) -> TestResult {
+    let sh = vm.shell();
+    sh.sync()?;
+    let started = std::time::Instant::now();
+    let err = sh.run("echo c >/proc/sysrq-trigger").unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ShellError::Console(qemu_test::ConsoleError::Failure { .. })
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("Kernel panic"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    Ok(())
+}
+
+qemu_test::main!();

@@ -1,0 +1,248 @@
+//! `cargo xtask setup`: make sure the host has what the tests need.
+//!
+//! Programs are looked up the way a shell's `command -v` does (QEMU also in
+//! `$QEMU_TEST_QEMU_DIR` first, as the framework itself does). Missing ones
+//! are installed from Debian/Ubuntu packages when running as root, otherwise
+//! the exact `sudo` command is printed. Nothing is installed, and `apt-get`
+//! is not run, when everything is already there.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use crate::util;
+
+/// A program the tests (or the guest builds) need, and the Debian package
+/// that provides it.
+#[derive(Debug, Clone, Copy)]
+pub struct Tool {
+    pub program: &'static str,
+    pub package: &'static str,
+}
+
+/// What every VM test needs.
+pub const QEMU: &[Tool] = &[
+    Tool {
+        program: "qemu-system-aarch64",
+        package: "qemu-system-arm",
+    },
+    Tool {
+        program: "qemu-system-x86_64",
+        package: "qemu-system-x86",
+    },
+];
+
+/// What rebuilding the built-in guests needs (`cargo xtask guests`); the
+/// committed guest binaries mean ordinary test runs do not. The host's own
+/// unprefixed binutils stand in for the tools of its own architecture, as
+/// in `guests.rs`.
+pub const GUEST_TOOLS: &[Tool] = &[
+    Tool {
+        program: "aarch64-linux-gnu-as",
+        package: "binutils-aarch64-linux-gnu",
+    },
+    Tool {
+        program: "aarch64-linux-gnu-ld",
+        package: "binutils-aarch64-linux-gnu",
+    },
+    Tool {
+        program: "aarch64-linux-gnu-objcopy",
+        package: "binutils-aarch64-linux-gnu",
+    },
+    Tool {
+        program: "x86_64-linux-gnu-as",
+        package: "binutils-x86-64-linux-gnu",
+    },
+    Tool {
+        program: "x86_64-linux-gnu-ld",
+        package: "binutils-x86-64-linux-gnu",
+    },
+    Tool {
+        program: "x86_64-linux-gnu-objcopy",
+        package: "binutils-x86-64-linux-gnu",
+    },
+];
+
+/// The binutils prefix of the host's own architecture.
+fn host_prefix() -> Option<&'static str> {
+    if cfg!(target_arch = "x86_64") {
+        Some("x86_64-linux-gnu-")
+    } else if cfg!(target_arch = "aarch64") {
+        Some("aarch64-linux-gnu-")
+    } else {
+        None
+    }
+}
+
+/// What to ensure.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Also the guest build tools (implied under CI).
+    pub guests: bool,
+}
+
+fn locate(tool: &Tool) -> Option<PathBuf> {
+    if tool.program.starts_with("qemu-system-") {
+        return util::find_qemu(tool.program);
+    }
+    util::find_on_path(tool.program).or_else(|| {
+        let native = tool.program.strip_prefix(host_prefix()?)?;
+        util::find_on_path(native)
+    })
+}
+
+/// The tools in `tools` that cannot be found.
+pub fn missing(tools: &[Tool]) -> Vec<Tool> {
+    tools
+        .iter()
+        .filter(|t| locate(t).is_none())
+        .copied()
+        .collect()
+}
+
+/// The packages providing `tools`, each once, in order.
+fn packages(tools: &[Tool]) -> Vec<&'static str> {
+    let mut pkgs: Vec<&'static str> = Vec::new();
+    for t in tools {
+        if !pkgs.contains(&t.package) {
+            pkgs.push(t.package);
+        }
+    }
+    pkgs
+}
+
+fn install_args(pkgs: &[&str]) -> Vec<String> {
+    ["install", "-y", "--no-install-recommends"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain(pkgs.iter().map(|p| p.to_string()))
+        .collect()
+}
+
+/// Runs the setup; see the module docs.
+pub fn setup(opts: Options) -> Result<(), String> {
+    let guests = opts.guests || util::is_ci();
+    let mut wanted: Vec<Tool> = QEMU.to_vec();
+    if guests {
+        wanted.extend_from_slice(GUEST_TOOLS);
+    }
+    let absent = missing(&wanted);
+    if !absent.is_empty() {
+        install(&absent)?;
+        let still = missing(&wanted);
+        if !still.is_empty() {
+            let names: Vec<_> = still.iter().map(|t| t.program).collect();
+            return Err(format!(
+                "still missing after installing packages: {}",
+                names.join(", ")
+            ));
+        }
+    }
+    report(guests);
+    Ok(())
+}
+
+fn install(absent: &[Tool]) -> Result<(), String> {
+    let names: Vec<_> = absent.iter().map(|t| t.program).collect();
+    let pkgs = packages(absent);
+    println!("setup: missing {}", names.join(", "));
+    let apt_get = util::find_on_path("apt-get");
+    if apt_get.is_none() {
+        return Err(format!(
+            "missing {}; no apt-get on this machine: install the equivalent of the Debian packages {} \
+             (or point QEMU_TEST_QEMU_DIR at a directory holding qemu-system-*)",
+            names.join(", "),
+            pkgs.join(" ")
+        ));
+    }
+    if !util::is_root() {
+        let install = shlex::try_join(
+            ["sudo", "apt-get"]
+                .into_iter()
+                .chain(install_args(&pkgs).iter().map(String::as_str)),
+        )
+        .unwrap_or_default();
+        return Err(format!(
+            "missing {}; not root, so not installing. Run:\n\n    sudo apt-get update\n    {install}\n\nthen run this command again",
+            names.join(", ")
+        ));
+    }
+    let apt_get = apt_get.expect("checked above");
+    let apt = |args: &[String]| {
+        let mut cmd = Command::new(&apt_get);
+        cmd.args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null());
+        cmd
+    };
+    util::run(&mut apt(&["update".to_string()]))?;
+    util::run(&mut apt(&install_args(&pkgs)))?;
+    Ok(())
+}
+
+fn report(guests: bool) {
+    for tool in QEMU {
+        let path = locate(tool).expect("checked by setup");
+        let version = util::version_line(&path).unwrap_or_else(|| "(version unknown)".into());
+        println!("setup: {:<22} {} — {version}", tool.program, path.display());
+    }
+    let kvm = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
+        Ok(_) => "/dev/kvm is usable (QEMU_TEST_ACCEL=auto uses KVM if a probe VM boots with it)"
+            .to_string(),
+        Err(e) => format!("/dev/kvm is not usable ({e}): VMs run under TCG"),
+    };
+    println!("setup: {kvm}");
+    let absent = missing(GUEST_TOOLS);
+    if absent.is_empty() {
+        let path = locate(&GUEST_TOOLS[0]).expect("not missing");
+        let version = util::version_line(&path).unwrap_or_else(|| "(version unknown)".into());
+        println!(
+            "setup: {:<22} {} — {version}",
+            GUEST_TOOLS[0].program,
+            path.display()
+        );
+    } else if !guests {
+        let names: Vec<_> = absent.iter().map(|t| t.program).collect();
+        println!(
+            "setup: guest build tools not found ({}); only needed to rebuild guests: `cargo xtask setup --guests`",
+            names.join(", ")
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packages_once_in_order() {
+        let mut tools = GUEST_TOOLS.to_vec();
+        tools.extend_from_slice(QEMU);
+        assert_eq!(
+            packages(&tools),
+            [
+                "binutils-aarch64-linux-gnu",
+                "binutils-x86-64-linux-gnu",
+                "qemu-system-arm",
+                "qemu-system-x86"
+            ]
+        );
+    }
+
+    #[test]
+    fn install_never_pulls_recommends() {
+        assert_eq!(
+            install_args(&["qemu-system-arm", "qemu-system-x86"]),
+            [
+                "install",
+                "-y",
+                "--no-install-recommends",
+                "qemu-system-arm",
+                "qemu-system-x86"
+            ]
+        );
+    }
+}

@@ -1,0 +1,192 @@
+//! `cargo xtask test`: the whole check sequence CI runs, step by step, with
+//! a summary (each step, its outcome and duration) at the end. Stops at the
+//! first failing step.
+
+use std::ffi::OsString;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::{guests, setup, util};
+
+/// `cargo xtask test` flags.
+#[derive(Debug, Default)]
+pub struct Options {
+    /// Skip `cargo fmt` and `cargo clippy`.
+    pub quick: bool,
+    /// Also run the suite under `cargo nextest`, in two partitions.
+    pub nextest: bool,
+    /// Appended to the `cargo test --workspace` command line.
+    pub passthrough: Vec<OsString>,
+}
+
+enum Outcome {
+    Passed,
+    Skipped(String),
+    Failed(String),
+    NotRun,
+}
+
+struct Step {
+    name: &'static str,
+    outcome: Outcome,
+    duration: Duration,
+}
+
+/// What a step's body returns: `Ok(None)` passed, `Ok(Some(why))` skipped.
+type StepResult = Result<Option<String>, String>;
+
+#[derive(Default)]
+struct Steps {
+    done: Vec<Step>,
+    failed: bool,
+}
+
+impl Steps {
+    fn run(&mut self, name: &'static str, body: impl FnOnce() -> StepResult) {
+        if self.failed {
+            self.done.push(Step {
+                name,
+                outcome: Outcome::NotRun,
+                duration: Duration::ZERO,
+            });
+            return;
+        }
+        println!("\n==> {name}");
+        let start = Instant::now();
+        let outcome = match body() {
+            Ok(None) => Outcome::Passed,
+            Ok(Some(why)) => {
+                println!("    skipped: {why}");
+                Outcome::Skipped(why)
+            }
+            Err(e) => {
+                self.failed = true;
+                Outcome::Failed(e)
+            }
+        };
+        self.done.push(Step {
+            name,
+            outcome,
+            duration: start.elapsed(),
+        });
+    }
+
+    fn summary(&self, total: Duration) {
+        println!("\n==> summary");
+        let width = self.done.iter().map(|s| s.name.len()).max().unwrap_or(0);
+        for step in &self.done {
+            let (word, note) = match &step.outcome {
+                Outcome::Passed => ("ok", String::new()),
+                Outcome::Skipped(why) => ("skipped", why.clone()),
+                Outcome::Failed(e) => ("FAILED", e.clone()),
+                Outcome::NotRun => ("not run", String::new()),
+            };
+            let time = if matches!(step.outcome, Outcome::NotRun | Outcome::Skipped(_)) {
+                String::new()
+            } else {
+                util::human(step.duration)
+            };
+            println!("    {:<width$}  {word:<7}  {time:>9}  {note}", step.name);
+        }
+        println!(
+            "    {:<width$}  {:<7}  {:>9}",
+            "total",
+            if self.failed { "FAILED" } else { "ok" },
+            util::human(total)
+        );
+    }
+}
+
+/// `true` if `cargo nextest` runs.
+fn nextest_available() -> bool {
+    util::cargo()
+        .args(["nextest", "--version"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Runs the sequence; see the module docs.
+pub fn test(opts: Options) -> Result<(), String> {
+    let start = Instant::now();
+    let ci = util::is_ci();
+    // Under CI a VM test must never be skipped for a missing QEMU.
+    let require = ci && std::env::var_os("QEMU_TEST_REQUIRE").is_none();
+    let with_env = |cmd: &mut std::process::Command| {
+        if require {
+            cmd.env("QEMU_TEST_REQUIRE", "1");
+        }
+    };
+    let mut steps = Steps::default();
+
+    steps.run("setup", || {
+        setup::setup(setup::Options::default()).map(|()| None)
+    });
+    if opts.quick {
+        steps.run("fmt", || Ok(Some("--quick".into())));
+        steps.run("clippy", || Ok(Some("--quick".into())));
+    } else {
+        steps.run("fmt", || {
+            util::run(util::cargo().args(["fmt", "--all", "--check"])).map(|()| None)
+        });
+        steps.run("clippy", || {
+            util::run(util::cargo().args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]))
+            .map(|()| None)
+        });
+    }
+    steps.run("guests --check", || {
+        let absent = setup::missing(setup::GUEST_TOOLS);
+        if !absent.is_empty() {
+            let names: Vec<_> = absent.iter().map(|t| t.program).collect();
+            let why = format!(
+                "{} not found (`cargo xtask setup --guests` installs them)",
+                names.join(", ")
+            );
+            // Setup installs them under CI, so this is a real failure there.
+            return if ci { Err(why) } else { Ok(Some(why)) };
+        }
+        guests::build_builtin(true).map(|()| None)
+    });
+    steps.run("cargo test", || {
+        let mut cmd = util::cargo();
+        cmd.args(["test", "--workspace"]).args(&opts.passthrough);
+        with_env(&mut cmd);
+        if require {
+            println!("    QEMU_TEST_REQUIRE=1 (CI): a VM test that cannot run fails instead of being skipped");
+        }
+        util::run(&mut cmd).map(|()| None)
+    });
+    if opts.nextest {
+        let available = nextest_available();
+        for (name, partition) in [("nextest 1/2", "count:1/2"), ("nextest 2/2", "count:2/2")] {
+            steps.run(name, || {
+                if !available {
+                    return Ok(Some(
+                        "cargo-nextest is not installed (`cargo install --locked cargo-nextest`)"
+                            .into(),
+                    ));
+                }
+                let mut cmd = util::cargo();
+                cmd.args(["nextest", "run", "--workspace", "--partition", partition]);
+                with_env(&mut cmd);
+                util::run(&mut cmd).map(|()| None)
+            });
+        }
+    }
+
+    steps.summary(start.elapsed());
+    if steps.failed {
+        Err("test failed (see the summary above)".into())
+    } else {
+        Ok(())
+    }
+}
