@@ -18,7 +18,9 @@ fn echo_vm() -> Machine {
 }
 
 fn flood_pattern(n: usize) -> Vec<u8> {
-    (0..n).map(|i| b"0123456789abcdefghijklmnopqrstuvwxyz"[i % 36]).collect()
+    (0..n)
+        .map(|i| b"0123456789abcdefghijklmnopqrstuvwxyz"[i % 36])
+        .collect()
 }
 
 #[test]
@@ -28,10 +30,17 @@ fn boots_echoes_and_answers_qmp() {
     let console = vm.console();
     let m = console.wait_for("login: ").unwrap();
     assert_eq!(m.before, b"\r\nqemu-test echo shell\r\n");
-    console.exec_and_wait("hello", "you said: hello\r\n$ ").unwrap();
-    assert_eq!(vm.command("query-status", json!({})).unwrap()["running"], true);
+    console
+        .exec_and_wait("hello", "you said: hello\r\n$ ")
+        .unwrap();
+    assert_eq!(
+        vm.command("query-status", json!({})).unwrap()["running"],
+        true
+    );
     // The cursor moved past the first answer: it does not match again.
-    let m = console.with_timeout(Duration::from_millis(300)).wait_for_any(&[Pattern::regex(r"said: (\w+)").unwrap()]);
+    let m = console
+        .with_timeout(Duration::from_millis(300))
+        .wait_for_any(&[Pattern::regex(r"said: (\w+)").unwrap()]);
     assert!(matches!(m, Err(ConsoleError::Timeout { .. })), "{m:?}");
     vm.shutdown().unwrap();
     assert_eq!(vm.exit_code(), Some(0));
@@ -43,12 +52,24 @@ fn poweroff_emits_shutdown_and_qemu_exits() {
     vm.launch().unwrap();
     vm.console().wait_for("login:").unwrap();
     vm.console().send_line("poweroff").unwrap();
-    let ev = vm.event_wait("SHUTDOWN", Duration::from_secs(10), Some(json!({"data": {"guest": true}}))).unwrap();
+    let ev = vm
+        .event_wait(
+            "SHUTDOWN",
+            Duration::from_secs(10),
+            Some(json!({"data": {"guest": true}})),
+        )
+        .unwrap();
     assert_eq!(ev["data"]["reason"], "guest-shutdown");
     vm.wait(Duration::from_secs(10)).unwrap();
     assert_eq!(vm.exit_code(), Some(0));
     // The console saw the whole exchange, then closed.
-    assert!(vm.console().output().ends_with("poweroff\r\npowering off\r\n"), "{:?}", vm.console().output());
+    assert!(
+        vm.console()
+            .output()
+            .ends_with("poweroff\r\npowering off\r\n"),
+        "{:?}",
+        vm.console().output()
+    );
 }
 
 #[test]
@@ -58,13 +79,24 @@ fn reset_emits_reset_and_reboots() {
     let console = vm.console();
     console.wait_for("login:").unwrap();
     console.send_line("reset").unwrap();
-    let ev = vm.event_wait("RESET", Duration::from_secs(10), Some(json!({"data": {"guest": true}}))).unwrap();
+    let ev = vm
+        .event_wait(
+            "RESET",
+            Duration::from_secs(10),
+            Some(json!({"data": {"guest": true}})),
+        )
+        .unwrap();
     assert_eq!(ev["data"]["reason"], "guest-reset");
     console.wait_for("qemu-test echo shell\r\nlogin: ").unwrap();
     console.exec_and_wait("again", "you said: again").unwrap();
     // A host-initiated reset too.
     vm.command("system_reset", json!({})).unwrap();
-    vm.event_wait("RESET", Duration::from_secs(10), Some(json!({"data": {"guest": false}}))).unwrap();
+    vm.event_wait(
+        "RESET",
+        Duration::from_secs(10),
+        Some(json!({"data": {"guest": false}})),
+    )
+    .unwrap();
     console.wait_for("login:").unwrap();
     vm.shutdown().unwrap();
 }
@@ -89,8 +121,13 @@ fn a_failure_pattern_fails_fast_and_a_hung_guest_still_shuts_down() {
     }
     // The hung guest ignores input; a wait on it times out with the tail.
     console.send_line("hello").unwrap();
-    match console.with_timeout(Duration::from_millis(300)).wait_for("you said") {
-        Err(ConsoleError::Timeout { tail, .. }) => assert!(tail.ends_with("guest panic"), "{tail:?}"),
+    match console
+        .with_timeout(Duration::from_millis(300))
+        .wait_for("you said")
+    {
+        Err(ConsoleError::Timeout { tail, .. }) => {
+            assert!(tail.ends_with("guest panic"), "{tail:?}")
+        }
         other => panic!("{other:?}"),
     }
     vm.shutdown().unwrap();
@@ -117,14 +154,24 @@ fn a_flood_arrives_byte_exact_in_memory_and_in_the_log() {
     let m = console.wait_for("\r\nflood done\r\n").unwrap();
     let echo = format!("flood {N}\r\n");
     assert_eq!(&m.before[..echo.len()], echo.as_bytes());
-    assert!(m.before[echo.len()..] == flood_pattern(N)[..], "flood bytes differ");
+    assert!(
+        m.before[echo.len()..] == flood_pattern(N)[..],
+        "flood bytes differ"
+    );
     console.send_line("bytes").unwrap();
     let m = console.wait_for("\r\nbytes done\r\n").unwrap();
     let all: Vec<u8> = (0..=255u8).collect();
-    assert!(m.before.ends_with(&all), "all 256 byte values, NUL and invalid UTF-8 included");
+    assert!(
+        m.before.ends_with(&all),
+        "all 256 byte values, NUL and invalid UTF-8 included"
+    );
     vm.shutdown().unwrap();
     let logged = std::fs::read(&log).unwrap();
-    assert_eq!(logged, vm.console().output_bytes(), "the log holds exactly what the console saw");
+    assert_eq!(
+        logged,
+        vm.console().output_bytes(),
+        "the log holds exactly what the console saw"
+    );
     assert!(logged.windows(256).any(|w| w == all.as_slice()));
 }
 
@@ -132,18 +179,31 @@ fn a_flood_arrives_byte_exact_in_memory_and_in_the_log() {
 fn console_on_the_second_port_and_on_a_device() {
     let bios = guest::SERIAL_PORTS_X86_64.path().unwrap();
     let launch = |device: Option<&str>, index: u32| {
-        let mut vm = Machine::builder("qemu-system-x86_64").args(["-nodefaults", "-bios"]).arg(bios.to_str().unwrap()).build();
+        let mut vm = Machine::builder("qemu-system-x86_64")
+            .args(["-nodefaults", "-bios"])
+            .arg(bios.to_str().unwrap())
+            .build();
         vm.set_machine("q35");
         vm.set_console(device, index);
         vm.launch().unwrap();
-        let line = vm.console().wait_for_regex(r"qemu-test serial port \d \(0x[0-9a-f]+\)\r\n").unwrap().text();
+        let line = vm
+            .console()
+            .wait_for_regex(r"qemu-test serial port \d \(0x[0-9a-f]+\)\r\n")
+            .unwrap()
+            .text();
         vm.shutdown().unwrap();
         line
     };
     assert_eq!(launch(None, 0), "qemu-test serial port 0 (0x3f8)\r\n");
     assert_eq!(launch(None, 1), "qemu-test serial port 1 (0x2f8)\r\n");
-    assert_eq!(launch(Some("isa-serial"), 0), "qemu-test serial port 0 (0x3f8)\r\n");
-    assert_eq!(launch(Some("isa-serial"), 2), "qemu-test serial port 2 (0x3e8)\r\n");
+    assert_eq!(
+        launch(Some("isa-serial"), 0),
+        "qemu-test serial port 0 (0x3f8)\r\n"
+    );
+    assert_eq!(
+        launch(Some("isa-serial"), 2),
+        "qemu-test serial port 2 (0x3e8)\r\n"
+    );
 }
 
 #[test]
@@ -152,8 +212,14 @@ fn console_waits_are_capped_by_the_machine_deadline() {
     vm.launch().unwrap();
     vm.console().wait_for("login:").unwrap();
     vm.set_deadline(Some(std::time::Instant::now() + Duration::from_millis(200)));
-    match vm.console().with_timeout(Duration::from_secs(60)).wait_for("never") {
-        Err(ConsoleError::Timeout { timeout, .. }) => assert!(timeout <= Duration::from_millis(200)),
+    match vm
+        .console()
+        .with_timeout(Duration::from_secs(60))
+        .wait_for("never")
+    {
+        Err(ConsoleError::Timeout { timeout, .. }) => {
+            assert!(timeout <= Duration::from_millis(200))
+        }
         other => panic!("{other:?}"),
     }
     vm.shutdown().unwrap();
@@ -169,7 +235,10 @@ fn a_ten_megabyte_flood_loses_nothing() {
     console.send_line(&format!("flood {N}")).unwrap();
     // QMP stays responsive while the guest floods: the drain thread keeps
     // QEMU's chardev writable.
-    assert_eq!(vm.command("query-status", json!({})).unwrap()["running"], true);
+    assert_eq!(
+        vm.command("query-status", json!({})).unwrap()["running"],
+        true
+    );
     let m = console.wait_for("\r\nflood done\r\n").unwrap();
     let echo = format!("flood {N}\r\n");
     let body = &m.before[echo.len()..];

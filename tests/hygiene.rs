@@ -10,7 +10,9 @@ use qemu_test::Machine;
 use qemu_test_suite::pid_alive;
 
 fn stopped_vm() -> Machine {
-    Machine::builder("qemu-system-x86_64").args(["-S", "-nodefaults"]).build()
+    Machine::builder("qemu-system-x86_64")
+        .args(["-S", "-nodefaults"])
+        .build()
 }
 
 fn wait_gone(pid: u32, within: Duration) -> bool {
@@ -38,9 +40,16 @@ fn qemu_of_killed_child(signal: rustix::process::Signal) {
         }
     };
     assert!(pid_alive(pid), "QEMU outlives the thread that launched it");
-    rustix::process::kill_process(rustix::process::Pid::from_raw(child.id() as i32).unwrap(), signal).unwrap();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+        signal,
+    )
+    .unwrap();
     child.wait().unwrap();
-    assert!(wait_gone(pid, Duration::from_secs(10)), "QEMU {pid} survived its test process ({signal:?})");
+    assert!(
+        wait_gone(pid, Duration::from_secs(10)),
+        "QEMU {pid} survived its test process ({signal:?})"
+    );
 }
 
 #[test]
@@ -66,6 +75,8 @@ fn a_panicking_owner_leaves_no_qemu() {
     .join();
     assert!(res.is_err());
     let pid = pid.lock().unwrap().unwrap();
-    assert!(!pid_alive(pid), "unwinding dropped the Machine, which killed QEMU");
+    assert!(
+        !pid_alive(pid),
+        "unwinding dropped the Machine, which killed QEMU"
+    );
 }
-

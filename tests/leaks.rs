@@ -10,7 +10,9 @@ use serde_json::json;
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn stopped_vm() -> Machine {
-    Machine::builder("qemu-system-x86_64").args(["-S", "-nodefaults"]).build()
+    Machine::builder("qemu-system-x86_64")
+        .args(["-S", "-nodefaults"])
+        .build()
 }
 
 struct Counts {
@@ -23,16 +25,30 @@ struct Counts {
 fn counts() -> Counts {
     let fds = std::fs::read_dir("/proc/self/fd").unwrap().count();
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let threads = status.lines().find_map(|l| l.strip_prefix("Threads:")).unwrap().trim().parse().unwrap();
+    let threads = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     let me = std::process::id().to_string();
     let children = std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().chars().all(|c| c.is_ascii_digit()))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .chars()
+                .all(|c| c.is_ascii_digit())
+        })
         .filter(|e| {
             std::fs::read_to_string(e.path().join("stat"))
                 .ok()
-                .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().nth(1) == Some(me.as_str())))
+                .and_then(|s| {
+                    s.rsplit_once(')')
+                        .map(|(_, rest)| rest.split_whitespace().nth(1) == Some(me.as_str()))
+                })
                 .unwrap_or(false)
         })
         .count();
@@ -44,7 +60,12 @@ fn counts() -> Counts {
             name.starts_with("qemu-machine-") || name.starts_with("qemu-sock-")
         })
         .count();
-    Counts { fds, threads, children, machine_dirs }
+    Counts {
+        fds,
+        threads,
+        children,
+        machine_dirs,
+    }
 }
 
 fn cycles(n: usize) {
@@ -70,7 +91,12 @@ fn cycles(n: usize) {
     assert_eq!(after.children, before.children, "child processes");
     // Other test binaries may run VMs at the same time; ours are all gone
     // if the count did not grow.
-    assert!(after.machine_dirs <= before.machine_dirs, "temp/sock dirs: {} -> {}", before.machine_dirs, after.machine_dirs);
+    assert!(
+        after.machine_dirs <= before.machine_dirs,
+        "temp/sock dirs: {} -> {}",
+        before.machine_dirs,
+        after.machine_dirs
+    );
 }
 
 #[test]

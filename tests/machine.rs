@@ -15,7 +15,10 @@ use serde_json::{json, Value};
 const X86: &str = "qemu-system-x86_64";
 
 fn stopped_vm() -> Machine {
-    Machine::builder(X86).args(["-S", "-nodefaults", "-machine", "pc"]).qmp_timeout(Duration::from_secs(20)).build()
+    Machine::builder(X86)
+        .args(["-S", "-nodefaults", "-machine", "pc"])
+        .qmp_timeout(Duration::from_secs(20))
+        .build()
 }
 
 #[test]
@@ -41,14 +44,26 @@ fn launch_query_shutdown() {
     assert_eq!(vm.exit_code(), Some(0));
     assert!(!vm.is_running());
     assert!(!pid_alive(pid));
-    assert!(!temp.exists() && !sock.exists(), "temp and sock dirs are removed");
+    assert!(
+        !temp.exists() && !sock.exists(),
+        "temp and sock dirs are removed"
+    );
     // The seed's SHUTDOWN event is kept for after the shutdown.
-    let ev = vm.event_wait("SHUTDOWN", Duration::ZERO, Some(json!({"data": {"reason": "host-qmp-quit"}}))).unwrap();
+    let ev = vm
+        .event_wait(
+            "SHUTDOWN",
+            Duration::ZERO,
+            Some(json!({"data": {"reason": "host-qmp-quit"}})),
+        )
+        .unwrap();
     assert_eq!(ev["data"]["guest"], false);
     // A second shutdown is a no-op, and the machine can be launched again.
     vm.shutdown().unwrap();
     vm.launch().unwrap();
-    assert_eq!(vm.command("query-status", json!({})).unwrap()["status"], "prelaunch");
+    assert_eq!(
+        vm.command("query-status", json!({})).unwrap()["status"],
+        "prelaunch"
+    );
     vm.shutdown().unwrap();
 }
 
@@ -61,7 +76,11 @@ fn qmp_errors_are_typed() {
     }
     vm.launch().unwrap();
     match vm.command("no-such-command", json!({})) {
-        Err(Error::Qmp { command, class, desc }) => {
+        Err(Error::Qmp {
+            command,
+            class,
+            desc,
+        }) => {
             assert_eq!(command, "no-such-command");
             assert_eq!(class, "CommandNotFound");
             assert!(desc.contains("no-such-command"), "{desc}");
@@ -76,26 +95,45 @@ fn qmp_errors_are_typed() {
     assert!(vm.command("query-status", json!([1])).is_err());
     // conv_keys turns Rust-style names into QMP names.
     let hmp = vm
-        .command("human-monitor-command", qemu_test::qmp::conv_keys(json!({"command_line": "info version"})))
+        .command(
+            "human-monitor-command",
+            qemu_test::qmp::conv_keys(json!({"command_line": "info version"})),
+        )
         .unwrap();
-    assert!(hmp.as_str().unwrap().contains("7.") || hmp.as_str().unwrap().contains('.'), "{hmp}");
+    assert!(
+        hmp.as_str().unwrap().contains("7.") || hmp.as_str().unwrap().contains('.'),
+        "{hmp}"
+    );
     vm.shutdown().unwrap();
 }
 
 #[test]
 fn launch_failure_carries_qemu_output() {
-    let mut vm = Machine::builder(X86).args(["-S", "-no-such-option"]).build();
+    let mut vm = Machine::builder(X86)
+        .args(["-S", "-no-such-option"])
+        .build();
     let err = vm.launch().unwrap_err();
     match &err {
-        Error::Launch { exit_code, command, output, .. } => {
+        Error::Launch {
+            exit_code,
+            command,
+            output,
+            ..
+        } => {
             assert_eq!(*exit_code, Some(1));
             assert!(command.iter().any(|a| a == "-no-such-option"));
-            assert!(output.contains("-no-such-option: invalid option"), "{output}");
+            assert!(
+                output.contains("-no-such-option: invalid option"),
+                "{output}"
+            );
         }
         other => panic!("expected Error::Launch, got {other:?}"),
     }
     let text = format!("{err:?}");
-    assert!(text.contains("invalid option") && text.contains("caused by"), "{text}");
+    assert!(
+        text.contains("invalid option") && text.contains("caused by"),
+        "{text}"
+    );
     assert!(!vm.is_running());
     assert_eq!(vm.pid(), None);
 }
@@ -104,8 +142,17 @@ fn launch_failure_carries_qemu_output() {
 fn missing_binary_is_a_launch_error() {
     let mut vm = Machine::new("/nonexistent/qemu-system-none");
     match vm.launch() {
-        Err(Error::Launch { exit_code: None, cause, .. }) => {
-            assert!(cause.to_string().contains("starting /nonexistent/qemu-system-none"), "{cause}")
+        Err(Error::Launch {
+            exit_code: None,
+            cause,
+            ..
+        }) => {
+            assert!(
+                cause
+                    .to_string()
+                    .contains("starting /nonexistent/qemu-system-none"),
+                "{cause}"
+            )
         }
         other => panic!("expected a launch error, got {other:?}"),
     }
@@ -117,8 +164,11 @@ fn shutdown_of_a_qemu_that_ignores_quit_kills_it() {
     vm.launch().unwrap();
     let pid = vm.pid().unwrap();
     // A stopped process cannot answer `quit`.
-    rustix::process::kill_process(rustix::process::Pid::from_raw(pid as i32).unwrap(), rustix::process::Signal::STOP)
-        .unwrap();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid as i32).unwrap(),
+        rustix::process::Signal::STOP,
+    )
+    .unwrap();
     let err = vm.shutdown_timeout(Duration::from_millis(500)).unwrap_err();
     assert!(matches!(err, Error::AbnormalShutdown { .. }), "{err:?}");
     assert_eq!(vm.exit_code(), Some(-9));
@@ -149,7 +199,9 @@ fn wait_for_a_guest_that_never_powers_off_is_abnormal() {
     vm.launch().unwrap();
     let err = vm.wait(Duration::from_millis(300)).unwrap_err();
     match err {
-        Error::AbnormalShutdown { cause, .. } => assert!(matches!(*cause, Error::WaitTimeout { .. }), "{cause:?}"),
+        Error::AbnormalShutdown { cause, .. } => {
+            assert!(matches!(*cause, Error::WaitTimeout { .. }), "{cause:?}")
+        }
         other => panic!("{other:?}"),
     }
 }
@@ -159,11 +211,17 @@ fn qemu_killed_mid_command_fails_the_command_promptly() {
     let mut vm = stopped_vm();
     vm.launch().unwrap();
     let pid = vm.pid().unwrap();
-    rustix::process::kill_process(rustix::process::Pid::from_raw(pid as i32).unwrap(), rustix::process::Signal::KILL)
-        .unwrap();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(pid as i32).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
     let err = vm.command("query-status", json!({})).unwrap_err();
     assert!(
-        matches!(err, Error::Protocol(QmpError::Closed { .. }) | Error::Protocol(QmpError::Io { .. })),
+        matches!(
+            err,
+            Error::Protocol(QmpError::Closed { .. }) | Error::Protocol(QmpError::Io { .. })
+        ),
         "{err:?}"
     );
     let _ = vm.shutdown();
@@ -176,7 +234,10 @@ fn without_qmp_shutdown_uses_sigterm() {
     vm.set_qmp_monitor(false);
     vm.launch().unwrap();
     assert!(!vm.command_line().iter().any(|a| a.contains("id=mon")));
-    assert!(matches!(vm.command("query-status", json!({})), Err(Error::State(_))));
+    assert!(matches!(
+        vm.command("query-status", json!({})),
+        Err(Error::State(_))
+    ));
     vm.shutdown_timeout(Duration::from_secs(10)).unwrap();
     // QEMU re-raises the signal after cleaning up.
     assert_eq!(vm.exit_code(), Some(-15));
@@ -186,7 +247,10 @@ fn without_qmp_shutdown_uses_sigterm() {
 
 #[test]
 fn monitor_on_a_unix_path_and_on_tcp() {
-    let base = tempfile::Builder::new().prefix("with,comma-").tempdir().unwrap();
+    let base = tempfile::Builder::new()
+        .prefix("with,comma-")
+        .tempdir()
+        .unwrap();
     let mut vm = Machine::builder(X86)
         .args(["-S", "-nodefaults"])
         .sock_dir(base.path())
@@ -195,15 +259,28 @@ fn monitor_on_a_unix_path_and_on_tcp() {
     vm.launch().unwrap();
     let sock = vm.sock_dir().unwrap().join("qmp,x.sock");
     assert!(sock.exists());
-    assert!(vm.command_line().iter().any(|a| a.contains("qmp,,x.sock")), "{:?}", vm.command_line());
-    assert_eq!(vm.command("query-status", json!({})).unwrap()["status"], "prelaunch");
+    assert!(
+        vm.command_line().iter().any(|a| a.contains("qmp,,x.sock")),
+        "{:?}",
+        vm.command_line()
+    );
+    assert_eq!(
+        vm.command("query-status", json!({})).unwrap()["status"],
+        "prelaunch"
+    );
     vm.shutdown().unwrap();
     assert!(!sock.exists());
 
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let mut vm = Machine::builder(X86).args(["-S", "-nodefaults"]).monitor(MonitorAddr::Tcp(addr)).build();
+    let mut vm = Machine::builder(X86)
+        .args(["-S", "-nodefaults"])
+        .monitor(MonitorAddr::Tcp(addr))
+        .build();
     vm.launch().unwrap();
-    assert_eq!(vm.command("query-status", json!({})).unwrap()["status"], "prelaunch");
+    assert_eq!(
+        vm.command("query-status", json!({})).unwrap()["status"],
+        "prelaunch"
+    );
     // fd passing needs a Unix socket.
     let f = File::open("/dev/null").unwrap();
     assert!(vm.send_fd_scm(&f).is_err());
@@ -219,7 +296,12 @@ fn fd_passing_add_fd_and_scm_rights() {
     vm.add_monitor_null();
     vm.launch().unwrap();
     let fdsets = vm.command("query-fdsets", json!({})).unwrap();
-    let set = fdsets.as_array().unwrap().iter().find(|s| s["fdset-id"] == 3).expect("fd set 3 exists");
+    let set = fdsets
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["fdset-id"] == 3)
+        .expect("fd set 3 exists");
     assert_eq!(set["fds"][0]["opaque"], "my disk, really");
 
     // Without a passed fd, getfd fails; with one, it succeeds.
@@ -231,7 +313,11 @@ fn fd_passing_add_fd_and_scm_rights() {
     vm.send_file_scm(dir.path().join("disk.raw")).unwrap();
     vm.command("add-fd", json!({"fdset-id": 7})).unwrap();
     let fdsets = vm.command("query-fdsets", json!({})).unwrap();
-    assert!(fdsets.as_array().unwrap().iter().any(|s| s["fdset-id"] == 7));
+    assert!(fdsets
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["fdset-id"] == 7));
     assert!(file.as_raw_fd() >= 0);
     vm.shutdown().unwrap();
 }
@@ -245,19 +331,31 @@ fn events_are_cached_like_the_seed() {
     vm.command("stop", json!({})).unwrap();
     vm.command("cont", json!({})).unwrap();
     // Waiting for STOP caches the RESUME before it.
-    let stop = vm.event_wait("STOP", Duration::from_secs(10), None).unwrap();
+    let stop = vm
+        .event_wait("STOP", Duration::from_secs(10), None)
+        .unwrap();
     assert_eq!(stop["event"], "STOP");
     // The second RESUME: matched by pattern among cached and new events.
-    let resume = vm.events_wait(&[("NOPE", None), ("RESUME", Some(json!({"event": "RESUME"})))], Duration::from_secs(10)).unwrap();
+    let resume = vm
+        .events_wait(
+            &[("NOPE", None), ("RESUME", Some(json!({"event": "RESUME"})))],
+            Duration::from_secs(10),
+        )
+        .unwrap();
     assert_eq!(resume["event"], "RESUME");
     let rest = vm.get_qmp_events(Duration::from_secs(5)).unwrap();
     let names: Vec<&str> = rest.iter().map(|e| e["event"].as_str().unwrap()).collect();
     assert_eq!(names, ["RESUME"], "one RESUME remains, cached");
-    assert!(rest.iter().all(|e| event_match(e, &json!({"timestamp": null}))));
+    assert!(rest
+        .iter()
+        .all(|e| event_match(e, &json!({"timestamp": null}))));
     vm.command("stop", json!({})).unwrap();
     vm.clear_events();
     vm.command("cont", json!({})).unwrap();
-    assert_eq!(vm.get_qmp_event(Duration::from_secs(5)).unwrap().unwrap()["event"], "RESUME");
+    assert_eq!(
+        vm.get_qmp_event(Duration::from_secs(5)).unwrap().unwrap()["event"],
+        "RESUME"
+    );
     match vm.event_wait("NEVER", Duration::from_millis(200), None) {
         Err(Error::Event(EventError::Timeout { wanted, .. })) => assert_eq!(wanted, "NEVER"),
         other => panic!("{other:?}"),
@@ -269,17 +367,34 @@ fn events_are_cached_like_the_seed() {
 fn transcript_and_log_files_in_the_log_dir() {
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
-    let mut vm = Machine::builder(X86).args(["-S", "-nodefaults"]).name("vm1").log_dir(&logs).build();
+    let mut vm = Machine::builder(X86)
+        .args(["-S", "-nodefaults"])
+        .name("vm1")
+        .log_dir(&logs)
+        .build();
     vm.launch().unwrap();
     vm.command("query-status", json!({})).unwrap();
     vm.shutdown().unwrap();
     let transcript = std::fs::read_to_string(logs.join("vm1-qmp.jsonl")).unwrap();
-    let lines: Vec<Value> = transcript.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert!(lines[0]["msg"]["QMP"].is_object(), "greeting first: {}", lines[0]);
+    let lines: Vec<Value> = transcript
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        lines[0]["msg"]["QMP"].is_object(),
+        "greeting first: {}",
+        lines[0]
+    );
     assert!(lines.iter().all(|l| l["time"].as_f64().unwrap() > 1.0e9));
-    let sent: Vec<&str> = lines.iter().filter(|l| l["dir"] == "send").filter_map(|l| l["msg"]["execute"].as_str()).collect();
+    let sent: Vec<&str> = lines
+        .iter()
+        .filter(|l| l["dir"] == "send")
+        .filter_map(|l| l["msg"]["execute"].as_str())
+        .collect();
     assert_eq!(sent, ["qmp_capabilities", "query-status", "quit"]);
-    assert!(lines.iter().any(|l| l["dir"] == "recv" && l["msg"]["event"] == "SHUTDOWN"));
+    assert!(lines
+        .iter()
+        .any(|l| l["dir"] == "recv" && l["msg"]["event"] == "SHUTDOWN"));
     assert!(logs.join("vm1.log").exists());
     assert_eq!(mode(&logs), 0o700);
 }
@@ -293,10 +408,15 @@ fn arguments_reach_qemu_verbatim_and_wrappers_work() {
         .build();
     vm.launch().unwrap();
     let name = vm.command("query-name", json!({})).unwrap();
-    assert_eq!(name["name"], "a, b $(touch /tmp/qemu-test-pwned) 'q' \"dq\" ü `x`");
+    assert_eq!(
+        name["name"],
+        "a, b $(touch /tmp/qemu-test-pwned) 'q' \"dq\" ü `x`"
+    );
     assert!(!std::path::Path::new("/tmp/qemu-test-pwned").exists());
     let environ = std::fs::read(format!("/proc/{}/environ", vm.pid().unwrap())).unwrap();
-    assert!(environ.split(|b| *b == 0).any(|v| v == b"QEMU_TEST_WRAPPED=1"));
+    assert!(environ
+        .split(|b| *b == 0)
+        .any(|v| v == b"QEMU_TEST_WRAPPED=1"));
     assert_eq!(vm.command_line()[..2], ["env", "QEMU_TEST_WRAPPED=1"]);
     vm.shutdown().unwrap();
 }
@@ -307,7 +427,9 @@ fn deadline_caps_every_wait() {
     vm.launch().unwrap();
     vm.set_deadline(Some(std::time::Instant::now() + Duration::from_millis(300)));
     match vm.event_wait("NEVER", Duration::from_secs(60), None) {
-        Err(Error::Event(EventError::Timeout { timeout, .. })) => assert!(timeout <= Duration::from_millis(300)),
+        Err(Error::Event(EventError::Timeout { timeout, .. })) => {
+            assert!(timeout <= Duration::from_millis(300))
+        }
         other => panic!("{other:?}"),
     }
     vm.set_deadline(None);

@@ -10,7 +10,9 @@ use serde_json::{Map, Value};
 fn py_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| py_eq(x, y)),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| py_eq(x, y))
+        }
         (Value::Object(x), Value::Object(y)) => {
             x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| py_eq(v, w)))
         }
@@ -67,7 +69,14 @@ fn seed_match(event: &Value, pattern: &Value) -> bool {
 }
 
 fn key() -> impl Strategy<Value = String> {
-    prop_oneof![Just("a"), Just("b"), Just("event"), Just("data"), Just("ab")].prop_map(String::from)
+    prop_oneof![
+        Just("a"),
+        Just("b"),
+        Just("event"),
+        Just("data"),
+        Just("ab")
+    ]
+    .prop_map(String::from)
 }
 
 fn leaf() -> impl Strategy<Value = Value> {
@@ -76,7 +85,8 @@ fn leaf() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::Bool),
         (-3i64..3).prop_map(Value::from),
         (-3i64..3).prop_map(|i| Value::from(i as f64)),
-        prop_oneof![Just("a"), Just("b"), Just("ab"), Just("x")].prop_map(|s: &str| Value::String(s.into())),
+        prop_oneof![Just("a"), Just("b"), Just("ab"), Just("x")]
+            .prop_map(|s: &str| Value::String(s.into())),
     ]
 }
 
@@ -84,7 +94,8 @@ fn event_value() -> impl Strategy<Value = Value> {
     leaf().prop_recursive(3, 24, 4, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
-            prop::collection::btree_map(key(), inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>())),
+            prop::collection::btree_map(key(), inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>())),
         ]
     })
 }
@@ -92,7 +103,8 @@ fn event_value() -> impl Strategy<Value = Value> {
 /// Patterns: objects, scalars and non-empty strings; no lists.
 fn pattern_value() -> impl Strategy<Value = Value> {
     leaf().prop_recursive(3, 24, 4, |inner| {
-        prop::collection::btree_map(key(), inner, 0..3).prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>()))
+        prop::collection::btree_map(key(), inner, 0..3)
+            .prop_map(|m| Value::Object(m.into_iter().collect::<Map<_, _>>()))
     })
 }
 

@@ -15,7 +15,10 @@ const GREETING: &[u8] = b"{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"mi
 const SHORT: Duration = Duration::from_millis(300);
 
 /// Runs `peer` on the far end of a socketpair and connects a client.
-fn with_peer(timeout: Duration, peer: impl FnOnce(UnixStream) + Send + 'static) -> Result<QmpClient, QmpError> {
+fn with_peer(
+    timeout: Duration,
+    peer: impl FnOnce(UnixStream) + Send + 'static,
+) -> Result<QmpClient, QmpError> {
     let (ours, theirs) = UnixStream::pair().unwrap();
     thread::spawn(move || peer(theirs));
     QmpClient::connect(ours.into(), timeout, None)
@@ -52,15 +55,20 @@ fn timed<T>(f: impl FnOnce() -> T) -> (T, Duration) {
 
 #[test]
 fn no_greeting_times_out() {
-    let (res, took) = timed(|| with_peer(SHORT, |s| {
-        thread::sleep(Duration::from_secs(3));
-        drop(s);
-    }));
+    let (res, took) = timed(|| {
+        with_peer(SHORT, |s| {
+            thread::sleep(Duration::from_secs(3));
+            drop(s);
+        })
+    });
     match res {
         Err(QmpError::Timeout { command, .. }) => assert_eq!(command, "greeting"),
         other => panic!("{other:?}"),
     }
-    assert!(took < Duration::from_secs(3), "gave up at its deadline, took {took:?}");
+    assert!(
+        took < Duration::from_secs(3),
+        "gave up at its deadline, took {took:?}"
+    );
 }
 
 #[test]
@@ -79,7 +87,10 @@ fn garbage_is_malformed() {
         thread::sleep(Duration::from_secs(1));
     });
     match res {
-        Err(QmpError::Greeting(msg)) => assert!(msg.contains("malformed") && msg.contains("garbage"), "{msg}"),
+        Err(QmpError::Greeting(msg)) => assert!(
+            msg.contains("malformed") && msg.contains("garbage"),
+            "{msg}"
+        ),
         other => panic!("{other:?}"),
     }
 }
@@ -90,7 +101,10 @@ fn invalid_utf8_is_malformed() {
         let _ = s.write_all(b"{\"QMP\": \"\xff\xfe\"}\n");
         thread::sleep(Duration::from_secs(1));
     });
-    assert!(matches!(res, Err(QmpError::Greeting(ref m)) if m.contains("invalid JSON")), "{res:?}");
+    assert!(
+        matches!(res, Err(QmpError::Greeting(ref m)) if m.contains("invalid JSON")),
+        "{res:?}"
+    );
 }
 
 #[test]
@@ -99,7 +113,10 @@ fn a_greeting_that_is_not_qmp_is_refused() {
         let _ = s.write_all(b"{\"hello\": 1}\n");
         thread::sleep(Duration::from_secs(1));
     });
-    assert!(matches!(res, Err(QmpError::Greeting(ref m)) if m.contains("expected")), "{res:?}");
+    assert!(
+        matches!(res, Err(QmpError::Greeting(ref m)) if m.contains("expected")),
+        "{res:?}"
+    );
 }
 
 #[test]
@@ -110,11 +127,16 @@ fn truncated_reply_then_eof_fails_the_command() {
     });
     let err = qmp.qmp("query-status", json!({})).unwrap_err();
     match err {
-        QmpError::Closed { reason: Some(reason) } => assert!(reason.contains("middle of a message"), "{reason}"),
+        QmpError::Closed {
+            reason: Some(reason),
+        } => assert!(reason.contains("middle of a message"), "{reason}"),
         other => panic!("{other:?}"),
     }
     // Later commands fail at once, too.
-    assert!(matches!(qmp.qmp("query-status", json!({})), Err(QmpError::Closed { .. })));
+    assert!(matches!(
+        qmp.qmp("query-status", json!({})),
+        Err(QmpError::Closed { .. })
+    ));
 }
 
 #[test]
@@ -125,7 +147,10 @@ fn peer_closing_mid_reply_fails_the_command() {
         drop(r);
     });
     let (res, took) = timed(|| qmp.qmp("query-status", json!({})));
-    assert!(matches!(res, Err(QmpError::Closed { .. }) | Err(QmpError::Io { .. })), "{res:?}");
+    assert!(
+        matches!(res, Err(QmpError::Closed { .. }) | Err(QmpError::Io { .. })),
+        "{res:?}"
+    );
     assert!(took < Duration::from_secs(5));
 }
 
@@ -141,9 +166,13 @@ fn a_huge_line_is_refused_with_bounded_memory() {
             }
         }
     });
-    let err = qmp.qmp_timeout("query-status", json!({}), Duration::from_secs(30)).unwrap_err();
+    let err = qmp
+        .qmp_timeout("query-status", json!({}), Duration::from_secs(30))
+        .unwrap_err();
     match err {
-        QmpError::Closed { reason: Some(reason) } => {
+        QmpError::Closed {
+            reason: Some(reason),
+        } => {
             assert!(reason.contains(&MAX_MESSAGE_SIZE.to_string()), "{reason}")
         }
         other => panic!("{other:?}"),
@@ -154,11 +183,17 @@ fn a_huge_line_is_refused_with_bounded_memory() {
 fn replies_with_unknown_or_missing_ids_are_ignored() {
     let qmp = negotiated(|mut r, mut s| {
         let _cmd = read_cmd(&mut r);
-        s.write_all(b"{\"return\": {}, \"id\": \"someone-else\"}\r\n{\"return\": {}}\r\n").unwrap();
+        s.write_all(b"{\"return\": {}, \"id\": \"someone-else\"}\r\n{\"return\": {}}\r\n")
+            .unwrap();
         thread::sleep(Duration::from_secs(2));
     });
-    let err = qmp.qmp_timeout("query-status", json!({}), SHORT).unwrap_err();
-    assert!(matches!(err, QmpError::Timeout { ref command, .. } if command == "query-status"), "{err:?}");
+    let err = qmp
+        .qmp_timeout("query-status", json!({}), SHORT)
+        .unwrap_err();
+    assert!(
+        matches!(err, QmpError::Timeout { ref command, .. } if command == "query-status"),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -171,7 +206,10 @@ fn a_reply_after_the_deadline_is_a_timeout_and_does_not_confuse_the_next() {
         reply(&mut s, &second, json!("second"));
         thread::sleep(Duration::from_secs(1));
     });
-    assert!(matches!(qmp.qmp_timeout("first", json!({}), SHORT), Err(QmpError::Timeout { .. })));
+    assert!(matches!(
+        qmp.qmp_timeout("first", json!({}), SHORT),
+        Err(QmpError::Timeout { .. })
+    ));
     thread::sleep(Duration::from_millis(500));
     let reply = qmp.qmp("second", json!({})).unwrap();
     assert_eq!(reply["return"], "second");
@@ -184,13 +222,17 @@ fn an_event_flood_while_a_command_is_pending() {
         let cmd = read_cmd(&mut r);
         let mut buf = Vec::new();
         for i in 0..EVENTS {
-            buf.extend_from_slice(format!("{{\"event\": \"FLOOD\", \"data\": {{\"i\": {i}}}}}\r\n").as_bytes());
+            buf.extend_from_slice(
+                format!("{{\"event\": \"FLOOD\", \"data\": {{\"i\": {i}}}}}\r\n").as_bytes(),
+            );
         }
         s.write_all(&buf).unwrap();
         reply(&mut s, &cmd, json!("done"));
         thread::sleep(Duration::from_secs(2));
     });
-    let reply = qmp.qmp_timeout("query-status", json!({}), Duration::from_secs(30)).unwrap();
+    let reply = qmp
+        .qmp_timeout("query-status", json!({}), Duration::from_secs(30))
+        .unwrap();
     assert_eq!(reply["return"], "done");
     let events = qmp.get_events(qemu_test::Wait::No).unwrap();
     let dropped = qmp.dropped_events() as usize;

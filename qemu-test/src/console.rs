@@ -56,12 +56,18 @@ enum Kind {
 impl Pattern {
     /// Literal text (bytes).
     pub fn text(text: impl AsRef<[u8]>) -> Self {
-        Pattern { kind: Kind::Text(text.as_ref().to_vec()), failure: false }
+        Pattern {
+            kind: Kind::Text(text.as_ref().to_vec()),
+            failure: false,
+        }
     }
 
     /// A regular expression over the output bytes (`regex::bytes` syntax).
     pub fn regex(re: &str) -> Result<Self, ConsoleError> {
-        Ok(Pattern { kind: Kind::Regex(Regex::new(re)?), failure: false })
+        Ok(Pattern {
+            kind: Kind::Regex(Regex::new(re)?),
+            failure: false,
+        })
     }
 
     /// Marks this pattern as a failure: if it appears first, the wait fails
@@ -81,7 +87,9 @@ impl Pattern {
     fn find(&self, hay: &[u8], from: usize) -> Option<(usize, usize)> {
         match &self.kind {
             Kind::Text(t) if t.is_empty() => Some((from, from)),
-            Kind::Text(t) => memchr::memmem::find(&hay[from..], t).map(|i| (from + i, from + i + t.len())),
+            Kind::Text(t) => {
+                memchr::memmem::find(&hay[from..], t).map(|i| (from + i, from + i + t.len()))
+            }
             Kind::Regex(re) => re.find_at(hay, from).map(|m| (m.start(), m.end())),
         }
     }
@@ -195,24 +203,50 @@ impl Drain {
 impl Console {
     /// A console with nothing attached.
     pub(crate) fn detached() -> Self {
-        Console { inner: Arc::new(Inner::default()), timeout: DEFAULT_TIMEOUT, cap: DeadlineCap::default() }
+        Console {
+            inner: Arc::new(Inner::default()),
+            timeout: DEFAULT_TIMEOUT,
+            cap: DeadlineCap::default(),
+        }
     }
 
     /// Starts draining `stream` into memory and `log` (if any).
-    pub(crate) fn attach(stream: UnixStream, log: Option<File>, cap: DeadlineCap) -> std::io::Result<(Self, Drain)> {
-        let inner = Arc::new(Inner { configured: true, ..Inner::default() });
+    pub(crate) fn attach(
+        stream: UnixStream,
+        log: Option<File>,
+        cap: DeadlineCap,
+    ) -> std::io::Result<(Self, Drain)> {
+        let inner = Arc::new(Inner {
+            configured: true,
+            ..Inner::default()
+        });
         *inner.writer.lock().unwrap_or_else(|e| e.into_inner()) = Some(stream.try_clone()?);
         let reader = stream.try_clone()?;
         let handle = {
             let inner = Arc::clone(&inner);
-            thread::Builder::new().name("qemu-test-console".into()).spawn(move || drain(reader, log, &inner))?
+            thread::Builder::new()
+                .name("qemu-test-console".into())
+                .spawn(move || drain(reader, log, &inner))?
         };
-        Ok((Console { inner, timeout: DEFAULT_TIMEOUT, cap }, Drain { handle: Some(handle), stream }))
+        Ok((
+            Console {
+                inner,
+                timeout: DEFAULT_TIMEOUT,
+                cap,
+            },
+            Drain {
+                handle: Some(handle),
+                stream,
+            },
+        ))
     }
 
     /// A handle whose waits default to `timeout` instead of 30 s.
     pub fn with_timeout(&self, timeout: Duration) -> Console {
-        Console { timeout, ..self.clone() }
+        Console {
+            timeout,
+            ..self.clone()
+        }
     }
 
     /// The default timeout of this handle's waits.
@@ -244,7 +278,11 @@ impl Console {
         self.check()?;
         let (deadline, timeout) = self.cap.after(self.timeout);
         let expected = || {
-            let ok: Vec<String> = patterns.iter().filter(|p| !p.failure).map(ToString::to_string).collect();
+            let ok: Vec<String> = patterns
+                .iter()
+                .filter(|p| !p.failure)
+                .map(ToString::to_string)
+                .collect();
             ok.join(" or ")
         };
         let mut buf = self.inner.lock();
@@ -284,19 +322,39 @@ impl Console {
                         tail: tail(&buf.data),
                     });
                 }
-                return Ok(Match { index, matched, before });
+                return Ok(Match {
+                    index,
+                    matched,
+                    before,
+                });
             }
             if buf.closed {
-                return Err(ConsoleError::Closed { pattern: expected(), tail: tail(&buf.data) });
+                return Err(ConsoleError::Closed {
+                    pattern: expected(),
+                    tail: tail(&buf.data),
+                });
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(ConsoleError::Timeout { pattern: expected(), timeout, tail: tail(&buf.data) });
+                return Err(ConsoleError::Timeout {
+                    pattern: expected(),
+                    timeout,
+                    tail: tail(&buf.data),
+                });
             }
             // Regexes are rescanned at most every 20 ms, so a flood of
             // output does not turn into quadratic work.
-            let nap = if patterns.iter().any(|p| p.overlap().is_none()) { left.min(Duration::from_millis(20)) } else { left };
-            buf = self.inner.cond.wait_timeout(buf, nap).unwrap_or_else(|e| e.into_inner()).0;
+            let nap = if patterns.iter().any(|p| p.overlap().is_none()) {
+                left.min(Duration::from_millis(20))
+            } else {
+                left
+            };
+            buf = self
+                .inner
+                .cond
+                .wait_timeout(buf, nap)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 
@@ -305,7 +363,9 @@ impl Console {
         self.check()?;
         let mut writer = self.inner.writer.lock().unwrap_or_else(|e| e.into_inner());
         let stream = writer.as_mut().ok_or(ConsoleError::NotConfigured)?;
-        stream.write_all(bytes.as_ref()).map_err(ConsoleError::Write)
+        stream
+            .write_all(bytes.as_ref())
+            .map_err(ConsoleError::Write)
     }
 
     /// Sends `line` followed by a carriage return (the Enter key on a
@@ -366,7 +426,9 @@ fn tail_n(data: &[u8], n: usize) -> String {
     let mut out = lines[start..].join("\n");
     if out.len() > 4096 {
         let cut = out.len() - 4096;
-        let cut = (cut..out.len()).find(|&i| out.is_char_boundary(i)).unwrap_or(out.len());
+        let cut = (cut..out.len())
+            .find(|&i| out.is_char_boundary(i))
+            .unwrap_or(out.len());
         out = format!("…{}", &out[cut..]);
     }
     if out.is_empty() {
@@ -418,7 +480,10 @@ mod tests {
 
     #[test]
     fn tail_shows_last_lines() {
-        let data: Vec<u8> = (0..30).map(|i| format!("line {i}\n")).collect::<String>().into_bytes();
+        let data: Vec<u8> = (0..30)
+            .map(|i| format!("line {i}\n"))
+            .collect::<String>()
+            .into_bytes();
         let t = tail_n(&data, 3);
         assert_eq!(t, "line 27\nline 28\nline 29");
         assert_eq!(tail_n(b"", 3), "(the guest printed nothing)");
@@ -440,12 +505,20 @@ mod tests {
         assert_eq!(m.before, b"boot\r\n");
         // The cursor moved: the same text does not match twice.
         let c = console.with_timeout(Duration::from_millis(50));
-        assert!(matches!(c.wait_for("login:"), Err(ConsoleError::Timeout { .. })));
+        assert!(matches!(
+            c.wait_for("login:"),
+            Err(ConsoleError::Timeout { .. })
+        ));
         guest.write_all(b"oops: guest panic\n").unwrap();
-        let err = console.wait_for_any(&[Pattern::text("$ "), Pattern::text("panic").fails()]).unwrap_err();
+        let err = console
+            .wait_for_any(&[Pattern::text("$ "), Pattern::text("panic").fails()])
+            .unwrap_err();
         assert!(matches!(err, ConsoleError::Failure { .. }), "{err}");
         drop(guest);
-        assert!(matches!(console.wait_for("never"), Err(ConsoleError::Closed { .. })));
+        assert!(matches!(
+            console.wait_for("never"),
+            Err(ConsoleError::Closed { .. })
+        ));
         drain.finish();
     }
 }

@@ -24,7 +24,9 @@ impl DeadlineCap {
     /// actually in force (shortened by the cap).
     pub(crate) fn after(&self, timeout: Duration) -> (Instant, Duration) {
         let now = Instant::now();
-        let wanted = now.checked_add(timeout).unwrap_or(now + Duration::from_secs(86400 * 365));
+        let wanted = now
+            .checked_add(timeout)
+            .unwrap_or(now + Duration::from_secs(86400 * 365));
         match self.get() {
             Some(cap) if cap < wanted => (cap, cap.saturating_duration_since(now)),
             _ => (wanted, timeout),

@@ -134,12 +134,18 @@ pub enum Error {
 }
 
 fn fmt_code(code: Option<i32>) -> String {
-    code.map_or_else(|| "none, still running or not started".to_string(), |c| c.to_string())
+    code.map_or_else(
+        || "none, still running or not started".to_string(),
+        |c| c.to_string(),
+    )
 }
 
 impl Error {
     pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
-        Error::Io { context: context.into(), source }
+        Error::Io {
+            context: context.into(),
+            source,
+        }
     }
 }
 
@@ -314,7 +320,9 @@ debug_as_chain!(ShellError);
 pub enum ShellError {
     /// No shell answered on the console (the guest did not boot, or has no
     /// POSIX shell reading this console).
-    #[error("no shell answered on the console within {timeout:?}\n--- last console lines ---\n{tail}")]
+    #[error(
+        "no shell answered on the console within {timeout:?}\n--- last console lines ---\n{tail}"
+    )]
     NotReady {
         /// The time waited.
         timeout: Duration,
@@ -428,6 +436,8 @@ fn excerpt(text: &str) -> String {
     if text.len() <= MAX {
         return text.to_string();
     }
-    let cut = (text.len() - MAX..text.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(text.len());
+    let cut = (text.len() - MAX..text.len())
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(text.len());
     format!("[… {} bytes before]{}", cut, &text[cut..])
 }

@@ -45,9 +45,9 @@ pub fn event_match(event: &Value, pattern: &Value) -> bool {
         // The seed iterates zero keys and returns True, whatever the event.
         Value::Object(pattern) if pattern.is_empty() => true,
         Value::Object(pattern) => match event {
-            Value::Object(event) => {
-                pattern.iter().all(|(key, want)| event.get(key).is_some_and(|got| event_match(got, want)))
-            }
+            Value::Object(event) => pattern
+                .iter()
+                .all(|(key, want)| event.get(key).is_some_and(|got| event_match(got, want))),
             _ => false,
         },
         other => json_eq(other, event),
@@ -59,14 +59,20 @@ pub fn event_match(event: &Value, pattern: &Value) -> bool {
 /// `true` is not equal to `1`.
 fn json_eq(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64(), x.as_u64(), y.as_u64()) {
-            (Some(x), Some(y), _, _) => x == y,
-            (_, _, Some(x), Some(y)) => x == y,
-            _ => x.as_f64() == y.as_f64(),
-        },
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_eq(x, y)),
+        (Value::Number(x), Value::Number(y)) => {
+            match (x.as_i64(), y.as_i64(), x.as_u64(), y.as_u64()) {
+                (Some(x), Some(y), _, _) => x == y,
+                (_, _, Some(x), Some(y)) => x == y,
+                _ => x.as_f64() == y.as_f64(),
+            }
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_eq(x, y))
+        }
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
         }
         _ => a == b,
     }
@@ -163,28 +169,43 @@ impl EventCache {
         let Some(qmp) = qmp else {
             return Err(EventError::Connection {
                 wanted: describe(),
-                source: QmpError::Closed { reason: Some("the machine is not running".into()) },
+                source: QmpError::Closed {
+                    reason: Some("the machine is not running".into()),
+                },
             });
         };
         let (deadline, effective) = qmp.cap().after(timeout);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(EventError::Timeout { wanted: describe(), timeout: effective });
+                return Err(EventError::Timeout {
+                    wanted: describe(),
+                    timeout: effective,
+                });
             }
             match qmp.pull_event(Wait::For(left)) {
                 Ok(Some(event)) if matches(&event) => return Ok(event),
                 Ok(Some(event)) => self.events.push_back(event),
                 Ok(None) if qmp.is_connected() => {
-                    return Err(EventError::Timeout { wanted: describe(), timeout: effective })
+                    return Err(EventError::Timeout {
+                        wanted: describe(),
+                        timeout: effective,
+                    })
                 }
                 Ok(None) => {
                     return Err(EventError::Connection {
                         wanted: describe(),
-                        source: QmpError::Closed { reason: Some("QEMU closed the QMP connection".into()) },
+                        source: QmpError::Closed {
+                            reason: Some("QEMU closed the QMP connection".into()),
+                        },
                     })
                 }
-                Err(source) => return Err(EventError::Connection { wanted: describe(), source }),
+                Err(source) => {
+                    return Err(EventError::Connection {
+                        wanted: describe(),
+                        source,
+                    })
+                }
             }
         }
     }
@@ -209,7 +230,13 @@ mod tests {
     // The cases of the seed's semantics, one by one.
     #[test]
     fn null_pattern_matches_anything() {
-        for event in [json!(null), json!(1), json!("x"), json!([1]), json!({"event": "X"})] {
+        for event in [
+            json!(null),
+            json!(1),
+            json!("x"),
+            json!([1]),
+            json!({"event": "X"}),
+        ] {
             assert!(event_match(&event, &Value::Null), "{event}");
         }
     }
@@ -220,10 +247,19 @@ mod tests {
         assert!(event_match(&ev, &json!({})));
         assert!(event_match(&ev, &json!({"event": "BLOCK_JOB_COMPLETED"})));
         assert!(event_match(&ev, &json!({"data": {"device": "d0"}})));
-        assert!(event_match(&ev, &json!({"data": {"device": "d0", "len": 5}})));
+        assert!(event_match(
+            &ev,
+            &json!({"data": {"device": "d0", "len": 5}})
+        ));
         assert!(!event_match(&ev, &json!({"data": {"device": "d1"}})));
-        assert!(!event_match(&ev, &json!({"data": {"missing": null}})), "missing key fails even for null");
-        assert!(event_match(&ev, &json!({"data": {"device": null}})), "null value matches any present value");
+        assert!(
+            !event_match(&ev, &json!({"data": {"missing": null}})),
+            "missing key fails even for null"
+        );
+        assert!(
+            event_match(&ev, &json!({"data": {"device": null}})),
+            "null value matches any present value"
+        );
         assert!(!event_match(&ev, &json!({"timestamp": {}})));
     }
 
@@ -232,7 +268,10 @@ mod tests {
         assert!(event_match(&json!(5), &json!(5)));
         assert!(event_match(&json!(5.0), &json!(5)));
         assert!(event_match(&json!({"a": [1.0]}), &json!({"a": [1]})));
-        assert!(!event_match(&json!(1), &json!(true)), "deviation: True == 1 in Python");
+        assert!(
+            !event_match(&json!(1), &json!(true)),
+            "deviation: True == 1 in Python"
+        );
         assert!(!event_match(&json!(5), &json!(6)));
         assert!(!event_match(&json!("5"), &json!(5)));
         assert!(event_match(&json!(true), &json!(true)));
@@ -243,7 +282,10 @@ mod tests {
     fn object_pattern_against_non_object() {
         assert!(!event_match(&json!(1), &json!({"a": 1})));
         assert!(!event_match(&json!([1]), &json!({"a": 1})));
-        assert!(!event_match(&json!("a"), &json!({"a": 1})), "the seed's `key in str` then fails");
+        assert!(
+            !event_match(&json!("a"), &json!({"a": 1})),
+            "the seed's `key in str` then fails"
+        );
         // An empty object pattern iterates zero keys: True for any event.
         assert!(event_match(&json!({}), &json!({})));
         assert!(event_match(&json!(7), &json!({})));
@@ -261,6 +303,9 @@ mod tests {
     fn wait_converts_from_bool_and_duration() {
         assert_eq!(Wait::from(false), Wait::No);
         assert_eq!(Wait::from(true), Wait::Forever);
-        assert_eq!(Wait::from(Duration::from_secs(1)), Wait::For(Duration::from_secs(1)));
+        assert_eq!(
+            Wait::from(Duration::from_secs(1)),
+            Wait::For(Duration::from_secs(1))
+        );
     }
 }

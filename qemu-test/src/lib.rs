@@ -35,7 +35,9 @@ pub mod shell;
 pub mod spec;
 
 pub use console::{Console, Pattern};
-pub use error::{BoxError, ConsoleError, Error, EventError, QmpError, Result, SetupError, ShellError, TestResult};
+pub use error::{
+    BoxError, ConsoleError, Error, EventError, QmpError, Result, SetupError, ShellError, TestResult,
+};
 pub use events::event_match;
 pub use machine::{Machine, MachineBuilder, MonitorAddr, Wait};
 pub use qemu_test_macros::qemu_test;
@@ -46,11 +48,11 @@ pub use spec::VmSpec;
 
 /// Everything a test file needs: `use qemu_test::prelude::*;`.
 pub mod prelude {
-    pub use crate::error::{TestResult, Error};
+    pub use crate::console::Pattern;
+    pub use crate::error::{Error, TestResult};
     pub use crate::guest;
     pub use crate::machine::Machine;
     pub use crate::runner::Vm;
-    pub use crate::console::Pattern;
     pub use qemu_test_macros::qemu_test;
     pub use serde_json::{json, Value};
     pub use std::time::Duration;

@@ -31,7 +31,10 @@ pub(crate) fn create_private_dir_all(dir: &Path) -> io::Result<()> {
     }
     let meta = fs::symlink_metadata(dir)?;
     if !meta.is_dir() {
-        return Err(io::Error::other(format!("{} exists and is not a directory", dir.display())));
+        return Err(io::Error::other(format!(
+            "{} exists and is not a directory",
+            dir.display()
+        )));
     }
     if meta.uid() != rustix::process::getuid().as_raw() {
         return Err(io::Error::other(format!(
@@ -76,7 +79,8 @@ pub(crate) fn spawn(cmd: Command, pass_fds: Vec<RawFd>) -> io::Result<Child> {
         .unwrap_or_else(|e| e.into_inner())
         .send((cmd, pass_fds, tx))
         .map_err(|_| io::Error::other("the qemu-test spawner thread is gone"))?;
-    rx.recv().map_err(|_| io::Error::other("the qemu-test spawner thread is gone"))?
+    rx.recv()
+        .map_err(|_| io::Error::other("the qemu-test spawner thread is gone"))?
 }
 
 fn spawn_here(mut cmd: Command, pass_fds: Vec<RawFd>) -> io::Result<Child> {
@@ -90,7 +94,9 @@ fn spawn_here(mut cmd: Command, pass_fds: Vec<RawFd>) -> io::Result<Child> {
             rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
             // The parent may have died between fork and prctl.
             if rustix::process::getppid() != Some(parent) {
-                return Err(std::io::Error::other("the test process exited while QEMU was starting"));
+                return Err(std::io::Error::other(
+                    "the test process exited while QEMU was starting",
+                ));
             }
             for &fd in &pass_fds {
                 let fd = BorrowedFd::borrow_raw(fd);
@@ -130,13 +136,22 @@ pub(crate) fn pidfd(pid: u32) -> Option<OwnedFd> {
 
 /// Waits until any of `fds` is readable or the deadline passes; returns
 /// the indices of the readable fds (empty on timeout). `None` waits forever.
-pub(crate) fn poll_readable(fds: &[BorrowedFd<'_>], deadline: Option<Instant>) -> io::Result<Vec<usize>> {
+pub(crate) fn poll_readable(
+    fds: &[BorrowedFd<'_>],
+    deadline: Option<Instant>,
+) -> io::Result<Vec<usize>> {
     use rustix::event::{poll, PollFd, PollFlags, Timespec};
     loop {
-        let mut pollfds: Vec<PollFd<'_>> = fds.iter().map(|fd| PollFd::new(fd, PollFlags::IN)).collect();
+        let mut pollfds: Vec<PollFd<'_>> = fds
+            .iter()
+            .map(|fd| PollFd::new(fd, PollFlags::IN))
+            .collect();
         let timeout = deadline.map(|d| {
             let left = d.saturating_duration_since(Instant::now());
-            Timespec { tv_sec: left.as_secs() as i64, tv_nsec: i64::from(left.subsec_nanos()) }
+            Timespec {
+                tv_sec: left.as_secs() as i64,
+                tv_nsec: i64::from(left.subsec_nanos()),
+            }
         });
         match poll(&mut pollfds, timeout.as_ref()) {
             Ok(_) => {
@@ -155,7 +170,10 @@ pub(crate) fn poll_readable(fds: &[BorrowedFd<'_>], deadline: Option<Instant>) -
 
 /// Waits for `child` to exit, up to `timeout` (`None`: forever). Returns
 /// `Ok(None)` on timeout.
-pub(crate) fn wait_timeout(child: &mut Child, timeout: Option<Duration>) -> io::Result<Option<std::process::ExitStatus>> {
+pub(crate) fn wait_timeout(
+    child: &mut Child,
+    timeout: Option<Duration>,
+) -> io::Result<Option<std::process::ExitStatus>> {
     if let Some(status) = child.try_wait()? {
         return Ok(Some(status));
     }

@@ -263,12 +263,16 @@ impl VmSpec {
 
     /// The architecture: explicit, else the built-in guest's.
     pub fn effective_arch(&self) -> Option<&str> {
-        self.arch.as_deref().or(self.builtin_guest().map(|g| g.arch))
+        self.arch
+            .as_deref()
+            .or(self.builtin_guest().map(|g| g.arch))
     }
 
     /// The machine type: explicit, else the built-in guest's.
     pub fn effective_machine(&self) -> Option<&str> {
-        self.machine.as_deref().or(self.builtin_guest().map(|g| g.machine))
+        self.machine
+            .as_deref()
+            .or(self.builtin_guest().map(|g| g.machine))
     }
 
     /// The QEMU binary's name or path: `binary`, else
@@ -308,7 +312,11 @@ impl VmSpec {
         if let Some(accel) = accel {
             args.extend(["-accel".to_string(), accel.to_string()]);
         }
-        if let Some(cpu) = self.cpu.as_deref().or(self.builtin_guest().and_then(|g| g.cpu)) {
+        if let Some(cpu) = self
+            .cpu
+            .as_deref()
+            .or(self.builtin_guest().and_then(|g| g.cpu))
+        {
             args.extend(["-cpu".to_string(), cpu.to_string()]);
         }
         args.extend(["-smp".to_string(), self.smp.to_string()]);
@@ -319,7 +327,10 @@ impl VmSpec {
         // kernel command line; the spec's own `initrd` replaces the former,
         // its `append` is added after the latter.
         let prebuilt = match self.builtin_guest().map(|g| &g.load) {
-            Some(Load::Prebuilt(p)) => Some(p.locate().map_err(|e| std::io::Error::new(std::io::ErrorKind::NotFound, e))?),
+            Some(Load::Prebuilt(p)) => Some(
+                p.locate()
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::NotFound, e))?,
+            ),
             _ => None,
         };
         if let Some(kernel) = &self.kernel {
@@ -336,10 +347,15 @@ impl VmSpec {
         if let Some(initrd) = &self.initrd {
             args.extend(["-initrd".to_string(), image_path(initrd)?]);
         } else if let Some(files) = &prebuilt {
-            args.extend(["-initrd".to_string(), files.initrd.to_string_lossy().into_owned()]);
+            args.extend([
+                "-initrd".to_string(),
+                files.initrd.to_string_lossy().into_owned(),
+            ]);
         }
         match (&prebuilt, &self.append) {
-            (Some(files), Some(append)) => args.extend(["-append".to_string(), format!("{} {append}", files.append)]),
+            (Some(files), Some(append)) => {
+                args.extend(["-append".to_string(), format!("{} {append}", files.append)])
+            }
             (Some(files), None) => args.extend(["-append".to_string(), files.append.to_string()]),
             (None, Some(append)) => args.extend(["-append".to_string(), append.clone()]),
             (None, None) => {}
@@ -400,11 +416,18 @@ mod tests {
     fn binary_comes_from_binary_then_arch() {
         assert_eq!(VmSpec::new().qemu_binary_name(), None);
         assert_eq!(
-            VmSpec::new().with_arch("x86_64").qemu_binary_name().as_deref(),
+            VmSpec::new()
+                .with_arch("x86_64")
+                .qemu_binary_name()
+                .as_deref(),
             Some("qemu-system-x86_64")
         );
         assert_eq!(
-            VmSpec::new().with_arch("x86_64").with_binary("/opt/q").qemu_binary_name().as_deref(),
+            VmSpec::new()
+                .with_arch("x86_64")
+                .with_binary("/opt/q")
+                .qemu_binary_name()
+                .as_deref(),
             Some("/opt/q")
         );
     }
@@ -421,9 +444,22 @@ mod tests {
         assert_eq!(
             spec.qemu_args(Some("tcg")).unwrap(),
             [
-                "-accel", "tcg", "-cpu", "max", "-smp", "1", "-m", "64M", "-kernel",
-                "/k,with,commas", "-append", "console=ttyS0 quiet", "-drive",
-                "file=a.img,if=virtio", "-no-reboot", "$(x) 'q'"
+                "-accel",
+                "tcg",
+                "-cpu",
+                "max",
+                "-smp",
+                "1",
+                "-m",
+                "64M",
+                "-kernel",
+                "/k,with,commas",
+                "-append",
+                "console=ttyS0 quiet",
+                "-drive",
+                "file=a.img,if=virtio",
+                "-no-reboot",
+                "$(x) 'q'"
             ]
         );
     }

@@ -46,11 +46,28 @@ pub(crate) fn escape_opt(value: &str) -> String {
 
 /// Targets with no VGA device, where `-vga none` is pointless (and rejected
 /// by some QEMU versions): `-vga none` is only passed to the others.
-const NO_VGA_TARGETS: &[&str] =
-    &["aarch64", "arm", "riscv32", "riscv64", "s390x", "microblaze", "avr", "rx", "tricore", "or1k", "xtensa", "m68k", "sh4", "loongarch64"];
+const NO_VGA_TARGETS: &[&str] = &[
+    "aarch64",
+    "arm",
+    "riscv32",
+    "riscv64",
+    "s390x",
+    "microblaze",
+    "avr",
+    "rx",
+    "tricore",
+    "or1k",
+    "xtensa",
+    "m68k",
+    "sh4",
+    "loongarch64",
+];
 
 fn has_vga(binary: &str) -> bool {
-    let file = Path::new(binary).file_name().and_then(|f| f.to_str()).unwrap_or(binary);
+    let file = Path::new(binary)
+        .file_name()
+        .and_then(|f| f.to_str())
+        .unwrap_or(binary);
     let target = file.strip_prefix("qemu-system-").unwrap_or("");
     let target = target.trim_end_matches("eb").trim_end_matches("el");
     !NO_VGA_TARGETS.contains(&target)
@@ -67,9 +84,16 @@ pub(crate) fn base_args(b: &BaseArgs<'_>) -> Vec<String> {
         let chardev = match monitor {
             MonitorArg::Fd(fd) => format!("socket,id=mon,fd={fd}"),
             MonitorArg::Path(path) => format!("socket,id=mon,path={}", escape_opt(path)),
-            MonitorArg::Tcp(addr) => format!("socket,id=mon,host={},port={}", addr.ip(), addr.port()),
+            MonitorArg::Tcp(addr) => {
+                format!("socket,id=mon,host={},port={}", addr.ip(), addr.port())
+            }
         };
-        args.extend(["-chardev".into(), chardev, "-mon".into(), "chardev=mon,mode=control".into()]);
+        args.extend([
+            "-chardev".into(),
+            chardev,
+            "-mon".into(),
+            "chardev=mon,mode=control".into(),
+        ]);
     }
     if let Some(machine) = b.machine {
         args.extend(["-machine".into(), machine.into()]);
@@ -119,12 +143,41 @@ mod tests {
         assert_eq!(
             args,
             [
-                "-display", "none", "-vga", "none", "-chardev", "socket,id=mon,path=/s/q,,m.sock", "-mon",
-                "chardev=mon,mode=control", "-machine", "q35", "-serial", "null", "-serial", "null", "-chardev",
-                "socket,id=console,fd=7", "-device", "isa-serial,chardev=console"
+                "-display",
+                "none",
+                "-vga",
+                "none",
+                "-chardev",
+                "socket,id=mon,path=/s/q,,m.sock",
+                "-mon",
+                "chardev=mon,mode=control",
+                "-machine",
+                "q35",
+                "-serial",
+                "null",
+                "-serial",
+                "null",
+                "-chardev",
+                "socket,id=console,fd=7",
+                "-device",
+                "isa-serial,chardev=console"
             ]
         );
-        let args = base_args(&BaseArgs { binary: "qemu-system-aarch64", monitor: Some(MonitorArg::Fd(3)), ..Default::default() });
-        assert_eq!(args, ["-display", "none", "-chardev", "socket,id=mon,fd=3", "-mon", "chardev=mon,mode=control"]);
+        let args = base_args(&BaseArgs {
+            binary: "qemu-system-aarch64",
+            monitor: Some(MonitorArg::Fd(3)),
+            ..Default::default()
+        });
+        assert_eq!(
+            args,
+            [
+                "-display",
+                "none",
+                "-chardev",
+                "socket,id=mon,fd=3",
+                "-mon",
+                "chardev=mon,mode=control"
+            ]
+        );
     }
 }

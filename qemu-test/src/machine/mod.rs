@@ -170,7 +170,10 @@ impl MachineBuilder {
     /// Finishes the configuration. Nothing is started until
     /// [`Machine::launch`].
     pub fn build(self) -> Machine {
-        let name = self.name.clone().unwrap_or_else(|| format!("qemu-machine-{:08x}", random_u32()));
+        let name = self
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("qemu-machine-{:08x}", random_u32()));
         Machine {
             name,
             cfg: self,
@@ -298,11 +301,17 @@ impl Machine {
             binary: &self.cfg.binary,
             monitor: None,
             machine: self.machine_type.as_deref(),
-            console: self.console.as_ref().map(|(device, index)| (ConsoleArg::Stdio, device.as_deref(), *index)),
+            console: self
+                .console
+                .as_ref()
+                .map(|(device, index)| (ConsoleArg::Stdio, device.as_deref(), *index)),
         }));
         if self.cfg.monitor.is_some() {
             args.push("-qmp".into());
-            args.push(format!("unix:{},server=on,wait=off", escape_opt(&qmp_socket.to_string_lossy())));
+            args.push(format!(
+                "unix:{},server=on,wait=off",
+                escape_opt(&qmp_socket.to_string_lossy())
+            ));
         }
         args.extend(self.cfg.args.iter().cloned());
         args
@@ -335,7 +344,11 @@ impl Machine {
     /// Enables (the default) or disables the QMP monitor. Without it,
     /// `qmp()` and events fail and `shutdown()` sends SIGTERM.
     pub fn set_qmp_monitor(&mut self, enabled: bool) -> &mut Self {
-        self.cfg.monitor = if enabled { Some(self.cfg.monitor.clone().unwrap_or_default()) } else { None };
+        self.cfg.monitor = if enabled {
+            Some(self.cfg.monitor.clone().unwrap_or_default())
+        } else {
+            None
+        };
         self
     }
 
@@ -349,7 +362,10 @@ impl Machine {
     /// (`-add-fd fd=N,set=S,opaque=O`). The fd is duplicated, so the caller
     /// may close its own.
     pub fn add_fd(&mut self, fd: impl AsFd, fdset: u32, opaque: &str) -> Result<&mut Self> {
-        let fd = fd.as_fd().try_clone_to_owned().map_err(|e| Error::io("duplicating a fd for add_fd", e))?;
+        let fd = fd
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| Error::io("duplicating a fd for add_fd", e))?;
         let raw = fd.as_raw_fd();
         self.pass_fds.push(fd);
         let mut value = format!("fd={raw},set={fdset}");
@@ -369,7 +385,8 @@ impl Machine {
     /// Opens `path` and sends its fd like [`send_fd_scm`](Self::send_fd_scm).
     pub fn send_file_scm(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        let file = File::open(path).map_err(|e| Error::io(format!("opening {} to pass it to QEMU", path.display()), e))?;
+        let file = File::open(path)
+            .map_err(|e| Error::io(format!("opening {} to pass it to QEMU", path.display()), e))?;
         self.send_fd_scm(&file)
     }
 
@@ -432,8 +449,12 @@ impl Machine {
     /// The QMP client while running with a monitor.
     pub fn qmp_client(&self) -> Result<&QmpClient> {
         match &self.run {
-            None => Err(Error::State("the machine is not running: call launch() first")),
-            Some(Running { qmp: None, .. }) => Err(Error::State("the machine has no QMP monitor (set_qmp_monitor(false))")),
+            None => Err(Error::State(
+                "the machine is not running: call launch() first",
+            )),
+            Some(Running { qmp: None, .. }) => Err(Error::State(
+                "the machine has no QMP monitor (set_qmp_monitor(false))",
+            )),
             Some(Running { qmp: Some(q), .. }) => Ok(q),
         }
     }
@@ -511,13 +532,23 @@ impl Machine {
     /// let event = vm.event_wait("RESET", Duration::from_secs(5), None)?;
     /// # Ok::<(), qemu_test::Error>(())
     /// ```
-    pub fn event_wait(&mut self, name: &str, timeout: Duration, pattern: Option<Value>) -> Result<Value> {
+    pub fn event_wait(
+        &mut self,
+        name: &str,
+        timeout: Duration,
+        pattern: Option<Value>,
+    ) -> Result<Value> {
         self.events_wait(&[(name, pattern)], timeout)
     }
 
     /// Waits for the first of several events (name, optional pattern).
-    pub fn events_wait(&mut self, events: &[(&str, Option<Value>)], timeout: Duration) -> Result<Value> {
-        let wanted: Vec<(&str, Option<&Value>)> = events.iter().map(|(n, p)| (*n, p.as_ref())).collect();
+    pub fn events_wait(
+        &mut self,
+        events: &[(&str, Option<Value>)],
+        timeout: Duration,
+    ) -> Result<Value> {
+        let wanted: Vec<(&str, Option<&Value>)> =
+            events.iter().map(|(n, p)| (*n, p.as_ref())).collect();
         // Not running: only the events kept from before shutdown match.
         let qmp = self.run.as_ref().and_then(|r| r.qmp.as_ref());
         Ok(self.events.wait_any(qmp, &wanted, timeout)?)
@@ -557,7 +588,11 @@ impl Machine {
     }
 
     fn try_launch(&mut self, p: &mut Pending) -> Result<()> {
-        let temp_base = self.cfg.base_temp_dir.clone().unwrap_or_else(std::env::temp_dir);
+        let temp_base = self
+            .cfg
+            .base_temp_dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir);
         let temp_dir = tempfile::Builder::new()
             .prefix("qemu-machine-")
             .permissions(private())
@@ -569,11 +604,17 @@ impl Machine {
                 .prefix("qemu-sock-")
                 .permissions(private())
                 .tempdir_in(&sock_base)
-                .map_err(|e| Error::io(format!("creating a socket dir in {}", sock_base.display()), e))?,
+                .map_err(|e| {
+                    Error::io(
+                        format!("creating a socket dir in {}", sock_base.display()),
+                        e,
+                    )
+                })?,
         );
         let log_dir = match &self.cfg.log_dir {
             Some(dir) => {
-                os::create_private_dir_all(dir).map_err(|e| Error::io(format!("creating the log dir {}", dir.display()), e))?;
+                os::create_private_dir_all(dir)
+                    .map_err(|e| Error::io(format!("creating the log dir {}", dir.display()), e))?;
                 dir.clone()
             }
             None => temp_dir.path().to_path_buf(),
@@ -582,8 +623,11 @@ impl Machine {
         p.temp_dir = Some(temp_dir);
         let qemu_log = log_dir.join(format!("{}.log", self.name));
         p.qemu_log = Some(qemu_log.clone());
-        let log_file = File::create(&qemu_log).map_err(|e| Error::io(format!("creating {}", qemu_log.display()), e))?;
-        let log_file2 = log_file.try_clone().map_err(|e| Error::io("duplicating the log file", e))?;
+        let log_file = File::create(&qemu_log)
+            .map_err(|e| Error::io(format!("creating {}", qemu_log.display()), e))?;
+        let log_file2 = log_file
+            .try_clone()
+            .map_err(|e| Error::io("duplicating the log file", e))?;
 
         // The monitor: our end now, QEMU's end inherited or connecting.
         let mut monitor_ours = None;
@@ -592,7 +636,8 @@ impl Machine {
         let monitor_arg = match &self.cfg.monitor {
             None => None,
             Some(MonitorAddr::SocketPair) => {
-                let (ours, theirs) = UnixStream::pair().map_err(|e| Error::io("creating the QMP socketpair", e))?;
+                let (ours, theirs) =
+                    UnixStream::pair().map_err(|e| Error::io("creating the QMP socketpair", e))?;
                 let fd = theirs.as_raw_fd();
                 monitor_ours = Some(Stream::Unix(ours));
                 qemu_fds.push(theirs.into());
@@ -600,13 +645,17 @@ impl Machine {
             }
             Some(MonitorAddr::Unix(path)) => {
                 let path = sock_dir.path().join(path);
-                let l = UnixListener::bind(&path).map_err(|e| Error::io(format!("listening on {}", path.display()), e))?;
+                let l = UnixListener::bind(&path)
+                    .map_err(|e| Error::io(format!("listening on {}", path.display()), e))?;
                 listener = Some(Listener::Unix(l));
                 Some(MonitorArg::Path(path.to_string_lossy().into_owned()))
             }
             Some(MonitorAddr::Tcp(addr)) => {
-                let l = TcpListener::bind(addr).map_err(|e| Error::io(format!("listening on {addr}"), e))?;
-                let local = l.local_addr().map_err(|e| Error::io("reading the listening address", e))?;
+                let l = TcpListener::bind(addr)
+                    .map_err(|e| Error::io(format!("listening on {addr}"), e))?;
+                let local = l
+                    .local_addr()
+                    .map_err(|e| Error::io("reading the listening address", e))?;
                 listener = Some(Listener::Tcp(l));
                 Some(MonitorArg::Tcp(local))
             }
@@ -615,7 +664,8 @@ impl Machine {
         let console_arg = match &self.console {
             None => None,
             Some((device, index)) => {
-                let (ours, theirs) = UnixStream::pair().map_err(|e| Error::io("creating the console socketpair", e))?;
+                let (ours, theirs) = UnixStream::pair()
+                    .map_err(|e| Error::io("creating the console socketpair", e))?;
                 let fd = theirs.as_raw_fd();
                 console_ours = Some(ours);
                 qemu_fds.push(theirs.into());
@@ -629,11 +679,27 @@ impl Machine {
             machine: self.machine_type.as_deref(),
             console: console_arg,
         });
-        self.full_args = self.cfg.wrapper.iter().chain([&self.cfg.binary]).chain(&base).chain(&self.cfg.args).cloned().collect();
+        self.full_args = self
+            .cfg
+            .wrapper
+            .iter()
+            .chain([&self.cfg.binary])
+            .chain(&base)
+            .chain(&self.cfg.args)
+            .cloned()
+            .collect();
         let mut cmd = Command::new(&self.full_args[0]);
-        cmd.args(&self.full_args[1..]).stdin(Stdio::null()).stdout(log_file).stderr(log_file2);
-        let pass: Vec<RawFd> = qemu_fds.iter().map(AsRawFd::as_raw_fd).chain(self.pass_fds.iter().map(AsRawFd::as_raw_fd)).collect();
-        let child = os::spawn(cmd, pass).map_err(|e| Error::io(format!("starting {}", self.full_args[0]), e))?;
+        cmd.args(&self.full_args[1..])
+            .stdin(Stdio::null())
+            .stdout(log_file)
+            .stderr(log_file2);
+        let pass: Vec<RawFd> = qemu_fds
+            .iter()
+            .map(AsRawFd::as_raw_fd)
+            .chain(self.pass_fds.iter().map(AsRawFd::as_raw_fd))
+            .collect();
+        let child = os::spawn(cmd, pass)
+            .map_err(|e| Error::io(format!("starting {}", self.full_args[0]), e))?;
         // QEMU has its copies; closing ours lets us see EOF when it exits.
         drop(qemu_fds);
         let pid = child.id();
@@ -647,10 +713,14 @@ impl Machine {
                     (None, false) => None,
                 };
                 let log = match log {
-                    Some(path) => Some(File::create(&path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?),
+                    Some(path) => Some(
+                        File::create(&path)
+                            .map_err(|e| Error::io(format!("creating {}", path.display()), e))?,
+                    ),
                     None => None,
                 };
-                let (c, d) = Console::attach(stream, log, self.cap.clone()).map_err(|e| Error::io("starting the console drain thread", e))?;
+                let (c, d) = Console::attach(stream, log, self.cap.clone())
+                    .map_err(|e| Error::io("starting the console drain thread", e))?;
                 (c, Some(d))
             }
             None => (Console::detached(), None),
@@ -664,10 +734,19 @@ impl Machine {
         };
         let qmp = match qmp {
             Some(stream) => {
-                let transcript_path = self.cfg.qmp_log.clone().unwrap_or_else(|| log_dir.join(format!("{}-qmp.jsonl", self.name)));
+                let transcript_path = self
+                    .cfg
+                    .qmp_log
+                    .clone()
+                    .unwrap_or_else(|| log_dir.join(format!("{}-qmp.jsonl", self.name)));
                 let transcript = Transcript::create(&transcript_path)
                     .map_err(|e| Error::io(format!("creating {}", transcript_path.display()), e))?;
-                Some(QmpClient::connect_with(stream, self.cfg.qmp_timeout, Some(transcript.into()), self.cap.clone())?)
+                Some(QmpClient::connect_with(
+                    stream,
+                    self.cfg.qmp_timeout,
+                    Some(transcript.into()),
+                    self.cap.clone(),
+                )?)
             }
             None => None,
         };
@@ -695,7 +774,9 @@ impl Machine {
     /// socket dirs are removed either way. The deadline set with
     /// [`set_deadline`](Self::set_deadline) does not shorten `timeout`.
     pub fn shutdown_timeout(&mut self, timeout: Duration) -> Result<()> {
-        let Some(run) = self.run.as_mut() else { return Ok(()) };
+        let Some(run) = self.run.as_mut() else {
+            return Ok(());
+        };
         let graceful = (|| -> Result<()> {
             match &run.qmp {
                 Some(q) if !self.quit_issued => {
@@ -710,12 +791,18 @@ impl Machine {
                 None => {
                     // Our own signal: QEMU dying of it is no surprise.
                     self.user_killed = true;
-                    os::kill_group(run.child.id(), Signal::TERM).map_err(|e| Error::io("sending SIGTERM to QEMU", e))?
+                    os::kill_group(run.child.id(), Signal::TERM)
+                        .map_err(|e| Error::io("sending SIGTERM to QEMU", e))?
                 }
             }
-            match os::wait_timeout(&mut run.child, Some(timeout)).map_err(|e| Error::io("waiting for QEMU", e))? {
+            match os::wait_timeout(&mut run.child, Some(timeout))
+                .map_err(|e| Error::io("waiting for QEMU", e))?
+            {
                 Some(_) => Ok(()),
-                None => Err(Error::WaitTimeout { pid: run.child.id(), timeout }),
+                None => Err(Error::WaitTimeout {
+                    pid: run.child.id(),
+                    timeout,
+                }),
             }
         })();
         match graceful {
@@ -726,7 +813,10 @@ impl Machine {
             Err(cause) => {
                 self.hard_kill();
                 self.post_shutdown();
-                Err(Error::AbnormalShutdown { log: self.log(), cause: Box::new(cause) })
+                Err(Error::AbnormalShutdown {
+                    log: self.log(),
+                    cause: Box::new(cause),
+                })
             }
         }
     }
@@ -759,7 +849,9 @@ impl Machine {
     }
 
     fn post_shutdown(&mut self) {
-        let Some(mut run) = self.run.take() else { return };
+        let Some(mut run) = self.run.take() else {
+            return;
+        };
         if let Ok(Some(status)) = run.child.try_wait() {
             self.exit_code = os::exit_code(status);
         }
@@ -845,11 +937,19 @@ impl Listener {
         if let Some(p) = &pidfd {
             fds.push(p.as_fd());
         }
-        let ready = os::poll_readable(&fds, Some(deadline)).map_err(|e| Error::io("waiting for QEMU to connect to QMP", e))?;
+        let ready = os::poll_readable(&fds, Some(deadline))
+            .map_err(|e| Error::io("waiting for QEMU to connect to QMP", e))?;
         let addr = self.describe();
-        let io_err = |source: io::Error| QmpError::Connect { address: addr.clone(), source };
+        let io_err = |source: io::Error| QmpError::Connect {
+            address: addr.clone(),
+            source,
+        };
         if !ready.contains(&0) {
-            let why = if ready.is_empty() { format!("QEMU did not connect within {timeout:?}") } else { "QEMU exited".to_string() };
+            let why = if ready.is_empty() {
+                format!("QEMU did not connect within {timeout:?}")
+            } else {
+                "QEMU exited".to_string()
+            };
             return Err(io_err(io::Error::new(io::ErrorKind::TimedOut, why)).into());
         }
         let stream = match self {
@@ -861,7 +961,11 @@ impl Listener {
 
     fn describe(&self) -> String {
         match self {
-            Listener::Unix(l) => l.local_addr().ok().and_then(|a| a.as_pathname().map(|p| p.display().to_string())).unwrap_or_default(),
+            Listener::Unix(l) => l
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
+                .unwrap_or_default(),
             Listener::Tcp(l) => l.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         }
     }
@@ -870,7 +974,11 @@ impl Listener {
 /// Quotes a command line for display and `repro.sh`.
 pub(crate) fn shell_join(args: &[String]) -> String {
     args.iter()
-        .map(|a| shlex::try_quote(a).map(|q| q.into_owned()).unwrap_or_else(|_| format!("{a:?}")))
+        .map(|a| {
+            shlex::try_quote(a)
+                .map(|q| q.into_owned())
+                .unwrap_or_else(|_| format!("{a:?}"))
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }
@@ -882,7 +990,9 @@ fn private() -> fs::Permissions {
 }
 
 fn read_lossy(path: &Path) -> String {
-    fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+    fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
 }
 
 fn random_u32() -> u32 {

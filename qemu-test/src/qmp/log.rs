@@ -29,7 +29,9 @@ pub(crate) struct Transcript {
 impl Transcript {
     pub(crate) fn create(path: &Path) -> std::io::Result<Self> {
         let file = File::options().create(true).append(true).open(path)?;
-        Ok(Transcript { file: Mutex::new(file) })
+        Ok(Transcript {
+            file: Mutex::new(file),
+        })
     }
 
     pub(crate) fn message(&self, dir: Dir, msg: &Value) {
@@ -46,7 +48,11 @@ impl Transcript {
         // One write per line, so the file is complete up to the last
         // message even if the process dies. A failing transcript must not
         // fail the test: the message itself went through.
-        let _ = self.file.lock().unwrap_or_else(|e| e.into_inner()).write_all(line.as_bytes());
+        let _ = self
+            .file
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .write_all(line.as_bytes());
     }
 }
 
@@ -60,5 +66,8 @@ impl Dir {
 }
 
 fn now() -> f64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }

@@ -164,11 +164,17 @@ impl QmpClient {
     /// Takes over a connected stream: starts the reader thread, waits for
     /// the greeting and negotiates capabilities, each within `timeout`.
     /// `transcript`, if given, is a file every message is appended to.
-    pub fn connect(stream: Stream, timeout: Duration, transcript: Option<&Path>) -> Result<Self, QmpError> {
+    pub fn connect(
+        stream: Stream,
+        timeout: Duration,
+        transcript: Option<&Path>,
+    ) -> Result<Self, QmpError> {
         let transcript = match transcript {
-            Some(path) => Some(Arc::new(Transcript::create(path).map_err(|source| QmpError::Io {
-                context: format!("creating the QMP transcript {}", path.display()),
-                source,
+            Some(path) => Some(Arc::new(Transcript::create(path).map_err(|source| {
+                QmpError::Io {
+                    context: format!("creating the QMP transcript {}", path.display()),
+                    source,
+                }
             })?)),
             None => None,
         };
@@ -185,8 +191,12 @@ impl QmpClient {
             let context = context.to_string();
             move |source| QmpError::Io { context, source }
         };
-        stream.set_write_timeout(Some(timeout)).map_err(io_err("setting the write timeout"))?;
-        let read_half = stream.try_clone().map_err(io_err("cloning the QMP socket"))?;
+        stream
+            .set_write_timeout(Some(timeout))
+            .map_err(io_err("setting the write timeout"))?;
+        let read_half = stream
+            .try_clone()
+            .map_err(io_err("cloning the QMP socket"))?;
         let shared = Arc::new(Shared::default());
         let reader = {
             let shared = Arc::clone(&shared);
@@ -215,7 +225,9 @@ impl QmpClient {
         loop {
             if let Some(greeting) = &state.greeting {
                 if greeting.get("QMP").is_none() {
-                    return Err(QmpError::Greeting(format!("expected {{\"QMP\": ...}}, got {greeting}")));
+                    return Err(QmpError::Greeting(format!(
+                        "expected {{\"QMP\": ...}}, got {greeting}"
+                    )));
                 }
                 break;
             }
@@ -225,10 +237,18 @@ impl QmpClient {
                     None => QmpError::Greeting("connection closed before the greeting".into()),
                 });
             }
-            state = self.wait(state, deadline).ok_or(QmpError::Timeout { command: "greeting".into(), timeout })?;
+            state = self.wait(state, deadline).ok_or(QmpError::Timeout {
+                command: "greeting".into(),
+                timeout,
+            })?;
         }
         drop(state);
-        match self.qmp_raw("qmp_capabilities", Value::Object(Map::new()), self.timeout, true) {
+        match self.qmp_raw(
+            "qmp_capabilities",
+            Value::Object(Map::new()),
+            self.timeout,
+            true,
+        ) {
             Ok(reply) if reply.get("return").is_some() => Ok(()),
             Ok(reply) => Err(QmpError::Negotiate(reply.to_string())),
             Err(e) => Err(QmpError::Negotiate(e.to_string())),
@@ -252,14 +272,24 @@ impl QmpClient {
     }
 
     /// Like [`qmp`](Self::qmp) with an explicit timeout.
-    pub fn qmp_timeout(&self, cmd: &str, args: Value, timeout: Duration) -> Result<Value, QmpError> {
+    pub fn qmp_timeout(
+        &self,
+        cmd: &str,
+        args: Value,
+        timeout: Duration,
+    ) -> Result<Value, QmpError> {
         self.qmp_raw(cmd, args, timeout, true)
     }
 
     /// Like [`qmp_timeout`](Self::qmp_timeout), ignoring the machine's
     /// deadline cap: teardown must get its own time even after a test ran
     /// out of its.
-    pub(crate) fn qmp_uncapped(&self, cmd: &str, args: Value, timeout: Duration) -> Result<Value, QmpError> {
+    pub(crate) fn qmp_uncapped(
+        &self,
+        cmd: &str,
+        args: Value,
+        timeout: Duration,
+    ) -> Result<Value, QmpError> {
         self.qmp_raw(cmd, args, timeout, false)
     }
 
@@ -270,7 +300,13 @@ impl QmpClient {
         reply_to_result(cmd, reply)
     }
 
-    fn qmp_raw(&self, cmd: &str, args: Value, timeout: Duration, capped: bool) -> Result<Value, QmpError> {
+    fn qmp_raw(
+        &self,
+        cmd: &str,
+        args: Value,
+        timeout: Duration,
+        capped: bool,
+    ) -> Result<Value, QmpError> {
         let id = format!("qt-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
         let mut msg = Map::new();
         msg.insert("execute".into(), Value::String(cmd.into()));
@@ -293,8 +329,11 @@ impl QmpClient {
         msg.insert("id".into(), Value::String(id.clone()));
         let msg = Value::Object(msg);
 
-        let (deadline, timeout) =
-            if capped { self.cap.after(timeout) } else { DeadlineCap::default().after(timeout) };
+        let (deadline, timeout) = if capped {
+            self.cap.after(timeout)
+        } else {
+            DeadlineCap::default().after(timeout)
+        };
         {
             let mut state = self.shared.lock();
             if let Some(reason) = &state.closed {
@@ -321,7 +360,10 @@ impl QmpClient {
                 Some(s) => state = s,
                 None => {
                     self.shared.lock().waiting.remove(&id);
-                    return Err(QmpError::Timeout { command: cmd.into(), timeout });
+                    return Err(QmpError::Timeout {
+                        command: cmd.into(),
+                        timeout,
+                    });
                 }
             }
         }
@@ -342,9 +384,19 @@ impl QmpClient {
 
     /// Waits on the condition variable until notified or the deadline
     /// passes; `None` once the deadline has passed.
-    fn wait<'a>(&'a self, state: MutexGuard<'a, State>, deadline: Instant) -> Option<MutexGuard<'a, State>> {
-        let left = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero())?;
-        let (state, _) = self.shared.cond.wait_timeout(state, left).unwrap_or_else(|e| e.into_inner());
+    fn wait<'a>(
+        &'a self,
+        state: MutexGuard<'a, State>,
+        deadline: Instant,
+    ) -> Option<MutexGuard<'a, State>> {
+        let left = deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())?;
+        let (state, _) = self
+            .shared
+            .cond
+            .wait_timeout(state, left)
+            .unwrap_or_else(|e| e.into_inner());
         Some(state)
     }
 
@@ -357,19 +409,31 @@ impl QmpClient {
         let Stream::Unix(sock) = &*writer else {
             return Err(QmpError::Io {
                 context: "passing a file descriptor".into(),
-                source: io::Error::new(io::ErrorKind::Unsupported, "fd passing needs a Unix-socket QMP monitor"),
+                source: io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "fd passing needs a Unix-socket QMP monitor",
+                ),
             });
         };
         let fds = [fd];
         let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
         let mut control = SendAncillaryBuffer::new(&mut space);
         control.push(SendAncillaryMessage::ScmRights(&fds));
-        sendmsg(sock, &[io::IoSlice::new(b" ")], &mut control, SendFlags::empty()).map_err(|e| QmpError::Io {
+        sendmsg(
+            sock,
+            &[io::IoSlice::new(b" ")],
+            &mut control,
+            SendFlags::empty(),
+        )
+        .map_err(|e| QmpError::Io {
             context: "passing a file descriptor with SCM_RIGHTS".into(),
             source: e.into(),
         })?;
         if let Some(t) = &self.transcript {
-            t.raw(Dir::Send, &format!("SCM_RIGHTS fd {}", std::os::fd::AsRawFd::as_raw_fd(&fd)));
+            t.raw(
+                Dir::Send,
+                &format!("SCM_RIGHTS fd {}", std::os::fd::AsRawFd::as_raw_fd(&fd)),
+            );
         }
         Ok(())
     }
@@ -394,7 +458,13 @@ impl QmpClient {
                     None => return Ok(None),
                 },
                 None if wait.is_no_wait() => return Ok(None),
-                None => state = self.shared.cond.wait(state).unwrap_or_else(|e| e.into_inner()),
+                None => {
+                    state = self
+                        .shared
+                        .cond
+                        .wait(state)
+                        .unwrap_or_else(|e| e.into_inner())
+                }
             }
         }
     }
@@ -438,7 +508,10 @@ impl QmpClient {
 
 impl Drop for QmpClient {
     fn drop(&mut self) {
-        self.writer.lock().unwrap_or_else(|e| e.into_inner()).shutdown();
+        self.writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .shutdown();
         if let Some(reader) = self.reader.take() {
             let _ = reader.join();
         }
@@ -446,14 +519,20 @@ impl Drop for QmpClient {
 }
 
 fn closed_error(reason: &Option<QmpError>) -> QmpError {
-    QmpError::Closed { reason: reason.as_ref().map(|e| e.to_string()) }
+    QmpError::Closed {
+        reason: reason.as_ref().map(|e| e.to_string()),
+    }
 }
 
 /// Turns a reply into the `return` value or an `Error::Qmp`.
 pub(crate) fn reply_to_result(cmd: &str, reply: Value) -> Result<Value, Error> {
     if let Some(err) = reply.get("error") {
         let field = |k: &str| err.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-        return Err(Error::Qmp { command: cmd.into(), class: field("class"), desc: field("desc") });
+        return Err(Error::Qmp {
+            command: cmd.into(),
+            class: field("class"),
+            desc: field("desc"),
+        });
     }
     match reply {
         Value::Object(mut m) => match m.remove("return") {
@@ -464,7 +543,11 @@ pub(crate) fn reply_to_result(cmd: &str, reply: Value) -> Result<Value, Error> {
             }
             .into()),
         },
-        other => Err(QmpError::Malformed { reason: "reply is not an object".into(), excerpt: other.to_string() }.into()),
+        other => Err(QmpError::Malformed {
+            reason: "reply is not an object".into(),
+            excerpt: other.to_string(),
+        }
+        .into()),
     }
 }
 
@@ -480,7 +563,11 @@ pub(crate) fn reply_to_result(cmd: &str, reply: Value) -> Result<Value, Error> {
 /// ```
 pub fn conv_keys(args: Value) -> Value {
     match args {
-        Value::Object(m) => Value::Object(m.into_iter().map(|(k, v)| (k.replace('_', "-"), v)).collect()),
+        Value::Object(m) => Value::Object(
+            m.into_iter()
+                .map(|(k, v)| (k.replace('_', "-"), v))
+                .collect(),
+        ),
         other => other,
     }
 }

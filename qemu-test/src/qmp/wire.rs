@@ -32,7 +32,10 @@ pub(crate) fn read_message(reader: &mut impl BufRead, max: usize) -> Result<Fram
             .by_ref()
             .take(max as u64 + 1)
             .read_until(b'\n', &mut line)
-            .map_err(|source| QmpError::Io { context: "reading from the QMP socket".into(), source })?;
+            .map_err(|source| QmpError::Io {
+                context: "reading from the QMP socket".into(),
+                source,
+            })?;
         if n == 0 {
             return Ok(Frame::Eof);
         }
@@ -40,7 +43,10 @@ pub(crate) fn read_message(reader: &mut impl BufRead, max: usize) -> Result<Fram
             return Err(QmpError::TooLong { max });
         }
         if line.last() != Some(&b'\n') {
-            return Err(malformed("connection closed in the middle of a message", &line));
+            return Err(malformed(
+                "connection closed in the middle of a message",
+                &line,
+            ));
         }
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
@@ -64,7 +70,10 @@ fn malformed(reason: &str, bytes: &[u8]) -> QmpError {
     if bytes.len() > EXCERPT {
         excerpt.push('…');
     }
-    QmpError::Malformed { reason: reason.to_string(), excerpt }
+    QmpError::Malformed {
+        reason: reason.to_string(),
+        excerpt,
+    }
 }
 
 #[cfg(test)]
@@ -90,14 +99,23 @@ mod tests {
     #[test]
     fn reads_lines_and_skips_blanks() {
         let got = read_all(b"{\"a\":1}\r\n\r\n  \n{\"b\":[1,2]}\n", 100);
-        assert_eq!(got, [Ok(r#"{"a":1}"#.to_string()), Ok(r#"{"b":[1,2]}"#.to_string())]);
+        assert_eq!(
+            got,
+            [
+                Ok(r#"{"a":1}"#.to_string()),
+                Ok(r#"{"b":[1,2]}"#.to_string())
+            ]
+        );
     }
 
     #[test]
     fn truncated_message_is_an_error() {
         let got = read_all(b"{\"a\":1}\n{\"ret", 100);
         assert_eq!(got.len(), 2);
-        assert!(got[1].as_ref().unwrap_err().contains("middle of a message"), "{got:?}");
+        assert!(
+            got[1].as_ref().unwrap_err().contains("middle of a message"),
+            "{got:?}"
+        );
     }
 
     #[test]
@@ -105,12 +123,23 @@ mod tests {
         let mut big = vec![b' '; 50];
         big.extend_from_slice(b"{}\n");
         let got = read_all(&big, 20);
-        assert_eq!(got, [Err("QMP message longer than the maximum of 20 bytes".to_string())]);
+        assert_eq!(
+            got,
+            [Err(
+                "QMP message longer than the maximum of 20 bytes".to_string()
+            )]
+        );
     }
 
     #[test]
     fn non_objects_and_garbage_are_errors() {
-        assert!(read_all(b"[1]\n", 100)[0].as_ref().unwrap_err().contains("not a JSON object"));
-        assert!(read_all(b"\xff\xfe\n", 100)[0].as_ref().unwrap_err().contains("invalid JSON"));
+        assert!(read_all(b"[1]\n", 100)[0]
+            .as_ref()
+            .unwrap_err()
+            .contains("not a JSON object"));
+        assert!(read_all(b"\xff\xfe\n", 100)[0]
+            .as_ref()
+            .unwrap_err()
+            .contains("invalid JSON"));
     }
 }
