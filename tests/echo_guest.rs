@@ -246,3 +246,48 @@ fn a_ten_megabyte_flood_loses_nothing() {
     assert!(body == flood_pattern(N).as_slice(), "flood bytes differ");
     vm.shutdown().unwrap();
 }
+
+#[test]
+fn a_saved_state_resumes_at_the_prompt() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("echo, booted.state");
+    let mut vm = echo_vm();
+    vm.launch().unwrap();
+    vm.console().wait_for("login: ").unwrap();
+    vm.console()
+        .exec_and_wait("before", "you said: before\r\n$ ")
+        .unwrap();
+    vm.save_state(&state, Duration::from_secs(60)).unwrap();
+    assert_eq!(
+        vm.command("query-status", json!({})).unwrap()["running"],
+        false
+    );
+    vm.shutdown().unwrap();
+    assert!(std::fs::metadata(&state).unwrap().len() > 0);
+
+    // Two machines from the same state: each resumes where it was saved,
+    // without booting again, and neither sees the other's input.
+    for word in ["first", "second"] {
+        let mut vm = echo_vm();
+        vm.restore_from(Some(state.clone()));
+        vm.launch().unwrap();
+        assert_eq!(
+            vm.command("query-status", json!({})).unwrap()["status"],
+            "running"
+        );
+        vm.console()
+            .exec_and_wait(word, &format!("you said: {word}\r\n$ "))
+            .unwrap();
+        let out = vm.console().output();
+        assert!(
+            !out.contains("login:") && !out.contains("before"),
+            "restored, not rebooted: {out:?}"
+        );
+        vm.shutdown().unwrap();
+    }
+
+    // A missing state file is a launch error, not a hang.
+    let mut vm = echo_vm();
+    vm.restore_from(Some(dir.path().join("missing.state")));
+    assert!(matches!(vm.launch(), Err(qemu_test::Error::Launch { .. })));
+}

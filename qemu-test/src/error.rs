@@ -113,6 +113,10 @@ pub enum Error {
     #[error("{0}")]
     State(&'static str),
 
+    /// Saving or restoring the VM state (a migration) failed.
+    #[error("saving or restoring the VM state failed: {0}")]
+    Migration(String),
+
     /// QEMU did not exit within the time given to `wait()`.
     #[error("QEMU (pid {pid}) did not exit within {timeout:?}")]
     WaitTimeout {

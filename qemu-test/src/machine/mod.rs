@@ -189,6 +189,7 @@ impl MachineBuilder {
             full_args: Vec::new(),
             quit_issued: false,
             user_killed: false,
+            restore_from: None,
         }
     }
 }
@@ -225,6 +226,7 @@ pub struct Machine {
     iolog: Option<String>,
     full_args: Vec<String>,
     quit_issued: bool,
+    restore_from: Option<PathBuf>,
     user_killed: bool,
 }
 
@@ -679,12 +681,17 @@ impl Machine {
             machine: self.machine_type.as_deref(),
             console: console_arg,
         });
+        let incoming: Vec<String> = match self.restore_from {
+            Some(_) => vec!["-incoming".into(), "defer".into()],
+            None => Vec::new(),
+        };
         self.full_args = self
             .cfg
             .wrapper
             .iter()
             .chain([&self.cfg.binary])
             .chain(&base)
+            .chain(&incoming)
             .chain(&self.cfg.args)
             .cloned()
             .collect();
@@ -750,6 +757,12 @@ impl Machine {
             }
             None => None,
         };
+        if let Some(path) = self.restore_from.clone() {
+            let qmp = qmp.as_ref().ok_or(Error::State(
+                "restoring a saved state needs the QMP monitor (set_qmp_monitor(true))",
+            ))?;
+            self.incoming(qmp, &path)?;
+        }
         self.console_handle = console;
         self.run = Some(Running {
             child: p.child.take().expect("child was set above"),
@@ -759,6 +772,70 @@ impl Machine {
             sock_dir: p.sock_dir.take().expect("sock dir was set above"),
             temp_dir: p.temp_dir.take().expect("temp dir was set above"),
         });
+        Ok(())
+    }
+
+    /// Saves the whole VM state (devices and RAM) to `path`: stops the
+    /// guest, then migrates it into the file through a passed fd (QEMU
+    /// runs no shell). Afterwards the VM stays stopped (`postmigrate`, once QEMU has
+    /// finished);
+    /// shut it down, or `cont` to go on. A machine with the same command
+    /// line and [`restore_from`](Self::restore_from) set resumes from it.
+    ///
+    /// ```no_run
+    /// # fn demo(vm: &mut qemu_test::Machine) -> qemu_test::Result<()> {
+    /// vm.save_state("target/booted.state".as_ref(), std::time::Duration::from_secs(60))?;
+    /// vm.shutdown()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn save_state(&mut self, path: &Path, timeout: Duration) -> Result<()> {
+        let file = File::create(path)
+            .map_err(|e| Error::io(format!("creating the state file {}", path.display()), e))?;
+        let run = self.run.as_ref().ok_or(Error::State(
+            "the machine is not running: call launch() first",
+        ))?;
+        let qmp = run
+            .qmp
+            .as_ref()
+            .ok_or(Error::State("saving the state needs the QMP monitor"))?;
+        qmp.command(
+            "migrate-set-capabilities",
+            serde_json::json!({"capabilities": [{"capability": "events", "state": true}]}),
+        )?;
+        qmp.command("stop", Value::Null)?;
+        qmp.send_fd_scm(file.as_fd())?;
+        qmp.command("getfd", serde_json::json!({"fdname": "qemu-test-state"}))?;
+        qmp.command("migrate", serde_json::json!({"uri": "fd:qemu-test-state"}))?;
+        let qmp = self.run.as_ref().and_then(|r| r.qmp.as_ref());
+        wait_migration(&mut self.events, qmp, timeout)
+    }
+
+    /// Makes the next [`launch`](Self::launch) resume the state saved by
+    /// [`save_state`](Self::save_state) in `path` (`None`: boot normally).
+    /// QEMU starts with `-incoming defer`, loads the file through a passed
+    /// fd, and the guest is resumed (`cont`) before `launch` returns. The
+    /// command line must match the one the state was saved with.
+    pub fn restore_from(&mut self, path: Option<PathBuf>) -> &mut Self {
+        self.restore_from = path;
+        self
+    }
+
+    fn incoming(&mut self, qmp: &QmpClient, path: &Path) -> Result<()> {
+        let file = File::open(path)
+            .map_err(|e| Error::io(format!("opening the state file {}", path.display()), e))?;
+        let timeout = self.cfg.qmp_timeout.max(Duration::from_secs(60));
+        qmp.command(
+            "migrate-set-capabilities",
+            serde_json::json!({"capabilities": [{"capability": "events", "state": true}]}),
+        )?;
+        qmp.send_fd_scm(file.as_fd())?;
+        qmp.command("getfd", serde_json::json!({"fdname": "qemu-test-state"}))?;
+        qmp.command(
+            "migrate-incoming",
+            serde_json::json!({"uri": "fd:qemu-test-state"}),
+        )?;
+        wait_migration(&mut self.events, Some(qmp), timeout)?;
+        qmp.command("cont", Value::Null)?;
         Ok(())
     }
 
@@ -969,6 +1046,33 @@ impl Listener {
             Listener::Tcp(l) => l.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         }
     }
+}
+
+/// Waits for the migration to complete (`MIGRATION` events).
+fn wait_migration(
+    events: &mut EventCache,
+    qmp: Option<&QmpClient>,
+    timeout: Duration,
+) -> Result<()> {
+    let done = serde_json::json!({"data": {"status": "completed"}});
+    let failed = serde_json::json!({"data": {"status": "failed"}});
+    let event = events.wait_any(
+        qmp,
+        &[("MIGRATION", Some(&done)), ("MIGRATION", Some(&failed))],
+        timeout,
+    )?;
+    if event["data"]["status"] == "completed" {
+        return Ok(());
+    }
+    let detail = qmp
+        .and_then(|q| q.command("query-migrate", Value::Null).ok())
+        .and_then(|m| {
+            m.get("error-desc")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "no detail from QEMU".into());
+    Err(Error::Migration(detail))
 }
 
 /// Quotes a command line for display and `repro.sh`.
