@@ -72,7 +72,10 @@ impl Guest {
     /// ```
     pub fn path(&self) -> io::Result<PathBuf> {
         if let Load::Prebuilt(prebuilt) = &self.load {
-            return prebuilt.locate().map(|files| files.kernel).map_err(|e| io::Error::new(io::ErrorKind::NotFound, e));
+            return prebuilt
+                .locate()
+                .map(|files| files.kernel)
+                .map_err(|e| io::Error::new(io::ErrorKind::NotFound, e));
         }
         static LOCK: Mutex<()> = Mutex::new(());
         let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
@@ -110,7 +113,9 @@ fn cache_dir() -> io::Result<PathBuf> {
 /// 64-bit FNV-1a: a content tag for cache file names (not a security hash;
 /// the file's contents are compared before reuse).
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// A bare-metal AArch64 "echo shell" for `qemu-system-aarch64 -M virt`.
@@ -344,7 +349,10 @@ pub static LINUX_X86_64: Guest = Guest {
     arch: "x86_64",
     machine: "q35",
     cpu: None,
-    load: Load::Prebuilt(Prebuilt { dir: "linux-x86_64", append: "console=ttyS0,115200 quiet cryptomgr.notests" }),
+    load: Load::Prebuilt(Prebuilt {
+        dir: "linux-x86_64",
+        append: "console=ttyS0,115200 quiet cryptomgr.notests",
+    }),
     bytes: &[],
 };
 
@@ -392,13 +400,16 @@ impl Prebuilt {
     pub fn locate(&self) -> Result<PrebuiltFiles, SetupError> {
         let dir = guests_dir()?.join(self.dir);
         let manifest_path = dir.join(Self::MANIFEST);
-        let missing = |path: PathBuf, what: &str| SetupError::Image {
+        let missing = |path: PathBuf, what: &str| {
+            SetupError::Image {
             path,
             hint: format!("{what}; build it with `cargo xtask guests` (set QEMU_TEST_GUESTS_DIR to use another directory)"),
+        }
         };
-        let text = fs::read(&manifest_path).map_err(|_| missing(manifest_path.clone(), "the Linux guest is not built"))?;
-        let manifest: serde_json::Value =
-            serde_json::from_slice(&text).map_err(|_| missing(manifest_path.clone(), "the guest's manifest is unreadable"))?;
+        let text = fs::read(&manifest_path)
+            .map_err(|_| missing(manifest_path.clone(), "the Linux guest is not built"))?;
+        let manifest: serde_json::Value = serde_json::from_slice(&text)
+            .map_err(|_| missing(manifest_path.clone(), "the guest's manifest is unreadable"))?;
         let check = |name: &str| -> Result<PathBuf, SetupError> {
             let path = dir.join(name);
             let size = fs::metadata(&path).map(|m| m.len()).ok();
@@ -407,7 +418,13 @@ impl Prebuilt {
             }
             Ok(path)
         };
-        Ok(PrebuiltFiles { kernel: check(Self::KERNEL)?, initrd: check(Self::INITRD)?, append: self.append, dir, manifest })
+        Ok(PrebuiltFiles {
+            kernel: check(Self::KERNEL)?,
+            initrd: check(Self::INITRD)?,
+            append: self.append,
+            dir,
+            manifest,
+        })
     }
 }
 
@@ -435,7 +452,11 @@ impl PrebuiltFiles {
 
     /// The Debian version of `package`, from the manifest.
     pub fn package_version(&self, package: &str) -> Option<&str> {
-        self.manifest["packages"].as_array()?.iter().find(|p| p["name"] == package)?["version"].as_str()
+        self.manifest["packages"]
+            .as_array()?
+            .iter()
+            .find(|p| p["name"] == package)?["version"]
+            .as_str()
     }
 }
 
@@ -465,7 +486,9 @@ fn target_dir() -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let mut child: Option<&std::path::Path> = None;
     for dir in exe.ancestors().skip(1) {
-        let profile_dir = child.and_then(|c| c.file_name()).is_some_and(|n| n == "debug" || n == "release");
+        let profile_dir = child
+            .and_then(|c| c.file_name())
+            .is_some_and(|n| n == "debug" || n == "release");
         if dir.join("CACHEDIR.TAG").is_file() || profile_dir {
             return Some(dir.to_path_buf());
         }

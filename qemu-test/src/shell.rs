@@ -58,12 +58,17 @@
 //! Each operation has a deadline: the shell's timeout (by default the
 //! console's, 30 s; [`Shell::with_timeout`] changes it), and every wait is
 //! also capped by the machine's deadline (the test's timeout). When a
-//! command overruns, the shell sends Ctrl-C (and Ctrl-\ if that is not
-//! enough), resynchronizes with a fresh probe, and returns
+//! command overruns, the shell sends Ctrl-C (twice, then Ctrl-\, if that
+//! is not enough), resynchronizes with a fresh probe, and returns
 //! [`ShellError::Timeout`] saying whether the shell answers again; the next
 //! command then works as usual. Ctrl-C needs job control, i.e. a shell with
 //! the console as its controlling terminal (the Linux guests run it under
 //! `cttyhack`).
+//!
+//! The same recovery finds a new shell if the old one died (busybox init
+//! respawns it; echo, back on, is turned off again). After a guest reboot,
+//! call [`Shell::sync`] (or make a new `Shell`) so the first command is not
+//! typed while the guest boots.
 //!
 //! If the console shows `Kernel panic - not syncing` while waiting, the
 //! operation fails at once ([`ConsoleError::Failure`]).

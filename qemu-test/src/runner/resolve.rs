@@ -69,6 +69,10 @@ pub(crate) fn plan(spec: &VmSpec, config: &Config) -> Result<Plan, Unrunnable> {
             .to_string(),
         )
     })?;
+    // A guest image that is not built (the Linux guest before `cargo xtask
+    // guests`) is missing like a binary: skipped, or failed under REQUIRE.
+    spec.check_images()
+        .map_err(|e| Unrunnable::Missing(e.to_string()))?;
     if let Some(machine) = spec.effective_machine() {
         let wanted = machine_type_name(machine);
         if let Some(supported) = machine_types(&binary) {
