@@ -17,16 +17,17 @@
 //!   setup, `cargo fmt --all --check`, `cargo clippy --workspace
 //!   --all-targets -- -D warnings` (both skipped by `--quick`), the guest
 //!   check (`guests --check`; skipped with a note when the cross binutils are
-//!   missing, except under CI where setup installs them), then `cargo test
-//!   --workspace ARGS…`. With `CI` set, `QEMU_TEST_REQUIRE=1` is exported
-//!   (unless already set), so a VM test that cannot run fails instead of
-//!   being skipped. `--nextest` then also runs `cargo nextest run
+//!   missing, except under CI where setup installs them), the Linux guest
+//!   build (from Debian packages into its cache; quick when up to date),
+//!   then `cargo test --workspace ARGS…`. With `CI` set,
+//!   `QEMU_TEST_REQUIRE=1` is exported (unless already set), so a VM test
+//!   that cannot run fails instead of being skipped. `--nextest` then also runs `cargo nextest run
 //!   --workspace` as two partitions (`count:1/2`, `count:2/2`), when
 //!   cargo-nextest is installed. Stops at the first failing step and prints
 //!   each step's outcome and duration.
 //!
 //! - `cargo xtask demo` runs setup and the quick-start example suite
-//!   (`cargo test -p qemu-test-examples --example quickstart`) on real VMs,
+//!   (`cargo run -p qemu-test-examples --example quickstart`) on real VMs,
 //!   keeping every test's artifacts, then explains what happened and lists
 //!   the artifact directories under `target/qemu-test/`.
 //!

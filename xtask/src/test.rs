@@ -1,12 +1,16 @@
 //! `cargo xtask test`: the whole check sequence CI runs, step by step, with
 //! a summary (each step, its outcome and duration) at the end. Stops at the
 //! first failing step.
+//!
+//! Steps: setup, fmt, clippy, `guests --check`, the Linux guest build (a
+//! cache; quick when up to date), `cargo test --workspace`, and with
+//! `--nextest` two `cargo nextest run --partition` halves.
 
 use std::ffi::OsString;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::{guests, setup, util};
+use crate::{guests, linux_guest, setup, util};
 
 /// `cargo xtask test` flags.
 #[derive(Debug, Default)]
@@ -156,6 +160,10 @@ pub fn test(opts: Options) -> Result<(), String> {
         }
         guests::build_builtin(true).map(|()| None)
     });
+    // The Linux guest is not committed: it is built from Debian packages
+    // into a cache under the target dir (quick when up to date), and the
+    // Linux tests need it.
+    steps.run("linux guest", || linux_guest::build().map(|()| None));
     steps.run("cargo test", || {
         let mut cmd = util::cargo();
         cmd.args(["test", "--workspace"]).args(&opts.passthrough);
