@@ -234,7 +234,7 @@ impl Machine {
     /// A machine with default settings.
     ///
     /// ```
-    /// let vm = qemu_test::Machine::new("qemu-system-x86_64");
+    /// let mut vm = qemu_test::Machine::new("qemu-system-x86_64");
     /// assert!(!vm.is_running());
     /// ```
     pub fn new(binary: impl Into<String>) -> Machine {
