@@ -9,6 +9,7 @@ static TINY: Guest = Guest {
     name: "tiny",
     arch: "aarch64",
     machine: "virt",
+    cpu: None,
     load: Load::Kernel,
     bytes: &[0; 4],
 };
@@ -24,6 +25,7 @@ const TINY_FIELDS: Guest = Guest {
     name: "",
     arch: "aarch64",
     machine: "virt",
+    cpu: None,
     load: Load::Bios,
     bytes: &[],
 };

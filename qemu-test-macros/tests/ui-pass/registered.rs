@@ -10,6 +10,7 @@ static TINY: Guest = Guest {
     name: "tiny",
     arch: "aarch64",
     machine: "virt",
+    cpu: None,
     load: Load::Kernel,
     bytes: &[0; 4],
 };
@@ -64,7 +65,7 @@ fn main() {
     let t = find("every_key");
     assert_eq!(t.module_path, module_path!());
     assert!(t.file.ends_with("registered.rs"), "{}", t.file);
-    assert_eq!(t.line, 17); // the line of the attribute
+    assert_eq!(t.line, 18); // the line of the attribute
     assert_eq!(t.ignore, Some("slow"));
     assert_eq!(t.should_fail, ShouldFail::WithMessage("boom"));
     assert!(matches!(t.body, Body::Vm(_)));
