@@ -160,6 +160,21 @@ impl Row {
 /// Kills and reaps a raw QEMU on every path out of a benchmark.
 struct Reaped(Child);
 
+impl Reaped {
+    /// Waits for QEMU to exit; an unsuccessful exit is an error.
+    fn wait_success(&mut self) -> Result<(), String> {
+        let exit = self
+            .0
+            .wait()
+            .map_err(|e| format!("waiting for QEMU: {e}"))?;
+        if exit.success() {
+            Ok(())
+        } else {
+            Err(format!("raw QEMU exited with {exit}"))
+        }
+    }
+}
+
 impl Drop for Reaped {
     fn drop(&mut self) {
         if let Ok(None) = self.0.try_wait() {
@@ -242,14 +257,9 @@ fn p1_raw(qemu: &Path) -> Result<Duration, String> {
     check_status(&status["return"])?;
     exchange(&mut input, &mut output, &mut line, QUIT)?;
     drop(input);
-    let exit = child
-        .0
-        .wait()
-        .map_err(|e| format!("waiting for QEMU: {e}"))?;
+    let exit = child.wait_success();
     let elapsed = start.elapsed();
-    if !exit.success() {
-        return Err(format!("raw QEMU exited with {exit}"));
-    }
+    exit?;
     Ok(elapsed)
 }
 
@@ -389,16 +399,7 @@ impl RawQmp {
 
     fn quit(mut self) -> Result<(), String> {
         exchange(&mut self.writer, &mut self.reader, &mut self.line, QUIT)?;
-        let exit = self
-            .child
-            .0
-            .wait()
-            .map_err(|e| format!("waiting for QEMU: {e}"))?;
-        if exit.success() {
-            Ok(())
-        } else {
-            Err(format!("raw QEMU exited with {exit}"))
-        }
+        self.child.wait_success()
     }
 }
 
@@ -457,16 +458,7 @@ impl ThreadedRaw {
         self.writer
             .write_all(QUIT)
             .map_err(|e| format!("writing to QEMU: {e}"))?;
-        let exit = self
-            .child
-            .0
-            .wait()
-            .map_err(|e| format!("waiting for QEMU: {e}"))?;
-        if exit.success() {
-            Ok(())
-        } else {
-            Err(format!("raw QEMU exited with {exit}"))
-        }
+        self.child.wait_success()
     }
 }
 
@@ -508,16 +500,7 @@ impl ClientOnly {
     fn quit(mut self) -> Result<(), String> {
         // QEMU may close the socket before its reply arrives.
         let _ = self.client.qmp("quit", json!({}));
-        let exit = self
-            .child
-            .0
-            .wait()
-            .map_err(|e| format!("waiting for QEMU: {e}"))?;
-        if exit.success() {
-            Ok(())
-        } else {
-            Err(format!("raw QEMU exited with {exit}"))
-        }
+        self.child.wait_success()
     }
 }
 
