@@ -6,14 +6,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use qemu_test::Machine;
-use qemu_test_suite::pid_alive;
-
-fn stopped_vm() -> Machine {
-    Machine::builder("qemu-system-x86_64")
-        .args(["-S", "-nodefaults"])
-        .build()
-}
+use qemu_test_suite::{pid_alive, stopped_x86};
 
 fn wait_gone(pid: u32, within: Duration) -> bool {
     let deadline = Instant::now() + within;
@@ -40,11 +33,7 @@ fn qemu_of_killed_child(signal: rustix::process::Signal) {
         }
     };
     assert!(pid_alive(pid), "QEMU outlives the thread that launched it");
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
-        signal,
-    )
-    .unwrap();
+    qemu_test_suite::signal(child.id(), signal);
     child.wait().unwrap();
     assert!(
         wait_gone(pid, Duration::from_secs(10)),
@@ -67,7 +56,7 @@ fn a_panicking_owner_leaves_no_qemu() {
     let pid = std::sync::Arc::new(std::sync::Mutex::new(None));
     let seen = pid.clone();
     let res = thread::spawn(move || {
-        let mut vm = stopped_vm();
+        let mut vm = stopped_x86();
         vm.launch().unwrap();
         *seen.lock().unwrap() = vm.pid();
         panic!("test body panics with a running VM");

@@ -3,17 +3,11 @@
 
 use std::sync::Mutex;
 
-use qemu_test::Machine;
+use qemu_test_suite::stopped_x86;
 use serde_json::json;
 
 /// The counts are process-wide: one cycle test at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-fn stopped_vm() -> Machine {
-    Machine::builder("qemu-system-x86_64")
-        .args(["-S", "-nodefaults"])
-        .build()
-}
 
 struct Counts {
     fds: usize,
@@ -71,12 +65,12 @@ fn counts() -> Counts {
 fn cycles(n: usize) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // Warm up: the spawner thread and lazy statics exist from then on.
-    let mut vm = stopped_vm();
+    let mut vm = stopped_x86();
     vm.launch().unwrap();
     vm.shutdown().unwrap();
     let before = counts();
     for i in 0..n {
-        let mut vm = stopped_vm();
+        let mut vm = stopped_x86();
         vm.launch().unwrap();
         vm.command("query-status", json!({})).unwrap();
         if i % 2 == 0 {

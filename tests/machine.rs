@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use qemu_test::machine::MonitorAddr;
 use qemu_test::{event_match, Error, EventError, Machine, QmpError};
-use qemu_test_suite::{mode, pid_alive};
+use qemu_test_suite::{mode, pid_alive, signal};
 use serde_json::{json, Value};
 
 const X86: &str = "qemu-system-x86_64";
@@ -164,11 +164,7 @@ fn shutdown_of_a_qemu_that_ignores_quit_kills_it() {
     vm.launch().unwrap();
     let pid = vm.pid().unwrap();
     // A stopped process cannot answer `quit`.
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(pid as i32).unwrap(),
-        rustix::process::Signal::STOP,
-    )
-    .unwrap();
+    signal(pid, rustix::process::Signal::STOP);
     let err = vm.shutdown_timeout(Duration::from_millis(500)).unwrap_err();
     assert!(matches!(err, Error::AbnormalShutdown { .. }), "{err:?}");
     assert_eq!(vm.exit_code(), Some(-9));
@@ -211,11 +207,7 @@ fn qemu_killed_mid_command_fails_the_command_promptly() {
     let mut vm = stopped_vm();
     vm.launch().unwrap();
     let pid = vm.pid().unwrap();
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(pid as i32).unwrap(),
-        rustix::process::Signal::KILL,
-    )
-    .unwrap();
+    signal(pid, rustix::process::Signal::KILL);
     let err = vm.command("query-status", json!({})).unwrap_err();
     assert!(
         matches!(

@@ -23,3 +23,17 @@ pub fn mode(path: &Path) -> u32 {
         .map(|m| m.permissions().mode() & 0o777)
         .unwrap_or(0)
 }
+
+/// A `qemu-system-x86_64 -S -nodefaults` machine: QMP only, no guest code
+/// runs; the cheapest real QEMU.
+pub fn stopped_x86() -> qemu_test::Machine {
+    qemu_test::Machine::builder("qemu-system-x86_64")
+        .args(["-S", "-nodefaults"])
+        .build()
+}
+
+/// Sends `signal` to process `pid`.
+pub fn signal(pid: u32, signal: rustix::process::Signal) {
+    let pid = rustix::process::Pid::from_raw(pid as i32).expect("a real pid");
+    rustix::process::kill_process(pid, signal).expect("signalling a process of ours");
+}

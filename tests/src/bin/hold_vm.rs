@@ -6,9 +6,7 @@ use std::time::Duration;
 
 fn main() {
     let vm = thread::spawn(|| {
-        let mut vm = qemu_test::Machine::builder("qemu-system-x86_64")
-            .args(["-S", "-nodefaults"])
-            .build();
+        let mut vm = qemu_test_suite::stopped_x86();
         vm.launch().expect("launching QEMU");
         vm
     })
