@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use qemu_test_suite::pid_alive;
+use qemu_test_suite::{isolated, pid_alive};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
@@ -68,23 +68,6 @@ fn command(args: &[&str], envs: &[(&str, &str)], root: &Path) -> Command {
     let mut cmd = Command::new(FIXTURE);
     cmd.args(args);
     isolated(cmd, envs, root)
-}
-
-/// `cmd` with the artifact root `root`, no inherited `QEMU_TEST_*`
-/// settings, and `envs`.
-fn isolated(mut cmd: Command, envs: &[(&str, &str)], root: &Path) -> Command {
-    for (name, _) in std::env::vars_os() {
-        if name
-            .to_str()
-            .is_some_and(|n| n.starts_with("QEMU_TEST_") && n != "QEMU_TEST_CACHE_DIR")
-        {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.env("QEMU_TEST_ARTIFACTS", root)
-        .env_remove("RUST_BACKTRACE")
-        .envs(envs.iter().copied());
-    cmd
 }
 
 fn run(args: &[&str], envs: &[(&str, &str)]) -> Run {

@@ -89,6 +89,34 @@ fn expand(config: &Config, func: &ItemFn, item: TokenStream) -> TokenStream {
         }
     };
 
+    let setup = match &config.setup {
+        None => quote!(::core::option::Option::None),
+        Some(Setting { value: path, .. }) => {
+            let text = path.to_token_stream().to_string().replace(' ', "");
+            let span = path.span();
+            // The function is called through a `fn(&mut Vm)` wrapper, so a
+            // wrong signature is a type error at the user's path.
+            let setup_fn = quote_spanned! {span=>
+                let setup: fn(&mut ::qemu_test::Vm) -> _ = #path;
+            };
+            let run = quote! {
+                {
+                    fn __qemu_test_setup(vm: &mut ::qemu_test::Vm) -> ::core::result::Result<(), ::std::string::String> {
+                        #setup_fn
+                        ::qemu_test::__private::IntoOutcome::into_outcome(setup(vm))
+                    }
+                    __qemu_test_setup
+                }
+            };
+            quote! {
+                ::core::option::Option::Some(::qemu_test::__private::Setup {
+                    path: ::core::concat!(::core::module_path!(), "::", #text),
+                    run: #run,
+                })
+            }
+        }
+    };
+
     // The registration exists exactly when the function does.
     let cfgs = func.attrs.iter().filter(|attr| attr.path().is_ident("cfg"));
 
@@ -114,6 +142,7 @@ fn expand(config: &Config, func: &ItemFn, item: TokenStream) -> TokenStream {
             body: #body,
             ignore: #ignore,
             should_fail: #should_fail,
+            setup: #setup,
         };
     }
 }
@@ -205,6 +234,13 @@ fn spec(config: &Config) -> TokenStream {
         let nanos = Literal::u32_suffixed(timeout.value.value.subsec_nanos());
         let duration = quote_spanned!(span=> ::core::time::Duration::new(#secs, #nanos));
         calls.extend(call("with_timeout", span, duration));
+    }
+    if let Some(snapshot) = &config.snapshot {
+        calls.extend(call(
+            "with_snapshot",
+            snapshot.value.span(),
+            snapshot.value.to_token_stream(),
+        ));
     }
     calls
 }

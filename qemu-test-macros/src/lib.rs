@@ -75,7 +75,8 @@ use proc_macro::TokenStream;
 /// | `console` | flag, or a device type such as `"isa-serial"` | attach the serial console (`vm.console()`): to the machine's default serial port, or to a `-device` of that type |
 /// | `console_index` | `1` (integer literal) | fill that many serial ports with `null` before the console; requires `console` |
 /// | `timeout` | `"60s"`, `"2m"`, `"1m 30s"`, `"500ms"` | the per-test deadline (default 60 s): the VM is killed and the test fails. Any [humantime] duration other than zero |
-/// | `snapshot` | `"name"` | start from a shared booted snapshot: **not yet supported**, a compile error for now |
+/// | `snapshot` | `"name"` (letters, digits, `-`, `_`, `.`) | start from a shared booted snapshot: the VM is booted once (per key), got ready, saved, and every test with the same snapshot and VM starts from a restored copy; see below |
+/// | `setup` | a path: `setup = wait_for_shell` | the function (`fn(&mut Vm) -> TestResult`) that gets a `snapshot`'s VM ready before it is saved; requires `snapshot`. Without it, a built-in guest's ready marker (`login:`, the Linux shell's marker) is waited for |
 /// | `ignore` | flag, or `"reason"` | skip the test unless run with `--ignored` |
 /// | `should_fail` | flag, or `"message"` | the test must fail (return `Err` or panic), with a message containing the given text if there is one |
 /// | `no_vm` | flag | a plain test without a VM: the function takes no parameters, and only `ignore` and `should_fail` may be combined with it |
@@ -96,12 +97,43 @@ use proc_macro::TokenStream;
 ///   `PathBuf`, `&str`, `&Path` or `&'static Guest`, for example
 ///   `kernel = kernel_path()` or `kernel = env!("KERNEL")`.
 ///
+/// ## Booted snapshots
+///
+/// ```no_run
+/// use qemu_test::prelude::*;
+///
+/// fn configured(vm: &mut Vm) -> TestResult {
+///     vm.shell().succeed("mkdir -p /srv && echo ready > /srv/state")?;
+///     Ok(())
+/// }
+///
+/// #[qemu_test(console, kernel = guest::LINUX_X86_64, snapshot = "configured", setup = configured)]
+/// fn starts_configured(vm: &mut Vm) -> TestResult {
+///     assert_eq!(vm.shell().succeed("cat /srv/state")?, "ready\n");
+///     Ok(())
+/// }
+/// # fn main() {}
+/// ```
+///
+/// The first test that needs the snapshot boots the VM, runs `setup` (under
+/// the test's timeout), saves the whole VM state under
+/// `target/qemu-test/snapshots/` and shuts it down; that test and every
+/// later one (in this process or another, e.g. under nextest) start a fresh
+/// QEMU that loads the state and resumes: the console shows only what the
+/// guest prints after the restore. Snapshots are keyed by everything that
+/// affects the VM (QEMU binary, arguments, machine, console, the files they
+/// name, and the setup: its path and, because its code may have changed,
+/// the test binary), so a change makes a new one. Disks are opened with
+/// `-snapshot`: nothing a test writes reaches the image, and no test sees
+/// another's writes.
+///
 /// # What it expands to
 ///
 /// The function, unchanged, and a hidden `static` that registers it with the
 /// runner: its name and location, a `fn() -> VmSpec` that calls one
 /// `VmSpec::with_*` method per key, a body that calls the function and
-/// converts its return value, and the `ignore` and `should_fail` settings.
+/// converts its return value, the `ignore` and `should_fail` settings, and
+/// the `setup` function (wrapped like the body).
 ///
 /// [humantime]: https://docs.rs/humantime
 #[proc_macro_attribute]

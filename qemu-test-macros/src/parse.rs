@@ -39,7 +39,8 @@ const KEYS: &[Key] = &[
     key("console",       "no value or a device type string",                "console = \"isa-serial\""),
     key("console_index", "an integer literal",                              "console_index = 1"),
     key("timeout",       "a duration string",                               "timeout = \"60s\""),
-    key("snapshot",      "a string literal",                                "snapshot = \"booted\""),
+    key("snapshot",      "a name string (letters, digits, `-`, `_`, `.`)",  "snapshot = \"booted\""),
+    key("setup",         "a path to a function `fn(&mut Vm) -> TestResult`", "setup = wait_for_shell"),
     key("ignore",        "no value or a reason string",                     "ignore = \"needs KVM\""),
     key("should_fail",   "no value or an expected message string",          "should_fail = \"guest panic\""),
     key("no_vm",         "no value",                                        "no_vm"),
@@ -119,6 +120,8 @@ pub(crate) struct Config {
     pub console_index: Option<Setting<Int>>,
     pub timeout: Option<Setting<Timeout>>,
     pub snapshot: Option<Setting<LitStr>>,
+    /// `setup = path`: the snapshot's setup function.
+    pub setup: Option<Setting<syn::ExprPath>>,
     /// `ignore` (`None`) or `ignore = "reason"`.
     pub ignore: Option<Setting<Option<LitStr>>>,
     /// `should_fail` (`None`) or `should_fail = "message"`.
@@ -241,7 +244,8 @@ impl Config {
             "console" => site.store(&mut self.console, ctx.flag_or_string(value)?),
             "console_index" => site.store(&mut self.console_index, ctx.int(value)?),
             "timeout" => site.store(&mut self.timeout, ctx.timeout(value)?),
-            "snapshot" => site.store(&mut self.snapshot, ctx.string(value)?),
+            "snapshot" => site.store(&mut self.snapshot, ctx.snapshot_name(value)?),
+            "setup" => site.store(&mut self.setup, ctx.path(value)?),
             "ignore" => site.store(&mut self.ignore, ctx.flag_or_string(value)?),
             "should_fail" => site.store(&mut self.should_fail, ctx.flag_or_string(value)?),
             "no_vm" => {
@@ -275,6 +279,7 @@ impl Config {
             self.console_index.as_ref().map(Setting::position),
             self.timeout.as_ref().map(Setting::position),
             self.snapshot.as_ref().map(Setting::position),
+            self.setup.as_ref().map(Setting::position),
         ]
         .into_iter()
         .flatten()
@@ -481,6 +486,36 @@ impl Ctx<'_> {
             Expr::Lit(_) => Err(self.wrong_type(expr)),
             Expr::Path(_) => Ok(Image::Path(expr)),
             _ => Ok(Image::Expr(expr)),
+        }
+    }
+
+    /// A snapshot name: it becomes part of a file name.
+    fn snapshot_name(&self, value: Value) -> syn::Result<LitStr> {
+        let lit = self.string(value)?;
+        let name = lit.value();
+        let valid = (1..=64).contains(&name.len())
+            && !name.starts_with('.')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if valid {
+            Ok(lit)
+        } else {
+            Err(syn::Error::new(
+                lit.span(),
+                format!(
+                    "invalid snapshot name {name:?}: use 1 to 64 ASCII letters, digits, `-`, `_` or `.` \
+                     (not starting with `.`), e.g. `snapshot = \"booted\"`"
+                ),
+            ))
+        }
+    }
+
+    /// A path to a function, such as `wait_for_shell` or `common::boot`.
+    fn path(&self, value: Value) -> syn::Result<syn::ExprPath> {
+        match ungroup(&self.expr(value)?) {
+            Expr::Path(path) => Ok(path.clone()),
+            other => Err(self.wrong_type(other)),
         }
     }
 

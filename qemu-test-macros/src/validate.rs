@@ -34,10 +34,11 @@ pub(crate) fn config(config: &Config) -> Option<syn::Error> {
         ));
     }
 
-    if let Some(snapshot) = &config.snapshot {
+    if let (Some(setup), None) = (&config.setup, &config.snapshot) {
         errors.add(syn::Error::new(
-            snapshot.key.span(),
-            "booted snapshots (`snapshot = ...`) are not yet supported",
+            setup.key.span(),
+            "`setup` requires `snapshot`: it gets the VM ready before its state is saved; \
+             add `snapshot = \"<name>\"` (or call the function from the test body instead)",
         ));
     }
 
@@ -215,11 +216,12 @@ mod tests {
     }
 
     #[test]
-    fn snapshots_are_not_supported_yet() {
-        assert_eq!(
-            config_error(quote!(snapshot = "booted")).unwrap(),
-            "booted snapshots (`snapshot = ...`) are not yet supported"
-        );
+    fn setup_needs_a_snapshot() {
+        assert!(config_error(quote!(snapshot = "booted")).is_none());
+        assert!(config_error(quote!(snapshot = "booted", setup = boot)).is_none());
+        assert!(config_error(quote!(setup = common::boot))
+            .unwrap()
+            .starts_with("`setup` requires `snapshot`"));
     }
 
     #[test]

@@ -117,6 +117,10 @@ pub enum Error {
     #[error("saving or restoring the VM state failed: {0}")]
     Migration(String),
 
+    /// Finding or making a booted snapshot failed.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+
     /// QEMU did not exit within the time given to `wait()`.
     #[error("QEMU (pid {pid}) did not exit within {timeout:?}")]
     WaitTimeout {
@@ -444,4 +448,42 @@ fn excerpt(text: &str) -> String {
         .find(|&i| text.is_char_boundary(i))
         .unwrap_or(text.len());
     format!("[… {} bytes before]{}", cut, &text[cut..])
+}
+
+debug_as_chain!(SnapshotError);
+
+/// A failure to find, make or use a booted snapshot
+/// ([`SnapshotStore`](crate::snapshot::SnapshotStore)).
+#[derive(thiserror::Error)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    /// The name cannot be used as part of a file name.
+    #[error(
+        "invalid snapshot name {name:?}: use 1 to 64 ASCII letters, digits, `-`, `_` or `.` \
+         (not starting with `.`), e.g. \"booted\""
+    )]
+    InvalidName {
+        /// The name as given.
+        name: String,
+    },
+    /// A file operation in the snapshot store failed.
+    #[error("{context}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// Booting the VM, running the setup or saving the state failed.
+    #[error("could not create snapshot {name:?} (its logs: {})", logs.display())]
+    Create {
+        /// The snapshot's name.
+        name: String,
+        /// Where the logs of the boot that was to be saved are.
+        logs: PathBuf,
+        /// What failed.
+        #[source]
+        cause: BoxError,
+    },
 }

@@ -49,6 +49,10 @@ pub struct Guest {
     pub cpu: Option<&'static str>,
     /// How QEMU loads it.
     pub load: Load,
+    /// What the guest prints on the console once it is ready for input. A
+    /// booted snapshot (`#[qemu_test(snapshot = "...")]`) without a `setup`
+    /// function is saved as soon as this appears.
+    pub ready: Option<&'static str>,
     /// The image itself.
     pub bytes: &'static [u8],
 }
@@ -226,6 +230,7 @@ pub static ECHO_SHELL_AARCH64: Guest = Guest {
     machine: "virt",
     cpu: Some("max"),
     load: Load::Kernel,
+    ready: Some("login:"),
     bytes: include_bytes!("../../guests/echo-shell-aarch64/echo-shell-aarch64.bin"),
 };
 
@@ -288,6 +293,7 @@ pub static SERIAL_PORTS_X86_64: Guest = Guest {
     machine: "q35",
     cpu: None,
     load: Load::Bios,
+    ready: None,
     bytes: include_bytes!("../../guests/serial-ports-x86_64/serial-ports-x86_64.bin"),
 };
 
@@ -353,6 +359,7 @@ pub static LINUX_X86_64: Guest = Guest {
         dir: "linux-x86_64",
         append: "console=ttyS0,115200 quiet cryptomgr.notests",
     }),
+    ready: Some(LINUX_READY),
     bytes: &[],
 };
 

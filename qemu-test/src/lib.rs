@@ -32,11 +32,13 @@ mod os;
 pub mod qmp;
 pub mod runner;
 pub mod shell;
+pub mod snapshot;
 pub mod spec;
 
 pub use console::{Console, Pattern};
 pub use error::{
-    BoxError, ConsoleError, Error, EventError, QmpError, Result, SetupError, ShellError, TestResult,
+    BoxError, ConsoleError, Error, EventError, QmpError, Result, SetupError, ShellError,
+    SnapshotError, TestResult,
 };
 pub use events::event_match;
 pub use machine::{Machine, MachineBuilder, MonitorAddr, Wait};
@@ -77,6 +79,6 @@ macro_rules! main {
 /// public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::runner::registry::{Body, IntoOutcome, ShouldFail, TestDef, TESTS};
+    pub use crate::runner::registry::{Body, IntoOutcome, Setup, ShouldFail, TestDef, TESTS};
     pub use linkme;
 }

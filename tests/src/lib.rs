@@ -1,6 +1,7 @@
 //! Shared helpers for the framework's own integration tests (`tests/*.rs`).
 
 use std::path::Path;
+use std::process::Command;
 
 /// Whether process `pid` still exists (and is not a zombie we own).
 pub fn pid_alive(pid: u32) -> bool {
@@ -36,4 +37,21 @@ pub fn stopped_x86() -> qemu_test::Machine {
 pub fn signal(pid: u32, signal: rustix::process::Signal) {
     let pid = rustix::process::Pid::from_raw(pid as i32).expect("a real pid");
     rustix::process::kill_process(pid, signal).expect("signalling a process of ours");
+}
+
+/// `cmd` (a `qemu_test::main!()` binary) with the artifact root `root`, no
+/// inherited `QEMU_TEST_*` settings (but the guest cache), and `envs`.
+pub fn isolated(mut cmd: Command, envs: &[(&str, &str)], root: &Path) -> Command {
+    for (name, _) in std::env::vars_os() {
+        if name
+            .to_str()
+            .is_some_and(|n| n.starts_with("QEMU_TEST_") && n != "QEMU_TEST_CACHE_DIR")
+        {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.env("QEMU_TEST_ARTIFACTS", root)
+        .env_remove("RUST_BACKTRACE")
+        .envs(envs.iter().copied());
+    cmd
 }

@@ -11,6 +11,7 @@ static TINY: Guest = Guest {
     machine: "virt",
     cpu: None,
     load: Load::Kernel,
+    ready: None,
     bytes: &[0; 4],
 };
 
@@ -27,6 +28,7 @@ const TINY_FIELDS: Guest = Guest {
     machine: "virt",
     cpu: None,
     load: Load::Bios,
+    ready: None,
     bytes: &[],
 };
 

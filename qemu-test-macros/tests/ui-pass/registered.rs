@@ -12,6 +12,7 @@ static TINY: Guest = Guest {
     machine: "virt",
     cpu: None,
     load: Load::Kernel,
+    ready: None,
     bytes: &[0; 4],
 };
 
@@ -47,6 +48,18 @@ fn flags(vm: &mut Vm) {
     let _ = vm;
 }
 
+mod common {
+    use qemu_test::prelude::*;
+    pub fn ready(_vm: &mut Vm) -> TestResult {
+        Err("not ready".into())
+    }
+}
+
+#[qemu_test(kernel = TINY, console, snapshot = "tiny-1.0", setup = common::ready)]
+fn from_a_snapshot(vm: &mut Vm) {
+    let _ = vm;
+}
+
 #[qemu_test(no_vm)]
 fn plain_passes() {}
 
@@ -60,12 +73,12 @@ fn find(name: &str) -> &'static TestDef {
 }
 
 fn main() {
-    assert_eq!(TESTS.len(), 5);
+    assert_eq!(TESTS.len(), 6);
 
     let t = find("every_key");
     assert_eq!(t.module_path, module_path!());
     assert!(t.file.ends_with("registered.rs"), "{}", t.file);
-    assert_eq!(t.line, 18); // the line of the attribute
+    assert_eq!(t.line, 19); // the line of the attribute
     assert_eq!(t.ignore, Some("slow"));
     assert_eq!(t.should_fail, ShouldFail::WithMessage("boom"));
     assert!(matches!(t.body, Body::Vm(_)));
@@ -87,6 +100,12 @@ fn main() {
     assert_eq!(console.index, 1);
     assert_eq!(spec.timeout, Duration::from_secs(90));
     assert_eq!(spec.snapshot, None);
+    assert!(t.setup.is_none());
+
+    let t = find("from_a_snapshot");
+    assert_eq!((t.spec)().snapshot.as_deref(), Some("tiny-1.0"));
+    let setup = t.setup.expect("a setup function");
+    assert_eq!(setup.path, concat!(module_path!(), "::common::ready"));
 
     let spec = (find("binary_and_one_drive").spec)();
     assert_eq!(spec.binary.as_deref(), Some("qemu-system-aarch64"));

@@ -31,6 +31,7 @@
 //! ```
 
 mod cmdline;
+mod snapshot;
 
 use std::fs::{self, File};
 use std::io;

@@ -177,6 +177,7 @@ mod tests {
             body: Body::Vm(|_| Ok(())),
             ignore: None,
             should_fail: ShouldFail::No,
+            setup: None,
         }
     }
 

@@ -14,6 +14,7 @@
 //! | `accel` | the KVM probe (does KVM really boot a guest here?) |
 //! | `scheduler` | the host budget (vCPUs, memory), shared across processes with slot files |
 //! | `artifacts` | artifact dirs, `cmdline.txt`, `repro.sh` |
+//! | `snapshot` | `snapshot = "name"`: find or make the booted snapshot a test starts from |
 //! | `trial` | one test: admit, launch, body under a deadline with a watchdog, teardown, verdict |
 //! | `pause` | `QEMU_TEST_ON_FAILURE=pause` |
 //! | `junit` | the JUnit XML report |
@@ -41,6 +42,7 @@ mod pause;
 pub mod registry;
 mod resolve;
 mod scheduler;
+mod snapshot;
 mod trial;
 mod vm;
 

@@ -29,6 +29,18 @@ pub struct TestDef {
     pub ignore: Option<&'static str>,
     /// `should_fail`.
     pub should_fail: ShouldFail,
+    /// `setup = path`: what gets a `snapshot`'s VM ready to be saved.
+    pub setup: Option<Setup>,
+}
+
+/// A snapshot's setup function (`#[qemu_test(snapshot = "...", setup = path)]`).
+#[derive(Debug, Clone, Copy)]
+pub struct Setup {
+    /// The function's path as written, with the test's module path
+    /// (part of the snapshot key).
+    pub path: &'static str,
+    /// The function, its result converted like a body's.
+    pub run: fn(&mut Vm) -> Result<(), String>,
 }
 
 /// A test body.

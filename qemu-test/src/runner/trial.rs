@@ -23,7 +23,7 @@ use crate::runner::env::{Config, OnFailure};
 use crate::runner::registry::{Body, ShouldFail, TestDef};
 use crate::runner::resolve::{self, Plan, Unrunnable};
 use crate::runner::scheduler::{scheduler, Need};
-use crate::runner::{pause, Vm};
+use crate::runner::{pause, snapshot, Vm};
 use crate::spec::VmSpec;
 
 /// How long a body may take to return once its VM was killed at the
@@ -85,7 +85,7 @@ pub(crate) struct Record {
 
 /// How the body ended.
 #[derive(Debug)]
-enum BodyEnd {
+pub(super) enum BodyEnd {
     /// It returned `Ok`.
     Passed,
     /// It returned `Err` or panicked (the message), before the deadline.
@@ -170,9 +170,24 @@ impl TestCase {
         admitted: &mut Instant,
     ) -> Verdict {
         let spec = &plan.spec;
+        let accel = resolve::choose_accel(plan);
+        // A booted snapshot is found or made before the test asks for its
+        // host budget (making it takes a budget of its own): tests waiting
+        // for someone else's snapshot hold none.
+        let snapshot = match &spec.snapshot {
+            Some(name) => match snapshot::prepare(name, self, plan, &accel.value, ctx) {
+                Ok(snapshot) => Some(snapshot),
+                Err(message) => {
+                    return Verdict::Failed {
+                        message,
+                        artifacts: None,
+                    }
+                }
+            },
+            None => None,
+        };
         let _slots = scheduler(ctx.config.jobs).acquire(Need::for_vm(spec.smp, spec.memory_mib()));
         *admitted = Instant::now();
-        let accel = resolve::choose_accel(plan);
         // For cmdline.txt and repro.sh; the failure message only shows
         // `problems`.
         let mut notes = vec![format!("accelerator: {}", accel.value)];
@@ -183,6 +198,9 @@ impl TestCase {
                 ONCE.call_once(|| eprintln!("note: {note}"));
             }
             notes.push(note.clone());
+        }
+        if let Some(snapshot) = &snapshot {
+            notes.push(snapshot.note.clone());
         }
         let dir = match ArtifactDir::prepare(&ctx.root, &ctx.binary, &self.name) {
             Ok(dir) => dir,
@@ -203,28 +221,19 @@ impl TestCase {
                 artifacts: dir.finish(ctx.config.keep.keeps(false)),
             }
         };
-        let args = match spec.qemu_args(Some(&accel.value)) {
+        let mut args = match vm_args(spec, &accel.value) {
             Ok(args) => args,
             Err(e) => return fail_early(format!("cannot prepare the guest image: {e}"), dir),
         };
-        let mut builder = Machine::builder(plan.binary.to_string_lossy())
-            .name("qemu")
-            .log_dir(dir.path())
-            .console_log(dir.file("console.log"))
-            .qmp_log(dir.file("qmp.jsonl"))
-            .args(args);
         let pause_socket =
             (ctx.config.on_failure == OnFailure::Pause).then(|| dir.socket("qmp-pause.sock"));
         if let Some(socket) = &pause_socket {
             let _ = std::fs::remove_file(socket);
-            builder = builder.args(artifacts::pause_monitor_args(socket));
+            args.extend(artifacts::pause_monitor_args(socket));
         }
-        let mut machine = builder.build();
-        if let Some(machine_type) = spec.effective_machine() {
-            machine.set_machine(machine_type);
-        }
-        if let Some(console) = &spec.console {
-            machine.set_console(console.device.as_deref(), console.index);
+        let mut machine = build_machine(plan, args, dir.path());
+        if let Some(snapshot) = &snapshot {
+            machine.restore_from(Some(snapshot.snapshot.state().to_path_buf()));
         }
 
         // One deadline for everything, the launch included.
@@ -232,6 +241,8 @@ impl TestCase {
         let deadline = deadline_after(timeout);
         machine.set_deadline(Some(deadline));
         let launched = machine.launch();
+        // QEMU has loaded the state (or failed to): the snapshot may go.
+        drop(snapshot);
         if !machine.command_line().is_empty() {
             let command = machine.command_line().to_vec();
             let socket = dir.socket("qmp.sock");
@@ -255,19 +266,9 @@ impl TestCase {
             return fail_early(message, dir);
         }
         let console = machine.console();
-        let pidfd = machine.pid().and_then(crate::os::pidfd);
-        let pid = machine.pid();
+        let kill = killer(&machine);
         let vm = Vm::new(machine, dir.path().to_path_buf(), self.name.clone());
 
-        let kill = move || match (&pidfd, pid) {
-            (Some(fd), _) => {
-                let _ = rustix::process::pidfd_send_signal(fd, rustix::process::Signal::KILL);
-            }
-            (None, Some(pid)) => {
-                let _ = crate::os::kill_one(pid, rustix::process::Signal::KILL);
-            }
-            (None, None) => {}
-        };
         let ran = run_body(&self.name, (deadline, timeout), vm, body, kill);
         let (vm, end) = match ran {
             Ok((vm, end)) => (vm, end),
@@ -304,12 +305,59 @@ impl TestCase {
     }
 }
 
+/// The arguments a spec's VM gets (`-snapshot` too when it starts from a
+/// booted snapshot: its disks must be as they were when the state was
+/// saved, so no test may write to them).
+pub(super) fn vm_args(spec: &VmSpec, accel: &str) -> std::io::Result<Vec<String>> {
+    let mut args = spec.qemu_args(Some(accel))?;
+    if spec.snapshot.is_some() {
+        args.push("-snapshot".into());
+    }
+    Ok(args)
+}
+
+/// A machine for `plan`, not launched, with `args` and its logs
+/// (`qemu.log`, `console.log`, `qmp.jsonl`) in `log_dir`.
+pub(super) fn build_machine(plan: &Plan, args: Vec<String>, log_dir: &Path) -> Machine {
+    let spec = &plan.spec;
+    let mut machine = Machine::builder(plan.binary.to_string_lossy())
+        .name("qemu")
+        .log_dir(log_dir)
+        .console_log(log_dir.join("console.log"))
+        .qmp_log(log_dir.join("qmp.jsonl"))
+        .args(args)
+        .build();
+    if let Some(machine_type) = spec.effective_machine() {
+        machine.set_machine(machine_type);
+    }
+    if let Some(console) = &spec.console {
+        machine.set_console(console.device.as_deref(), console.index);
+    }
+    machine
+}
+
+/// What the watchdog calls at the deadline: kills the machine's QEMU
+/// through a pidfd (never a recycled pid), from any thread.
+pub(super) fn killer(machine: &Machine) -> impl FnOnce() + Send + 'static {
+    let pid = machine.pid();
+    let pidfd = pid.and_then(crate::os::pidfd);
+    move || match (&pidfd, pid) {
+        (Some(fd), _) => {
+            let _ = rustix::process::pidfd_send_signal(fd, rustix::process::Signal::KILL);
+        }
+        (None, Some(pid)) => {
+            let _ = crate::os::kill_one(pid, rustix::process::Signal::KILL);
+        }
+        (None, None) => {}
+    }
+}
+
 /// Runs `body` on `value` on a thread named `name`, waiting until
 /// `deadline` (`timeout` after the test started); then calls `on_timeout`
 /// (which kills the VM) and waits [`GRACE`] more. Returns `value` back
 /// (even after a panic; `None` if the body had to be abandoned) and how the
 /// body ended.
-fn run_body<T: Send + 'static>(
+pub(super) fn run_body<T: Send + 'static>(
     name: &str,
     (deadline, timeout): (Instant, Duration),
     value: T,
@@ -368,7 +416,7 @@ fn run_body<T: Send + 'static>(
 }
 
 /// `timeout` from now; an absurdly long timeout means "a century".
-fn deadline_after(timeout: Duration) -> Instant {
+pub(super) fn deadline_after(timeout: Duration) -> Instant {
     let now = Instant::now();
     now.checked_add(timeout)
         .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86400))
@@ -425,7 +473,7 @@ fn judge(end: BodyEnd, should_fail: ShouldFail) -> Option<String> {
 }
 
 /// `5 s`, `1.5 s`.
-fn seconds(d: Duration) -> String {
+pub(super) fn seconds(d: Duration) -> String {
     if d.subsec_nanos() == 0 {
         format!("{} s", d.as_secs())
     } else {

@@ -1,6 +1,0 @@
-use qemu_test::prelude::*;
-
-#[qemu_test(kernel = guest::ECHO_SHELL_AARCH64, snapshot = "booted")]
-fn boots(_vm: &mut Vm) {}
-
-fn main() {}
