@@ -7,7 +7,7 @@
 //! | P1 | launch → `qmp_capabilities` → `query-status` → `quit` → exit, through [`Machine`] | QEMU with `-qmp stdio`, the same exchange over plain pipes |
 //! | P2 | one `query-status` round trip through [`Machine::command`] | a blocking client (`write_all` + `read_line`) on a Unix socket to a second QEMU |
 //! | P3 | suite throughput (100 echo-guest tests) | Σ(test time) / cores — not implemented yet |
-//! | P4 | snapshot restore vs cold boot (Linux guest) | cold boot — not implemented yet |
+//! | P4 | Linux guest: launch → first `succeed("true")` restored from a snapshot; a 20-test suite with `snapshot` | the same booted cold; the same suite without `snapshot` |
 //! | P5 | console `flood` of 10 MB: bytes lost, throughput | — not implemented yet |
 //! | P6 | RSS of the test process per running VM | — not implemented yet |
 //!
@@ -43,6 +43,8 @@ pub struct Options {
     pub warmups: usize,
     /// P2: measured round trips per side.
     pub calls: usize,
+    /// P4: measured boots and restores per side.
+    pub snapshot_runs: usize,
     /// Run as built, even if that is a debug build.
     pub no_rebuild: bool,
 }
@@ -53,6 +55,7 @@ impl Default for Options {
             runs: 20,
             warmups: 2,
             calls: 2000,
+            snapshot_runs: 5,
             no_rebuild: false,
         }
     }
@@ -637,13 +640,46 @@ fn p3() -> Row {
     )
 }
 
-fn p4() -> Row {
-    Row::not_implemented(
-        "P4",
-        "Linux guest: snapshot restore vs cold boot to `succeed(\"true\")`",
-        "≤ 0.05",
-        "needs the Linux guest and snapshots (issues 5, 6)",
-    )
+/// P4: two rows, restore vs cold boot to the first command, and the
+/// 20-test suite with vs without `snapshot`.
+fn p4(qemu: &Path, opts: &Options) -> Result<(Vec<Row>, String), String> {
+    let m = crate::bench_snapshot::measure(qemu, opts.snapshot_runs)?;
+    let (restore, cold) = (Stats::of(&m.restore), Stats::of(&m.cold));
+    let first = Row {
+        id: "P4",
+        what: "Linux guest: launch → first `succeed(\"true\")`, restored from a snapshot vs booted"
+            .into(),
+        raw: format!("{} (cold boot)", util::human(cold.median)),
+        ours: format!("{} (restore)", util::human(restore.median)),
+        ratio: Some(ratio(restore.median, cold.median)),
+        target: "≤ 0.05",
+        limit: Some(0.05),
+        note: format!("medians of {} each, interleaved", restore.n),
+    };
+    let suite = Row {
+        id: "P4",
+        what: "20-test Linux suite (debug build): with `snapshot` vs without".into(),
+        raw: format!("{} (cold boots)", util::human(m.suite_cold)),
+        ours: format!("{} (snapshot made)", util::human(m.suite_warm)),
+        ratio: Some(ratio(m.suite_warm, m.suite_cold)),
+        target: "≤ 0.125 (≥ 8× faster)",
+        limit: Some(0.125),
+        note: format!(
+            "{:.1}× faster; a first run that makes the snapshot: {} ({:.1}×)",
+            ratio(m.suite_cold, m.suite_warm),
+            util::human(m.suite_first),
+            ratio(m.suite_cold, m.suite_first)
+        ),
+    };
+    let detail = format!(
+        "P4 cold boot → first command: {}\nP4 restore → first command:   {}\nP4 suite: cold {} · snapshot (made) {} · snapshot (first run, makes it) {}\n",
+        cold.line(),
+        restore.line(),
+        util::human(m.suite_cold),
+        util::human(m.suite_warm),
+        util::human(m.suite_first)
+    );
+    Ok((vec![first, suite], detail))
 }
 
 fn p5() -> Row {
@@ -724,6 +760,8 @@ pub fn bench(opts: Options) -> Result<(), String> {
             &opts.warmups.to_string(),
             "--calls",
             &opts.calls.to_string(),
+            "--snapshot-runs",
+            &opts.snapshot_runs.to_string(),
         ]);
         return util::run(&mut cmd);
     }
@@ -760,7 +798,16 @@ pub fn bench(opts: Options) -> Result<(), String> {
     print!("{detail}");
     rows.push(row);
     details.push_str(&detail);
-    rows.extend([p3(), p4(), p5(), p6()]);
+    println!(
+        "\nP4: Linux guest, {} boots and restores each, then a 20-test suite three times…",
+        opts.snapshot_runs
+    );
+    let (p4_rows, detail) = p4(&qemu, &opts)?;
+    print!("{detail}");
+    details.push_str(&detail);
+    rows.push(p3());
+    rows.extend(p4_rows);
+    rows.extend([p5(), p6()]);
 
     let table = table(&rows);
     println!("\n{table}");

@@ -36,7 +36,7 @@
 //!   into its cache (`linux_guest.rs`); `--check` verifies the committed
 //!   bare-metal binaries match their source and leaves the Linux guest alone.
 //!
-//! - `cargo xtask bench [--runs N] [--warmups N] [--calls N] [--no-rebuild]`
+//! - `cargo xtask bench [--runs N] [--warmups N] [--calls N] [--snapshot-runs N] [--no-rebuild]`
 //!   measures qemu-test's overhead as ratios against raw QEMU baselines
 //!   taken in the same run and writes a markdown table to
 //!   `target/qemu-test/bench.md` (see [`bench`] for what each row means). A
@@ -46,6 +46,7 @@
 //! (never through a shell).
 
 mod bench;
+mod bench_snapshot;
 mod demo;
 mod guests;
 mod linux_guest;
@@ -67,7 +68,7 @@ commands:
                                    fmt, clippy, guest check and the whole test suite (what CI runs)
   demo                             boot a few real VMs with the quick-start example suite
   guests [--check]                 rebuild the built-in guests, or check the committed binaries
-  bench [--runs N] [--warmups N] [--calls N] [--no-rebuild]
+  bench [--runs N] [--warmups N] [--calls N] [--snapshot-runs N] [--no-rebuild]
                                    overhead vs raw QEMU; writes target/qemu-test/bench.md
 ";
 
@@ -156,6 +157,9 @@ fn run(args: Vec<OsString>) -> Result<(), String> {
                     lexopt::Arg::Long("runs") => opts.runs = count(&mut parser, "--runs")?,
                     lexopt::Arg::Long("warmups") => opts.warmups = count(&mut parser, "--warmups")?,
                     lexopt::Arg::Long("calls") => opts.calls = count(&mut parser, "--calls")?,
+                    lexopt::Arg::Long("snapshot-runs") => {
+                        opts.snapshot_runs = count(&mut parser, "--snapshot-runs")?
+                    }
                     lexopt::Arg::Long("no-rebuild") => opts.no_rebuild = true,
                     other => return Err(unexpected(other)),
                 }
