@@ -20,6 +20,10 @@ use crate::util;
 
 /// What P4 measured.
 pub struct P4 {
+    /// The floor: QEMU started by hand with `-incoming fd:0` (the state on
+    /// stdin) and the console on a Unix socket, until a typed `echo`
+    /// answers. No QMP, no framework.
+    pub raw_restore: Vec<Duration>,
     /// Launch → first `succeed("true")`, from the snapshot.
     pub restore: Vec<Duration>,
     /// Launch → first `succeed("true")`, booting.
@@ -75,6 +79,81 @@ fn first_command(
     Ok(took)
 }
 
+/// The raw floor of a restore: spawn → state loaded → an `echo` typed on
+/// the console answers.
+fn raw_restore(qemu: &Path, files: &guest::PrebuiltFiles, state: &Path) -> Result<Duration, String> {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
+
+    let dir = tempfile::tempdir().map_err(|e| format!("a temp dir: {e}"))?;
+    let socket = dir.path().join("console.sock");
+    let log = dir.path().join("qemu.log");
+    let state = std::fs::File::open(state).map_err(|e| format!("opening {}: {e}", state.display()))?;
+    let start = Instant::now();
+    let child = Command::new(qemu)
+        .args(["-display", "none", "-vga", "none", "-M", "q35", "-accel", "tcg", "-snapshot"])
+        .args(["-monitor", "none", "-kernel"])
+        .arg(&files.kernel)
+        .arg("-initrd")
+        .arg(&files.initrd)
+        .args(["-append", files.append, "-chardev"])
+        .arg(format!("socket,id=s,path={},server=on,wait=off", socket.display()))
+        .args(["-serial", "chardev:s", "-incoming", "fd:0"])
+        .stdin(state)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).map_err(|e| format!("creating {}: {e}", log.display()))?)
+        .spawn()
+        .map_err(|e| format!("starting {}: {e}", qemu.display()))?;
+    let mut child = KillOnDrop(child);
+    let mut console = loop {
+        match UnixStream::connect(&socket) {
+            Ok(stream) => break stream,
+            Err(_) if start.elapsed() < Duration::from_secs(30) => {
+                std::thread::sleep(Duration::from_millis(1))
+            }
+            Err(e) => return Err(format!("connecting to the raw console: {e}")),
+        }
+    };
+    // Typed until answered: input that arrives before the guest runs
+    // again overflows the UART's FIFO (Ctrl-U discards a garbled line).
+    console
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .map_err(|e| e.to_string())?;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !seen.windows(6).any(|w| w == b"raw-42") {
+        if start.elapsed() > Duration::from_secs(30) {
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            return Err(format!("the raw restore did not answer within 30 s; QEMU said: {log}"));
+        }
+        console
+            .write_all(b"\x15echo raw-$((20 + 22))\r")
+            .map_err(|e| format!("typing on the raw console: {e}"))?;
+        match console.read(&mut buf) {
+            Ok(0) => return Err("the raw restore's console closed".into()),
+            Ok(n) => seen.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e) => return Err(format!("reading the raw console: {e}")),
+        }
+    }
+    let took = start.elapsed();
+    let _ = child.0.kill();
+    let _ = child.0.wait();
+    Ok(took)
+}
+
+/// Kills and reaps a raw QEMU on every path out.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// One run of the suite binary's tests matching `filter`, with artifacts
 /// (and snapshots) under `root`: its wall time.
 fn suite(exe: &Path, filter: &str, root: &Path) -> Result<Duration, String> {
@@ -117,10 +196,15 @@ pub fn measure(qemu: &Path, runs: usize) -> Result<P4, String> {
     let store = SnapshotStore::new(dir.path().join("snapshots"));
     // Make the snapshot first (not measured).
     first_command(qemu, &files, Some(&store))?;
-    let (mut restore, mut cold) = (Vec::new(), Vec::new());
+    let key = linux_machine(qemu, &files)
+        .snapshot_key("p4")
+        .map_err(|e| format!("{e:?}"))?;
+    let state = store.dir().join(key.id()).join("state");
+    let (mut restore, mut cold, mut raw_restore) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..runs.max(1) {
         cold.push(first_command(qemu, &files, None)?);
         restore.push(first_command(qemu, &files, Some(&store))?);
+        raw_restore.push(self::raw_restore(qemu, &files, &state)?);
     }
 
     let exe = build_suite()?;
@@ -129,6 +213,7 @@ pub fn measure(qemu: &Path, runs: usize) -> Result<P4, String> {
     let suite_warm = suite(&exe, "snapshot::", &root)?;
     let suite_cold = suite(&exe, "cold::", &root)?;
     Ok(P4 {
+        raw_restore,
         restore,
         cold,
         suite_cold,
