@@ -85,18 +85,43 @@ fn strip_hash(stem: &str) -> &str {
     }
 }
 
-/// The runner's host-wide, per-user state dir (mode 0700):
+/// The runner's host-wide, per-user state dir (mode 0700, like its parent):
 /// `$TMPDIR/qemu-test-<uid>/runner`.
+///
+/// If that cannot be had safely (another user owns `qemu-test-<uid>`, or it
+/// is a symlink), a warning says so and this process uses a private dir of
+/// its own instead: nothing is shared with other test processes then (no
+/// host-wide budget, no artifact locks, no KVM probe cache), but nothing
+/// lands in a dir someone else controls.
 pub(crate) fn state_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let uid = rustix::process::getuid().as_raw();
-        let dir = std::env::temp_dir()
-            .join(format!("qemu-test-{uid}"))
-            .join("runner");
-        // A failure shows up when a file in it is created.
-        let _ = crate::os::create_private_dir_all(&dir);
-        dir
+        let shared = crate::os::user_temp_dir().and_then(|user| {
+            let dir = user.join("runner");
+            crate::os::create_private_dir_all(&dir).map(|()| dir)
+        });
+        let e = match shared {
+            Ok(dir) => return dir,
+            Err(e) => e,
+        };
+        let own = tempfile::Builder::new()
+            .prefix("qemu-test-runner-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir();
+        match own {
+            Ok(dir) => {
+                let dir = dir.keep();
+                eprintln!(
+                    "warning: qemu-test: cannot use the shared state dir ({e}); using {} for this process only",
+                    dir.display()
+                );
+                dir
+            }
+            // The temp dir is unusable: so is every machine's temp dir, and
+            // that failure explains itself. Nothing can be created under
+            // /dev/null (nor planted there): locks in it are no-ops.
+            Err(_) => PathBuf::from("/dev/null/qemu-test"),
+        }
     })
     .clone()
 }
@@ -134,7 +159,7 @@ impl ArtifactDir {
     pub(crate) fn prepare(root: &Path, binary: &str, test: &str) -> io::Result<ArtifactDir> {
         let path = root.join(file_name(binary)).join(file_name(test));
         let locks = state_dir().join("locks");
-        let _ = fs::create_dir_all(&locks);
+        let _ = crate::os::create_private_dir_all(&locks);
         let tag = fnv1a(path.as_os_str().as_encoded_bytes());
         let lock = FileLock::exclusive(&locks.join(format!("{tag:016x}.lock")));
         match fs::remove_dir_all(&path) {
@@ -147,7 +172,7 @@ impl ArtifactDir {
                 ))
             }
         }
-        fs::create_dir_all(&path)
+        crate::os::create_private_dir_all(&path)
             .map_err(|e| io::Error::new(e.kind(), format!("creating {}: {e}", path.display())))?;
         Ok(ArtifactDir { path, _lock: lock })
     }
@@ -163,14 +188,15 @@ impl ArtifactDir {
     }
 
     /// A Unix socket path for `name`: in the directory when short enough
-    /// for `sun_path`, else a unique name in the temp dir.
+    /// for `sun_path`, else a unique name in the private [`state_dir`]
+    /// (never a guessable name in the shared temp dir).
     pub(crate) fn socket(&self, name: &str) -> PathBuf {
         let path = self.file(name);
         if path.as_os_str().len() <= MAX_SOCKET_PATH {
             return path;
         }
         let tag = fnv1a(path.as_os_str().as_encoded_bytes());
-        std::env::temp_dir().join(format!("qemu-test-{tag:016x}-{name}"))
+        state_dir().join(format!("{tag:016x}-{name}"))
     }
 
     /// Writes `cmdline.txt`: the notes as `#` comments, then the command
@@ -478,13 +504,24 @@ mod tests {
     }
 
     #[test]
-    fn long_socket_paths_move_to_the_temp_dir() {
+    fn long_socket_paths_move_to_the_state_dir() {
         let dir = tempfile::tempdir().unwrap();
         let long = "x".repeat(120);
         let art = ArtifactDir::prepare(dir.path(), "bin", &long).unwrap();
         let socket = art.socket("qmp.sock");
-        assert!(socket.as_os_str().len() <= MAX_SOCKET_PATH || !socket.starts_with(art.path()));
-        assert!(socket.to_string_lossy().ends_with("qmp.sock"));
+        assert_eq!(socket.parent(), Some(state_dir().as_path()));
+        assert!(socket.to_string_lossy().ends_with("-qmp.sock"));
+        let short = ArtifactDir::prepare(dir.path(), "bin", "t").unwrap();
+        assert_eq!(short.socket("qmp.sock"), short.file("qmp.sock"));
+    }
+
+    #[test]
+    fn artifact_dirs_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let art = ArtifactDir::prepare(dir.path(), "bin", "t").unwrap();
+        let mode = fs::metadata(art.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
     }
 
     #[test]

@@ -136,7 +136,7 @@ impl Drop for Reservation {
 impl Scheduler {
     /// A scheduler over `cpus` CPU slots and `mem` memory slots in `dir`.
     pub(crate) fn new(dir: &Path, cpus: usize, mem: usize) -> Scheduler {
-        let _ = std::fs::create_dir_all(dir);
+        let _ = crate::os::create_private_dir_all(dir);
         let slots = |kind: &str, n: usize| -> Vec<Slot> {
             (0..n.max(1))
                 .map(|i| Slot {
