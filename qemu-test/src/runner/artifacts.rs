@@ -204,7 +204,7 @@ impl ArtifactDir {
     pub(crate) fn write_cmdline(&self, command: &[String], notes: &[String]) -> io::Result<()> {
         let mut text = String::new();
         for note in notes {
-            text.push_str(&format!("# {note}\n"));
+            text.push_str(&comment(note));
         }
         text.push_str(&shell_join(command)?);
         text.push('\n');
@@ -224,20 +224,23 @@ impl ArtifactDir {
     ) -> io::Result<()> {
         use std::os::unix::fs::PermissionsExt;
         let socket_q = quote(&socket.to_string_lossy())?;
-        let mut text = format!(
-            "#!/bin/sh\n\
-             # Relaunches the VM of test `{test}` by hand (written by qemu-test).\n\
-             #\n\
-             # The guest's console is on this terminal (Ctrl-C quits QEMU).\n\
-             # QMP listens on {socket}, e.g.:\n\
-             #   socat - UNIX-CONNECT:{socket_q}\n\
-             #   {{\"execute\": \"qmp_capabilities\"}}\n\
-             #   {{\"execute\": \"query-status\"}}\n\
-             # Add -s -S below to debug the guest with gdb (target remote :1234).\n",
-            socket = socket.display(),
-        );
+        // Paths and notes may hold newlines: every line is a comment.
+        let header = [
+            format!("Relaunches the VM of test `{test}` by hand (written by qemu-test)."),
+            String::new(),
+            "The guest's console is on this terminal (Ctrl-C quits QEMU).".into(),
+            format!("QMP listens on {}, e.g.:", socket.display()),
+            format!("  socat - UNIX-CONNECT:{socket_q}"),
+            "  {\"execute\": \"qmp_capabilities\"}".into(),
+            "  {\"execute\": \"query-status\"}".into(),
+            "Add -s -S below to debug the guest with gdb (target remote :1234).".into(),
+        ];
+        let mut text = "#!/bin/sh\n".to_string();
+        for line in &header {
+            text.push_str(&comment(line));
+        }
         for note in repro.notes.iter().chain(notes) {
-            text.push_str(&format!("# note: {note}\n"));
+            text.push_str(&comment(&format!("note: {note}")));
         }
         text.push_str(&format!(
             "\nset -e\ncd {}\nrm -f {socket_q}\nexec",
@@ -328,6 +331,18 @@ pub(crate) fn pause_monitor_args(socket: &Path) -> Vec<String> {
         "-mon".into(),
         format!("chardev={PAUSE_MONITOR_ID},mode=control"),
     ]
+}
+
+/// `text` as shell comment lines, `# ` before each of its lines (`#` alone
+/// before an empty one), so that no newline in it can end the comment and
+/// start a command.
+fn comment(text: &str) -> String {
+    text.split('\n')
+        .map(|line| match line {
+            "" => "#\n".to_string(),
+            line => format!("# {line}\n"),
+        })
+        .collect()
 }
 
 fn quote(arg: &str) -> io::Result<String> {
@@ -513,6 +528,32 @@ mod tests {
         assert!(socket.to_string_lossy().ends_with("-qmp.sock"));
         let short = ArtifactDir::prepare(dir.path(), "bin", "t").unwrap();
         assert_eq!(short.socket("qmp.sock"), short.file("qmp.sock"));
+    }
+
+    #[test]
+    fn multi_line_notes_and_paths_stay_comments() {
+        assert_eq!(comment("a\n\nb"), "# a\n#\n# b\n");
+        let dir = tempfile::tempdir().unwrap();
+        let art = ArtifactDir::prepare(dir.path(), "bin", "t").unwrap();
+        let repro = Repro {
+            args: strings(&["qemu-system-x86_64", "-S"]),
+            notes: vec!["left out\nrm -rf x #".into()],
+        };
+        let socket = Path::new("/a\n$(rm -rf y)/qmp.sock");
+        art.write_repro("t", &repro, socket, Path::new("/"), &["n\nrm z".into()])
+            .unwrap();
+        let text = fs::read_to_string(art.file("repro.sh")).unwrap();
+        let head: Vec<&str> = text.lines().take_while(|l| !l.is_empty()).collect();
+        assert!(head.iter().all(|l| l.starts_with('#')), "{text}");
+        assert!(head.contains(&"# rm -rf x #"), "{text}");
+        assert!(head.contains(&"# rm z"), "{text}");
+        assert!(text.contains("\n\nset -e\n"), "{text}");
+        art.write_cmdline(&repro.args, &["one\ntwo".into()])
+            .unwrap();
+        assert_eq!(
+            fs::read_to_string(art.file("cmdline.txt")).unwrap(),
+            "# one\n# two\nqemu-system-x86_64 -S\n"
+        );
     }
 
     #[test]
