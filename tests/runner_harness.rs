@@ -400,7 +400,13 @@ fn the_deadline_cuts_a_long_wait() {
 #[test]
 fn a_stuck_body_has_its_vm_killed_at_the_deadline() {
     let root = tempfile::tempdir().unwrap();
-    let mut child = command(&["--exact", "timeout::stuck"], &[], root.path())
+    // Its own temp dir, to see what the abandoned body's machine leaves.
+    let tmpdir = tempfile::tempdir().unwrap();
+    let envs = [
+        ("TMPDIR", tmpdir.path().to_str().unwrap()),
+        ("QEMU_TEST_ACCEL", "tcg"),
+    ];
+    let mut child = command(&["--exact", "timeout::stuck"], &envs, root.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -442,6 +448,14 @@ fn a_stuck_body_has_its_vm_killed_at_the_deadline() {
             .is_file(),
         "artifacts kept"
     );
+    // The machine's temp and socket dirs are gone all the same; only the
+    // runner's state dir stays.
+    let left: Vec<String> = std::fs::read_dir(tmpdir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let uid = rustix::process::getuid().as_raw();
+    assert_eq!(left, [format!("qemu-test-{uid}")]);
 }
 
 fn wait_with_output(child: &mut Child, limit: Duration) -> Output {

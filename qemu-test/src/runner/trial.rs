@@ -257,6 +257,14 @@ impl TestCase {
         let console = machine.console();
         let pidfd = machine.pid().and_then(crate::os::pidfd);
         let pid = machine.pid();
+        // The machine's drop removes these; a body abandoned at the
+        // deadline keeps the machine until the process exits, and drops
+        // nothing then.
+        let machine_dirs: Vec<PathBuf> = [machine.temp_dir(), machine.sock_dir()]
+            .into_iter()
+            .flatten()
+            .map(Path::to_path_buf)
+            .collect();
         let vm = Vm::new(machine, dir.path().to_path_buf(), self.name.clone());
 
         let kill = move || match (&pidfd, pid) {
@@ -273,6 +281,12 @@ impl TestCase {
             Ok((vm, end)) => (vm, end),
             Err(e) => return fail_early(e, dir),
         };
+        if vm.is_none() {
+            // Abandoned: its QEMU was killed, nothing uses them any more.
+            for dir in &machine_dirs {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
         let failure = judge(end, self.def.should_fail);
 
         let mut vm = vm;
