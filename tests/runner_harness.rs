@@ -5,13 +5,12 @@
 //! JUnit report, timeouts and skips. Real QEMU throughout.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use qemu_test_suite::pid_alive;
-use serde_json::{json, Value};
+use qemu_test_suite::{isolated, pid_alive, wait_for, Qmp};
+use serde_json::Value;
 use tempfile::TempDir;
 
 const FIXTURE: &str = env!("CARGO_BIN_EXE_runner-fixture");
@@ -70,23 +69,6 @@ fn command(args: &[&str], envs: &[(&str, &str)], root: &Path) -> Command {
     isolated(cmd, envs, root)
 }
 
-/// `cmd` with the artifact root `root`, no inherited `QEMU_TEST_*`
-/// settings, and `envs`.
-fn isolated(mut cmd: Command, envs: &[(&str, &str)], root: &Path) -> Command {
-    for (name, _) in std::env::vars_os() {
-        if name
-            .to_str()
-            .is_some_and(|n| n.starts_with("QEMU_TEST_") && n != "QEMU_TEST_CACHE_DIR")
-        {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.env("QEMU_TEST_ARTIFACTS", root)
-        .env_remove("RUST_BACKTRACE")
-        .envs(envs.iter().copied());
-    cmd
-}
-
 fn run(args: &[&str], envs: &[(&str, &str)]) -> Run {
     let root = tempfile::tempdir().unwrap();
     let Output {
@@ -102,14 +84,6 @@ fn run(args: &[&str], envs: &[(&str, &str)]) -> Run {
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
         root,
-    }
-}
-
-fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !ready() {
-        assert!(started.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -480,38 +454,6 @@ fn wait_with_output(child: &mut Child, limit: Duration) -> Output {
         status: child.wait().unwrap(),
         stdout,
         stderr,
-    }
-}
-
-/// A QMP client good enough for a test: one reply (skipping events).
-struct Qmp(BufReader<UnixStream>);
-
-impl Qmp {
-    fn connect(path: &Path) -> Qmp {
-        let stream = UnixStream::connect(path).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        let mut qmp = Qmp(BufReader::new(stream));
-        assert!(qmp.read()["QMP"].is_object());
-        qmp.execute("qmp_capabilities");
-        qmp
-    }
-
-    fn read(&mut self) -> Value {
-        let mut line = String::new();
-        self.0.read_line(&mut line).unwrap();
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
-    }
-
-    fn execute(&mut self, cmd: &str) -> Value {
-        writeln!(self.0.get_mut(), "{}", json!({"execute": cmd})).unwrap();
-        loop {
-            let msg = self.read();
-            if msg.get("event").is_none() {
-                return msg;
-            }
-        }
     }
 }
 
