@@ -5,13 +5,12 @@
 //! JUnit report, timeouts and skips. Real QEMU throughout.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use qemu_test_suite::{isolated, pid_alive};
-use serde_json::{json, Value};
+use qemu_test_suite::{isolated, pid_alive, wait_for, Qmp};
+use serde_json::Value;
 use tempfile::TempDir;
 
 const FIXTURE: &str = env!("CARGO_BIN_EXE_runner-fixture");
@@ -85,14 +84,6 @@ fn run(args: &[&str], envs: &[(&str, &str)]) -> Run {
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
         root,
-    }
-}
-
-fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !ready() {
-        assert!(started.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -383,7 +374,13 @@ fn the_deadline_cuts_a_long_wait() {
 #[test]
 fn a_stuck_body_has_its_vm_killed_at_the_deadline() {
     let root = tempfile::tempdir().unwrap();
-    let mut child = command(&["--exact", "timeout::stuck"], &[], root.path())
+    // Its own temp dir, to see what the abandoned body's machine leaves.
+    let tmpdir = tempfile::tempdir().unwrap();
+    let envs = [
+        ("TMPDIR", tmpdir.path().to_str().unwrap()),
+        ("QEMU_TEST_ACCEL", "tcg"),
+    ];
+    let mut child = command(&["--exact", "timeout::stuck"], &envs, root.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -425,6 +422,14 @@ fn a_stuck_body_has_its_vm_killed_at_the_deadline() {
             .is_file(),
         "artifacts kept"
     );
+    // The machine's temp and socket dirs are gone all the same; only the
+    // runner's state dir stays.
+    let left: Vec<String> = std::fs::read_dir(tmpdir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let uid = rustix::process::getuid().as_raw();
+    assert_eq!(left, [format!("qemu-test-{uid}")]);
 }
 
 fn wait_with_output(child: &mut Child, limit: Duration) -> Output {
@@ -449,38 +454,6 @@ fn wait_with_output(child: &mut Child, limit: Duration) -> Output {
         status: child.wait().unwrap(),
         stdout,
         stderr,
-    }
-}
-
-/// A QMP client good enough for a test: one reply (skipping events).
-struct Qmp(BufReader<UnixStream>);
-
-impl Qmp {
-    fn connect(path: &Path) -> Qmp {
-        let stream = UnixStream::connect(path).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .unwrap();
-        let mut qmp = Qmp(BufReader::new(stream));
-        assert!(qmp.read()["QMP"].is_object());
-        qmp.execute("qmp_capabilities");
-        qmp
-    }
-
-    fn read(&mut self) -> Value {
-        let mut line = String::new();
-        self.0.read_line(&mut line).unwrap();
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
-    }
-
-    fn execute(&mut self, cmd: &str) -> Value {
-        writeln!(self.0.get_mut(), "{}", json!({"execute": cmd})).unwrap();
-        loop {
-            let msg = self.read();
-            if msg.get("event").is_none() {
-                return msg;
-            }
-        }
     }
 }
 

@@ -107,7 +107,7 @@ fn cache_dir() -> io::Result<PathBuf> {
     } else if let Some(dir) = std::env::var_os("XDG_CACHE_HOME") {
         PathBuf::from(dir).join("qemu-test")
     } else {
-        std::env::temp_dir().join(format!("qemu-test-{}", rustix::process::getuid().as_raw()))
+        crate::os::user_temp_dir()?
     }
     .join("guests");
     crate::os::create_private_dir_all(&dir)?;

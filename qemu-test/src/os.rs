@@ -49,6 +49,17 @@ pub(crate) fn create_private_dir_all(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// This user's dir in the temp dir, `$TMPDIR/qemu-test-<uid>` (mode 0700),
+/// created if needed. Its name is predictable, so in a shared `/tmp`
+/// another user may have made it first, or left a symlink there: that is
+/// an error, never a dir to use.
+pub(crate) fn user_temp_dir() -> io::Result<std::path::PathBuf> {
+    let uid = rustix::process::getuid().as_raw();
+    let dir = std::env::temp_dir().join(format!("qemu-test-{uid}"));
+    create_private_dir_all(&dir)?;
+    Ok(dir)
+}
+
 /// A request to the spawner thread.
 type SpawnRequest = (Command, Vec<RawFd>, mpsc::Sender<io::Result<Child>>);
 

@@ -1,7 +1,6 @@
 //! Shared helpers for the framework's own integration tests (`tests/*.rs`).
 
 use std::path::Path;
-use std::process::Command;
 
 /// Whether process `pid` still exists (and is not a zombie we own).
 pub fn pid_alive(pid: u32) -> bool {
@@ -39,9 +38,86 @@ pub fn signal(pid: u32, signal: rustix::process::Signal) {
     rustix::process::kill_process(pid, signal).expect("signalling a process of ours");
 }
 
-/// `cmd` (a `qemu_test::main!()` binary) with the artifact root `root`, no
-/// inherited `QEMU_TEST_*` settings (but the guest cache), and `envs`.
-pub fn isolated(mut cmd: Command, envs: &[(&str, &str)], root: &Path) -> Command {
+/// A `-name` value with everything a shell or a careless quoter could
+/// mangle: spaces, both quotes, `$(…)`, backticks, a redirection, glob and
+/// brace characters, `#`, `;`, `&`, `|`, a backslash, a tab, a newline,
+/// non-ASCII (including U+00A0, which old `shlex` left unquoted) and
+/// option-like words. Its commas are doubled, QEMU's own escaping in an
+/// option value: QEMU reports it as [`WEIRD_NAME`].
+///
+/// The command substitutions would create `pwned-*` files in the current
+/// directory if a shell ever ran them.
+///
+/// `tests/security_fixture.rs` has the same text in an attribute (which
+/// takes literals only) and checks that the two agree.
+pub const WEIRD_NAME_ARG: &str = "sp ace 'sq' \"dq\" $(touch pwned-dollar) `touch pwned-backtick` >pwned-redirect ü ☃ \u{a0} {a,,b} *? ~ ! # ; & | \\ tab\there nl\nline ,,comma -x --y=z";
+
+/// [`WEIRD_NAME_ARG`] as QEMU parses it (`query-name`): commas undoubled.
+pub fn weird_name() -> String {
+    WEIRD_NAME_ARG.replace(",,", ",")
+}
+
+/// Polls `ready` every 20 ms until it is true; panics after `limit`.
+pub fn wait_for(what: &str, limit: std::time::Duration, mut ready: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !ready() {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A QMP client good enough for a test: one reply at a time, events
+/// skipped. For QEMUs the framework did not start (`repro.sh`'s).
+pub struct Qmp(std::io::BufReader<std::os::unix::net::UnixStream>);
+
+impl Qmp {
+    /// Connects to the QMP server on `path` and negotiates capabilities.
+    pub fn connect(path: &Path) -> Qmp {
+        let stream = std::os::unix::net::UnixStream::connect(path)
+            .unwrap_or_else(|e| panic!("connecting to {}: {e}", path.display()));
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        let mut qmp = Qmp(std::io::BufReader::new(stream));
+        assert!(qmp.read()["QMP"].is_object());
+        qmp.execute("qmp_capabilities");
+        qmp
+    }
+
+    fn read(&mut self) -> serde_json::Value {
+        use std::io::BufRead;
+        let mut line = String::new();
+        self.0.read_line(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
+    }
+
+    /// Runs `cmd` (no arguments) and returns the whole reply.
+    pub fn execute(&mut self, cmd: &str) -> serde_json::Value {
+        use std::io::Write;
+        writeln!(
+            self.0.get_mut(),
+            "{}",
+            serde_json::json!({ "execute": cmd })
+        )
+        .unwrap();
+        loop {
+            let msg = self.read();
+            if msg.get("event").is_none() {
+                return msg;
+            }
+        }
+    }
+}
+
+/// `cmd` as the suite runs a `qemu_test::main!()` fixture: no inherited
+/// `QEMU_TEST_*` settings (except `QEMU_TEST_CACHE_DIR`), no
+/// `RUST_BACKTRACE`, artifacts under `root` (`QEMU_TEST_ARTIFACTS`), then
+/// `envs`.
+pub fn isolated(
+    mut cmd: std::process::Command,
+    envs: &[(&str, &str)],
+    root: &Path,
+) -> std::process::Command {
     for (name, _) in std::env::vars_os() {
         if name
             .to_str()

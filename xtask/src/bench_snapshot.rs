@@ -81,27 +81,47 @@ fn first_command(
 
 /// The raw floor of a restore: spawn → state loaded → an `echo` typed on
 /// the console answers.
-fn raw_restore(qemu: &Path, files: &guest::PrebuiltFiles, state: &Path) -> Result<Duration, String> {
+fn raw_restore(
+    qemu: &Path,
+    files: &guest::PrebuiltFiles,
+    state: &Path,
+) -> Result<Duration, String> {
     use std::io::{Read, Write};
     use std::os::unix::net::UnixStream;
 
     let dir = tempfile::tempdir().map_err(|e| format!("a temp dir: {e}"))?;
     let socket = dir.path().join("console.sock");
     let log = dir.path().join("qemu.log");
-    let state = std::fs::File::open(state).map_err(|e| format!("opening {}: {e}", state.display()))?;
+    let state =
+        std::fs::File::open(state).map_err(|e| format!("opening {}: {e}", state.display()))?;
     let start = Instant::now();
     let child = Command::new(qemu)
-        .args(["-display", "none", "-vga", "none", "-M", "q35", "-accel", "tcg", "-snapshot"])
+        .args([
+            "-display",
+            "none",
+            "-vga",
+            "none",
+            "-M",
+            "q35",
+            "-accel",
+            "tcg",
+            "-snapshot",
+        ])
         .args(["-monitor", "none", "-kernel"])
         .arg(&files.kernel)
         .arg("-initrd")
         .arg(&files.initrd)
         .args(["-append", files.append, "-chardev"])
-        .arg(format!("socket,id=s,path={},server=on,wait=off", socket.display()))
+        .arg(format!(
+            "socket,id=s,path={},server=on,wait=off",
+            socket.display()
+        ))
         .args(["-serial", "chardev:s", "-incoming", "fd:0"])
         .stdin(state)
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).map_err(|e| format!("creating {}: {e}", log.display()))?)
+        .stderr(
+            std::fs::File::create(&log).map_err(|e| format!("creating {}: {e}", log.display()))?,
+        )
         .spawn()
         .map_err(|e| format!("starting {}: {e}", qemu.display()))?;
     let mut child = KillOnDrop(child);
@@ -124,7 +144,9 @@ fn raw_restore(qemu: &Path, files: &guest::PrebuiltFiles, state: &Path) -> Resul
     while !seen.windows(6).any(|w| w == b"raw-42") {
         if start.elapsed() > Duration::from_secs(30) {
             let log = std::fs::read_to_string(&log).unwrap_or_default();
-            return Err(format!("the raw restore did not answer within 30 s; QEMU said: {log}"));
+            return Err(format!(
+                "the raw restore did not answer within 30 s; QEMU said: {log}"
+            ));
         }
         console
             .write_all(b"\x15echo raw-$((20 + 22))\r")
@@ -132,7 +154,11 @@ fn raw_restore(qemu: &Path, files: &guest::PrebuiltFiles, state: &Path) -> Resul
         match console.read(&mut buf) {
             Ok(0) => return Err("the raw restore's console closed".into()),
             Ok(n) => seen.extend_from_slice(&buf[..n]),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             Err(e) => return Err(format!("reading the raw console: {e}")),
         }
     }

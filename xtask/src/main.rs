@@ -42,12 +42,20 @@
 //!   `target/qemu-test/bench.md` (see [`bench`] for what each row means). A
 //!   debug xtask re-runs itself with `--release` unless `--no-rebuild`.
 //!
+//! - `cargo xtask flaky [--runs N] [-- CARGO-TEST-ARGS…]` runs `cargo test
+//!   --workspace --no-fail-fast CARGO-TEST-ARGS…` N times in a row (default
+//!   20, after one build), records each run's outcome and failed tests, and
+//!   writes a markdown summary to `target/qemu-test/flaky.md` (each run's
+//!   whole output next to it, in `flaky/`); fails if any run failed. Not
+//!   run by CI (see [`flaky`]).
+//!
 //! Every external program is run directly with `std::process::Command`
 //! (never through a shell).
 
 mod bench;
 mod bench_snapshot;
 mod demo;
+mod flaky;
 mod guests;
 mod linux_guest;
 mod setup;
@@ -70,6 +78,8 @@ commands:
   guests [--check]                 rebuild the built-in guests, or check the committed binaries
   bench [--runs N] [--warmups N] [--calls N] [--snapshot-runs N] [--no-rebuild]
                                    overhead vs raw QEMU; writes target/qemu-test/bench.md
+  flaky [--runs N] [-- CARGO-TEST-ARGS...]
+                                   run the test suite N times (default 20); writes target/qemu-test/flaky.md
 ";
 
 fn main() -> ExitCode {
@@ -98,7 +108,7 @@ fn run(args: Vec<OsString>) -> Result<(), String> {
         None => return Err(format!("no command given\n\n{USAGE}")),
         Some(other) => return Err(format!("{}\n\n{USAGE}", other.unexpected())),
     };
-    if !passthrough.is_empty() && command != "test" {
+    if !passthrough.is_empty() && !matches!(command.as_str(), "test" | "flaky") {
         return Err(format!("`{command}` takes no arguments after `--`"));
     }
     let unexpected = |arg: lexopt::Arg<'_>| format!("{}\n\n{USAGE}", arg.unexpected());
@@ -165,6 +175,19 @@ fn run(args: Vec<OsString>) -> Result<(), String> {
                 }
             }
             bench::bench(opts)
+        }
+        "flaky" => {
+            let mut opts = flaky::Options {
+                passthrough,
+                ..Default::default()
+            };
+            while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+                match arg {
+                    lexopt::Arg::Long("runs") => opts.runs = count(&mut parser, "--runs")?,
+                    other => return Err(unexpected(other)),
+                }
+            }
+            flaky::flaky(opts)
         }
         other => Err(format!("unknown command `{other}`\n\n{USAGE}")),
     }

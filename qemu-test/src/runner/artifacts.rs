@@ -85,18 +85,43 @@ fn strip_hash(stem: &str) -> &str {
     }
 }
 
-/// The runner's host-wide, per-user state dir (mode 0700):
+/// The runner's host-wide, per-user state dir (mode 0700, like its parent):
 /// `$TMPDIR/qemu-test-<uid>/runner`.
+///
+/// If that cannot be had safely (another user owns `qemu-test-<uid>`, or it
+/// is a symlink), a warning says so and this process uses a private dir of
+/// its own instead: nothing is shared with other test processes then (no
+/// host-wide budget, no artifact locks, no KVM probe cache), but nothing
+/// lands in a dir someone else controls.
 pub(crate) fn state_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let uid = rustix::process::getuid().as_raw();
-        let dir = std::env::temp_dir()
-            .join(format!("qemu-test-{uid}"))
-            .join("runner");
-        // A failure shows up when a file in it is created.
-        let _ = crate::os::create_private_dir_all(&dir);
-        dir
+        let shared = crate::os::user_temp_dir().and_then(|user| {
+            let dir = user.join("runner");
+            crate::os::create_private_dir_all(&dir).map(|()| dir)
+        });
+        let e = match shared {
+            Ok(dir) => return dir,
+            Err(e) => e,
+        };
+        let own = tempfile::Builder::new()
+            .prefix("qemu-test-runner-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir();
+        match own {
+            Ok(dir) => {
+                let dir = dir.keep();
+                eprintln!(
+                    "warning: qemu-test: cannot use the shared state dir ({e}); using {} for this process only",
+                    dir.display()
+                );
+                dir
+            }
+            // The temp dir is unusable: so is every machine's temp dir, and
+            // that failure explains itself. Nothing can be created under
+            // /dev/null (nor planted there): locks in it are no-ops.
+            Err(_) => PathBuf::from("/dev/null/qemu-test"),
+        }
     })
     .clone()
 }
@@ -134,7 +159,7 @@ impl ArtifactDir {
     pub(crate) fn prepare(root: &Path, binary: &str, test: &str) -> io::Result<ArtifactDir> {
         let path = root.join(file_name(binary)).join(file_name(test));
         let locks = state_dir().join("locks");
-        let _ = fs::create_dir_all(&locks);
+        let _ = crate::os::create_private_dir_all(&locks);
         let tag = fnv1a(path.as_os_str().as_encoded_bytes());
         let lock = FileLock::exclusive(&locks.join(format!("{tag:016x}.lock")));
         match fs::remove_dir_all(&path) {
@@ -147,7 +172,7 @@ impl ArtifactDir {
                 ))
             }
         }
-        fs::create_dir_all(&path)
+        crate::os::create_private_dir_all(&path)
             .map_err(|e| io::Error::new(e.kind(), format!("creating {}: {e}", path.display())))?;
         Ok(ArtifactDir { path, _lock: lock })
     }
@@ -163,14 +188,15 @@ impl ArtifactDir {
     }
 
     /// A Unix socket path for `name`: in the directory when short enough
-    /// for `sun_path`, else a unique name in the temp dir.
+    /// for `sun_path`, else a unique name in the private [`state_dir`]
+    /// (never a guessable name in the shared temp dir).
     pub(crate) fn socket(&self, name: &str) -> PathBuf {
         let path = self.file(name);
         if path.as_os_str().len() <= MAX_SOCKET_PATH {
             return path;
         }
         let tag = fnv1a(path.as_os_str().as_encoded_bytes());
-        std::env::temp_dir().join(format!("qemu-test-{tag:016x}-{name}"))
+        state_dir().join(format!("{tag:016x}-{name}"))
     }
 
     /// Writes `cmdline.txt`: the notes as `#` comments, then the command
@@ -178,7 +204,7 @@ impl ArtifactDir {
     pub(crate) fn write_cmdline(&self, command: &[String], notes: &[String]) -> io::Result<()> {
         let mut text = String::new();
         for note in notes {
-            text.push_str(&format!("# {note}\n"));
+            text.push_str(&comment(note));
         }
         text.push_str(&shell_join(command)?);
         text.push('\n');
@@ -198,20 +224,23 @@ impl ArtifactDir {
     ) -> io::Result<()> {
         use std::os::unix::fs::PermissionsExt;
         let socket_q = quote(&socket.to_string_lossy())?;
-        let mut text = format!(
-            "#!/bin/sh\n\
-             # Relaunches the VM of test `{test}` by hand (written by qemu-test).\n\
-             #\n\
-             # The guest's console is on this terminal (Ctrl-C quits QEMU).\n\
-             # QMP listens on {socket}, e.g.:\n\
-             #   socat - UNIX-CONNECT:{socket_q}\n\
-             #   {{\"execute\": \"qmp_capabilities\"}}\n\
-             #   {{\"execute\": \"query-status\"}}\n\
-             # Add -s -S below to debug the guest with gdb (target remote :1234).\n",
-            socket = socket.display(),
-        );
+        // Paths and notes may hold newlines: every line is a comment.
+        let header = [
+            format!("Relaunches the VM of test `{test}` by hand (written by qemu-test)."),
+            String::new(),
+            "The guest's console is on this terminal (Ctrl-C quits QEMU).".into(),
+            format!("QMP listens on {}, e.g.:", socket.display()),
+            format!("  socat - UNIX-CONNECT:{socket_q}"),
+            "  {\"execute\": \"qmp_capabilities\"}".into(),
+            "  {\"execute\": \"query-status\"}".into(),
+            "Add -s -S below to debug the guest with gdb (target remote :1234).".into(),
+        ];
+        let mut text = "#!/bin/sh\n".to_string();
+        for line in &header {
+            text.push_str(&comment(line));
+        }
         for note in repro.notes.iter().chain(notes) {
-            text.push_str(&format!("# note: {note}\n"));
+            text.push_str(&comment(&format!("note: {note}")));
         }
         text.push_str(&format!(
             "\nset -e\ncd {}\nrm -f {socket_q}\nexec",
@@ -302,6 +331,18 @@ pub(crate) fn pause_monitor_args(socket: &Path) -> Vec<String> {
         "-mon".into(),
         format!("chardev={PAUSE_MONITOR_ID},mode=control"),
     ]
+}
+
+/// `text` as shell comment lines, `# ` before each of its lines (`#` alone
+/// before an empty one), so that no newline in it can end the comment and
+/// start a command.
+fn comment(text: &str) -> String {
+    text.split('\n')
+        .map(|line| match line {
+            "" => "#\n".to_string(),
+            line => format!("# {line}\n"),
+        })
+        .collect()
 }
 
 fn quote(arg: &str) -> io::Result<String> {
@@ -478,13 +519,50 @@ mod tests {
     }
 
     #[test]
-    fn long_socket_paths_move_to_the_temp_dir() {
+    fn long_socket_paths_move_to_the_state_dir() {
         let dir = tempfile::tempdir().unwrap();
         let long = "x".repeat(120);
         let art = ArtifactDir::prepare(dir.path(), "bin", &long).unwrap();
         let socket = art.socket("qmp.sock");
-        assert!(socket.as_os_str().len() <= MAX_SOCKET_PATH || !socket.starts_with(art.path()));
-        assert!(socket.to_string_lossy().ends_with("qmp.sock"));
+        assert_eq!(socket.parent(), Some(state_dir().as_path()));
+        assert!(socket.to_string_lossy().ends_with("-qmp.sock"));
+        let short = ArtifactDir::prepare(dir.path(), "bin", "t").unwrap();
+        assert_eq!(short.socket("qmp.sock"), short.file("qmp.sock"));
+    }
+
+    #[test]
+    fn multi_line_notes_and_paths_stay_comments() {
+        assert_eq!(comment("a\n\nb"), "# a\n#\n# b\n");
+        let dir = tempfile::tempdir().unwrap();
+        let art = ArtifactDir::prepare(dir.path(), "bin", "t").unwrap();
+        let repro = Repro {
+            args: strings(&["qemu-system-x86_64", "-S"]),
+            notes: vec!["left out\nrm -rf x #".into()],
+        };
+        let socket = Path::new("/a\n$(rm -rf y)/qmp.sock");
+        art.write_repro("t", &repro, socket, Path::new("/"), &["n\nrm z".into()])
+            .unwrap();
+        let text = fs::read_to_string(art.file("repro.sh")).unwrap();
+        let head: Vec<&str> = text.lines().take_while(|l| !l.is_empty()).collect();
+        assert!(head.iter().all(|l| l.starts_with('#')), "{text}");
+        assert!(head.contains(&"# rm -rf x #"), "{text}");
+        assert!(head.contains(&"# rm z"), "{text}");
+        assert!(text.contains("\n\nset -e\n"), "{text}");
+        art.write_cmdline(&repro.args, &["one\ntwo".into()])
+            .unwrap();
+        assert_eq!(
+            fs::read_to_string(art.file("cmdline.txt")).unwrap(),
+            "# one\n# two\nqemu-system-x86_64 -S\n"
+        );
+    }
+
+    #[test]
+    fn artifact_dirs_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let art = ArtifactDir::prepare(dir.path(), "bin", "t").unwrap();
+        let mode = fs::metadata(art.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
     }
 
     #[test]

@@ -136,7 +136,7 @@ impl Drop for Reservation {
 impl Scheduler {
     /// A scheduler over `cpus` CPU slots and `mem` memory slots in `dir`.
     pub(crate) fn new(dir: &Path, cpus: usize, mem: usize) -> Scheduler {
-        let _ = std::fs::create_dir_all(dir);
+        let _ = crate::os::create_private_dir_all(dir);
         let slots = |kind: &str, n: usize| -> Vec<Slot> {
             (0..n.max(1))
                 .map(|i| Slot {
@@ -394,13 +394,18 @@ mod tests {
         let path = dir.path().join("l");
         let lock = FileLock::exclusive(&path);
         let p = path.clone();
+        let (ready, go) = std::sync::mpsc::channel();
         let t = std::thread::spawn(move || {
             let started = Instant::now();
+            ready.send(()).unwrap();
             drop(FileLock::exclusive(&p));
             started.elapsed()
         });
+        // Held for 100 ms after the thread started trying, however late
+        // a loaded host lets it start.
+        go.recv().unwrap();
         std::thread::sleep(Duration::from_millis(100));
         drop(lock);
-        assert!(t.join().unwrap() >= Duration::from_millis(90));
+        assert!(t.join().unwrap() >= Duration::from_millis(100));
     }
 }

@@ -267,6 +267,14 @@ impl TestCase {
         }
         let console = machine.console();
         let kill = killer(&machine);
+        // The machine's drop removes these; a body abandoned at the
+        // deadline keeps the machine until the process exits, and drops
+        // nothing then.
+        let machine_dirs: Vec<PathBuf> = [machine.temp_dir(), machine.sock_dir()]
+            .into_iter()
+            .flatten()
+            .map(Path::to_path_buf)
+            .collect();
         let vm = Vm::new(machine, dir.path().to_path_buf(), self.name.clone());
 
         let ran = run_body(&self.name, (deadline, timeout), vm, body, kill);
@@ -274,6 +282,12 @@ impl TestCase {
             Ok((vm, end)) => (vm, end),
             Err(e) => return fail_early(e, dir),
         };
+        if vm.is_none() {
+            // Abandoned: its QEMU was killed, nothing uses them any more.
+            for dir in &machine_dirs {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
         let failure = judge(end, self.def.should_fail);
 
         let mut vm = vm;
