@@ -283,6 +283,7 @@ pub fn flaky(opts: Options) -> Result<(), String> {
     util::run(cargo_test(&cargo_args).arg("--no-run"))?;
 
     let root = util::artifacts_root(&util::target_dir());
+    let path = root.join("flaky.md");
     let logs = root.join("flaky");
     match std::fs::remove_dir_all(&logs) {
         Ok(()) => {}
@@ -311,11 +312,12 @@ pub fn flaky(opts: Options) -> Result<(), String> {
             run.log.display()
         );
         runs.push(run);
+        // After every run, so that a series cut short still has its report.
+        let report = summary(&shown, started, &runs);
+        std::fs::write(&path, &report).map_err(|e| format!("writing {}: {e}", path.display()))?;
     }
 
     let report = summary(&shown, started, &runs);
-    let path = root.join("flaky.md");
-    std::fs::write(&path, &report).map_err(|e| format!("writing {}: {e}", path.display()))?;
     println!("\n{report}");
     println!("flaky: written to {}", path.display());
     let failed = runs.iter().filter(|r| !r.passed).count();
