@@ -92,6 +92,7 @@ fn raw_restore(
     let dir = tempfile::tempdir().map_err(|e| format!("a temp dir: {e}"))?;
     let socket = dir.path().join("console.sock");
     let log = dir.path().join("qemu.log");
+    let qmp = dir.path().join("qmp.sock");
     let state =
         std::fs::File::open(state).map_err(|e| format!("opening {}: {e}", state.display()))?;
     let start = Instant::now();
@@ -107,7 +108,9 @@ fn raw_restore(
             "tcg",
             "-snapshot",
         ])
-        .args(["-monitor", "none", "-kernel"])
+        .args(["-monitor", "none", "-qmp"])
+        .arg(format!("unix:{},server=on,wait=off", qmp.display()))
+        .arg("-kernel")
         .arg(&files.kernel)
         .arg("-initrd")
         .arg(&files.initrd)
@@ -125,15 +128,67 @@ fn raw_restore(
         .spawn()
         .map_err(|e| format!("starting {}: {e}", qemu.display()))?;
     let mut child = KillOnDrop(child);
-    let mut console = loop {
-        match UnixStream::connect(&socket) {
-            Ok(stream) => break stream,
+    let connect = |path: &Path| loop {
+        match UnixStream::connect(path) {
+            Ok(stream) => break Ok(stream),
             Err(_) if start.elapsed() < Duration::from_secs(30) => {
                 std::thread::sleep(Duration::from_millis(1))
             }
-            Err(e) => return Err(format!("connecting to the raw console: {e}")),
+            Err(e) => break Err(format!("connecting to {}: {e}", path.display())),
         }
     };
+    let mut console = connect(&socket)?;
+    // The state was saved stopped, so the restored VM stays paused until
+    // `cont` (as `Machine` does it): once the state is loaded, over QMP.
+    let monitor = connect(&qmp)?;
+    for stream in [&console, &monitor] {
+        stream
+            .set_write_timeout(Some(Duration::from_secs(30)))
+            .map_err(|e| e.to_string())?;
+    }
+    monitor
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
+    let mut replies = std::io::BufReader::new(monitor.try_clone().map_err(|e| e.to_string())?);
+    {
+        use std::io::BufRead;
+        let mut greeting = String::new();
+        replies
+            .read_line(&mut greeting)
+            .map_err(|e| format!("QMP: {e}"))?;
+    }
+    let mut monitor = monitor;
+    let mut execute = |cmd: &str| -> Result<serde_json::Value, String> {
+        use std::io::BufRead;
+        writeln!(monitor, "{{\"execute\": \"{cmd}\"}}").map_err(|e| format!("QMP: {e}"))?;
+        loop {
+            let mut line = String::new();
+            replies
+                .read_line(&mut line)
+                .map_err(|e| format!("QMP: {e}"))?;
+            let message: serde_json::Value =
+                serde_json::from_str(&line).map_err(|e| format!("QMP: {e}: {line:?}"))?;
+            if message.get("return").is_some() || message.get("error").is_some() {
+                return Ok(message);
+            }
+        }
+    };
+    execute("qmp_capabilities")?;
+    loop {
+        let status = execute("query-status")?;
+        match status["return"]["status"].as_str() {
+            Some("inmigrate") if start.elapsed() < Duration::from_secs(30) => {
+                std::thread::sleep(Duration::from_millis(1))
+            }
+            Some("paused" | "postmigrate" | "prelaunch") => break,
+            Some("running") => break,
+            other => {
+                let log = std::fs::read_to_string(&log).unwrap_or_default();
+                return Err(format!("the raw restore is {other:?}; QEMU said: {log}"));
+            }
+        }
+    }
+    execute("cont")?;
     // Typed until answered: input that arrives before the guest runs
     // again overflows the UART's FIFO (Ctrl-U discards a garbled line).
     console
