@@ -3,7 +3,6 @@
 
 use std::sync::Mutex;
 
-use qemu_test_suite::stopped_x86;
 use serde_json::json;
 
 /// The counts are process-wide: one cycle test at a time.
@@ -16,7 +15,7 @@ struct Counts {
     machine_dirs: usize,
 }
 
-fn counts() -> Counts {
+fn counts(base: &std::path::Path) -> Counts {
     let fds = std::fs::read_dir("/proc/self/fd").unwrap().count();
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let threads = status
@@ -46,14 +45,7 @@ fn counts() -> Counts {
                 .unwrap_or(false)
         })
         .count();
-    let machine_dirs = std::fs::read_dir(std::env::temp_dir())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.starts_with("qemu-machine-") || name.starts_with("qemu-sock-")
-        })
-        .count();
+    let machine_dirs = std::fs::read_dir(base).unwrap().count();
     Counts {
         fds,
         threads,
@@ -62,15 +54,26 @@ fn counts() -> Counts {
     }
 }
 
+/// A stopped x86 machine whose temp and socket dirs go under `base` (not
+/// the shared `$TMPDIR`, where other test binaries' VMs come and go).
+fn machine(base: &std::path::Path) -> qemu_test::Machine {
+    qemu_test::Machine::builder("qemu-system-x86_64")
+        .args(["-S", "-nodefaults"])
+        .base_temp_dir(base)
+        .build()
+}
+
 fn cycles(n: usize) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let base = tempfile::tempdir().unwrap();
     // Warm up: the spawner thread and lazy statics exist from then on.
-    let mut vm = stopped_x86();
+    let mut vm = machine(base.path());
     vm.launch().unwrap();
     vm.shutdown().unwrap();
-    let before = counts();
+    let before = counts(base.path());
+    assert_eq!(before.machine_dirs, 0, "the warm-up's dirs are gone");
     for i in 0..n {
-        let mut vm = stopped_x86();
+        let mut vm = machine(base.path());
         vm.launch().unwrap();
         vm.command("query-status", json!({})).unwrap();
         if i % 2 == 0 {
@@ -79,18 +82,11 @@ fn cycles(n: usize) {
             drop(vm);
         }
     }
-    let after = counts();
+    let after = counts(base.path());
     assert_eq!(after.fds, before.fds, "open fds");
     assert_eq!(after.threads, before.threads, "threads");
     assert_eq!(after.children, before.children, "child processes");
-    // Other test binaries may run VMs at the same time; ours are all gone
-    // if the count did not grow.
-    assert!(
-        after.machine_dirs <= before.machine_dirs,
-        "temp/sock dirs: {} -> {}",
-        before.machine_dirs,
-        after.machine_dirs
-    );
+    assert_eq!(after.machine_dirs, 0, "temp/sock dirs left behind");
 }
 
 #[test]
