@@ -6,16 +6,21 @@
 //! | --- | --- | --- |
 //! | P1 | launch → `qmp_capabilities` → `query-status` → `quit` → exit, through [`Machine`] | QEMU with `-qmp stdio`, the same exchange over plain pipes |
 //! | P2 | one `query-status` round trip through [`Machine::command`] | a blocking client (`write_all` + `read_line`) on a Unix socket to a second QEMU |
-//! | P3 | suite throughput (100 echo-guest tests) | Σ(test time) / cores — not implemented yet |
+//! | P3 | suite throughput: the 100 echo-guest tests of `tests/runner_bench.rs` run by the runner, wall time | Σ(test time from the JUnit report) / cores |
 //! | P4 | snapshot restore vs cold boot (Linux guest) | cold boot — not implemented yet |
-//! | P5 | console `flood` of 10 MB: bytes lost, throughput | — not implemented yet |
-//! | P6 | RSS of the test process per running VM | — not implemented yet |
+//! | P5 | console `flood` of 10 MB through [`Machine`]'s console: bytes lost (judged) and time (ratio, not judged) | the same guest and flood, QEMU's serial port on stdio into a plain file (no reader) |
+//! | P6 | RSS of the test process per running echo-guest [`Machine`] (console drained, QMP connected), QEMU's own not counted | — (QEMU's RSS shown for scale) |
 //!
-//! Both sides of a comparison run the same QEMU binary with the same
-//! arguments, interleaved (raw, ours, raw, ours, …) so that drift in the
-//! machine's load hits both alike. Timings of a debug build mean little, so
-//! a debug `xtask` re-runs itself with `cargo run --release` first.
-//! Benchmarks never fail the build on a missed target: they report it.
+//! Both sides of a timed comparison run the same QEMU binary and guest,
+//! differing only in what qemu-test brings (for P5 that includes the
+//! console transport, a socketpair, which is qemu-test's choice), and
+//! repeated measurements are interleaved (raw, ours, raw, ours, …) so that
+//! drift in the machine's load hits both alike. P3 has no raw side (the
+//! ideal is computed), P6 none at all (a size against a limit). Timings of
+//! a debug build mean little, so a debug `xtask` re-runs itself with
+//! `cargo run --release` first. Benchmarks never fail the build on a
+//! missed target: they report it. The whole run takes a few minutes (P5
+//! about one and a half); `--only` picks rows.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
@@ -28,6 +33,10 @@ use qemu_test::Machine;
 use serde_json::{json, Value};
 
 use crate::{setup, util};
+
+mod console;
+mod memory;
+mod suite;
 
 /// QEMU arguments both sides use, after `-display none -vga none` (which
 /// [`Machine`] adds itself): a stopped, device-less x86 machine.
@@ -43,8 +52,26 @@ pub struct Options {
     pub warmups: usize,
     /// P2: measured round trips per side.
     pub calls: usize,
+    /// P3: runs of the 100-test suite (the row shows the median).
+    pub suite_runs: usize,
+    /// P5: bytes the guest floods the console with.
+    pub flood_bytes: usize,
+    /// P6: machines running at once.
+    pub vms: usize,
+    /// Only these benchmarks (`P1` … `P6`); all when empty.
+    pub only: Vec<String>,
     /// Run as built, even if that is a debug build.
     pub no_rebuild: bool,
+}
+
+/// The benchmarks' ids, in table order.
+pub const IDS: [&str; 6] = ["P1", "P2", "P3", "P4", "P5", "P6"];
+
+impl Options {
+    /// Whether benchmark `id` is to run.
+    fn selects(&self, id: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o.eq_ignore_ascii_case(id))
+    }
 }
 
 impl Default for Options {
@@ -53,6 +80,10 @@ impl Default for Options {
             runs: 20,
             warmups: 2,
             calls: 2000,
+            suite_runs: 3,
+            flood_bytes: 10_000_000,
+            vms: 8,
+            only: Vec::new(),
             no_rebuild: false,
         }
     }
@@ -128,14 +159,18 @@ struct Row {
     ours: String,
     ratio: Option<f64>,
     target: &'static str,
-    /// The largest ratio that meets the target.
+    /// What is judged against `limit` when it is not the ratio (bytes
+    /// lost, megabytes per VM).
+    judged: Option<f64>,
+    /// The largest judged value (the ratio, unless `judged`) that meets
+    /// the target.
     limit: Option<f64>,
     note: String,
 }
 
 impl Row {
     fn verdict(&self) -> &'static str {
-        match (self.ratio, self.limit) {
+        match (self.judged.or(self.ratio), self.limit) {
             (Some(r), Some(limit)) if r <= limit => "met",
             (Some(_), Some(_)) => "**missed**",
             _ => "—",
@@ -151,6 +186,7 @@ impl Row {
             ours: "—".into(),
             ratio: None,
             target,
+            judged: None,
             limit: None,
             note: format!("not implemented yet: {why}"),
         }
@@ -304,6 +340,7 @@ fn p1(qemu: &Path, opts: &Options) -> Result<(Row, String), String> {
         ours: util::human(ours.median),
         ratio: Some(ratio(ours.median, raw.median)),
         target: "≤ 1.05",
+        judged: None,
         limit: Some(1.05),
         note: format!(
             "{} runs per side, interleaved, after {} warm-ups; median of paired ratios {paired:.3}; min {} vs {}",
@@ -592,6 +629,7 @@ fn p2(qemu: &Path, opts: &Options) -> Result<(Row, String), String> {
         ours: util::human(ours_s.median),
         ratio: Some(ratio(ours_s.median, raw_s.median)),
         target: "≤ 1.1",
+        judged: None,
         limit: Some(1.1),
         note: format!(
             "{} calls per side in {BLOCKS} interleaved blocks; mean {} vs {} ({:.3}×); \
@@ -625,17 +663,8 @@ fn p2(qemu: &Path, opts: &Options) -> Result<(Row, String), String> {
     Ok((row, detail))
 }
 
-// Room for the benchmarks of issue 6 that need parts not built yet. Each
-// returns a row saying so rather than a made-up figure.
-
-fn p3() -> Row {
-    Row::not_implemented(
-        "P3",
-        "suite throughput: 100 echo-guest tests, wall / (Σ test time / cores)",
-        "≤ 1.15",
-        "to be written (issue 6)",
-    )
-}
+// Room for the benchmark of issue 6 that needs parts not built yet: a
+// row saying so rather than a made-up figure.
 
 fn p4() -> Row {
     Row::not_implemented(
@@ -643,24 +672,6 @@ fn p4() -> Row {
         "Linux guest: snapshot restore vs cold boot to `succeed(\"true\")`",
         "≤ 0.05",
         "needs the Linux guest and snapshots (issues 5, 6)",
-    )
-}
-
-fn p5() -> Row {
-    Row::not_implemented(
-        "P5",
-        "console `flood` of 10 MB: bytes lost, throughput",
-        "0 lost",
-        "to be written (issue 6)",
-    )
-}
-
-fn p6() -> Row {
-    Row::not_implemented(
-        "P6",
-        "test-process RSS per running VM, beyond QEMU's own",
-        "≤ 3 MB",
-        "to be written (issue 6)",
     )
 }
 
@@ -724,43 +735,97 @@ pub fn bench(opts: Options) -> Result<(), String> {
             &opts.warmups.to_string(),
             "--calls",
             &opts.calls.to_string(),
+            "--suite-runs",
+            &opts.suite_runs.to_string(),
+            "--flood-bytes",
+            &opts.flood_bytes.to_string(),
+            "--vms",
+            &opts.vms.to_string(),
         ]);
+        if !opts.only.is_empty() {
+            cmd.args(["--only", &opts.only.join(",")]);
+        }
         return util::run(&mut cmd);
     }
-    if opts.runs == 0 || opts.calls == 0 {
-        return Err("--runs and --calls must be at least 1".into());
+    if [
+        opts.runs,
+        opts.calls,
+        opts.suite_runs,
+        opts.flood_bytes,
+        opts.vms,
+    ]
+    .contains(&0)
+    {
+        return Err(
+            "--runs, --calls, --suite-runs, --flood-bytes and --vms must be at least 1".into(),
+        );
     }
     setup::setup(setup::Options::default())?;
     let qemu = util::find_qemu(QEMU).ok_or_else(|| format!("{QEMU} not found"))?;
     let version = util::version_line(&qemu).unwrap_or_default();
+    let aarch64 =
+        util::find_qemu(console::QEMU).ok_or_else(|| format!("{} not found", console::QEMU))?;
     let started = SystemTime::now();
     let header = format!(
-        "- date: {}\n- host: {}\n- QEMU: {} ({})\n- xtask build: {}\n- QEMU arguments, both sides: `-display none -vga none {}` plus the monitor\n",
+        "- date: {}\n- host: {}\n- QEMU: {} ({})\n- xtask build: {}\n- P1, P2: QEMU arguments, both sides: `-display none -vga none {}` plus the monitor\n- P3, P5, P6: {} with the echo guest (`-M virt -cpu max -nodefaults -kernel …`, TCG)\n",
         humantime::format_rfc3339_seconds(started),
         host_line(),
         qemu.display(),
         version,
         if cfg!(debug_assertions) { "debug (timings overstate qemu-test's cost)" } else { "release" },
         QEMU_ARGS.join(" "),
+        aarch64.display(),
     );
     print!("\n{header}");
 
+    type Bench<'a> = Box<dyn Fn() -> Result<(Row, String), String> + 'a>;
+    let benches: [(&str, String, Bench); 6] = [
+        (
+            "P1",
+            format!(
+                "{} launches per side after {} warm-ups",
+                opts.runs, opts.warmups
+            ),
+            Box::new(|| p1(&qemu, &opts)),
+        ),
+        (
+            "P2",
+            format!("{} QMP round trips per side", opts.calls),
+            Box::new(|| p2(&qemu, &opts)),
+        ),
+        (
+            "P3",
+            format!("the 100-test suite, {} run(s)", opts.suite_runs),
+            Box::new(|| suite::p3(&opts)),
+        ),
+        (
+            "P4",
+            "not implemented yet".into(),
+            Box::new(|| Ok((p4(), String::new()))),
+        ),
+        (
+            "P5",
+            format!("a console flood of {} bytes per side", opts.flood_bytes),
+            Box::new(|| console::p5(&aarch64, &opts)),
+        ),
+        (
+            "P6",
+            format!("{} echo-guest machines at once", opts.vms),
+            Box::new(|| memory::p6(&aarch64, &opts)),
+        ),
+    ];
     let mut rows = Vec::new();
     let mut details = String::new();
-    println!(
-        "\nP1: {} launches per side after {} warm-ups…",
-        opts.runs, opts.warmups
-    );
-    let (row, detail) = p1(&qemu, &opts)?;
-    print!("{detail}");
-    rows.push(row);
-    details.push_str(&detail);
-    println!("\nP2: {} QMP round trips per side…", opts.calls);
-    let (row, detail) = p2(&qemu, &opts)?;
-    print!("{detail}");
-    rows.push(row);
-    details.push_str(&detail);
-    rows.extend([p3(), p4(), p5(), p6()]);
+    for (id, what, run) in &benches {
+        if !opts.selects(id) {
+            continue;
+        }
+        println!("\n{id}: {what}…");
+        let (row, detail) = run()?;
+        print!("{detail}");
+        rows.push(row);
+        details.push_str(&detail);
+    }
 
     let table = table(&rows);
     println!("\n{table}");
@@ -810,5 +875,19 @@ mod tests {
         assert_eq!(row.verdict(), "met");
         row.ratio = Some(1.11);
         assert_eq!(row.verdict(), "**missed**");
+        // A judged value other than the ratio decides instead.
+        row.judged = Some(0.0);
+        row.limit = Some(0.0);
+        assert_eq!(row.verdict(), "met");
+        row.judged = Some(3.0);
+        assert_eq!(row.verdict(), "**missed**");
+    }
+
+    #[test]
+    fn only_selects_case_insensitively() {
+        let mut opts = Options::default();
+        assert!(IDS.iter().all(|id| opts.selects(id)));
+        opts.only = vec!["p5".into(), "P6".into()];
+        assert!(opts.selects("P5") && opts.selects("P6") && !opts.selects("P1"));
     }
 }
