@@ -203,6 +203,102 @@ fn wait_for_a_guest_that_never_powers_off_is_abnormal() {
 }
 
 #[test]
+fn commands_from_several_threads_each_get_their_own_reply() {
+    const THREADS: usize = 4;
+    const CALLS: usize = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let mut vm = Machine::builder(X86)
+        .args(["-S", "-nodefaults"])
+        .name("vm")
+        .log_dir(dir.path())
+        .qmp_timeout(Duration::from_secs(20))
+        .build();
+    vm.launch().unwrap();
+    let qmp = vm.qmp_client().unwrap();
+    std::thread::scope(|scope| {
+        let callers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                scope.spawn(move || {
+                    for i in 0..CALLS {
+                        // Replies that name their command: an HMP error
+                        // message and a QMP error description.
+                        let word = format!("no-such-command-{t}-{i}");
+                        let out = qmp
+                            .command("human-monitor-command", json!({"command-line": word}))
+                            .unwrap();
+                        assert!(out.as_str().unwrap().contains(&word), "{out} for {word}");
+                        let path = format!("/no-such-path-{t}-{i}");
+                        match qmp.command("qom-list", json!({ "path": path })) {
+                            Err(Error::Qmp { desc, .. }) => {
+                                assert!(desc.contains(&path), "{desc} for {path}")
+                            }
+                            other => panic!("{other:?} for {path}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for caller in callers {
+            caller.join().unwrap();
+        }
+    });
+    assert_eq!(qmp.stray_replies(), 0);
+    vm.shutdown().unwrap();
+    // Every command is in the transcript, with or without an id.
+    let transcript = std::fs::read_to_string(dir.path().join("vm-qmp.jsonl")).unwrap();
+    let sent: Vec<Value> = transcript
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|l| l["dir"] == "send")
+        .map(|l| l["msg"].clone())
+        .collect();
+    // qmp_capabilities, the commands, quit.
+    assert_eq!(sent.len(), 2 + THREADS * CALLS * 2);
+    assert!(sent[0].get("id").is_none(), "a lone command goes bare");
+}
+
+#[test]
+fn events_reach_a_waiting_thread_while_others_keep_the_monitor_busy() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    const RESETS: usize = 3;
+    let mut vm = stopped_vm();
+    vm.launch().unwrap();
+    let qmp = vm.qmp_client().unwrap();
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let done = &done;
+        let busy = scope.spawn(move || {
+            let mut calls = 0;
+            while !done.load(Ordering::Relaxed) {
+                let status = qmp.command("query-status", json!({})).unwrap();
+                assert_eq!(status["status"], "prelaunch");
+                calls += 1;
+            }
+            calls
+        });
+        let waiter = scope.spawn(move || {
+            let mut resets = 0;
+            while resets < RESETS {
+                match qmp.pull_event(qemu_test::Wait::For(Duration::from_secs(20))) {
+                    Ok(Some(event)) if event["event"] == "RESET" => resets += 1,
+                    Ok(Some(_)) => {}
+                    other => panic!("no RESET event: {other:?}"),
+                }
+            }
+        });
+        for _ in 0..RESETS {
+            qmp.command("system_reset", json!({})).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        waiter.join().unwrap();
+        done.store(true, Ordering::Relaxed);
+        assert!(busy.join().unwrap() > 0);
+    });
+    assert_eq!(qmp.stray_replies(), 0);
+    vm.shutdown().unwrap();
+}
+
+#[test]
 fn qemu_killed_mid_command_fails_the_command_promptly() {
     let mut vm = stopped_vm();
     vm.launch().unwrap();
@@ -366,6 +462,17 @@ fn transcript_and_log_files_in_the_log_dir() {
         .build();
     vm.launch().unwrap();
     vm.command("query-status", json!({})).unwrap();
+    // The reply is on disk soon, not only once the machine is gone.
+    let logged = |what: &str| {
+        std::fs::read_to_string(logs.join("vm1-qmp.jsonl"))
+            .unwrap()
+            .contains(what)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !logged("prelaunch") && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(logged("prelaunch"), "the query-status reply is logged");
     vm.shutdown().unwrap();
     let transcript = std::fs::read_to_string(logs.join("vm1-qmp.jsonl")).unwrap();
     let lines: Vec<Value> = transcript

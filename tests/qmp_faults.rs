@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -42,8 +43,12 @@ fn read_cmd(r: &mut BufReader<UnixStream>) -> Value {
     serde_json::from_str(&line).unwrap()
 }
 
+/// Answers `cmd` as QEMU does: its `id` echoed if it had one.
 fn reply(s: &mut UnixStream, cmd: &Value, ret: Value) {
-    let msg = json!({"return": ret, "id": cmd["id"]});
+    let mut msg = json!({ "return": ret });
+    if let Some(id) = cmd.get("id") {
+        msg["id"] = id.clone();
+    }
     let _ = s.write_all(format!("{msg}\r\n").as_bytes());
 }
 
@@ -180,10 +185,10 @@ fn a_huge_line_is_refused_with_bounded_memory() {
 }
 
 #[test]
-fn replies_with_unknown_or_missing_ids_are_ignored() {
+fn replies_with_unknown_ids_are_stray() {
     let qmp = negotiated(|mut r, mut s| {
         let _cmd = read_cmd(&mut r);
-        s.write_all(b"{\"return\": {}, \"id\": \"someone-else\"}\r\n{\"return\": {}}\r\n")
+        s.write_all(b"{\"return\": {}, \"id\": \"someone-else\"}\r\n")
             .unwrap();
         thread::sleep(Duration::from_secs(2));
     });
@@ -194,6 +199,120 @@ fn replies_with_unknown_or_missing_ids_are_ignored() {
         matches!(err, QmpError::Timeout { ref command, .. } if command == "query-status"),
         "{err:?}"
     );
+    assert_eq!(qmp.stray_replies(), 1);
+}
+
+#[test]
+fn a_lone_command_goes_without_an_id() {
+    let (seen_tx, seen) = mpsc::channel();
+    let qmp = with_peer(Duration::from_secs(5), move |mut s| {
+        s.write_all(GREETING).unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        for ret in ["caps", "first", "second"] {
+            let cmd = read_cmd(&mut r);
+            seen_tx.send(cmd.clone()).unwrap();
+            reply(&mut s, &cmd, json!(ret));
+        }
+        thread::sleep(Duration::from_secs(1));
+    })
+    .unwrap();
+    assert_eq!(
+        qmp.qmp("first", json!({"a": 1})).unwrap()["return"],
+        "first"
+    );
+    assert_eq!(qmp.qmp("second", Value::Null).unwrap()["return"], "second");
+    let seen: Vec<Value> = seen.try_iter().collect();
+    assert_eq!(
+        seen,
+        [
+            json!({"execute": "qmp_capabilities"}),
+            json!({"execute": "first", "arguments": {"a": 1}}),
+            json!({"execute": "second"}),
+        ]
+    );
+    assert_eq!(qmp.stray_replies(), 0);
+}
+
+#[test]
+fn a_reply_without_an_id_that_nobody_waits_for_is_stray_not_misrouted() {
+    let qmp = negotiated(|mut r, mut s| {
+        // Unprompted, while no command is in flight.
+        s.write_all(b"{\"return\": \"made up\"}\r\n").unwrap();
+        let cmd = read_cmd(&mut r);
+        reply(&mut s, &cmd, json!("mine"));
+        thread::sleep(Duration::from_secs(1));
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while qmp.stray_replies() == 0 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(qmp.stray_replies(), 1, "the made-up reply was counted");
+    assert_eq!(
+        qmp.qmp("query-status", json!({})).unwrap()["return"],
+        "mine"
+    );
+    assert_eq!(qmp.stray_replies(), 1);
+}
+
+#[test]
+fn a_late_reply_without_an_id_is_not_taken_for_the_next_commands() {
+    let (seen_tx, seen) = mpsc::channel();
+    let qmp = negotiated(move |mut r, mut s| {
+        let first = read_cmd(&mut r);
+        // The client gives up on `first` and sends `second` before the
+        // late reply to `first` arrives: `second` must carry an id.
+        let second = read_cmd(&mut r);
+        reply(&mut s, &first, json!("late"));
+        reply(&mut s, &second, json!("second"));
+        // The late reply freed the slot: `third` goes without an id.
+        let third = read_cmd(&mut r);
+        reply(&mut s, &third, json!("third"));
+        seen_tx.send([first, second, third]).unwrap();
+        thread::sleep(Duration::from_secs(1));
+    });
+    assert!(matches!(
+        qmp.qmp_timeout("first", json!({}), SHORT),
+        Err(QmpError::Timeout { .. })
+    ));
+    assert_eq!(qmp.qmp("second", json!({})).unwrap()["return"], "second");
+    assert_eq!(qmp.stray_replies(), 1, "the late reply is stray");
+    assert_eq!(qmp.qmp("third", json!({})).unwrap()["return"], "third");
+    let [first, second, third] = seen.recv().unwrap();
+    assert!(first.get("id").is_none(), "{first}");
+    assert!(second.get("id").is_some(), "{second}");
+    assert!(third.get("id").is_none(), "{third}");
+}
+
+#[test]
+fn concurrent_commands_are_told_apart_even_answered_out_of_order() {
+    const THREADS: usize = 4;
+    let qmp = negotiated(|mut r, mut s| {
+        // Every caller's command first, then the replies, newest first.
+        let cmds: Vec<Value> = (0..THREADS).map(|_| read_cmd(&mut r)).collect();
+        let bare = cmds.iter().filter(|c| c.get("id").is_none()).count();
+        assert!(bare <= 1, "more than one command without an id: {cmds:?}");
+        for cmd in cmds.iter().rev() {
+            let name = cmd["execute"].clone();
+            reply(&mut s, cmd, name);
+        }
+        thread::sleep(Duration::from_secs(1));
+    });
+    thread::scope(|scope| {
+        let qmp = &qmp;
+        let callers: Vec<_> = (0..THREADS)
+            .map(|i| {
+                scope.spawn(move || {
+                    let name = format!("cmd-{i}");
+                    let reply = qmp.qmp(&name, json!({})).unwrap();
+                    assert_eq!(reply["return"], name.as_str());
+                })
+            })
+            .collect();
+        for caller in callers {
+            caller.join().unwrap();
+        }
+    });
+    assert_eq!(qmp.stray_replies(), 0);
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! 100 echo-guest tests, for measuring the scheduler: how close the wall
 //! time of a run comes to the sum of the tests' own times divided by the
-//! cores. Not run by `cargo test` (`test = false`); run it by hand:
+//! cores. Not run by `cargo test` (`test = false`); `cargo xtask bench`
+//! runs it for its row P3 (`cargo xtask bench --only P3` alone), or run it
+//! by hand:
 //!
 //! ```sh
 //! cargo build -p qemu-test-suite --bin runner-bench

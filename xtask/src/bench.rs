@@ -6,16 +6,21 @@
 //! | --- | --- | --- |
 //! | P1 | launch → `qmp_capabilities` → `query-status` → `quit` → exit, through [`Machine`] | QEMU with `-qmp stdio`, the same exchange over plain pipes |
 //! | P2 | one `query-status` round trip through [`Machine::command`] | a blocking client (`write_all` + `read_line`) on a Unix socket to a second QEMU |
-//! | P3 | suite throughput (100 echo-guest tests) | Σ(test time) / cores — not implemented yet |
+//! | P3 | suite throughput: the 100 echo-guest tests of `tests/runner_bench.rs` run by the runner, wall time | Σ(test time from the JUnit report) / cores |
 //! | P4 | Linux guest: launch → first `succeed("true")` restored from a snapshot; a 20-test suite with `snapshot` | the same booted cold; the same suite without `snapshot` |
-//! | P5 | console `flood` of 10 MB: bytes lost, throughput | — not implemented yet |
-//! | P6 | RSS of the test process per running VM | — not implemented yet |
+//! | P5 | console `flood` of 10 MB through [`Machine`]'s console: bytes lost (judged) and time (ratio, not judged) | the same guest and flood, QEMU's serial port on stdio into a plain file (no reader) |
+//! | P6 | RSS of the test process per running echo-guest [`Machine`] (console drained, QMP connected), QEMU's own not counted | — (QEMU's RSS shown for scale) |
 //!
-//! Both sides of a comparison run the same QEMU binary with the same
-//! arguments, interleaved (raw, ours, raw, ours, …) so that drift in the
-//! machine's load hits both alike. Timings of a debug build mean little, so
-//! a debug `xtask` re-runs itself with `cargo run --release` first.
-//! Benchmarks never fail the build on a missed target: they report it.
+//! Both sides of a timed comparison run the same QEMU binary and guest,
+//! differing only in what qemu-test brings (for P5 that includes the
+//! console transport, a socketpair, which is qemu-test's choice), and
+//! repeated measurements are interleaved (raw, ours, raw, ours, …) so that
+//! drift in the machine's load hits both alike. P3 has no raw side (the
+//! ideal is computed), P6 none at all (a size against a limit). Timings of
+//! a debug build mean little, so a debug `xtask` re-runs itself with
+//! `cargo run --release` first. Benchmarks never fail the build on a
+//! missed target: they report it. The whole run takes a few minutes (P5
+//! about one and a half); `--only` picks rows.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
@@ -28,6 +33,10 @@ use qemu_test::Machine;
 use serde_json::{json, Value};
 
 use crate::{setup, util};
+
+mod console;
+mod memory;
+mod suite;
 
 /// QEMU arguments both sides use, after `-display none -vga none` (which
 /// [`Machine`] adds itself): a stopped, device-less x86 machine.
@@ -45,8 +54,26 @@ pub struct Options {
     pub calls: usize,
     /// P4: measured boots and restores per side.
     pub snapshot_runs: usize,
+    /// P3: runs of the 100-test suite (the row shows the median).
+    pub suite_runs: usize,
+    /// P5: bytes the guest floods the console with.
+    pub flood_bytes: usize,
+    /// P6: machines running at once.
+    pub vms: usize,
+    /// Only these benchmarks (`P1` … `P6`); all when empty.
+    pub only: Vec<String>,
     /// Run as built, even if that is a debug build.
     pub no_rebuild: bool,
+}
+
+/// The benchmarks' ids, in table order.
+pub const IDS: [&str; 6] = ["P1", "P2", "P3", "P4", "P5", "P6"];
+
+impl Options {
+    /// Whether benchmark `id` is to run.
+    fn selects(&self, id: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o.eq_ignore_ascii_case(id))
+    }
 }
 
 impl Default for Options {
@@ -56,6 +83,10 @@ impl Default for Options {
             warmups: 2,
             calls: 2000,
             snapshot_runs: 5,
+            suite_runs: 3,
+            flood_bytes: 10_000_000,
+            vms: 8,
+            only: Vec::new(),
             no_rebuild: false,
         }
     }
@@ -131,31 +162,21 @@ struct Row {
     ours: String,
     ratio: Option<f64>,
     target: &'static str,
-    /// The largest ratio that meets the target.
+    /// What is judged against `limit` when it is not the ratio (bytes
+    /// lost, megabytes per VM).
+    judged: Option<f64>,
+    /// The largest judged value (the ratio, unless `judged`) that meets
+    /// the target.
     limit: Option<f64>,
     note: String,
 }
 
 impl Row {
     fn verdict(&self) -> &'static str {
-        match (self.ratio, self.limit) {
+        match (self.judged.or(self.ratio), self.limit) {
             (Some(r), Some(limit)) if r <= limit => "met",
             (Some(_), Some(_)) => "**missed**",
             _ => "—",
-        }
-    }
-
-    /// A benchmark that does not exist yet: an honest empty row.
-    fn not_implemented(id: &'static str, what: &str, target: &'static str, why: &str) -> Row {
-        Row {
-            id,
-            what: what.into(),
-            raw: "—".into(),
-            ours: "—".into(),
-            ratio: None,
-            target,
-            limit: None,
-            note: format!("not implemented yet: {why}"),
         }
     }
 }
@@ -223,8 +244,8 @@ fn exchange(
 
 const CAPABILITIES: &[u8] = b"{\"execute\":\"qmp_capabilities\"}\n";
 const QUERY_STATUS: &[u8] = b"{\"execute\":\"query-status\"}\n";
-/// The same with an `id`, as qemu-test (and QEMU's Python library) send:
-/// QEMU itself answers it measurably slower.
+/// The same with an `id`, as QEMU's Python library sends (and qemu-test
+/// only when commands overlap): QEMU itself answers it measurably slower.
 const QUERY_STATUS_ID: &[u8] = b"{\"execute\":\"query-status\",\"id\":\"qt-1\"}\n";
 const QUIT: &[u8] = b"{\"execute\":\"quit\"}\n";
 
@@ -307,6 +328,7 @@ fn p1(qemu: &Path, opts: &Options) -> Result<(Row, String), String> {
         ours: util::human(ours.median),
         ratio: Some(ratio(ours.median, raw.median)),
         target: "≤ 1.05",
+        judged: None,
         limit: Some(1.05),
         note: format!(
             "{} runs per side, interleaved, after {} warm-ups; median of paired ratios {paired:.3}; min {} vs {}",
@@ -538,7 +560,7 @@ fn p2(qemu: &Path, opts: &Options) -> Result<(Row, String), String> {
     const WARMUP: usize = 200;
     let per_block = opts.calls.div_ceil(BLOCKS).max(1);
     let mut raw = RawQmp::start(qemu)?;
-    // Diagnostic: the raw client sending an `id`.
+    // Diagnostic: the raw client sending an `id`, QEMU's own cost of one.
     let mut raw_id = RawQmp::start(qemu)?;
     let mut vm = launch_for_p2(Machine::builder(qemu.to_string_lossy()))?;
     // Not in the table: the same with the QMP transcript written to
@@ -595,15 +617,16 @@ fn p2(qemu: &Path, opts: &Options) -> Result<(Row, String), String> {
         ours: util::human(ours_s.median),
         ratio: Some(ratio(ours_s.median, raw_s.median)),
         target: "≤ 1.1",
+        judged: None,
         limit: Some(1.1),
         note: format!(
             "{} calls per side in {BLOCKS} interleaved blocks; mean {} vs {} ({:.3}×); \
-             vs a raw client that also sends an `id`: {:.3}×",
+             a raw client with a reader thread alone: {:.3}×",
             raw_s.n,
             util::human(ours_s.mean),
             util::human(raw_s.mean),
             ratio(ours_s.mean, raw_s.mean),
-            ratio(ours_s.median, raw_id_s.median)
+            ratio(threaded_s.median, raw_s.median)
         ),
     };
     let detail = format!(
@@ -612,7 +635,8 @@ fn p2(qemu: &Path, opts: &Options) -> Result<(Row, String), String> {
          P2 ours, QMP transcript to /dev/null: {} — {:.3}× raw\n\
          P2 raw client with a reader thread + channel: {} — {:.3}× raw\n\
          P2 qemu_test::qmp::QmpClient alone on a raw QEMU's socket: {} — {:.3}× raw\n\
-         P2 raw client sending an `id` with each command: {} — {:.3}× raw; qemu-test vs this: {:.3}×\n",
+         P2 raw client sending an `id` with each command (QEMU's own cost of an id, \
+         which qemu-test leaves out unless commands overlap): {} — {:.3}× raw\n",
         raw_s.line(),
         ours_s.line(),
         quiet_s.line(),
@@ -623,21 +647,8 @@ fn p2(qemu: &Path, opts: &Options) -> Result<(Row, String), String> {
         ratio(client_s.median, raw_s.median),
         raw_id_s.line(),
         ratio(raw_id_s.median, raw_s.median),
-        ratio(ours_s.median, raw_id_s.median)
     );
     Ok((row, detail))
-}
-
-// Room for the benchmarks of issue 6 that need parts not built yet. Each
-// returns a row saying so rather than a made-up figure.
-
-fn p3() -> Row {
-    Row::not_implemented(
-        "P3",
-        "suite throughput: 100 echo-guest tests, wall / (Σ test time / cores)",
-        "≤ 1.15",
-        "to be written (issue 6)",
-    )
 }
 
 /// P4: two rows, restore vs cold boot to the first command, and the
@@ -654,6 +665,7 @@ fn p4(qemu: &Path, opts: &Options) -> Result<(Vec<Row>, String), String> {
         ours: format!("{} (restore)", util::human(restore.median)),
         ratio: Some(ratio(restore.median, cold.median)),
         target: "≤ 0.05",
+        judged: None,
         limit: Some(0.05),
         note: format!(
             "medians of {} each, interleaved; the floor, raw QEMU restoring the same state (`-incoming fd:0`) until a typed `echo` answers: {} ({:.3} of a cold boot)",
@@ -669,6 +681,7 @@ fn p4(qemu: &Path, opts: &Options) -> Result<(Vec<Row>, String), String> {
         ours: format!("{} (snapshot made)", util::human(m.suite_warm)),
         ratio: Some(ratio(m.suite_warm, m.suite_cold)),
         target: "≤ 0.125 (≥ 8× faster)",
+        judged: None,
         limit: Some(0.125),
         note: format!(
             "{:.1}× faster; a first run that makes the snapshot: {} ({:.1}×)",
@@ -687,24 +700,6 @@ fn p4(qemu: &Path, opts: &Options) -> Result<(Vec<Row>, String), String> {
         util::human(m.suite_first)
     );
     Ok((vec![first, suite], detail))
-}
-
-fn p5() -> Row {
-    Row::not_implemented(
-        "P5",
-        "console `flood` of 10 MB: bytes lost, throughput",
-        "0 lost",
-        "to be written (issue 6)",
-    )
-}
-
-fn p6() -> Row {
-    Row::not_implemented(
-        "P6",
-        "test-process RSS per running VM, beyond QEMU's own",
-        "≤ 3 MB",
-        "to be written (issue 6)",
-    )
 }
 
 fn table(rows: &[Row]) -> String {
@@ -769,52 +764,101 @@ pub fn bench(opts: Options) -> Result<(), String> {
             &opts.calls.to_string(),
             "--snapshot-runs",
             &opts.snapshot_runs.to_string(),
+            "--suite-runs",
+            &opts.suite_runs.to_string(),
+            "--flood-bytes",
+            &opts.flood_bytes.to_string(),
+            "--vms",
+            &opts.vms.to_string(),
         ]);
+        if !opts.only.is_empty() {
+            cmd.args(["--only", &opts.only.join(",")]);
+        }
         return util::run(&mut cmd);
     }
-    if opts.runs == 0 || opts.calls == 0 {
-        return Err("--runs and --calls must be at least 1".into());
+    if [
+        opts.runs,
+        opts.calls,
+        opts.suite_runs,
+        opts.flood_bytes,
+        opts.vms,
+    ]
+    .contains(&0)
+    {
+        return Err(
+            "--runs, --calls, --suite-runs, --flood-bytes and --vms must be at least 1".into(),
+        );
     }
     setup::setup(setup::Options::default())?;
     let qemu = util::find_qemu(QEMU).ok_or_else(|| format!("{QEMU} not found"))?;
     let version = util::version_line(&qemu).unwrap_or_default();
+    let aarch64 =
+        util::find_qemu(console::QEMU).ok_or_else(|| format!("{} not found", console::QEMU))?;
     let started = SystemTime::now();
     let header = format!(
-        "- date: {}\n- host: {}\n- QEMU: {} ({})\n- xtask build: {}\n- QEMU arguments, both sides: `-display none -vga none {}` plus the monitor\n",
+        "- date: {}\n- host: {}\n- QEMU: {} ({})\n- xtask build: {}\n- P1, P2: QEMU arguments, both sides: `-display none -vga none {}` plus the monitor\n- P3, P5, P6: {} with the echo guest (`-M virt -cpu max -nodefaults -kernel …`, TCG)\n",
         humantime::format_rfc3339_seconds(started),
         host_line(),
         qemu.display(),
         version,
         if cfg!(debug_assertions) { "debug (timings overstate qemu-test's cost)" } else { "release" },
         QEMU_ARGS.join(" "),
+        aarch64.display(),
     );
     print!("\n{header}");
 
+    type Bench<'a> = Box<dyn Fn() -> Result<(Vec<Row>, String), String> + 'a>;
+    let one = |(row, detail): (Row, String)| (vec![row], detail);
+    let benches: [(&str, String, Bench); 6] = [
+        (
+            "P1",
+            format!(
+                "{} launches per side after {} warm-ups",
+                opts.runs, opts.warmups
+            ),
+            Box::new(|| p1(&qemu, &opts).map(one)),
+        ),
+        (
+            "P2",
+            format!("{} QMP round trips per side", opts.calls),
+            Box::new(|| p2(&qemu, &opts).map(one)),
+        ),
+        (
+            "P3",
+            format!("the 100-test suite, {} run(s)", opts.suite_runs),
+            Box::new(|| suite::p3(&opts).map(one)),
+        ),
+        (
+            "P4",
+            format!(
+                "Linux guest, {} boots and restores each, then a 20-test suite three times",
+                opts.snapshot_runs
+            ),
+            Box::new(|| p4(&qemu, &opts)),
+        ),
+        (
+            "P5",
+            format!("a console flood of {} bytes per side", opts.flood_bytes),
+            Box::new(|| console::p5(&aarch64, &opts).map(one)),
+        ),
+        (
+            "P6",
+            format!("{} echo-guest machines at once", opts.vms),
+            Box::new(|| memory::p6(&aarch64, &opts).map(one)),
+        ),
+    ];
     let mut rows = Vec::new();
     let mut details = String::new();
-    println!(
-        "\nP1: {} launches per side after {} warm-ups…",
-        opts.runs, opts.warmups
-    );
-    let (row, detail) = p1(&qemu, &opts)?;
-    print!("{detail}");
-    rows.push(row);
-    details.push_str(&detail);
-    println!("\nP2: {} QMP round trips per side…", opts.calls);
-    let (row, detail) = p2(&qemu, &opts)?;
-    print!("{detail}");
-    rows.push(row);
-    details.push_str(&detail);
-    println!(
-        "\nP4: Linux guest, {} boots and restores each, then a 20-test suite three times…",
-        opts.snapshot_runs
-    );
-    let (p4_rows, detail) = p4(&qemu, &opts)?;
-    print!("{detail}");
-    details.push_str(&detail);
-    rows.push(p3());
-    rows.extend(p4_rows);
-    rows.extend([p5(), p6()]);
+    for (id, what, run) in &benches {
+        if !opts.selects(id) {
+            continue;
+        }
+        println!("\n{id}: {what}…");
+        let (new_rows, detail) = run()?;
+        print!("{detail}");
+        rows.extend(new_rows);
+        details.push_str(&detail);
+    }
 
     let table = table(&rows);
     println!("\n{table}");
@@ -857,12 +901,36 @@ mod tests {
 
     #[test]
     fn verdicts() {
-        let mut row = Row::not_implemented("P9", "x", "≤ 1.1", "later");
+        let mut row = Row {
+            id: "P9",
+            what: "x".into(),
+            raw: "—".into(),
+            ours: "—".into(),
+            ratio: None,
+            target: "≤ 1.1",
+            judged: None,
+            limit: None,
+            note: String::new(),
+        };
         assert_eq!(row.verdict(), "—");
         row.ratio = Some(1.1);
         row.limit = Some(1.1);
         assert_eq!(row.verdict(), "met");
         row.ratio = Some(1.11);
         assert_eq!(row.verdict(), "**missed**");
+        // A judged value other than the ratio decides instead.
+        row.judged = Some(0.0);
+        row.limit = Some(0.0);
+        assert_eq!(row.verdict(), "met");
+        row.judged = Some(3.0);
+        assert_eq!(row.verdict(), "**missed**");
+    }
+
+    #[test]
+    fn only_selects_case_insensitively() {
+        let mut opts = Options::default();
+        assert!(IDS.iter().all(|id| opts.selects(id)));
+        opts.only = vec!["p5".into(), "P6".into()];
+        assert!(opts.selects("P5") && opts.selects("P6") && !opts.selects("P1"));
     }
 }

@@ -36,11 +36,14 @@
 //!   into its cache (`linux_guest.rs`); `--check` verifies the committed
 //!   bare-metal binaries match their source and leaves the Linux guest alone.
 //!
-//! - `cargo xtask bench [--runs N] [--warmups N] [--calls N] [--snapshot-runs N] [--no-rebuild]`
-//!   measures qemu-test's overhead as ratios against raw QEMU baselines
-//!   taken in the same run and writes a markdown table to
-//!   `target/qemu-test/bench.md` (see [`bench`] for what each row means). A
-//!   debug xtask re-runs itself with `--release` unless `--no-rebuild`.
+//! - `cargo xtask bench [--runs N] [--warmups N] [--calls N] [--suite-runs N]
+//!   [--flood-bytes N] [--vms N] [--snapshot-runs N] [--only P1,P5,…]
+//!   [--no-rebuild]` measures qemu-test's
+//!   overhead as ratios against raw QEMU baselines taken in the same run
+//!   and writes a markdown table to `target/qemu-test/bench.md` (see
+//!   [`bench`] for what each row means). A debug xtask re-runs itself with
+//!   `--release` unless `--no-rebuild`. It takes a few minutes (the 10 MB
+//!   console flood alone about one) and is not part of `cargo xtask test`.
 //!
 //! - `cargo xtask flaky [--runs N] [-- CARGO-TEST-ARGS…]` runs `cargo test
 //!   --workspace --no-fail-fast CARGO-TEST-ARGS…` N times in a row (default
@@ -76,7 +79,8 @@ commands:
                                    fmt, clippy, guest check and the whole test suite (what CI runs)
   demo                             boot a few real VMs with the quick-start example suite
   guests [--check]                 rebuild the built-in guests, or check the committed binaries
-  bench [--runs N] [--warmups N] [--calls N] [--snapshot-runs N] [--no-rebuild]
+  bench [--runs N] [--warmups N] [--calls N] [--suite-runs N] [--flood-bytes N] [--vms N]
+        [--snapshot-runs N] [--only P1,P5,…] [--no-rebuild]
                                    overhead vs raw QEMU; writes target/qemu-test/bench.md
   flaky [--runs N] [-- CARGO-TEST-ARGS...]
                                    run the test suite N times (default 20); writes target/qemu-test/flaky.md
@@ -169,6 +173,26 @@ fn run(args: Vec<OsString>) -> Result<(), String> {
                     lexopt::Arg::Long("calls") => opts.calls = count(&mut parser, "--calls")?,
                     lexopt::Arg::Long("snapshot-runs") => {
                         opts.snapshot_runs = count(&mut parser, "--snapshot-runs")?
+                    }
+                    lexopt::Arg::Long("suite-runs") => {
+                        opts.suite_runs = count(&mut parser, "--suite-runs")?
+                    }
+                    lexopt::Arg::Long("flood-bytes") => {
+                        opts.flood_bytes = count(&mut parser, "--flood-bytes")?
+                    }
+                    lexopt::Arg::Long("vms") => opts.vms = count(&mut parser, "--vms")?,
+                    lexopt::Arg::Long("only") => {
+                        let value = parser.value().map_err(|e| e.to_string())?;
+                        let value = value.to_string_lossy().to_ascii_uppercase();
+                        for id in value.split(',').filter(|id| !id.is_empty()) {
+                            if !bench::IDS.contains(&id) {
+                                return Err(format!(
+                                    "--only: unknown benchmark `{id}` (one of {})",
+                                    bench::IDS.join(", ")
+                                ));
+                            }
+                            opts.only.push(id.to_string());
+                        }
                     }
                     lexopt::Arg::Long("no-rebuild") => opts.no_rebuild = true,
                     other => return Err(unexpected(other)),

@@ -1,10 +1,18 @@
 //! The QMP wire protocol and a synchronous client.
 //!
-//! [`QmpClient`] owns one connection to QEMU's monitor. One reader thread
-//! parses every incoming message, hands command replies (matched by `id`)
-//! to the waiting caller and queues events; callers wait on a condition
-//! variable with a real deadline. Every message both ways can be recorded
-//! in a transcript (`qmp.jsonl`).
+//! [`QmpClient`] owns one connection to QEMU's monitor. Incoming messages
+//! are parsed and routed, replies to their callers and events into a
+//! queue, by whoever reads: a caller waiting for its reply reads the
+//! socket itself when it can, and one reader thread reads whenever no
+//! caller does (see `read.rs`). Every wait has a real deadline. Every
+//! message both ways can be recorded in a transcript (`qmp.jsonl`).
+//!
+//! A command is sent without an `id` when no other command is in flight
+//! (the usual case: each caller is synchronous), because QEMU answers such
+//! a command sooner; its reply is the one reply without an `id`. Commands
+//! sent while another is in flight (the client is `Sync`) carry an `id`
+//! and are matched by it. Replies that fit no waiting command are counted
+//! ([`QmpClient::stray_replies`]), never handed to the wrong caller.
 //!
 //! Most users reach QMP through [`Machine::qmp`](crate::Machine::qmp) and
 //! [`Machine::command`](crate::Machine::command); the client is public for
@@ -23,12 +31,13 @@
 //! ```
 
 mod log;
+mod read;
 mod wire;
 
 pub use wire::MAX_MESSAGE_SIZE;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
@@ -43,7 +52,7 @@ use serde_json::{Map, Value};
 use crate::deadline::DeadlineCap;
 use crate::error::{Error, QmpError};
 pub(crate) use log::{Dir, Transcript};
-use wire::Frame;
+use read::{NoReply, ReadSide};
 
 /// The most events kept unread; older ones are dropped (and counted in
 /// [`QmpClient::dropped_events`]) so a flood cannot exhaust memory.
@@ -128,31 +137,129 @@ struct State {
     waiting: HashSet<String>,
     /// Replies that arrived for waiting ids.
     replies: HashMap<String, Value>,
+    /// The command sent without an `id`, if any.
+    bare: Bare,
     events: VecDeque<Value>,
     dropped_events: u64,
-    /// Replies nobody waited for (unknown or missing id).
+    /// Replies nobody waited for (unknown id, or no id and no command
+    /// without one in flight).
     stray_replies: u64,
     /// Set once the connection is over; the reason, if it failed.
     closed: Option<Option<QmpError>>,
+    /// Threads waiting on [`Shared::cond`].
+    waiters: usize,
+    /// Whether the reader thread is standing aside (see [`read`]).
+    reader_parked: bool,
 }
 
+/// The slot of the one command that may be in flight without an `id`.
+///
+/// QEMU answers a command that carries an `id` measurably slower (tens of
+/// microseconds in 7.2) than one without, and a synchronous caller almost
+/// always has a single command in flight. So a command goes out bare when
+/// the slot is free and no other command is waiting; otherwise it gets an
+/// id. A reply without an `id` then belongs to the bare command, and to
+/// nothing else: there is never more than one bare command in flight, and
+/// a bare command abandoned by its caller keeps the slot until its late
+/// reply arrives, so that reply cannot be taken for the next one's.
+/// (QEMU also answers without an `id` a command it cannot parse at all.
+/// The client sends only JSON it wrote itself, which QEMU parses unless it
+/// breaks QEMU's size or nesting limits; only such a command, sent while a
+/// bare one is in flight, could have its error taken for the bare one's.)
+#[derive(Debug, Default)]
+enum Bare {
+    /// No bare command in flight: the next command may go bare.
+    #[default]
+    Free,
+    /// A bare command's caller waits for its reply.
+    Waiting,
+    /// Its reply, for the caller to take.
+    Replied(Value),
+    /// Its caller gave up (timeout or failed send); its reply, when it
+    /// comes, is stray and frees the slot.
+    Abandoned,
+}
+
+/// How a command in flight is told apart from the others.
+#[derive(Debug)]
+enum Ticket {
+    /// It was sent without an `id`; see [`Bare`].
+    Bare,
+    /// It carries this `id`.
+    Id(String),
+}
+
+/// The state and the two ways of waiting for it to change.
 #[derive(Debug, Default)]
 struct Shared {
     state: Mutex<State>,
+    /// Callers waiting for a reply, an event, the greeting or the framer.
     cond: Condvar,
+    /// The reader thread standing aside while a caller reads (see
+    /// [`read`]).
+    park: Condvar,
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Waits on [`cond`](Self::cond) until notified or `deadline` (`None`:
+    /// no deadline); `Err`, still holding the lock, once it has passed.
+    /// A waiter needs a reader, so a parked reader thread is woken first.
+    fn wait<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State>,
+        deadline: Option<Instant>,
+    ) -> Result<MutexGuard<'a, State>, MutexGuard<'a, State>> {
+        let left = match deadline {
+            None => None,
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => Some(left),
+                _ => return Err(state),
+            },
+        };
+        if state.reader_parked {
+            self.park.notify_one();
+        }
+        state.waiters += 1;
+        let mut state = match left {
+            Some(left) => {
+                self.cond
+                    .wait_timeout(state, left)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            }
+            None => self.cond.wait(state).unwrap_or_else(|e| e.into_inner()),
+        };
+        state.waiters -= 1;
+        Ok(state)
+    }
+
+    /// Releases `state` and wakes everyone waiting on
+    /// [`cond`](Self::cond), if anyone is (a lone caller reading its own
+    /// reply so makes no system call). Once the connection is over, the
+    /// reader thread too.
+    fn notify(&self, state: MutexGuard<'_, State>) {
+        let (waiters, closed) = (state.waiters > 0, state.closed.is_some());
+        drop(state);
+        if waiters {
+            self.cond.notify_all();
+        }
+        if closed {
+            self.park.notify_all();
+        }
+    }
 }
 
-/// A synchronous QMP client with one reader thread.
+/// A synchronous QMP client: callers read their own replies, one reader
+/// thread the rest.
 #[derive(Debug)]
 pub struct QmpClient {
     writer: Mutex<Stream>,
     shared: Arc<Shared>,
+    read: Arc<ReadSide>,
     reader: Option<JoinHandle<()>>,
     next_id: AtomicU64,
     timeout: Duration,
@@ -198,17 +305,20 @@ impl QmpClient {
             .try_clone()
             .map_err(io_err("cloning the QMP socket"))?;
         let shared = Arc::new(Shared::default());
+        let read = Arc::new(ReadSide::new(read_half));
         let reader = {
             let shared = Arc::clone(&shared);
+            let read = Arc::clone(&read);
             let transcript = transcript.clone();
             thread::Builder::new()
                 .name("qemu-test-qmp".into())
-                .spawn(move || read_loop(read_half, &shared, transcript.as_deref()))
+                .spawn(move || read.run(&shared, transcript.as_deref()))
                 .map_err(io_err("starting the QMP reader thread"))?
         };
         let mut client = QmpClient {
             writer: Mutex::new(stream),
             shared,
+            read,
             reader: Some(reader),
             next_id: AtomicU64::new(1),
             timeout,
@@ -237,10 +347,13 @@ impl QmpClient {
                     None => QmpError::Greeting("connection closed before the greeting".into()),
                 });
             }
-            state = self.wait(state, deadline).ok_or(QmpError::Timeout {
-                command: "greeting".into(),
-                timeout,
-            })?;
+            state = self
+                .shared
+                .wait(state, Some(deadline))
+                .map_err(|_| QmpError::Timeout {
+                    command: "greeting".into(),
+                    timeout,
+                })?;
         }
         drop(state);
         match self.qmp_raw(
@@ -307,15 +420,10 @@ impl QmpClient {
         timeout: Duration,
         capped: bool,
     ) -> Result<Value, QmpError> {
-        let id = format!("qt-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
-        let mut msg = Map::new();
-        msg.insert("execute".into(), Value::String(cmd.into()));
-        match args {
-            Value::Null => {}
-            Value::Object(ref m) if m.is_empty() => {}
-            args @ Value::Object(_) => {
-                msg.insert("arguments".into(), args);
-            }
+        let args = match args {
+            Value::Null => None,
+            Value::Object(ref m) if m.is_empty() => None,
+            args @ Value::Object(_) => Some(args),
             other => {
                 return Err(QmpError::Io {
                     context: format!("sending `{cmd}`"),
@@ -325,79 +433,61 @@ impl QmpClient {
                     ),
                 })
             }
-        }
-        msg.insert("id".into(), Value::String(id.clone()));
-        let msg = Value::Object(msg);
-
+        };
         let (deadline, timeout) = if capped {
             self.cap.after(timeout)
         } else {
             DeadlineCap::default().after(timeout)
         };
-        {
+        let ticket = {
             let mut state = self.shared.lock();
             if let Some(reason) = &state.closed {
                 return Err(closed_error(reason));
             }
-            state.waiting.insert(id.clone());
-        }
-        if let Err(e) = self.send(&msg) {
-            self.shared.lock().waiting.remove(&id);
+            if matches!(state.bare, Bare::Free) && state.waiting.is_empty() {
+                state.bare = Bare::Waiting;
+                Ticket::Bare
+            } else {
+                let id = format!("qt-{}", self.next_id.fetch_add(1, Ordering::Relaxed));
+                state.waiting.insert(id.clone());
+                Ticket::Id(id)
+            }
+        };
+        let id = match &ticket {
+            Ticket::Bare => None,
+            Ticket::Id(id) => Some(id.as_str()),
+        };
+        if let Err(e) = self.send(cmd, args.as_ref(), id) {
+            self.shared.lock().give_up(&ticket);
             return Err(e);
         }
-        let mut state = self.shared.lock();
-        loop {
-            if let Some(reply) = state.replies.remove(&id) {
-                state.waiting.remove(&id);
-                return Ok(reply);
-            }
-            if let Some(reason) = &state.closed {
-                let err = closed_error(reason);
-                state.waiting.remove(&id);
-                return Err(err);
-            }
-            match self.wait(state, deadline) {
-                Some(s) => state = s,
-                None => {
-                    self.shared.lock().waiting.remove(&id);
-                    return Err(QmpError::Timeout {
-                        command: cmd.into(),
-                        timeout,
-                    });
-                }
-            }
-        }
+        self.read
+            .await_reply(&self.shared, &ticket, deadline, self.transcript.as_deref())
+            .map_err(|e| match e {
+                NoReply::Closed(e) => e,
+                NoReply::TimedOut => QmpError::Timeout {
+                    command: cmd.into(),
+                    timeout,
+                },
+            })
     }
 
-    fn send(&self, msg: &Value) -> Result<(), QmpError> {
-        let mut bytes = msg.to_string().into_bytes();
-        bytes.push(b'\n');
+    /// Sends one command, with `id` if given, logging it first.
+    fn send(&self, cmd: &str, args: Option<&Value>, id: Option<&str>) -> Result<(), QmpError> {
+        let mut bytes = Vec::with_capacity(64);
+        wire::encode_command(&mut bytes, cmd, args, id).map_err(|e| QmpError::Io {
+            context: format!("sending `{cmd}`"),
+            source: e.into(),
+        })?;
         if let Some(t) = &self.transcript {
-            t.message(Dir::Send, msg);
+            t.message(Dir::Send, &bytes);
         }
+        bytes.push(b'\n');
         let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         writer.write_all(&bytes).map_err(|source| QmpError::Io {
-            context: format!("sending {}", msg.get("execute").unwrap_or(&Value::Null)),
+            context: format!("sending `{cmd}`"),
             source,
         })
-    }
-
-    /// Waits on the condition variable until notified or the deadline
-    /// passes; `None` once the deadline has passed.
-    fn wait<'a>(
-        &'a self,
-        state: MutexGuard<'a, State>,
-        deadline: Instant,
-    ) -> Option<MutexGuard<'a, State>> {
-        let left = deadline
-            .checked_duration_since(Instant::now())
-            .filter(|d| !d.is_zero())?;
-        let (state, _) = self
-            .shared
-            .cond
-            .wait_timeout(state, left)
-            .unwrap_or_else(|e| e.into_inner());
-        Some(state)
     }
 
     /// Sends `fd` to QEMU with `SCM_RIGHTS` (with a single space as the
@@ -452,19 +542,12 @@ impl QmpClient {
                     Some(_) => Err(closed_error(reason)),
                 };
             }
-            match deadline {
-                Some(d) => match self.wait(state, d) {
-                    Some(s) => state = s,
-                    None => return Ok(None),
-                },
-                None if wait.is_no_wait() => return Ok(None),
-                None => {
-                    state = self
-                        .shared
-                        .cond
-                        .wait(state)
-                        .unwrap_or_else(|e| e.into_inner())
-                }
+            if deadline.is_none() && wait.is_no_wait() {
+                return Ok(None);
+            }
+            match self.shared.wait(state, deadline) {
+                Ok(s) => state = s,
+                Err(_) => return Ok(None),
             }
         }
     }
@@ -496,6 +579,14 @@ impl QmpClient {
         self.shared.lock().dropped_events
     }
 
+    /// How many replies arrived that no caller was waiting for: late
+    /// replies to commands that timed out, and replies a broken peer made
+    /// up (an unknown `id`, or none while no command without one was in
+    /// flight).
+    pub fn stray_replies(&self) -> u64 {
+        self.shared.lock().stray_replies
+    }
+
     /// Whether the connection is still open.
     pub fn is_connected(&self) -> bool {
         self.shared.lock().closed.is_none()
@@ -512,6 +603,8 @@ impl Drop for QmpClient {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .shutdown();
+        // A reader thread standing aside would see the end only later.
+        self.shared.park.notify_all();
         if let Some(reader) = self.reader.take() {
             let _ = reader.join();
         }
@@ -572,52 +665,78 @@ pub fn conv_keys(args: Value) -> Value {
     }
 }
 
-fn read_loop(stream: Stream, shared: &Shared, transcript: Option<&Transcript>) {
-    let mut reader = BufReader::with_capacity(64 * 1024, stream);
-    let outcome = loop {
-        match wire::read_message(&mut reader, MAX_MESSAGE_SIZE) {
-            Ok(Frame::Eof) => break None,
-            Ok(Frame::Message(msg)) => {
-                let msg = Value::Object(msg);
-                if let Some(t) = transcript {
-                    t.message(Dir::Recv, &msg);
+impl State {
+    /// Takes the reply to `ticket`'s command if it has arrived.
+    fn take_reply(&mut self, ticket: &Ticket) -> Option<Value> {
+        match ticket {
+            Ticket::Bare => match std::mem::take(&mut self.bare) {
+                Bare::Replied(reply) => Some(reply),
+                other => {
+                    self.bare = other;
+                    None
                 }
-                route(shared, msg);
+            },
+            Ticket::Id(id) => {
+                let reply = self.replies.remove(id)?;
+                self.waiting.remove(id);
+                Some(reply)
             }
-            Err(e) => {
-                if let Some(t) = transcript {
-                    t.raw(Dir::Recv, &e.to_string());
-                }
-                break Some(e);
-            }
-        }
-    };
-    let mut state = shared.lock();
-    state.closed = Some(outcome);
-    drop(state);
-    shared.cond.notify_all();
-}
-
-fn route(shared: &Shared, msg: Value) {
-    let mut state = shared.lock();
-    if state.greeting.is_none() {
-        state.greeting = Some(msg);
-    } else if msg.get("event").is_some() {
-        if state.events.len() >= MAX_QUEUED_EVENTS {
-            state.events.pop_front();
-            state.dropped_events += 1;
-        }
-        state.events.push_back(msg);
-    } else {
-        let id = msg.get("id").and_then(Value::as_str).map(str::to_string);
-        match id {
-            Some(id) if state.waiting.contains(&id) => {
-                state.replies.insert(id, msg);
-            }
-            // A reply nobody waits for: a late one, or a broken peer's.
-            _ => state.stray_replies += 1,
         }
     }
-    drop(state);
-    shared.cond.notify_all();
+
+    /// Stops waiting for `ticket`'s command. A reply that arrived in the
+    /// meantime counts as stray; a bare command still in flight keeps its
+    /// slot until its reply arrives.
+    fn give_up(&mut self, ticket: &Ticket) {
+        match ticket {
+            Ticket::Bare => {
+                self.bare = match self.bare {
+                    Bare::Replied(_) => {
+                        self.stray_replies += 1;
+                        Bare::Free
+                    }
+                    _ => Bare::Abandoned,
+                }
+            }
+            Ticket::Id(id) => {
+                self.waiting.remove(id);
+                if self.replies.remove(id).is_some() {
+                    self.stray_replies += 1;
+                }
+            }
+        }
+    }
+
+    /// Files one incoming message: the greeting, an event, or a reply.
+    fn route(&mut self, msg: Value) {
+        if self.greeting.is_none() {
+            self.greeting = Some(msg);
+        } else if msg.get("event").is_some() {
+            if self.events.len() >= MAX_QUEUED_EVENTS {
+                self.events.pop_front();
+                self.dropped_events += 1;
+            }
+            self.events.push_back(msg);
+        } else {
+            match msg.get("id") {
+                None => match self.bare {
+                    Bare::Waiting => self.bare = Bare::Replied(msg),
+                    // The late reply of an abandoned bare command.
+                    Bare::Abandoned => {
+                        self.bare = Bare::Free;
+                        self.stray_replies += 1;
+                    }
+                    // Nobody sent a bare command: a broken peer's.
+                    Bare::Free | Bare::Replied(_) => self.stray_replies += 1,
+                },
+                Some(id) => match id.as_str() {
+                    Some(id) if self.waiting.contains(id) => {
+                        self.replies.insert(id.to_string(), msg);
+                    }
+                    // A late reply, or a broken peer's.
+                    _ => self.stray_replies += 1,
+                },
+            }
+        }
+    }
 }
