@@ -1,7 +1,12 @@
-//! The Linux guest itself (`guest::LINUX_X86_64`, built by `cargo xtask
-//! guests`; skipped until then, a failure under `QEMU_TEST_REQUIRE=1`):
-//! boot time, the packaged kernel, block device hotplug over QMP, and a
-//! clean shutdown from the ACPI power button.
+//! The Linux guests themselves (`guest::LINUX_X86_64`, built by `cargo
+//! xtask guests`; skipped until then, a failure under
+//! `QEMU_TEST_REQUIRE=1`): boot time, the packaged kernel, block device
+//! hotplug over QMP, and a clean shutdown from the ACPI power button.
+//!
+//! `guest::LINUX_AARCH64` is built only by `cargo xtask guests --aarch64`,
+//! so its one VM test is ignored by default (it would fail CI, which does
+//! not build it): `cargo test -p qemu-test-suite --test linux_guest --
+//! --ignored` runs it.
 
 use std::time::Instant;
 
@@ -143,6 +148,7 @@ fn spec_uses_the_prebuilt_files() -> TestResult {
                 after("-append"),
                 Some(format!("{} loglevel=7", files.append))
             );
+            assert!(args.iter().any(|a| a == "-nodefaults"));
             assert!(files.package_version("busybox-static").is_some());
         }
         // Not built: the error says how to build it.
@@ -153,6 +159,62 @@ fn spec_uses_the_prebuilt_files() -> TestResult {
                 Err(qemu_test::SetupError::Image { .. })
             ));
         }
+    }
+    Ok(())
+}
+
+#[qemu_test(
+    console,
+    kernel = guest::LINUX_AARCH64,
+    timeout = "120s",
+    ignore = "needs `cargo xtask guests --aarch64` (not built by CI)"
+)]
+fn aarch64_boots_to_a_shell_and_powers_off(vm: &mut Vm) -> TestResult {
+    let started = Instant::now();
+    vm.console()
+        .with_timeout(Duration::from_secs(90))
+        .wait_for(guest::LINUX_READY)?;
+    eprintln!("aarch64 boot to shell: {:.2?}", started.elapsed());
+    let sh = vm.shell();
+    sh.sync()?;
+    assert_eq!(sh.succeed("uname -m")?.trim(), "aarch64");
+    let linux = guest::linux_aarch64()?;
+    assert_eq!(
+        sh.succeed("uname -r")?.trim(),
+        linux
+            .kernel_release()
+            .expect("the manifest names the kernel release")
+    );
+    let modules = sh.succeed("cut -d' ' -f1 /proc/modules")?;
+    assert!(modules.lines().any(|m| m == "virtio_blk"), "{modules}");
+    assert_eq!(sh.succeed("readlink /proc/$$/fd/0")?.trim(), "/dev/ttyAMA0");
+    // PSCI SYSTEM_OFF after busybox init's orderly shutdown.
+    vm.console().send_line("poweroff")?;
+    let event = vm.event_wait("SHUTDOWN", Duration::from_secs(60), None)?;
+    assert_eq!(event["data"]["guest"], true);
+    vm.wait(Duration::from_secs(30))?;
+    assert_eq!(vm.exit_code(), Some(0));
+    Ok(())
+}
+
+/// What `kernel = guest::LINUX_AARCH64` puts on QEMU's command line (no VM).
+#[qemu_test(no_vm)]
+fn aarch64_spec_uses_its_machine_cpu_and_console() -> TestResult {
+    let spec = qemu_test::VmSpec::new().with_kernel(&guest::LINUX_AARCH64);
+    assert_eq!(
+        spec.qemu_binary_name().as_deref(),
+        Some("qemu-system-aarch64")
+    );
+    assert_eq!(spec.effective_machine(), Some("virt"));
+    match guest::linux_aarch64() {
+        Ok(files) => {
+            assert!(files.append.starts_with("console=ttyAMA0"));
+            let args = spec.qemu_args(Some("tcg"))?;
+            let i = args.iter().position(|a| a == "-cpu").expect("a -cpu");
+            assert_eq!(args[i + 1], "cortex-a72");
+            assert_eq!(files.manifest["arch"], "aarch64");
+        }
+        Err(e) => assert!(e.to_string().contains("cargo xtask guests"), "{e}"),
     }
     Ok(())
 }

@@ -323,9 +323,9 @@ impl VmSpec {
         if let Some(memory) = &self.memory {
             args.extend(["-m".to_string(), memory.clone()]);
         }
-        // A prebuilt guest (`cargo xtask guests`) brings its initrd and
-        // kernel command line; the spec's own `initrd` replaces the former,
-        // its `append` is added after the latter.
+        // A prebuilt guest (`cargo xtask guests`) brings its initrd, kernel
+        // command line and QEMU arguments; the spec's own `initrd` replaces
+        // the first, its `append` and `args` come after the others.
         let prebuilt = match self.builtin_guest().map(|g| &g.load) {
             Some(Load::Prebuilt(p)) => Some(
                 p.locate()
@@ -359,6 +359,9 @@ impl VmSpec {
             (Some(files), None) => args.extend(["-append".to_string(), files.append.to_string()]),
             (None, Some(append)) => args.extend(["-append".to_string(), append.clone()]),
             (None, None) => {}
+        }
+        if let Some(files) = &prebuilt {
+            args.extend(files.args.iter().map(|a| a.to_string()));
         }
         for drive in &self.drives {
             args.extend(["-drive".to_string(), drive.clone()]);

@@ -39,6 +39,7 @@ pub struct P4 {
 /// The Linux guest's machine, not launched.
 fn linux_machine(qemu: &Path, files: &guest::PrebuiltFiles) -> Machine {
     let mut vm = Machine::builder(qemu.to_string_lossy())
+        .args(files.args.iter().copied())
         .args(["-accel", "tcg", "-snapshot", "-kernel"])
         .arg(files.kernel.to_string_lossy())
         .arg("-initrd")

@@ -31,10 +31,12 @@
 //!   keeping every test's artifacts, then explains what happened and lists
 //!   the artifact directories under `target/qemu-test/`.
 //!
-//! - `cargo xtask guests [--check]` assembles the built-in guests from
-//!   `guests/` (`guests.rs`) and builds the Linux guest from Debian packages
-//!   into its cache (`linux_guest.rs`); `--check` verifies the committed
-//!   bare-metal binaries match their source and leaves the Linux guest alone.
+//! - `cargo xtask guests [--check] [--aarch64]` assembles the built-in
+//!   guests from `guests/` (`guests.rs`) and builds the x86_64 Linux guest
+//!   from Debian packages into its cache (`linux_guest.rs`), plus the
+//!   aarch64 one with `--aarch64`; `--check` verifies the committed
+//!   bare-metal binaries match their source and leaves the Linux guests
+//!   alone.
 //!
 //! - `cargo xtask bench [--runs N] [--warmups N] [--calls N] [--suite-runs N]
 //!   [--flood-bytes N] [--vms N] [--snapshot-runs N] [--only P1,P5,…]
@@ -78,7 +80,8 @@ commands:
   test [--quick] [--nextest] [-- CARGO-TEST-ARGS...]
                                    fmt, clippy, guest check and the whole test suite (what CI runs)
   demo                             boot a few real VMs with the quick-start example suite
-  guests [--check]                 rebuild the built-in guests, or check the committed binaries
+  guests [--check] [--aarch64]     rebuild the built-in guests (and the Linux guests), or check
+                                   the committed binaries; --aarch64 also builds the aarch64 Linux guest
   bench [--runs N] [--warmups N] [--calls N] [--suite-runs N] [--flood-bytes N] [--vms N]
         [--snapshot-runs N] [--only P1,P5,…] [--no-rebuild]
                                    overhead vs raw QEMU; writes target/qemu-test/bench.md
@@ -149,9 +152,11 @@ fn run(args: Vec<OsString>) -> Result<(), String> {
         }
         "guests" => {
             let mut check = false;
+            let mut linux = linux_guest::Options::default();
             while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
                 match arg {
                     lexopt::Arg::Long("check") => check = true,
+                    lexopt::Arg::Long("aarch64") => linux.aarch64 = true,
                     other => return Err(unexpected(other)),
                 }
             }
@@ -161,7 +166,7 @@ fn run(args: Vec<OsString>) -> Result<(), String> {
             if check {
                 Ok(())
             } else {
-                linux_guest::build()
+                linux_guest::build(linux)
             }
         }
         "bench" => {

@@ -73,6 +73,7 @@ impl Machine {
     /// let store = SnapshotStore::new("target/qemu-test/snapshots");
     /// let files = guest::linux_x86_64()?;
     /// let mut vm = Machine::builder("qemu-system-x86_64")
+    ///     .args(files.args.iter().copied())
     ///     .args(["-m", "256M", "-kernel", &files.kernel.to_string_lossy()])
     ///     .args(["-initrd", &files.initrd.to_string_lossy(), "-append", files.append])
     ///     .build();
