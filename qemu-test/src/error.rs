@@ -376,9 +376,9 @@ pub enum ShellError {
     },
     /// `wait_until_succeeds` / `wait_until_fails` ran out of time.
     #[error(
-        "command {command:?} did not {} within {timeout:?} ({attempts} attempts; last: {})\n--- last stdout ---\n{}",
+        "command {command:?} did not {} within {timeout:?} ({attempts} attempts; last finished: {})\n--- last stdout ---\n{}",
         if *.wanted_success { "succeed" } else { "fail" },
-        .last_status.map_or_else(|| "timed out".to_string(), |s| format!("exit status {s}")),
+        .last_status.map_or_else(|| "none, every attempt timed out".to_string(), |s| format!("exit status {s}")),
         excerpt(.last_stdout)
     )]
     WaitUntil {
@@ -390,9 +390,10 @@ pub enum ShellError {
         timeout: Duration,
         /// How many times it ran.
         attempts: u32,
-        /// The last exit status (`None`: the last attempt timed out).
+        /// The exit status of the last attempt that finished (`None`: every
+        /// attempt timed out).
         last_status: Option<i32>,
-        /// What the last attempt printed on stdout.
+        /// What that attempt printed on stdout.
         last_stdout: String,
     },
     /// The command cannot be typed into a terminal (control characters, or

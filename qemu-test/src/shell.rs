@@ -397,15 +397,18 @@ impl Shell {
         let deadline = Instant::now() + timeout;
         let mut attempts = 0;
         let mut pause = Duration::from_millis(100);
+        // The last attempt that finished: one cut short by the overall
+        // deadline says less about the command than the one before it.
+        let (mut last_status, mut last_stdout) = (None, String::new());
         loop {
             attempts += 1;
             let attempt_deadline = deadline.min(Instant::now() + self.timeout);
-            let (last_status, last_stdout) = match self.run_until(command, attempt_deadline) {
+            match self.run_until(command, attempt_deadline) {
                 Ok(out) if out.success() == wanted_success => return Ok(out.stdout),
-                Ok(out) => (Some(out.status), out.stdout),
+                Ok(out) => (last_status, last_stdout) = (Some(out.status), out.stdout),
                 Err(ShellError::Timeout {
                     recovered: true, ..
-                }) => (None, String::new()),
+                }) => {}
                 Err(e) => return Err(e),
             };
             // Another attempt only if it gets more than the pause before it.

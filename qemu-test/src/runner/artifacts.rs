@@ -499,11 +499,16 @@ mod tests {
         let first = ArtifactDir::prepare(dir.path(), "bin", "t").unwrap();
         fs::write(first.file("qemu.log"), "first run").unwrap();
         let root = dir.path().to_path_buf();
+        let (trying, tried) = std::sync::mpsc::channel();
         let second = std::thread::spawn(move || {
             let started = std::time::Instant::now();
+            trying.send(()).unwrap();
             let second = ArtifactDir::prepare(&root, "bin", "t").unwrap();
             (started.elapsed(), second.file("qemu.log").exists())
         });
+        // Timed from when the second run tries, however late its thread
+        // started on a busy host.
+        tried.recv().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(150));
         assert_eq!(
             fs::read_to_string(first.file("qemu.log")).unwrap(),
