@@ -23,27 +23,14 @@ pub(crate) enum Dir {
 /// An append-only transcript file.
 #[derive(Debug)]
 pub(crate) struct Transcript {
-    inner: Mutex<Inner>,
+    file: Mutex<File>,
 }
-
-#[derive(Debug)]
-struct Inner {
-    file: File,
-    /// Lines logged with [`Transcript::defer_after`], not written yet.
-    pending: Vec<u8>,
-}
-
-/// Deferred lines are written at the latest once they reach this size.
-const MAX_PENDING: usize = 64 * 1024;
 
 impl Transcript {
     pub(crate) fn create(path: &Path) -> std::io::Result<Self> {
         let file = File::options().create(true).append(true).open(path)?;
         Ok(Transcript {
-            inner: Mutex::new(Inner {
-                file,
-                pending: Vec::new(),
-            }),
+            file: Mutex::new(file),
         })
     }
 
@@ -63,60 +50,13 @@ impl Transcript {
     /// handed over this way, so waiters are woken before the disk write
     /// yet a command sent in answer still comes after them.
     pub(crate) fn append_after<R>(&self, lines: &[u8], first: impl FnOnce() -> R) -> R {
-        let mut inner = self.lock();
+        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
         let out = first();
-        inner.write(lines);
+        // One write, so the file is complete up to the last line even if
+        // the process dies. A failing transcript must not fail the test:
+        // the message itself went through.
+        let _ = file.write_all(lines);
         out
-    }
-
-    /// Like [`append_after`](Self::append_after), but leaves the writing
-    /// to whoever logs next or to [`flush`](Self::flush) (the reader
-    /// thread's, a few milliseconds later at most): a caller that read its
-    /// own reply returns without a disk write on its way.
-    pub(crate) fn defer_after<R>(&self, lines: &[u8], first: impl FnOnce() -> R) -> R {
-        let mut inner = self.lock();
-        let out = first();
-        inner.pending.extend_from_slice(lines);
-        if inner.pending.len() >= MAX_PENDING {
-            inner.write(&[]);
-        }
-        out
-    }
-
-    /// Writes the deferred lines, if any.
-    pub(crate) fn flush(&self) {
-        let mut inner = self.lock();
-        if !inner.pending.is_empty() {
-            inner.write(&[]);
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl Inner {
-    /// Writes the deferred lines and `lines`, in one write so the file is
-    /// complete up to the last line even if the process dies. A failing
-    /// transcript must not fail the test: the message itself went through.
-    fn write(&mut self, lines: &[u8]) {
-        if self.pending.is_empty() {
-            let _ = self.file.write_all(lines);
-        } else {
-            self.pending.extend_from_slice(lines);
-            let _ = self.file.write_all(&self.pending);
-            self.pending.clear();
-            if self.pending.capacity() > MAX_PENDING {
-                self.pending = Vec::new();
-            }
-        }
-    }
-}
-
-impl Drop for Transcript {
-    fn drop(&mut self) {
-        self.flush();
     }
 }
 
@@ -189,36 +129,5 @@ mod tests {
         assert_eq!(lines[1]["msg"]["return"]["running"], false);
         assert_eq!(lines[2]["raw"], "bad \"bytes\"\n");
         assert!(lines.iter().all(|l| l["time"].as_f64().unwrap() > 1.0e9));
-    }
-
-    #[test]
-    fn deferred_lines_keep_their_place() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.jsonl");
-        let t = Transcript::create(&path).unwrap();
-        let count = || std::fs::read_to_string(&path).unwrap().lines().count();
-        t.defer_after(&entry(Dir::Recv, br#"{"return": 1}"#), || ());
-        assert_eq!(count(), 0, "deferred");
-        t.message(Dir::Send, br#"{"execute":"x"}"#);
-        assert_eq!(count(), 2, "written ahead of the next line");
-        t.defer_after(&entry(Dir::Recv, br#"{"return": 2}"#), || ());
-        t.flush();
-        assert_eq!(count(), 3);
-        t.defer_after(&entry(Dir::Recv, br#"{"return": 3}"#), || ());
-        drop(t);
-        let text = std::fs::read_to_string(&path).unwrap();
-        let order: Vec<Value> = text
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap()["msg"].clone())
-            .collect();
-        assert_eq!(
-            order,
-            [
-                serde_json::json!({"return": 1}),
-                serde_json::json!({"execute": "x"}),
-                serde_json::json!({"return": 2}),
-                serde_json::json!({"return": 3}),
-            ]
-        );
     }
 }

@@ -100,20 +100,11 @@ impl ReadSide {
                             .wait_timeout(state, STAND_ASIDE)
                             .unwrap_or_else(|e| e.into_inner());
                         state.reader_parked = false;
-                        drop(state);
-                        // Log what the caller read, a few ms late at most.
-                        if let Some(t) = transcript {
-                            t.flush();
-                        }
                         continue;
                     }
                 }
             };
-            self.batch(&mut framer, shared, transcript, false);
-            // What a caller read for itself, it left for us to log.
-            if let Some(t) = transcript {
-                t.flush();
-            }
+            self.batch(&mut framer, shared, transcript);
             let state = shared.lock();
             // Let go of the framer while holding the state: a caller that
             // found it taken is counted by now, or will find it free.
@@ -167,7 +158,7 @@ impl ReadSide {
             };
             state = match (polled, framer.as_mut()) {
                 (Ok(true), Some(f)) => {
-                    self.batch(f, shared, transcript, true);
+                    self.batch(f, shared, transcript);
                     shared.lock()
                 }
                 (Ok(_), _) => shared.lock(),
@@ -186,6 +177,17 @@ impl ReadSide {
         drop(framer);
         shared.notify(state);
         outcome
+    }
+
+    /// Routes everything that has arrived, without waiting; nothing if
+    /// someone else is reading right now (they route it).
+    pub(super) fn read_available(&self, shared: &Shared, transcript: Option<&Transcript>) {
+        let mut framer = match self.framer.try_lock() {
+            Ok(framer) => framer,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return,
+        };
+        while self.batch(&mut framer, shared, transcript) {}
     }
 
     /// Waits until the socket is readable (or closed), or `deadline`
@@ -224,15 +226,9 @@ impl ReadSide {
 
     /// Routes every message already buffered or, if none, reads once
     /// (without blocking) and routes the messages that completed. Ends the
-    /// connection on end of file or a broken message. A caller `defer`s
-    /// the transcript write to the reader thread.
-    fn batch(
-        &self,
-        framer: &mut Framer,
-        shared: &Shared,
-        transcript: Option<&Transcript>,
-        defer: bool,
-    ) {
+    /// connection on end of file or a broken message. Whether messages
+    /// were routed and the connection goes on (so more may be waiting).
+    fn batch(&self, framer: &mut Framer, shared: &Shared, transcript: Option<&Transcript>) -> bool {
         let mut messages = Vec::new();
         let mut lines = Vec::new();
         let mut end = None;
@@ -270,8 +266,9 @@ impl ReadSide {
             }
         }
         if messages.is_empty() && end.is_none() {
-            return;
+            return false;
         }
+        let more = end.is_none();
         if let (Some(Some(e)), Some(_)) = (&end, transcript) {
             lines.extend_from_slice(&log::raw_entry(Dir::Recv, &e.to_string()));
         }
@@ -286,11 +283,11 @@ impl ReadSide {
             shared.notify(state);
         };
         match transcript {
-            Some(t) if defer => t.defer_after(&lines, deliver),
             // Waiters are woken before the disk write.
             Some(t) => t.append_after(&lines, deliver),
             None => deliver(),
         }
+        more
     }
 
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
