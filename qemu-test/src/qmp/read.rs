@@ -21,7 +21,9 @@
 //! thread stands aside for [`STAND_ASIDE`] instead of waking at each of
 //! the caller's replies; anyone who starts waiting on the condition
 //! variable wakes it at once ([`Shared::wait`]), so only messages nobody
-//! waits for can sit in the socket that long.
+//! waits for can sit in the socket that long, and a wait that gives up
+//! (`Wait::No`, an expired deadline) first routes what has arrived unread
+//! ([`ReadSide::read_available`]).
 
 use std::io;
 use std::sync::{Mutex, MutexGuard, TryLockError};
