@@ -1,9 +1,10 @@
 //! Launch/shutdown cycles leak no fds, threads, dirs or children. Alone
 //! in its own test binary, because it counts process-wide resources.
 
+use std::path::Path;
 use std::sync::Mutex;
 
-use qemu_test_suite::stopped_x86;
+use qemu_test::Machine;
 use serde_json::json;
 
 /// The counts are process-wide: one cycle test at a time.
@@ -16,7 +17,16 @@ struct Counts {
     machine_dirs: usize,
 }
 
-fn counts() -> Counts {
+/// A stopped x86 machine whose temp and socket dirs go into `base`, so
+/// that other processes' machines do not change the count.
+fn stopped_x86_in(base: &Path) -> Machine {
+    Machine::builder("qemu-system-x86_64")
+        .args(["-S", "-nodefaults"])
+        .base_temp_dir(base)
+        .build()
+}
+
+fn counts(base: &Path) -> Counts {
     let fds = std::fs::read_dir("/proc/self/fd").unwrap().count();
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let threads = status
@@ -46,7 +56,7 @@ fn counts() -> Counts {
                 .unwrap_or(false)
         })
         .count();
-    let machine_dirs = std::fs::read_dir(std::env::temp_dir())
+    let machine_dirs = std::fs::read_dir(base)
         .unwrap()
         .filter_map(|e| e.ok())
         .filter(|e| {
@@ -64,13 +74,14 @@ fn counts() -> Counts {
 
 fn cycles(n: usize) {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let base = tempfile::tempdir().unwrap();
     // Warm up: the spawner thread and lazy statics exist from then on.
-    let mut vm = stopped_x86();
+    let mut vm = stopped_x86_in(base.path());
     vm.launch().unwrap();
     vm.shutdown().unwrap();
-    let before = counts();
+    let before = counts(base.path());
     for i in 0..n {
-        let mut vm = stopped_x86();
+        let mut vm = stopped_x86_in(base.path());
         vm.launch().unwrap();
         vm.command("query-status", json!({})).unwrap();
         if i % 2 == 0 {
@@ -79,17 +90,15 @@ fn cycles(n: usize) {
             drop(vm);
         }
     }
-    let after = counts();
+    let after = counts(base.path());
     assert_eq!(after.fds, before.fds, "open fds");
     assert_eq!(after.threads, before.threads, "threads");
     assert_eq!(after.children, before.children, "child processes");
-    // Other test binaries may run VMs at the same time; ours are all gone
-    // if the count did not grow.
-    assert!(
-        after.machine_dirs <= before.machine_dirs,
-        "temp/sock dirs: {} -> {}",
-        before.machine_dirs,
-        after.machine_dirs
+    assert_eq!(
+        (before.machine_dirs, after.machine_dirs),
+        (0, 0),
+        "temp/sock dirs left in {}",
+        base.path().display()
     );
 }
 
