@@ -175,14 +175,17 @@ impl EventCache {
             });
         };
         let (deadline, effective) = qmp.cap().after(timeout);
+        let mut first = true;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            // Even a zero timeout looks once at what QEMU has sent.
+            if left.is_zero() && !first {
                 return Err(EventError::Timeout {
                     wanted: describe(),
                     timeout: effective,
                 });
             }
+            first = false;
             match qmp.pull_event(Wait::For(left)) {
                 Ok(Some(event)) if matches(&event) => return Ok(event),
                 Ok(Some(event)) => self.events.push_back(event),

@@ -23,19 +23,14 @@ pub(crate) enum Dir {
 /// An append-only transcript file.
 #[derive(Debug)]
 pub(crate) struct Transcript {
-    inner: Mutex<Inner>,
-}
-
-#[derive(Debug)]
-struct Inner {
-    file: File,
+    file: Mutex<File>,
 }
 
 impl Transcript {
     pub(crate) fn create(path: &Path) -> std::io::Result<Self> {
         let file = File::options().create(true).append(true).open(path)?;
         Ok(Transcript {
-            inner: Mutex::new(Inner { file }),
+            file: Mutex::new(file),
         })
     }
 
@@ -55,23 +50,13 @@ impl Transcript {
     /// handed over this way, so waiters are woken before the disk write
     /// yet a command sent in answer still comes after them.
     pub(crate) fn append_after<R>(&self, lines: &[u8], first: impl FnOnce() -> R) -> R {
-        let mut inner = self.lock();
+        let mut file = self.file.lock().unwrap_or_else(|e| e.into_inner());
         let out = first();
-        inner.write(lines);
+        // One write, so the file is complete up to the last line even if
+        // the process dies. A failing transcript must not fail the test:
+        // the message itself went through.
+        let _ = file.write_all(lines);
         out
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-impl Inner {
-    /// Writes `lines` in one write, so the file is complete up to the last
-    /// line even if the process dies. A failing transcript must not fail
-    /// the test: the message itself went through.
-    fn write(&mut self, lines: &[u8]) {
-        let _ = self.file.write_all(lines);
     }
 }
 

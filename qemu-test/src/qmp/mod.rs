@@ -532,6 +532,7 @@ impl QmpClient {
     pub fn pull_event(&self, wait: crate::events::Wait) -> Result<Option<Value>, QmpError> {
         let deadline = wait.deadline(&self.cap);
         let mut state = self.shared.lock();
+        let mut looked = false;
         loop {
             if let Some(event) = state.events.pop_front() {
                 return Ok(Some(event));
@@ -542,19 +543,31 @@ impl QmpClient {
                     Some(_) => Err(closed_error(reason)),
                 };
             }
-            if deadline.is_none() && wait.is_no_wait() {
-                return Ok(None);
+            let expired = match deadline {
+                None => wait.is_no_wait(),
+                Some(d) => Instant::now() >= d,
+            };
+            if expired {
+                if looked {
+                    return Ok(None);
+                }
+                // Before giving up, take in what has arrived unread.
+                drop(state);
+                self.read_available();
+                looked = true;
+                state = self.shared.lock();
+                continue;
             }
-            match self.shared.wait(state, deadline) {
-                Ok(s) => state = s,
-                Err(_) => return Ok(None),
-            }
+            state = self.shared.wait(state, deadline).unwrap_or_else(|s| s);
         }
     }
 
     /// Takes all queued events; if none are queued, first waits for one as
     /// `wait` says.
     pub fn get_events(&self, wait: crate::events::Wait) -> Result<Vec<Value>, QmpError> {
+        if wait.is_no_wait() {
+            self.read_available();
+        }
         let mut events: Vec<Value> = {
             let mut state = self.shared.lock();
             state.events.drain(..).collect()
@@ -566,6 +579,13 @@ impl QmpClient {
             }
         }
         Ok(events)
+    }
+
+    /// Routes whatever QEMU sent that nobody has read yet (the reader
+    /// thread may be standing aside), without waiting.
+    fn read_available(&self) {
+        self.read
+            .read_available(&self.shared, self.transcript.as_deref());
     }
 
     /// Drops every queued event.
@@ -603,8 +623,13 @@ impl Drop for QmpClient {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .shutdown();
-        // A reader thread standing aside would see the end only later.
-        self.shared.park.notify_all();
+        // The reader thread checks `closed` under the lock before it
+        // stands aside, so it cannot miss this.
+        let mut state = self.shared.lock();
+        if state.closed.is_none() {
+            state.closed = Some(None);
+        }
+        self.shared.notify(state);
         if let Some(reader) = self.reader.take() {
             let _ = reader.join();
         }

@@ -21,7 +21,9 @@
 //! thread stands aside for [`STAND_ASIDE`] instead of waking at each of
 //! the caller's replies; anyone who starts waiting on the condition
 //! variable wakes it at once ([`Shared::wait`]), so only messages nobody
-//! waits for can sit in the socket that long.
+//! waits for can sit in the socket that long, and a wait that gives up
+//! (`Wait::No`, an expired deadline) first routes what has arrived unread
+//! ([`ReadSide::read_available`]).
 
 use std::io;
 use std::sync::{Mutex, MutexGuard, TryLockError};
@@ -100,7 +102,6 @@ impl ReadSide {
                             .wait_timeout(state, STAND_ASIDE)
                             .unwrap_or_else(|e| e.into_inner());
                         state.reader_parked = false;
-                        drop(state);
                         continue;
                     }
                 }
@@ -180,6 +181,17 @@ impl ReadSide {
         outcome
     }
 
+    /// Routes everything that has arrived, without waiting; nothing if
+    /// someone else is reading right now (they route it).
+    pub(super) fn read_available(&self, shared: &Shared, transcript: Option<&Transcript>) {
+        let mut framer = match self.framer.try_lock() {
+            Ok(framer) => framer,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return,
+        };
+        while self.batch(&mut framer, shared, transcript) {}
+    }
+
     /// Waits until the socket is readable (or closed), or `deadline`
     /// passes: `Ok(false)` then.
     fn wait_readable(&self, deadline: Option<Instant>) -> Result<bool, QmpError> {
@@ -216,12 +228,9 @@ impl ReadSide {
 
     /// Routes every message already buffered or, if none, reads once
     /// (without blocking) and routes the messages that completed. Ends the
-    /// connection on end of file or a broken message. The messages go to
-    /// the transcript right after the waiters are woken, by whoever read
-    /// them (a caller too: the reader thread may sleep in `poll` for good
-    /// once the caller took the bytes, so it could not be trusted to log
-    /// them "soon").
-    fn batch(&self, framer: &mut Framer, shared: &Shared, transcript: Option<&Transcript>) {
+    /// connection on end of file or a broken message. Whether messages
+    /// were routed and the connection goes on (so more may be waiting).
+    fn batch(&self, framer: &mut Framer, shared: &Shared, transcript: Option<&Transcript>) -> bool {
         let mut messages = Vec::new();
         let mut lines = Vec::new();
         let mut end = None;
@@ -259,8 +268,9 @@ impl ReadSide {
             }
         }
         if messages.is_empty() && end.is_none() {
-            return;
+            return false;
         }
+        let more = end.is_none();
         if let (Some(Some(e)), Some(_)) = (&end, transcript) {
             lines.extend_from_slice(&log::raw_entry(Dir::Recv, &e.to_string()));
         }
@@ -279,6 +289,7 @@ impl ReadSide {
             Some(t) => t.append_after(&lines, deliver),
             None => deliver(),
         }
+        more
     }
 
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
