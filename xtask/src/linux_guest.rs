@@ -212,7 +212,8 @@ impl Apt {
             "APT::Sandbox::User=root".to_string(),
         ];
         let mut lists = None;
-        if target.deb_arch != host_deb_arch()? {
+        // Without dpkg the queries below fail, and a complete cache is kept.
+        if host_deb_arch().is_ok_and(|host| host != target.deb_arch) {
             let dir = dir.join(format!("lists-{}", target.deb_arch));
             options.extend([
                 format!("APT::Architecture={}", target.deb_arch),
