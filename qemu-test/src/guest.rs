@@ -311,15 +311,17 @@ pub static SERIAL_PORTS_X86_64: Guest = Guest {
 ///
 /// - `kernel` is the uncompressed `vmlinux` taken out of Debian's bzImage,
 ///   which QEMU starts at its PVH entry point: no real-mode setup through
-///   the firmware, no in-guest decompression (0.8 s).
+///   the firmware, no in-guest decompression (0.7 s of CPU time).
 /// - `-nodefaults`: no default NIC (the guest has no driver for it) and so
-///   no iPXE option ROM for the firmware to run, no default CD-ROM (0.2 s).
+///   no iPXE option ROM for the firmware to run, no default CD-ROM (0.1 s).
 /// - `quiet`: kernel messages below errors stay off the console.
 /// - `cryptomgr.notests`: no crypto self-tests (0.5 s).
 /// - `noreplace-smp`: with one vCPU the kernel would otherwise patch every
-///   `lock` prefix out of its text, one page-table switch each (0.3 s).
+///   `lock` prefix out of its text, one page-table switch each (0.4 s).
 /// - `no_timer_check noapictimer`: no IO-APIC timer check and no local
-///   APIC timer calibration (the HPET drives the tick instead) (0.15 s).
+///   APIC timer calibration (the HPET drives the tick instead; 0.1 s).
+///   With `smp = 2` or more this makes an idle guest cost about 4% of a
+///   host core (periodic ticks), against 0.2% otherwise.
 /// - `initcall_blacklist=ftrace_check_for_weak_functions,trace_eval_init`:
 ///   skips two tracing chores, a kallsyms lookup for each of the 37 000
 ///   ftrace call sites and the rewrite of every trace event's enum names
@@ -336,8 +338,8 @@ pub static SERIAL_PORTS_X86_64: Guest = Guest {
 /// busybox init, which runs `acpid` and a root login shell (busybox `ash`)
 /// on `ttyS0` as its controlling terminal (Ctrl-C interrupts the foreground
 /// command). The shell prints [`LINUX_READY`] when it starts reading
-/// commands: about 2.5 s after launch on TCG (QEMU 7.2, 2 host cores, no
-/// other load; 3-4 s with another VM running).
+/// commands: about 3 s after launch on TCG (QEMU 7.2, 2 host cores, little
+/// other load; 2.7 s of QEMU's CPU time; longer on a busy host).
 ///
 /// - [`Shell`](crate::shell::Shell) (`vm.shell()`) runs commands in it.
 /// - QMP `system_powerdown` (the ACPI power button) makes it shut down
@@ -406,8 +408,8 @@ pub static LINUX_X86_64: Guest = Guest {
 ///
 /// The same `/init` as [`LINUX_X86_64`] (modules `virtio_pci`,
 /// `virtio_blk`, `evdev`), so [`Shell`](crate::shell::Shell) works the same
-/// way; [`LINUX_READY`] comes about 3 s after launch on TCG (QEMU 7.2, 2
-/// host cores, no other load). `poweroff` in the shell powers the machine
+/// way; [`LINUX_READY`] comes about 2.2 s after launch on TCG (QEMU 7.2,
+/// 2 host cores, little other load; longer on a busy host). `poweroff` in the shell powers the machine
 /// off through PSCI (`SHUTDOWN` with `guest: true`). QMP
 /// `system_powerdown` does nothing: `-M virt` booted with `-kernel` signals
 /// it through a GPIO key whose driver (`gpio_keys`) the cloud kernel does
