@@ -211,7 +211,7 @@ fn aarch64_spec_uses_its_machine_cpu_and_console() -> TestResult {
             assert!(files.append.starts_with("console=ttyAMA0"));
             let args = spec.qemu_args(Some("tcg"))?;
             let i = args.iter().position(|a| a == "-cpu").expect("a -cpu");
-            assert_eq!(args[i + 1], "cortex-a72");
+            assert_eq!(args[i + 1], "max,pauth=off,sve=off");
             assert_eq!(files.manifest["arch"], "aarch64");
         }
         Err(e) => assert!(e.to_string().contains("cargo xtask guests"), "{e}"),

@@ -317,15 +317,17 @@ pub static SERIAL_PORTS_X86_64: Guest = Guest {
 ///
 /// - `kernel` is the uncompressed `vmlinux` taken out of Debian's bzImage,
 ///   which QEMU starts at its PVH entry point: no real-mode setup through
-///   the firmware, no in-guest decompression (0.8 s).
+///   the firmware, no in-guest decompression (0.7 s of CPU time).
 /// - `-nodefaults`: no default NIC (the guest has no driver for it) and so
-///   no iPXE option ROM for the firmware to run, no default CD-ROM (0.2 s).
+///   no iPXE option ROM for the firmware to run, no default CD-ROM (0.1 s).
 /// - `quiet`: kernel messages below errors stay off the console.
 /// - `cryptomgr.notests`: no crypto self-tests (0.5 s).
 /// - `noreplace-smp`: with one vCPU the kernel would otherwise patch every
-///   `lock` prefix out of its text, one page-table switch each (0.3 s).
+///   `lock` prefix out of its text, one page-table switch each (0.4 s).
 /// - `no_timer_check noapictimer`: no IO-APIC timer check and no local
-///   APIC timer calibration (the HPET drives the tick instead) (0.15 s).
+///   APIC timer calibration (the HPET drives the tick instead; 0.1 s).
+///   With `smp = 2` or more this makes an idle guest cost about 4% of a
+///   host core (periodic ticks), against 0.2% otherwise.
 /// - `initcall_blacklist=ftrace_check_for_weak_functions,trace_eval_init`:
 ///   skips two tracing chores, a kallsyms lookup for each of the 37 000
 ///   ftrace call sites and the rewrite of every trace event's enum names
@@ -342,8 +344,8 @@ pub static SERIAL_PORTS_X86_64: Guest = Guest {
 /// busybox init, which runs `acpid` and a root login shell (busybox `ash`)
 /// on `ttyS0` as its controlling terminal (Ctrl-C interrupts the foreground
 /// command). The shell prints [`LINUX_READY`] when it starts reading
-/// commands: about 2.5 s after launch on TCG (QEMU 7.2, 2 host cores, no
-/// other load; 3-4 s with another VM running).
+/// commands: about 3 s after launch on TCG (QEMU 7.2, 2 host cores, little
+/// other load; 2.7 s of QEMU's CPU time; longer on a busy host).
 ///
 /// - [`Shell`](crate::shell::Shell) (`vm.shell()`) runs commands in it.
 /// - QMP `system_powerdown` (the ACPI power button) makes it shut down
@@ -397,21 +399,24 @@ pub static LINUX_X86_64: Guest = Guest {
 ///
 /// # Command line
 ///
-/// `-M virt -cpu cortex-a72 -kernel kernel -initrd initrd.gz -append
-/// "console=ttyAMA0 quiet cryptomgr.notests
+/// `-M virt -cpu max,pauth=off,sve=off -kernel kernel -initrd initrd.gz
+/// -append "console=ttyAMA0 quiet cryptomgr.notests
 /// initcall_blacklist=ftrace_check_for_weak_functions,trace_eval_init"
-/// -nodefaults` (see [`LINUX_X86_64`] for what the kernel options save).
-/// The CPU is a Cortex-A72 unless the test names one: with `-cpu max` TCG
-/// emulates pointer authentication, which the kernel uses in every
-/// function, and the boot takes four times as long (about 9 s of CPU time
-/// instead of 2.3 s); `-cpu max,pauth=off` is close to the A72.
+/// -nodefaults` (see [`LINUX_X86_64`] for what the kernel options do).
+///
+/// The CPU, unless the test names one, is QEMU's `max` without pointer
+/// authentication and SVE. With them TCG boots four times slower: it
+/// emulates the pointer authentication the kernel uses in every function
+/// (8.5 s of CPU time to the shell instead of 2.2 s), and SVE's large
+/// registers add 0.3 s. A `cortex-a72` is as fast, but unlike `max` it
+/// does not work under KVM on most arm64 hosts.
 ///
 /// # What it runs
 ///
 /// The same `/init` as [`LINUX_X86_64`] (modules `virtio_pci`,
 /// `virtio_blk`, `evdev`), so [`Shell`](crate::shell::Shell) works the same
-/// way; [`LINUX_READY`] comes about 3 s after launch on TCG (QEMU 7.2, 2
-/// host cores, no other load). `poweroff` in the shell powers the machine
+/// way; [`LINUX_READY`] comes about 2.2 s after launch on TCG (QEMU 7.2,
+/// 2 host cores, little other load; longer on a busy host). `poweroff` in the shell powers the machine
 /// off through PSCI (`SHUTDOWN` with `guest: true`). QMP
 /// `system_powerdown` does nothing: `-M virt` booted with `-kernel` signals
 /// it through a GPIO key whose driver (`gpio_keys`) the cloud kernel does
@@ -434,7 +439,7 @@ pub static LINUX_AARCH64: Guest = Guest {
     name: "linux-aarch64",
     arch: "aarch64",
     machine: "virt",
-    cpu: Some("cortex-a72"),
+    cpu: Some("max,pauth=off,sve=off"),
     load: Load::Prebuilt(Prebuilt {
         dir: "linux-aarch64",
         append: "console=ttyAMA0 quiet cryptomgr.notests \
