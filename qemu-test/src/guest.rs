@@ -343,7 +343,8 @@ pub static SERIAL_PORTS_X86_64: Guest = Guest {
 /// devices, hot-plugged ones included, appear as `/dev/vd*`), and starts
 /// busybox init, which runs `acpid` and a root login shell (busybox `ash`)
 /// on `ttyS0` as its controlling terminal (Ctrl-C interrupts the foreground
-/// command). The shell prints [`LINUX_READY`] when it starts reading
+/// command), with terminal echo off (`stty echo` turns it back on for a
+/// human). The shell prints [`LINUX_READY`] when it starts reading
 /// commands: about 3 s after launch on TCG (QEMU 7.2, 2 host cores, little
 /// other load; 2.7 s of QEMU's CPU time; longer on a busy host).
 ///
