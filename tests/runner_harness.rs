@@ -32,18 +32,7 @@ impl Run {
 
     /// The failure section libtest prints for `test`.
     fn failure(&self, test: &str) -> &str {
-        let header = format!("---- {test} ----\n");
-        let start = self
-            .stdout
-            .find(&header)
-            .unwrap_or_else(|| panic!("no failure section for {test}:\n{}", self.stdout))
-            + header.len();
-        let rest = &self.stdout[start..];
-        let end = rest
-            .find("\n---- ")
-            .or_else(|| rest.find("\n\nfailures:"))
-            .unwrap_or(rest.len());
-        rest[..end].trim_end()
+        qemu_test_suite::failure_section(&self.stdout, test)
     }
 
     fn assert_code(&self, code: i32) {

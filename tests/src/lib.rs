@@ -131,3 +131,19 @@ pub fn isolated(
         .envs(envs.iter().copied());
     cmd
 }
+
+/// The failure section libtest prints for `test` in `stdout` (a
+/// `qemu_test::main!()` binary's output); panics if there is none.
+pub fn failure_section<'a>(stdout: &'a str, test: &str) -> &'a str {
+    let header = format!("---- {test} ----\n");
+    let start = stdout
+        .find(&header)
+        .unwrap_or_else(|| panic!("no failure section for {test}:\n{stdout}"))
+        + header.len();
+    let rest = &stdout[start..];
+    let end = rest
+        .find("\n---- ")
+        .or_else(|| rest.find("\n\nfailures:"))
+        .unwrap_or(rest.len());
+    rest[..end].trim_end()
+}
