@@ -34,7 +34,12 @@ fn qemu_of_killed_child(signal: rustix::process::Signal) {
     };
     assert!(pid_alive(pid), "QEMU outlives the thread that launched it");
     qemu_test_suite::signal(child.id(), signal);
-    child.wait().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(signal.as_raw()),
+        "the test process was ended by {signal:?}"
+    );
     assert!(
         wait_gone(pid, Duration::from_secs(10)),
         "QEMU {pid} survived its test process ({signal:?})"

@@ -5,6 +5,14 @@ use std::thread;
 use std::time::Duration;
 
 fn main() {
+    // A test process as a user would run it: SIGINT ends it. (A suite
+    // started from a background job inherits SIGINT ignored, and the
+    // hygiene test would then wait for the sleep below instead.)
+    // SAFETY: setting a signal's disposition to its default before any
+    // other thread exists.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_DFL);
+    }
     let vm = thread::spawn(|| {
         let mut vm = qemu_test_suite::stopped_x86();
         vm.launch().expect("launching QEMU");
