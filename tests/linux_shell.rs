@@ -294,3 +294,23 @@ fn kernel_panic_fails_fast(vm: &mut Vm) -> TestResult {
 }
 
 qemu_test::main!();
+
+#[qemu_test(console, kernel = guest::LINUX_X86_64, snapshot = "linux-shell", timeout = "120s")]
+fn an_unwritable_tmp_is_named_in_the_error(vm: &mut Vm) -> TestResult {
+    let garbled = |vm: &mut Vm, command: &str| match vm.shell().run(command) {
+        Err(ShellError::Garbled { reason, .. }) => assert!(reason.contains("/tmp"), "{reason}"),
+        other => panic!("{command}: expected Garbled naming /tmp, got {other:?}"),
+    };
+    // The mount hides the capture file of its own command...
+    garbled(vm, "mount -t tmpfs -o ro tmpfs /tmp");
+    // ...and the shell cannot create the next one, so it runs nothing.
+    garbled(vm, "touch /not-run");
+    vm.console().send("umount /tmp\r")?;
+    let sh = vm.shell();
+    assert_eq!(
+        sh.succeed("ls /not-run 2>&1 || echo absent")?,
+        "ls: /not-run: No such file or directory\nabsent\n"
+    );
+    assert_eq!(sh.succeed("true")?, "");
+    Ok(())
+}

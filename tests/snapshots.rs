@@ -94,6 +94,11 @@ fn tests_share_one_snapshot_made_once() {
     assert_eq!(dirs.len(), 1, "{dirs:?}");
     let snapshot = &dirs[0];
     assert!(snapshot.join("state").is_file());
+    // The guest RAM is in its own file (mapped by every restore, copy on
+    // write), not in the state.
+    let ram = snapshot.join("ram");
+    assert_eq!(std::fs::metadata(&ram).unwrap().len(), 128 << 20);
+    let ram_before = std::fs::read(&ram).unwrap();
     let key: serde_json::Value =
         serde_json::from_slice(&std::fs::read(snapshot.join("key.json")).unwrap()).unwrap();
     assert_eq!(key["parts"]["ready"], "login:");
@@ -128,12 +133,20 @@ fn tests_share_one_snapshot_made_once() {
         std::fs::read_to_string(root.path().join("snapshot-fixture/echo::first/cmdline.txt"))
             .unwrap();
     assert!(cmdline.contains("-incoming"), "{cmdline}");
+    assert!(
+        cmdline.contains("memory-backend-file,id=mach-virt.ram,") && cmdline.contains(",share=off"),
+        "{cmdline}"
+    );
 
     // A second run finds it.
     let again = run(&["echo::", "--test-threads", "4"], root.path());
     again.assert_code(0);
     assert_eq!(provenance(root.path(), &all), (0, 4));
     assert_eq!(snapshot_dirs(root.path(), "echo-login"), dirs);
+    assert!(
+        std::fs::read(&ram).unwrap() == ram_before,
+        "restores changed the RAM file"
+    );
 }
 
 #[test]
@@ -293,7 +306,19 @@ fn the_machine_api_makes_finds_and_replaces_snapshots() {
     assert!(!found.created());
     drop(found);
     vm.console().exec_and_wait("two", "you said: two").unwrap();
+    // A state saved from a restored machine carries its RAM (the snapshot's
+    // file stays the snapshot's): a plain machine loads it.
+    let saved = dir.path().join("from-restored.state");
+    vm.save_state(&saved, Duration::from_secs(60)).unwrap();
     vm.shutdown().unwrap();
+    let mut plain = echo_machine(&[]);
+    plain.set_qmp_monitor(true).restore_from(Some(saved));
+    plain.launch().unwrap();
+    plain
+        .console()
+        .exec_and_wait("plain", "you said: plain")
+        .unwrap();
+    plain.shutdown().unwrap();
 
     // Another configuration is another snapshot, and replaces the old one.
     let mut vm = echo_machine(&["-m", "256M"]);
@@ -309,6 +334,34 @@ fn the_machine_api_makes_finds_and_replaces_snapshots() {
         "the old key's snapshot is removed"
     );
     assert!(store.dir().join(key2.id()).join("state").is_file());
+    let ram = store.dir().join(key2.id()).join("ram");
+    assert_eq!(std::fs::metadata(ram).unwrap().len(), 256 << 20);
+}
+
+#[test]
+fn memory_options_of_the_users_own_keep_the_ram_in_the_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SnapshotStore::new(dir.path().join("store"));
+    let own = [
+        "-object",
+        "memory-backend-ram,id=mine,size=128M",
+        "-machine",
+        "memory-backend=mine",
+    ];
+    for round in ["made", "found"] {
+        let mut vm = echo_machine(&own);
+        let key = vm.snapshot_key("own-memory").unwrap();
+        vm.launch_snapshot(&store, &key, |vm| {
+            vm.console().wait_for("login:")?;
+            Ok(())
+        })
+        .unwrap();
+        vm.console()
+            .exec_and_wait(round, &format!("you said: {round}"))
+            .unwrap();
+        vm.shutdown().unwrap();
+        assert!(!store.dir().join(key.id()).join("ram").exists());
+    }
 }
 
 #[test]
@@ -329,6 +382,7 @@ fn a_failed_setup_through_the_machine_api_leaves_no_qemu_and_no_state() {
     assert!(text.contains("could not create snapshot \"bad\""), "{text}");
     assert!(!vm.is_running());
     assert!(!store.dir().join(key.id()).join("state").exists());
+    assert!(!store.dir().join(key.id()).join("ram").exists());
     let logs = store.dir().join(key.id()).join("create");
     let console = std::fs::read_to_string(logs.join("console.log")).unwrap();
     assert!(console.contains("login:"), "{console:?}");

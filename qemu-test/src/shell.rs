@@ -29,11 +29,11 @@
 //!
 //! ```text
 //! printf '%s%s\n' '@qt-N' '-start@'; ( COMMAND
-//! ) </dev/null >/tmp/.qt-N; __qt_s=$?; printf '%s-status-%s-%s@\n' '@qt-N' "$__qt_s" "$(wc -c </tmp/.qt-N)"; base64 </tmp/.qt-N; rm -f /tmp/.qt-N; printf '%s%s\n' '@qt-N' '-end@'
+//! ) </dev/null >F; __qt_s=$?; printf '%s-status-%s-' '@qt-N' "$__qt_s"; if [ -s F ]; then wc -c <F; base64 <F; elif [ -e F ]; then echo 0; else echo; fi; rm -f F; printf '%s%s\n' '@qt-N' '-end@'
 //! ```
 //!
-//! where `N` is a fresh random nonce, after a Ctrl-U that discards anything
-//! typed on the line before. So:
+//! where `N` is a fresh random nonce and `F` is `/tmp/.qt-N`, after a
+//! Ctrl-U that discards anything typed on the line before. So:
 //!
 //! - The markers only appear in the output once `printf` has joined their
 //!   halves: the echo of the typed text (if echo is on), prompts and earlier
@@ -42,6 +42,10 @@
 //! - stdout is captured in a file and sent base64-encoded: byte-exact,
 //!   whatever it contains (binary, `\r`, text that looks like a marker,
 //!   megabytes of it). The decoded length is checked against `wc -c`.
+//!   A command that prints nothing costs no more than its own subshell:
+//!   right after a snapshot is restored every new code path is slow (TCG
+//!   translates it afresh), and a `$(...)` or an extra process each cost
+//!   tens of milliseconds there.
 //!   Kernel messages that interleave with it (`[   12.345678] ...` lines)
 //!   are recognized and dropped.
 //! - stderr is not captured: it goes to the console between the markers and
@@ -589,8 +593,9 @@ fn script(command: &str, nonce: &str) -> Result<String, ShellError> {
     // Ctrl-U first: discards anything typed on the line before.
     let script = format!(
         "\x15printf '%s%s\\n' '@qt-{nonce}' '-start@'; ( {command}\n) </dev/null >{file}; __qt_s=$?; \
-         printf '%s-status-%s-%s@\\n' '@qt-{nonce}' \"$__qt_s\" \"$(wc -c <{file})\"; base64 <{file}; rm -f {file}; \
-         printf '%s%s\\n' '@qt-{nonce}' '-end@'\r"
+         printf '%s-status-%s-' '@qt-{nonce}' \"$__qt_s\"; \
+         if [ -s {file} ]; then wc -c <{file}; base64 <{file}; elif [ -e {file} ]; then echo 0; else echo; fi; \
+         rm -f {file}; printf '%s%s\\n' '@qt-{nonce}' '-end@'\r"
     );
     if let Some(line) = script.split(['\n', '\r']).find(|l| l.len() > MAX_LINE) {
         return Err(invalid(format!(
@@ -617,10 +622,12 @@ fn parse(command: &str, framed: &[u8], status_marker: &[u8]) -> Result<Output, S
     let at =
         memchr::memmem::find(framed, status_marker).ok_or_else(|| garbled("no status marker"))?;
     let stderr = &framed[..at];
-    let rest = &framed[at + status_marker.len()..];
-    let close = memchr::memchr(b'@', rest).ok_or_else(|| garbled("unterminated status marker"))?;
+    // `wc` prints the size after `printf` printed the status: a kernel
+    // message may come in between.
+    let rest = KERNEL_MESSAGE.replace_all(&framed[at + status_marker.len()..], &b""[..]);
+    let close = memchr::memchr(b'\n', &rest).ok_or_else(|| garbled("unterminated status line"))?;
     let fields =
-        std::str::from_utf8(&rest[..close]).map_err(|_| garbled("status marker is not text"))?;
+        std::str::from_utf8(&rest[..close]).map_err(|_| garbled("status line is not text"))?;
     let (status, size) = fields
         .split_once('-')
         .ok_or_else(|| garbled("malformed status marker"))?;
@@ -632,8 +639,7 @@ fn parse(command: &str, framed: &[u8], status_marker: &[u8]) -> Result<Output, S
         .trim()
         .parse()
         .map_err(|_| garbled("no output size (can the guest write /tmp?)"))?;
-    let body = KERNEL_MESSAGE.replace_all(&rest[close + 1..], &b""[..]);
-    let text: Vec<u8> = body
+    let text: Vec<u8> = rest[close + 1..]
         .iter()
         .copied()
         .filter(|b| !b.is_ascii_whitespace())
@@ -691,7 +697,7 @@ mod tests {
             body.insert_str(at.min(body.len()), msg);
         }
         format!(
-            "\r\n{stderr}@qt-n-status-{status}-{}@\r\n{body}",
+            "\r\n{stderr}@qt-n-status-{status}-{}\r\n{body}",
             stdout.len()
         )
         .into_bytes()
@@ -730,6 +736,14 @@ mod tests {
     }
 
     #[test]
+    fn the_size_may_be_padded_or_follow_a_kernel_message() {
+        // BSD-style `wc` pads; the kernel may print between `printf` and `wc`.
+        let f = b"\r\n@qt-n-status-0-[    3.141592] random: crng init done\r\n      3\r\naGkK\r\n";
+        let out = parse("c", f, b"@qt-n-status-").unwrap();
+        assert_eq!((out.status, out.stdout.as_str()), (0, "hi\n"));
+    }
+
+    #[test]
     fn a_short_or_corrupt_stdout_is_garbled() {
         let mut f = framed("", 0, b"0123456789", None);
         f.extend_from_slice(b"QUJD\r\n");
@@ -737,7 +751,7 @@ mod tests {
             parse("c", &f, b"@qt-n-status-"),
             Err(ShellError::Garbled { .. })
         ));
-        let f = b"\r\nsh: can't create /tmp/.qt-n: Read-only file system\r\n@qt-n-status-1-@\r\n";
+        let f = b"\r\nsh: can't create /tmp/.qt-n: Read-only file system\r\n@qt-n-status-1-\r\n";
         let err = parse("c", f, b"@qt-n-status-").unwrap_err();
         assert!(err.to_string().contains("/tmp"), "{err}");
         assert!(matches!(

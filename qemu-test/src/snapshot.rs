@@ -10,6 +10,12 @@
 //! test) build a snapshot once; users of a snapshot hold a shared lock while
 //! QEMU loads it, so it is never removed under them.
 //!
+//! Where the machine allows it, a `Machine` keeps the guest RAM in a file
+//! `ram` beside the state instead of in it: mapped shared while the
+//! snapshot is made, private (copy on write) by every restore, so restoring
+//! reads no RAM and the file never changes (see the README's "Booted
+//! snapshots" for which machines).
+//!
 //! The `#[qemu_test(snapshot = "name")]` attribute uses this through the
 //! runner (the store is `target/qemu-test/snapshots/`); with a
 //! [`Machine`](crate::Machine) it is
@@ -270,7 +276,12 @@ impl SnapshotStore {
             }
         });
         if let Err(cause) = created {
-            let _ = fs::remove_file(&partial);
+            // Only the logs stay: no partial state, no RAM file.
+            for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+                if entry.file_name() != LOGS_DIR {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
             return Err(SnapshotError::Create {
                 name: key.name().to_string(),
                 logs,

@@ -72,9 +72,24 @@ pub struct Qmp(std::io::BufReader<std::os::unix::net::UnixStream>);
 
 impl Qmp {
     /// Connects to the QMP server on `path` and negotiates capabilities.
+    ///
+    /// Retries for up to 20 s while the socket is missing or refuses: QEMU
+    /// binds the path a moment before it listens on it.
     pub fn connect(path: &Path) -> Qmp {
-        let stream = std::os::unix::net::UnixStream::connect(path)
-            .unwrap_or_else(|e| panic!("connecting to {}: {e}", path.display()));
+        use std::io::ErrorKind::{ConnectionRefused, NotFound};
+        let started = std::time::Instant::now();
+        let stream = loop {
+            match std::os::unix::net::UnixStream::connect(path) {
+                Ok(stream) => break stream,
+                Err(e)
+                    if matches!(e.kind(), ConnectionRefused | NotFound)
+                        && started.elapsed() < std::time::Duration::from_secs(20) =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => panic!("connecting to {}: {e}", path.display()),
+            }
+        };
         stream
             .set_read_timeout(Some(std::time::Duration::from_secs(20)))
             .unwrap();

@@ -94,6 +94,22 @@ fn raw_restore(
     let socket = dir.path().join("console.sock");
     let log = dir.path().join("qemu.log");
     let qmp = dir.path().join("qmp.sock");
+    // The guest RAM as the snapshot keeps it: in a file next to the state,
+    // mapped copy-on-write, left out of the stream.
+    let ram = state.with_file_name("ram");
+    let ram_args: Vec<String> = match std::fs::metadata(&ram) {
+        Ok(meta) => vec![
+            "-object".into(),
+            format!(
+                "memory-backend-file,id=pc.ram,size={},mem-path={},share=off",
+                meta.len(),
+                ram.to_string_lossy().replace(',', ",,")
+            ),
+            "-machine".into(),
+            "memory-backend=pc.ram".into(),
+        ],
+        Err(_) => Vec::new(),
+    };
     let state =
         std::fs::File::open(state).map_err(|e| format!("opening {}: {e}", state.display()))?;
     let start = Instant::now();
@@ -120,7 +136,10 @@ fn raw_restore(
             "socket,id=s,path={},server=on,wait=off",
             socket.display()
         ))
-        .args(["-serial", "chardev:s", "-incoming", "fd:0"])
+        .args(["-serial", "chardev:s", "-incoming"])
+        // `x-ignore-shared` must be set before the state is read.
+        .arg(if ram_args.is_empty() { "fd:0" } else { "defer" })
+        .args(&ram_args)
         .stdin(state)
         .stdout(Stdio::null())
         .stderr(
@@ -159,24 +178,34 @@ fn raw_restore(
             .map_err(|e| format!("QMP: {e}"))?;
     }
     let mut monitor = monitor;
-    let mut execute = |cmd: &str| -> Result<serde_json::Value, String> {
-        use std::io::BufRead;
-        writeln!(monitor, "{{\"execute\": \"{cmd}\"}}").map_err(|e| format!("QMP: {e}"))?;
-        loop {
-            let mut line = String::new();
-            replies
-                .read_line(&mut line)
-                .map_err(|e| format!("QMP: {e}"))?;
-            let message: serde_json::Value =
-                serde_json::from_str(&line).map_err(|e| format!("QMP: {e}: {line:?}"))?;
-            if message.get("return").is_some() || message.get("error").is_some() {
-                return Ok(message);
+    let mut execute =
+        |cmd: &str, arguments: serde_json::Value| -> Result<serde_json::Value, String> {
+            use std::io::BufRead;
+            let message = serde_json::json!({"execute": cmd, "arguments": arguments});
+            writeln!(monitor, "{message}").map_err(|e| format!("QMP: {e}"))?;
+            loop {
+                let mut line = String::new();
+                replies
+                    .read_line(&mut line)
+                    .map_err(|e| format!("QMP: {e}"))?;
+                let message: serde_json::Value =
+                    serde_json::from_str(&line).map_err(|e| format!("QMP: {e}: {line:?}"))?;
+                if message.get("return").is_some() || message.get("error").is_some() {
+                    return Ok(message);
+                }
             }
-        }
-    };
-    execute("qmp_capabilities")?;
+        };
+    let none = || serde_json::json!({});
+    execute("qmp_capabilities", none())?;
+    if !ram_args.is_empty() {
+        execute(
+            "migrate-set-capabilities",
+            serde_json::json!({"capabilities": [{"capability": "x-ignore-shared", "state": true}]}),
+        )?;
+        execute("migrate-incoming", serde_json::json!({"uri": "fd:0"}))?;
+    }
     loop {
-        let status = execute("query-status")?;
+        let status = execute("query-status", none())?;
         match status["return"]["status"].as_str() {
             Some("inmigrate") if start.elapsed() < Duration::from_secs(30) => {
                 std::thread::sleep(Duration::from_millis(1))
@@ -189,7 +218,7 @@ fn raw_restore(
             }
         }
     }
-    execute("cont")?;
+    execute("cont", none())?;
     // Typed until answered: input that arrives before the guest runs
     // again overflows the UART's FIFO (Ctrl-U discards a garbled line).
     console

@@ -191,6 +191,7 @@ impl MachineBuilder {
             quit_issued: false,
             user_killed: false,
             restore_from: None,
+            ram: None,
         }
     }
 }
@@ -228,6 +229,8 @@ pub struct Machine {
     full_args: Vec<String>,
     quit_issued: bool,
     restore_from: Option<PathBuf>,
+    /// Guest RAM in a file, for booted snapshots.
+    ram: Option<snapshot::MappedRam>,
     user_killed: bool,
 }
 
@@ -682,10 +685,11 @@ impl Machine {
             machine: self.machine_type.as_deref(),
             console: console_arg,
         });
-        let incoming: Vec<String> = match self.restore_from {
+        let mut incoming: Vec<String> = match self.restore_from {
             Some(_) => vec!["-incoming".into(), "defer".into()],
             None => Vec::new(),
         };
+        incoming.extend(self.ram.iter().flat_map(snapshot::MappedRam::args));
         self.full_args = self
             .cfg
             .wrapper
@@ -801,7 +805,7 @@ impl Machine {
             .ok_or(Error::State("saving the state needs the QMP monitor"))?;
         qmp.command(
             "migrate-set-capabilities",
-            serde_json::json!({"capabilities": [{"capability": "events", "state": true}]}),
+            self.migration_capabilities(false),
         )?;
         qmp.command("stop", Value::Null)?;
         qmp.send_fd_scm(file.as_fd())?;
@@ -827,7 +831,7 @@ impl Machine {
         let timeout = self.cfg.qmp_timeout.max(Duration::from_secs(60));
         qmp.command(
             "migrate-set-capabilities",
-            serde_json::json!({"capabilities": [{"capability": "events", "state": true}]}),
+            self.migration_capabilities(true),
         )?;
         qmp.send_fd_scm(file.as_fd())?;
         qmp.command("getfd", serde_json::json!({"fdname": "qemu-test-state"}))?;

@@ -13,6 +13,43 @@ use crate::snapshot::{file_identity, Snapshot, SnapshotKey, SnapshotStore};
 /// How long saving the state may take.
 const SAVE_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// The guest RAM's file, next to the saved state.
+const RAM_FILE: &str = "ram";
+
+/// Guest RAM kept in a file instead of the migration stream: mapped shared
+/// while a snapshot is made (the file then holds the RAM as saved, and QEMU
+/// leaves it out of the stream: `x-ignore-shared`), mapped private (copy on
+/// write) when restored. A restore then reads no RAM at all: the guest
+/// faults in the pages it touches from the page cache, which every restored
+/// machine shares, and the file never changes.
+#[derive(Debug, Clone)]
+pub(crate) struct MappedRam {
+    path: PathBuf,
+    /// The backend's id: the machine's own RAM id, so a state saved later
+    /// from a restored machine still loads into one without the file.
+    id: &'static str,
+    bytes: u64,
+    shared: bool,
+}
+
+impl MappedRam {
+    /// The arguments that put the RAM in the file.
+    pub(crate) fn args(&self) -> [String; 4] {
+        [
+            "-object".into(),
+            format!(
+                "memory-backend-file,id={},size={},mem-path={},share={}",
+                self.id,
+                self.bytes,
+                super::cmdline::escape_opt(&self.path.to_string_lossy()),
+                if self.shared { "on" } else { "off" }
+            ),
+            "-machine".into(),
+            format!("memory-backend={}", self.id),
+        ]
+    }
+}
+
 impl Machine {
     /// The [`SnapshotKey`] named `name` for this machine as configured: the
     /// qemu-test version, the QEMU binary (path, size, mtime), the wrapper,
@@ -59,6 +96,11 @@ impl Machine {
     /// then on, for every machine with the same key) QEMU starts with the
     /// state loaded and the guest resumes where `setup` left it: the
     /// console shows only what the guest prints after the restore.
+    ///
+    /// The guest RAM is kept in a file beside the state, mapped copy on
+    /// write by each restore, when the machine allows it: `q35`, `pc` (and
+    /// their versions) or Arm `virt`, and no memory arguments beyond a plain
+    /// `-m SIZE`. Otherwise it is saved in the state.
     ///
     /// Concurrent callers (threads or processes) make the snapshot once.
     /// The machine's disks are not part of the state: if the guest writes
@@ -115,6 +157,7 @@ impl Machine {
         setup: impl FnOnce(&mut Machine) -> std::result::Result<(), BoxError>,
     ) -> std::result::Result<(), BoxError> {
         self.restore_from(None);
+        self.map_ram_for_saving(state);
         let made = (|| -> std::result::Result<(), BoxError> {
             self.launch()?;
             setup(self)?;
@@ -125,17 +168,136 @@ impl Machine {
         if made.is_err() {
             self.kill();
         }
+        self.ram = None;
         made
     }
 
     /// Launches with `state` loaded, then forgets it (a later `launch`
     /// boots normally).
     pub(crate) fn launch_restored(&mut self, state: &Path) -> Result<()> {
-        self.restore_from(Some(state.to_path_buf()));
+        self.restore_snapshot(state);
         let launched = self.launch();
         self.restore_from(None);
+        self.ram = None;
         launched
     }
+
+    /// Before the launch that makes a snapshot saved to `state`: keeps the
+    /// guest RAM in a file next to it, if this machine's memory allows (see
+    /// [`mappable_ram`]); otherwise the RAM goes into the state as usual.
+    pub(crate) fn map_ram_for_saving(&mut self, state: &Path) {
+        self.ram = mappable_ram(
+            &self.cfg.binary,
+            self.machine_type.as_deref(),
+            &self.cfg.args,
+        )
+        .map(|(id, bytes)| MappedRam {
+            path: state.with_file_name(RAM_FILE),
+            id,
+            bytes,
+            shared: true,
+        });
+    }
+
+    /// Before the launch that restores the snapshot saved in `state`: loads
+    /// it, with the guest RAM mapped from its file if it was saved so.
+    pub(crate) fn restore_snapshot(&mut self, state: &Path) {
+        self.restore_from(Some(state.to_path_buf()));
+        let path = state.with_file_name(RAM_FILE);
+        self.ram = std::fs::metadata(&path).ok().and_then(|meta| {
+            let (id, _) = mappable_ram(
+                &self.cfg.binary,
+                self.machine_type.as_deref(),
+                &self.cfg.args,
+            )?;
+            Some(MappedRam {
+                path,
+                id,
+                bytes: meta.len(),
+                shared: false,
+            })
+        });
+    }
+
+    /// The capabilities set before saving (`incoming: false`) or loading a
+    /// state: events, and leaving out RAM that lives in a file: when saving
+    /// a snapshot's RAM to its file, and when restoring one. Set either way,
+    /// as QEMU keeps it from the restore: a state saved later from a
+    /// restored machine has its RAM in the stream, loadable by any machine
+    /// with the same arguments.
+    pub(crate) fn migration_capabilities(&self, incoming: bool) -> Value {
+        let ignore_shared = self.ram.as_ref().is_some_and(|ram| ram.shared || incoming);
+        json!({ "capabilities": [
+            {"capability": "events", "state": true},
+            {"capability": "x-ignore-shared", "state": ignore_shared},
+        ]})
+    }
+}
+
+/// Whether a snapshot can keep the guest RAM in a file, and if so the RAM
+/// backend's id and size in bytes: the machine is one whose RAM id and
+/// default size are known (`q35`, `pc`, their versions; `virt` on Arm), and
+/// the arguments set no memory options beyond a plain `-m SIZE`.
+fn mappable_ram(
+    binary: &str,
+    machine: Option<&str>,
+    args: &[String],
+) -> Option<(&'static str, u64)> {
+    let machine = machine?;
+    let target = binary.rsplit('/').next()?.strip_prefix("qemu-system-")?;
+    let versioned = |base: &str| {
+        machine == base
+            || machine
+                .strip_prefix(base)
+                .is_some_and(|v| v.starts_with('-'))
+    };
+    let id = match target {
+        "x86_64" | "i386" if versioned("q35") || versioned("pc") || machine.starts_with("pc-") => {
+            "pc.ram"
+        }
+        "aarch64" | "arm" if versioned("virt") => "mach-virt.ram",
+        _ => return None,
+    };
+    let own_memory = |a: &String| {
+        a.contains("memory-backend")
+            || matches!(
+                a.as_str(),
+                "-mem-path"
+                    | "-mem-prealloc"
+                    | "-numa"
+                    | "--mem-path"
+                    | "--mem-prealloc"
+                    | "--numa"
+            )
+    };
+    if args.iter().any(own_memory) {
+        return None;
+    }
+    let mut bytes = 128 << 20;
+    for (i, arg) in args.iter().enumerate() {
+        if arg == "-m" || arg == "--m" {
+            bytes = memory_bytes(args.get(i + 1)?)?;
+        }
+    }
+    Some((id, bytes))
+}
+
+/// `-m`'s value in bytes, when it is a plain size (`256`, `256M`,
+/// `size=1G`): MiB without a suffix, as QEMU reads it.
+fn memory_bytes(value: &str) -> Option<u64> {
+    let size = value.strip_prefix("size=").unwrap_or(value);
+    let (digits, unit) = size.split_at(
+        size.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(size.len()),
+    );
+    let shift = match unit.to_ascii_uppercase().as_str() {
+        "" | "M" => 20,
+        "K" => 10,
+        "G" => 30,
+        "T" => 40,
+        _ => return None,
+    };
+    digits.parse::<u64>().ok()?.checked_mul(1 << shift)
 }
 
 /// The binary's path: as given when it has a `/`, else found on `PATH`.
@@ -188,6 +350,41 @@ mod tests {
         assert_eq!(named_files(&drive), [comma]);
         assert!(named_files("-m").is_empty());
         assert!(named_files("file=/no/such/file").is_empty());
+    }
+
+    #[test]
+    fn ram_is_mapped_only_for_known_machines_and_plain_sizes() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let x86 = "/usr/bin/qemu-system-x86_64";
+        assert_eq!(
+            mappable_ram(x86, Some("q35"), &[]),
+            Some(("pc.ram", 128 << 20))
+        );
+        assert_eq!(
+            mappable_ram(x86, Some("pc-q35-7.2"), &args(&["-m", "1G"])),
+            Some(("pc.ram", 1 << 30))
+        );
+        assert_eq!(
+            mappable_ram(
+                "qemu-system-aarch64",
+                Some("virt"),
+                &args(&["-m", "size=256"])
+            ),
+            Some(("mach-virt.ram", 256 << 20))
+        );
+        assert_eq!(mappable_ram(x86, None, &[]), None, "QEMU's default machine");
+        assert_eq!(mappable_ram(x86, Some("microvm"), &[]), None);
+        assert_eq!(mappable_ram("qemu-system-riscv64", Some("virt"), &[]), None);
+        for own in [
+            &["-m", "1G,slots=2,maxmem=4G"][..],
+            &["-m", "1.5G"],
+            &["-m"],
+            &["-numa", "node"],
+            &["-object", "memory-backend-ram,id=m,size=1G"],
+            &["-mem-prealloc"],
+        ] {
+            assert_eq!(mappable_ram(x86, Some("q35"), &args(own)), None, "{own:?}");
+        }
     }
 
     #[test]

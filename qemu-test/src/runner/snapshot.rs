@@ -101,6 +101,7 @@ pub(crate) fn prepare(
     let made = store.get_or_create(&key, |state, logs| {
         let _slots = scheduler(ctx.config.jobs).acquire(Need::for_vm(spec.smp, spec.memory_mib()));
         let mut machine = build_machine(plan, args.clone(), logs);
+        machine.map_ram_for_saving(state);
         let timeout = spec.timeout;
         let deadline = deadline_after(timeout);
         machine.set_deadline(Some(deadline));

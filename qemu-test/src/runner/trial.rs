@@ -233,7 +233,7 @@ impl TestCase {
         }
         let mut machine = build_machine(plan, args, dir.path());
         if let Some(snapshot) = &snapshot {
-            machine.restore_from(Some(snapshot.snapshot.state().to_path_buf()));
+            machine.restore_snapshot(snapshot.snapshot.state());
         }
 
         // One deadline for everything, the launch included.
