@@ -668,7 +668,7 @@ fn p4(qemu: &Path, opts: &Options) -> Result<(Vec<Row>, String), String> {
         judged: None,
         limit: Some(0.05),
         note: format!(
-            "medians of {} each, interleaved; the floor, raw QEMU restoring the same state (`-incoming fd:0`) until a typed `echo` answers: {} ({:.3} of a cold boot)",
+            "medians of {} each, interleaved; the floor, raw QEMU restoring the same state and RAM file (the state on stdin) until a typed `echo` answers: {} ({:.3} of a cold boot)",
             restore.n,
             util::human(floor.median),
             ratio(floor.median, cold.median)

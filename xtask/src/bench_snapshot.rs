@@ -20,9 +20,10 @@ use crate::util;
 
 /// What P4 measured.
 pub struct P4 {
-    /// The floor: QEMU started by hand with `-incoming fd:0` (the state on
-    /// stdin) and the console on a Unix socket, until a typed `echo`
-    /// answers. No QMP, no framework.
+    /// The floor: QEMU started by hand with the state on stdin (`fd:0`;
+    /// the RAM file mapped as the snapshot keeps it) and the console on a
+    /// Unix socket, until a typed `echo` answers. No framework; QMP only
+    /// for what QEMU needs (capabilities, `cont`).
     pub raw_restore: Vec<Duration>,
     /// Launch → first `succeed("true")`, from the snapshot.
     pub restore: Vec<Duration>,
