@@ -19,8 +19,11 @@ fn wait_gone(pid: u32, within: Duration) -> bool {
     !pid_alive(pid)
 }
 
-fn qemu_of_killed_child(signal: rustix::process::Signal) {
+/// Runs `hold_vm` with `tmp` as its `$TMPDIR` until it has launched its VM:
+/// the child and QEMU's pid.
+fn hold_vm(tmp: &std::path::Path) -> (std::process::Child, u32) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hold_vm"))
+        .env("TMPDIR", tmp)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -32,6 +35,26 @@ fn qemu_of_killed_child(signal: rustix::process::Signal) {
             break pid.parse().unwrap();
         }
     };
+    (child, pid)
+}
+
+/// The machine dirs (`qemu-machine-*`, `qemu-sock-*`) in `tmp`.
+fn machine_dirs(tmp: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut dirs: Vec<_> = std::fs::read_dir(tmp)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.starts_with("qemu-machine-") || name.starts_with("qemu-sock-")
+        })
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+fn qemu_of_killed_child(signal: rustix::process::Signal) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut child, pid) = hold_vm(tmp.path());
     assert!(pid_alive(pid), "QEMU outlives the thread that launched it");
     qemu_test_suite::signal(child.id(), signal);
     let status = child.wait().unwrap();
@@ -44,6 +67,18 @@ fn qemu_of_killed_child(signal: rustix::process::Signal) {
         wait_gone(pid, Duration::from_secs(10)),
         "QEMU {pid} survived its test process ({signal:?})"
     );
+
+    // The killed process could not remove its dirs; the next process's
+    // first launch does (their lock died with their owner).
+    let left = machine_dirs(tmp.path());
+    assert_eq!(left.len(), 2, "{left:?}");
+    let (mut next, next_pid) = hold_vm(tmp.path());
+    let now = machine_dirs(tmp.path());
+    assert_eq!(now.len(), 2, "{now:?}");
+    assert!(left.iter().all(|d| !d.exists()), "{left:?} swept: {now:?}");
+    next.kill().unwrap();
+    next.wait().unwrap();
+    assert!(wait_gone(next_pid, Duration::from_secs(10)));
 }
 
 #[test]

@@ -31,6 +31,7 @@
 //! ```
 
 mod cmdline;
+mod owned_dir;
 mod snapshot;
 
 use std::fs::{self, File};
@@ -44,7 +45,6 @@ use std::time::{Duration, Instant};
 
 use rustix::process::Signal;
 use serde_json::Value;
-use tempfile::TempDir;
 
 use crate::console::{Console, Drain};
 use crate::deadline::DeadlineCap;
@@ -55,6 +55,7 @@ use crate::os;
 use crate::qmp::{self, QmpClient, Stream, Transcript};
 pub(crate) use cmdline::escape_opt;
 use cmdline::{BaseArgs, ConsoleArg, MonitorArg};
+use owned_dir::OwnedDir;
 
 /// The default QMP timeout (as upstream's `qmp_timer`).
 pub const DEFAULT_QMP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -204,8 +205,8 @@ struct Running {
     drain: Option<Drain>,
     qemu_log: PathBuf,
     // Dropped (and removed) at shutdown, after everything above.
-    sock_dir: TempDir,
-    temp_dir: TempDir,
+    sock_dir: OwnedDir,
+    temp_dir: OwnedDir,
 }
 
 /// One QEMU process, launched, driven over QMP and the console, and shut
@@ -403,7 +404,9 @@ impl Machine {
         self.cap.set(deadline);
     }
 
-    /// The private temp dir (mode 0700) while running.
+    /// The private temp dir (mode 0700) while running. It holds a lock
+    /// file, `.qemu-test-owner`: a dir whose lock nobody holds (its process
+    /// was killed) is removed by a later process's first launch.
     pub fn temp_dir(&self) -> Option<&Path> {
         self.run.as_ref().map(|r| r.temp_dir.path())
     }
@@ -599,24 +602,17 @@ impl Machine {
             .base_temp_dir
             .clone()
             .unwrap_or_else(std::env::temp_dir);
-        let temp_dir = tempfile::Builder::new()
-            .prefix("qemu-machine-")
-            .permissions(private())
-            .tempdir_in(&temp_base)
+        let temp_dir = OwnedDir::create(&temp_base, "qemu-machine-")
             .map_err(|e| Error::io(format!("creating a temp dir in {}", temp_base.display()), e))?;
         let sock_base = self.cfg.sock_dir.clone().unwrap_or(temp_base);
-        let sock_dir = p.sock_dir.insert(
-            tempfile::Builder::new()
-                .prefix("qemu-sock-")
-                .permissions(private())
-                .tempdir_in(&sock_base)
-                .map_err(|e| {
-                    Error::io(
-                        format!("creating a socket dir in {}", sock_base.display()),
-                        e,
-                    )
-                })?,
-        );
+        let sock_dir = p
+            .sock_dir
+            .insert(OwnedDir::create(&sock_base, "qemu-sock-").map_err(|e| {
+                Error::io(
+                    format!("creating a socket dir in {}", sock_base.display()),
+                    e,
+                )
+            })?);
         let log_dir = match &self.cfg.log_dir {
             Some(dir) => {
                 os::create_private_dir_all(dir)
@@ -971,8 +967,8 @@ struct Pending {
     child: Option<Child>,
     drain: Option<Drain>,
     qemu_log: Option<PathBuf>,
-    temp_dir: Option<TempDir>,
-    sock_dir: Option<TempDir>,
+    temp_dir: Option<OwnedDir>,
+    sock_dir: Option<OwnedDir>,
 }
 
 impl Pending {
