@@ -288,7 +288,11 @@ impl VmSpec {
     /// default of 128 MiB. Unparseable sizes count as the default; QEMU
     /// itself reports them at launch.
     pub fn memory_mib(&self) -> u64 {
-        self.memory.as_deref().and_then(parse_mib).unwrap_or(128)
+        self.memory
+            .as_deref()
+            .and_then(crate::machine::memory_bytes)
+            .map(|bytes| bytes.div_ceil(1 << 20))
+            .unwrap_or(128)
     }
 
     /// Checks that the guest images the spec names can be found: a prebuilt
@@ -377,26 +381,6 @@ fn image_path(image: &Image) -> std::io::Result<String> {
         Image::Guest(g) => g.path()?,
     };
     Ok(path.to_string_lossy().into_owned())
-}
-
-/// Parses a QEMU `-m` size into MiB.
-fn parse_mib(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let s = s.strip_prefix("size=").unwrap_or(s);
-    let s = s.split(',').next()?;
-    let (num, unit) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
-        Some((i, _)) => s.split_at(i),
-        None => (s, "M"),
-    };
-    let n: u64 = num.parse().ok()?;
-    let mib = match unit.to_ascii_uppercase().as_str() {
-        "K" | "KB" | "KIB" => n.div_ceil(1024),
-        "M" | "MB" | "MIB" => n,
-        "G" | "GB" | "GIB" => n.checked_mul(1024)?,
-        "T" | "TB" | "TIB" => n.checked_mul(1024 * 1024)?,
-        _ => return None,
-    };
-    Some(mib)
 }
 
 #[cfg(test)]

@@ -44,6 +44,31 @@ pub(crate) fn escape_opt(value: &str) -> String {
     value.replace(',', ",,")
 }
 
+/// The size in bytes an `-m` value sets, `[size=]N[unit][,options]`: a
+/// bare number is MiB, as QEMU reads it; `K`, `M`, `G`, `T` suffixes (with
+/// an optional `B`/`iB`). Options after the size are ignored.
+///
+/// ```text
+/// 256 -> 256 MiB    size=1G,slots=2,maxmem=4G -> 1 GiB    1.5G -> None
+/// ```
+pub(crate) fn memory_bytes(value: &str) -> Option<u64> {
+    let value = value.trim();
+    let size = value.strip_prefix("size=").unwrap_or(value);
+    let size = size.split(',').next()?;
+    let (digits, unit) = size.split_at(
+        size.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(size.len()),
+    );
+    let shift = match unit.to_ascii_uppercase().as_str() {
+        "" | "M" | "MB" | "MIB" => 20,
+        "K" | "KB" | "KIB" => 10,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        _ => return None,
+    };
+    digits.parse::<u64>().ok()?.checked_mul(1 << shift)
+}
+
 /// Targets with no VGA device, where `-vga none` is pointless (and rejected
 /// by some QEMU versions): `-vga none` is only passed to the others.
 const NO_VGA_TARGETS: &[&str] = &[

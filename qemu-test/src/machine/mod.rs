@@ -53,7 +53,7 @@ use crate::events::EventCache;
 pub use crate::events::Wait;
 use crate::os;
 use crate::qmp::{self, QmpClient, Stream, Transcript};
-pub(crate) use cmdline::escape_opt;
+pub(crate) use cmdline::{escape_opt, memory_bytes};
 use cmdline::{BaseArgs, ConsoleArg, MonitorArg};
 use owned_dir::OwnedDir;
 

@@ -72,7 +72,7 @@ fn sweep_once(base: &Path, prefix: &str) {
 /// our lock file inside) and that no live process holds the lock of.
 /// Returns how many it removed. Dirs of other programs (no lock file) and
 /// of other users are left alone.
-pub(crate) fn sweep(base: &Path, prefix: &str) -> usize {
+fn sweep(base: &Path, prefix: &str) -> usize {
     let uid = rustix::process::getuid().as_raw();
     let Ok(entries) = fs::read_dir(base) else {
         return 0;

@@ -276,28 +276,12 @@ fn mappable_ram(
     let mut bytes = 128 << 20;
     for (i, arg) in args.iter().enumerate() {
         if arg == "-m" || arg == "--m" {
-            bytes = memory_bytes(args.get(i + 1)?)?;
+            // A plain size only: `slots`/`maxmem` add hotpluggable memory.
+            let value = args.get(i + 1).filter(|v| !v.contains(','))?;
+            bytes = super::memory_bytes(value)?;
         }
     }
     Some((id, bytes))
-}
-
-/// `-m`'s value in bytes, when it is a plain size (`256`, `256M`,
-/// `size=1G`): MiB without a suffix, as QEMU reads it.
-fn memory_bytes(value: &str) -> Option<u64> {
-    let size = value.strip_prefix("size=").unwrap_or(value);
-    let (digits, unit) = size.split_at(
-        size.find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(size.len()),
-    );
-    let shift = match unit.to_ascii_uppercase().as_str() {
-        "" | "M" => 20,
-        "K" => 10,
-        "G" => 30,
-        "T" => 40,
-        _ => return None,
-    };
-    digits.parse::<u64>().ok()?.checked_mul(1 << shift)
 }
 
 /// The binary's path: as given when it has a `/`, else found on `PATH`.
