@@ -84,6 +84,15 @@ fn megabyte_of_binary_output_is_exact(vm: &mut Vm) -> TestResult {
         "1 MiB differs ({} bytes came back)",
         out.stdout_bytes().len()
     );
+    // The megabyte does not stay in the guest's /tmp: the shell's one
+    // capture file is emptied after each command. (This command prints to
+    // stderr, so its own capture stays empty too.)
+    let listing = sh.run("wc -c /tmp/.qt-* >&2")?.stderr;
+    let fields: Vec<&str> = listing.split_whitespace().collect();
+    assert!(
+        matches!(fields[..], ["0", file] if file.starts_with("/tmp/.qt-")),
+        "{listing:?}"
+    );
     Ok(())
 }
 
@@ -305,6 +314,27 @@ fn an_unwritable_tmp_is_named_in_the_error(vm: &mut Vm) -> TestResult {
     garbled(vm, "mount -t tmpfs -o ro tmpfs /tmp");
     // ...and the shell cannot create the next one, so it runs nothing.
     garbled(vm, "touch /not-run");
+    vm.console().send("umount /tmp\r")?;
+    let sh = vm.shell();
+    assert_eq!(
+        sh.succeed("ls /not-run 2>&1 || echo absent")?,
+        "ls: /not-run: No such file or directory\nabsent\n"
+    );
+    assert_eq!(sh.succeed("true")?, "");
+    // A capture file that exists but can no longer be written (its file
+    // system remounted read-only) is reported the same way, and the
+    // command is not run either.
+    vm.console().send("mount -t tmpfs tmpfs /tmp\r")?;
+    let sh = vm.shell();
+    assert_eq!(sh.succeed("echo on a fresh /tmp")?, "on a fresh /tmp\n");
+    vm.console().send("mount -o remount,ro /tmp\r")?;
+    match vm.shell().run("touch /not-run") {
+        Err(ShellError::Garbled { reason, raw, .. }) => {
+            assert!(reason.contains("/tmp"), "{reason}");
+            assert!(raw.contains("Read-only file system"), "{raw}");
+        }
+        other => panic!("expected Garbled naming /tmp, got {other:?}"),
+    }
     vm.console().send("umount /tmp\r")?;
     let sh = vm.shell();
     assert_eq!(

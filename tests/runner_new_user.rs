@@ -3,8 +3,8 @@
 //! one `harness = false` test file, passes `cargo test`.
 //!
 //! The crate is written to a temp dir; it borrows the workspace's
-//! `Cargo.lock` and target dir so that nothing is downloaded and the
-//! dependencies already built are reused.
+//! `Cargo.lock`, profiles and target dir so that nothing is downloaded and
+//! the dependencies already built are reused.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,6 +23,15 @@ fn target_dir() -> PathBuf {
         .find(|dir| dir.join("CACHEDIR.TAG").is_file())
         .map(Path::to_path_buf)
         .unwrap_or_else(|| workspace().join("target"))
+}
+
+/// The `[profile.*]` sections of the manifest at `path` (they come last in
+/// the workspace's), as text.
+fn profiles(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.find("\n[profile.")
+        .map(|at| text[at..].to_string())
+        .unwrap_or_default()
 }
 
 #[test]
@@ -45,6 +54,9 @@ harness = false
 "#,
         path = root.join("qemu-test").to_str().unwrap(),
     );
+    // The workspace's profiles too, so that the dependencies it already
+    // built are reused rather than rebuilt with other settings.
+    let manifest = manifest + &profiles(&root.join("Cargo.toml"));
     std::fs::write(dir.path().join("Cargo.toml"), manifest).unwrap();
     std::fs::create_dir_all(dir.path().join("src")).unwrap();
     std::fs::write(dir.path().join("src/lib.rs"), "").unwrap();

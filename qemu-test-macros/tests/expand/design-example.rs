@@ -6,5 +6,3 @@ fn guest_echoes(vm: &mut Vm) -> TestResult {
     let _ = vm.artifacts();
     Ok(())
 }
-
-fn main() {}

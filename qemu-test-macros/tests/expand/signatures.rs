@@ -48,5 +48,3 @@ mod nested {
         let _ = vm;
     }
 }
-
-fn main() {}

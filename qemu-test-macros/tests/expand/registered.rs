@@ -38,7 +38,12 @@ fn every_key(vm: &mut Vm) {
     let _ = vm;
 }
 
-#[qemu_test(binary = "qemu-system-aarch64", memory = "1G", drive = "file=c.img", console)]
+#[qemu_test(
+    binary = "qemu-system-aarch64",
+    memory = "1G",
+    drive = "file=c.img",
+    console
+)]
 fn binary_and_one_drive(vm: &mut Vm) {
     let _ = vm;
 }
@@ -69,10 +74,14 @@ fn plain_fails() -> Result<(), String> {
 }
 
 fn find(name: &str) -> &'static TestDef {
-    TESTS.iter().find(|t| t.name == name).unwrap_or_else(|| panic!("{name} is not registered"))
+    TESTS
+        .iter()
+        .find(|t| t.name == name)
+        .unwrap_or_else(|| panic!("{name} is not registered"))
 }
 
-fn main() {
+#[test]
+fn every_attribute_registers_what_it_describes() {
     assert_eq!(TESTS.len(), 6);
 
     let t = find("every_key");
@@ -93,7 +102,10 @@ fn main() {
     assert_eq!(spec.kernel, Some(Image::Path("bzImage".into())));
     assert_eq!(spec.initrd, Some(Image::Path("initrd.img".into())));
     assert_eq!(spec.append.as_deref(), Some("console=ttyS0"));
-    assert_eq!(spec.drives, ["file=a.img,if=virtio", "file=b.img,if=virtio"]);
+    assert_eq!(
+        spec.drives,
+        ["file=a.img,if=virtio", "file=b.img,if=virtio"]
+    );
     assert_eq!(spec.args, ["-no-reboot", "-d", "guest_errors"]);
     let console = spec.console.expect("a console");
     assert_eq!(console.device.as_deref(), Some("isa-serial"));
@@ -122,9 +134,13 @@ fn main() {
     let t = find("plain_passes");
     assert_eq!(t.ignore, None);
     assert_eq!(t.should_fail, ShouldFail::No);
-    let Body::Plain(body) = t.body else { panic!("a plain body") };
+    let Body::Plain(body) = t.body else {
+        panic!("a plain body")
+    };
     assert_eq!(body(), Ok(()));
 
-    let Body::Plain(body) = find("plain_fails").body else { panic!("a plain body") };
+    let Body::Plain(body) = find("plain_fails").body else {
+        panic!("a plain body")
+    };
     assert_eq!(body(), Err("\"expected\"".to_string()));
 }
