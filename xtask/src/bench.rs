@@ -657,6 +657,7 @@ fn p4(qemu: &Path, opts: &Options) -> Result<(Vec<Row>, String), String> {
     let m = crate::bench_snapshot::measure(qemu, opts.snapshot_runs)?;
     let (restore, cold) = (Stats::of(&m.restore), Stats::of(&m.cold));
     let floor = Stats::of(&m.raw_restore);
+    let subshell = Stats::of(&m.raw_subshell);
     let first = Row {
         id: "P4",
         what: "Linux guest: launch → first `succeed(\"true\")`, restored from a snapshot vs booted"
@@ -668,10 +669,13 @@ fn p4(qemu: &Path, opts: &Options) -> Result<(Vec<Row>, String), String> {
         judged: None,
         limit: Some(0.05),
         note: format!(
-            "medians of {} each, interleaved; the floor, raw QEMU restoring the same state and RAM file (the state on stdin) until a typed `echo` answers: {} ({:.3} of a cold boot)",
+            "medians of {} each, interleaved; the floor, raw QEMU restoring the same state and RAM file (the state on stdin) until a typed `echo` answers: {} ({:.3} of a cold boot); \
+             the same `echo` in a subshell, as a `Shell` runs every command (one `fork`, translated afresh after each restore): {} ({:.3})",
             restore.n,
             util::human(floor.median),
-            ratio(floor.median, cold.median)
+            ratio(floor.median, cold.median),
+            util::human(subshell.median),
+            ratio(subshell.median, cold.median)
         ),
     };
     let suite = Row {
@@ -691,10 +695,11 @@ fn p4(qemu: &Path, opts: &Options) -> Result<(Vec<Row>, String), String> {
         ),
     };
     let detail = format!(
-        "P4 cold boot → first command: {}\nP4 restore → first command:   {}\nP4 raw restore → typed echo:  {}\nP4 suite: cold {} · snapshot (made) {} · snapshot (first run, makes it) {}\n",
+        "P4 cold boot → first command: {}\nP4 restore → first command:   {}\nP4 raw restore → typed echo:  {}\nP4 raw restore → typed (echo): {}\nP4 suite: cold {} · snapshot (made) {} · snapshot (first run, makes it) {}\n",
         cold.line(),
         restore.line(),
         floor.line(),
+        subshell.line(),
         util::human(m.suite_cold),
         util::human(m.suite_warm),
         util::human(m.suite_first)

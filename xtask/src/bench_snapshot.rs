@@ -25,6 +25,11 @@ pub struct P4 {
     /// Unix socket, until a typed `echo` answers. No framework; QMP only
     /// for what QEMU needs (capabilities, `cont`).
     pub raw_restore: Vec<Duration>,
+    /// The same with the `echo` in a subshell, `(echo ...)`: the one
+    /// `fork` that any command run apart from the shell costs (a `Shell`
+    /// runs each command in a subshell), which TCG translates afresh after
+    /// every restore.
+    pub raw_subshell: Vec<Duration>,
     /// Launch → first `succeed("true")`, from the snapshot.
     pub restore: Vec<Duration>,
     /// Launch → first `succeed("true")`, booting.
@@ -81,12 +86,18 @@ fn first_command(
     Ok(took)
 }
 
-/// The raw floor of a restore: spawn → state loaded → an `echo` typed on
-/// the console answers.
+/// What the raw floor types: an `echo` (a shell builtin), alone or in a
+/// subshell. Its answer, `raw-42`, is not in the typed text.
+const RAW_ECHO: &[u8] = b"\x15echo raw-$((20 + 22))\r";
+const RAW_SUBSHELL_ECHO: &[u8] = b"\x15(echo raw-$((20 + 22)))\r";
+
+/// The raw floor of a restore: spawn → state loaded → `line` typed on the
+/// console answers.
 fn raw_restore(
     qemu: &Path,
     files: &guest::PrebuiltFiles,
     state: &Path,
+    line: &[u8],
 ) -> Result<Duration, String> {
     use std::io::{Read, Write};
     use std::os::unix::net::UnixStream;
@@ -235,7 +246,7 @@ fn raw_restore(
             ));
         }
         console
-            .write_all(b"\x15echo raw-$((20 + 22))\r")
+            .write_all(line)
             .map_err(|e| format!("typing on the raw console: {e}"))?;
         match console.read(&mut buf) {
             Ok(0) => return Err("the raw restore's console closed".into()),
@@ -312,11 +323,13 @@ pub fn measure(qemu: &Path, runs: usize) -> Result<P4, String> {
         .snapshot_key("p4")
         .map_err(|e| format!("{e:?}"))?;
     let state = store.dir().join(key.id()).join("state");
-    let (mut restore, mut cold, mut raw_restore) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut restore, mut cold) = (Vec::new(), Vec::new());
+    let (mut raw_restore, mut raw_subshell) = (Vec::new(), Vec::new());
     for _ in 0..runs.max(1) {
         cold.push(first_command(qemu, &files, None)?);
         restore.push(first_command(qemu, &files, Some(&store))?);
-        raw_restore.push(self::raw_restore(qemu, &files, &state)?);
+        raw_restore.push(self::raw_restore(qemu, &files, &state, RAW_ECHO)?);
+        raw_subshell.push(self::raw_restore(qemu, &files, &state, RAW_SUBSHELL_ECHO)?);
     }
 
     let exe = build_suite()?;
@@ -326,6 +339,7 @@ pub fn measure(qemu: &Path, runs: usize) -> Result<P4, String> {
     let suite_cold = suite(&exe, "cold::", &root)?;
     Ok(P4 {
         raw_restore,
+        raw_subshell,
         restore,
         cold,
         suite_cold,
