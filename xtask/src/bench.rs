@@ -54,7 +54,8 @@ pub struct Options {
     pub calls: usize,
     /// P4: measured boots and restores per side.
     pub snapshot_runs: usize,
-    /// P3: runs of the 100-test suite (the row shows the median).
+    /// P3: runs of the 100-test suite; P4: runs of the 20-test suite per
+    /// side (the rows show medians).
     pub suite_runs: usize,
     /// P5: bytes the guest floods the console with.
     pub flood_bytes: usize,
@@ -654,7 +655,8 @@ fn p2(qemu: &Path, opts: &Options) -> Result<(Row, String), String> {
 /// P4: two rows, restore vs cold boot to the first command, and the
 /// 20-test suite with vs without `snapshot`.
 fn p4(qemu: &Path, opts: &Options) -> Result<(Vec<Row>, String), String> {
-    let m = crate::bench_snapshot::measure(qemu, opts.snapshot_runs)?;
+    let m = crate::bench_snapshot::measure(qemu, opts.snapshot_runs, opts.suite_runs)?;
+    let (suite_cold, suite_warm) = (Stats::of(&m.suite_cold), Stats::of(&m.suite_warm));
     let (restore, cold) = (Stats::of(&m.restore), Stats::of(&m.cold));
     let floor = Stats::of(&m.raw_restore);
     let subshell = Stats::of(&m.raw_subshell);
@@ -681,27 +683,32 @@ fn p4(qemu: &Path, opts: &Options) -> Result<(Vec<Row>, String), String> {
     let suite = Row {
         id: "P4",
         what: "20-test Linux suite (debug build): with `snapshot` vs without".into(),
-        raw: format!("{} (cold boots)", util::human(m.suite_cold)),
-        ours: format!("{} (snapshot made)", util::human(m.suite_warm)),
-        ratio: Some(ratio(m.suite_warm, m.suite_cold)),
+        raw: format!("{} (cold boots)", util::human(suite_cold.median)),
+        ours: format!("{} (snapshot made)", util::human(suite_warm.median)),
+        ratio: Some(ratio(suite_warm.median, suite_cold.median)),
         target: "≤ 0.125 (≥ 8× faster)",
         judged: None,
         limit: Some(0.125),
         note: format!(
-            "{:.1}× faster; a first run that makes the snapshot: {} ({:.1}×)",
-            ratio(m.suite_cold, m.suite_warm),
+            "{:.1}× faster; medians of {} runs each, interleaved (snapshot {}-{}, cold {}-{}); a first run that makes the snapshot: {} ({:.1}×)",
+            ratio(suite_cold.median, suite_warm.median),
+            suite_warm.n,
+            util::human(suite_warm.min),
+            util::human(suite_warm.max),
+            util::human(suite_cold.min),
+            util::human(suite_cold.max),
             util::human(m.suite_first),
-            ratio(m.suite_cold, m.suite_first)
+            ratio(suite_cold.median, m.suite_first)
         ),
     };
     let detail = format!(
-        "P4 cold boot → first command: {}\nP4 restore → first command:   {}\nP4 raw restore → typed echo:  {}\nP4 raw restore → typed (echo): {}\nP4 suite: cold {} · snapshot (made) {} · snapshot (first run, makes it) {}\n",
+        "P4 cold boot → first command: {}\nP4 restore → first command:   {}\nP4 raw restore → typed echo:  {}\nP4 raw restore → typed (echo): {}\nP4 suite, cold:            {}\nP4 suite, snapshot made:   {}\nP4 suite, first run (makes the snapshot): {}\n",
         cold.line(),
         restore.line(),
         floor.line(),
         subshell.line(),
-        util::human(m.suite_cold),
-        util::human(m.suite_warm),
+        suite_cold.line(),
+        suite_warm.line(),
         util::human(m.suite_first)
     );
     Ok((vec![first, suite], detail))
@@ -836,8 +843,8 @@ pub fn bench(opts: Options) -> Result<(), String> {
         (
             "P4",
             format!(
-                "Linux guest, {} boots and restores each, then a 20-test suite three times",
-                opts.snapshot_runs
+                "Linux guest, {} boots and restores each, then a 20-test suite {} time(s) per side",
+                opts.snapshot_runs, opts.suite_runs
             ),
             Box::new(|| p4(&qemu, &opts)),
         ),

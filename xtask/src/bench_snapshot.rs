@@ -7,7 +7,8 @@
 //! - A 20-test Linux suite (`tests/linux_bench.rs`, built in debug like
 //!   any user's tests) with and without `snapshot`: wall times of `cold::`
 //!   and `snapshot::` runs with the snapshot already made (target ≥ 8×
-//!   faster), plus a first run that has to make it.
+//!   faster; medians of `--suite-runs` runs each, interleaved), plus a
+//!   first run that has to make it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -34,12 +35,13 @@ pub struct P4 {
     pub restore: Vec<Duration>,
     /// Launch → first `succeed("true")`, booting.
     pub cold: Vec<Duration>,
-    /// The 20-test suite booting every VM.
-    pub suite_cold: Duration,
-    /// The suite from the snapshot, including making it.
+    /// The 20-test suite booting every VM, once per suite run.
+    pub suite_cold: Vec<Duration>,
+    /// The suite from the snapshot, including making it (once).
     pub suite_first: Duration,
-    /// The suite from the snapshot, already made.
-    pub suite_warm: Duration,
+    /// The suite from the snapshot, already made, once per suite run
+    /// (interleaved with the cold runs).
+    pub suite_warm: Vec<Duration>,
 }
 
 /// The Linux guest's machine, not launched.
@@ -312,8 +314,9 @@ fn build_suite() -> Result<PathBuf, String> {
     Ok(util::target_dir().join("debug").join("linux-bench"))
 }
 
-/// Measures P4 with `runs` first-command samples per side.
-pub fn measure(qemu: &Path, runs: usize) -> Result<P4, String> {
+/// Measures P4 with `runs` first-command samples per side and
+/// `suite_runs` runs of the suite per side.
+pub fn measure(qemu: &Path, runs: usize, suite_runs: usize) -> Result<P4, String> {
     let files = guest::linux_x86_64().map_err(|e| format!("P4 needs the Linux guest: {e}"))?;
     let dir = tempfile::tempdir().map_err(|e| format!("a temp dir: {e}"))?;
     let store = SnapshotStore::new(dir.path().join("snapshots"));
@@ -335,8 +338,11 @@ pub fn measure(qemu: &Path, runs: usize) -> Result<P4, String> {
     let exe = build_suite()?;
     let root = dir.path().join("suite");
     let suite_first = suite(&exe, "snapshot::", &root)?;
-    let suite_warm = suite(&exe, "snapshot::", &root)?;
-    let suite_cold = suite(&exe, "cold::", &root)?;
+    let (mut suite_warm, mut suite_cold) = (Vec::new(), Vec::new());
+    for _ in 0..suite_runs.max(1) {
+        suite_cold.push(suite(&exe, "cold::", &root)?);
+        suite_warm.push(suite(&exe, "snapshot::", &root)?);
+    }
     Ok(P4 {
         raw_restore,
         raw_subshell,
