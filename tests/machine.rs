@@ -68,6 +68,41 @@ fn launch_query_shutdown() {
 }
 
 #[test]
+fn the_socket_dir_is_made_on_first_use() {
+    let base = tempfile::tempdir().unwrap();
+    let listing = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(base.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let mut vm = Machine::builder(X86)
+        .args(["-S", "-nodefaults", "-machine", "pc"])
+        .base_temp_dir(base.path())
+        .build();
+    vm.launch().unwrap();
+    // Socketpairs for QMP: no socket dir until asked for.
+    let names = listing();
+    assert!(
+        matches!(&names[..], [temp] if temp.starts_with("qemu-machine-")),
+        "{names:?}"
+    );
+    let sock = vm.sock_dir().unwrap().to_path_buf();
+    assert_eq!(vm.sock_dir(), Some(sock.as_path()), "made once");
+    assert!(sock.starts_with(base.path()) && sock.is_dir());
+    assert_eq!(mode(&sock), 0o700);
+    assert_eq!(listing().len(), 2);
+    vm.shutdown().unwrap();
+    assert!(listing().is_empty(), "{:?}", listing());
+    // A relaunch starts without one again.
+    vm.launch().unwrap();
+    assert_eq!(listing().len(), 1);
+    vm.shutdown().unwrap();
+}
+
+#[test]
 fn qmp_errors_are_typed() {
     let mut vm = stopped_vm();
     match vm.command("no-such-command", json!({})) {

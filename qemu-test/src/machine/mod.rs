@@ -12,6 +12,7 @@
 //! | `get_qmp_event`, `get_qmp_events`, `event_wait`, `events_wait` | same names |
 //! | `add_fd`, `send_fd_scm`, `add_monitor_null`, `set_qmp_monitor`, `set_machine`, `set_console`, `add_args` | same names |
 //! | `console_socket`, `get_log`, `exitcode`, `get_pid`, `is_running` | [`console`](Machine::console), [`log`](Machine::log), [`exit_code`](Machine::exit_code), [`pid`](Machine::pid), [`is_running`](Machine::is_running) |
+//! | `temp_dir`, `sock_dir` | [`temp_dir`](Machine::temp_dir), [`sock_dir`](Machine::sock_dir) (the socket dir is made on first use: QMP and the console use socketpairs) |
 //!
 //! ```no_run
 //! use qemu_test::{guest, Machine};
@@ -41,6 +42,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use rustix::process::Signal;
@@ -136,7 +138,8 @@ impl MachineBuilder {
         self.monitor = Some(addr);
         self
     }
-    /// Where the private socket dir is created; default the base temp dir.
+    /// Where the private socket dir is created (on first use: see
+    /// [`Machine::sock_dir`]); default the base temp dir.
     pub fn sock_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.sock_dir = Some(dir.into());
         self
@@ -204,10 +207,17 @@ struct Running {
     qmp: Option<QmpClient>,
     drain: Option<Drain>,
     qemu_log: PathBuf,
+    /// Where the socket dir is (or would be) created.
+    sock_base: PathBuf,
     // Dropped (and removed) at shutdown, after everything above.
-    sock_dir: OwnedDir,
+    /// Created on first use (see [`Machine::sock_dir`]); `Some(None)` if
+    /// that failed.
+    sock_dir: OnceLock<Option<OwnedDir>>,
     temp_dir: OwnedDir,
 }
+
+/// The name prefix of a machine's socket dir (`<base>/qemu-sock-XXXXXX`).
+const SOCK_DIR_PREFIX: &str = "qemu-sock-";
 
 /// One QEMU process, launched, driven over QMP and the console, and shut
 /// down; see the [module docs](self) for the mapping to `QEMUMachine`.
@@ -411,9 +421,34 @@ impl Machine {
         self.run.as_ref().map(|r| r.temp_dir.path())
     }
 
-    /// The private socket dir (mode 0700) while running.
+    /// The private socket dir (mode 0700) while running: in the base dir
+    /// set with [`MachineBuilder::sock_dir`], else in the base temp dir.
+    ///
+    /// Created on first use, by this call or by a launch whose monitor
+    /// listens on a Unix socket path: the default machine talks to QEMU
+    /// over socketpairs and needs no dir, and sparing the file system work
+    /// (a dir, a lock file, their removal) matters on a disk-backed `/tmp`.
+    /// Like the temp dir, it holds a lock file and is removed at shutdown.
+    /// `None` when not running, or if the dir cannot be created.
+    ///
+    /// ```no_run
+    /// # fn demo(vm: &qemu_test::Machine) {
+    /// let sock = vm.sock_dir().expect("running").join("extra.sock");
+    /// # }
+    /// ```
     pub fn sock_dir(&self) -> Option<&Path> {
-        self.run.as_ref().map(|r| r.sock_dir.path())
+        let run = self.run.as_ref()?;
+        run.sock_dir
+            .get_or_init(|| OwnedDir::create(&run.sock_base, SOCK_DIR_PREFIX).ok())
+            .as_ref()
+            .map(OwnedDir::path)
+    }
+
+    /// The socket dir if it was made (see [`sock_dir`](Self::sock_dir)),
+    /// without making it.
+    pub(crate) fn made_sock_dir(&self) -> Option<&Path> {
+        let run = self.run.as_ref()?;
+        run.sock_dir.get()?.as_ref().map(OwnedDir::path)
     }
 
     /// The log dir: the one configured, else the temp dir while running.
@@ -605,14 +640,8 @@ impl Machine {
         let temp_dir = OwnedDir::create(&temp_base, "qemu-machine-")
             .map_err(|e| Error::io(format!("creating a temp dir in {}", temp_base.display()), e))?;
         let sock_base = self.cfg.sock_dir.clone().unwrap_or(temp_base);
-        let sock_dir = p
-            .sock_dir
-            .insert(OwnedDir::create(&sock_base, "qemu-sock-").map_err(|e| {
-                Error::io(
-                    format!("creating a socket dir in {}", sock_base.display()),
-                    e,
-                )
-            })?);
+        // The socket dir is made on first use; abandoned ones go anyway.
+        owned_dir::sweep_once(&sock_base, SOCK_DIR_PREFIX);
         let log_dir = match &self.cfg.log_dir {
             Some(dir) => {
                 os::create_private_dir_all(dir)
@@ -646,6 +675,14 @@ impl Machine {
                 Some(MonitorArg::Fd(fd))
             }
             Some(MonitorAddr::Unix(path)) => {
+                let sock_dir =
+                    p.sock_dir
+                        .insert(OwnedDir::create(&sock_base, SOCK_DIR_PREFIX).map_err(|e| {
+                            Error::io(
+                                format!("creating a socket dir in {}", sock_base.display()),
+                                e,
+                            )
+                        })?);
                 let path = sock_dir.path().join(path);
                 let l = UnixListener::bind(&path)
                     .map_err(|e| Error::io(format!("listening on {}", path.display()), e))?;
@@ -770,7 +807,11 @@ impl Machine {
             qmp,
             drain: p.drain.take(),
             qemu_log,
-            sock_dir: p.sock_dir.take().expect("sock dir was set above"),
+            sock_base,
+            sock_dir: match p.sock_dir.take() {
+                Some(dir) => OnceLock::from(Some(dir)),
+                None => OnceLock::new(),
+            },
             temp_dir: p.temp_dir.take().expect("temp dir was set above"),
         });
         Ok(())

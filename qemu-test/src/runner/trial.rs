@@ -269,8 +269,9 @@ impl TestCase {
         let kill = killer(&machine);
         // The machine's drop removes these; a body abandoned at the
         // deadline keeps the machine until the process exits, and drops
-        // nothing then.
-        let machine_dirs: Vec<PathBuf> = [machine.temp_dir(), machine.sock_dir()]
+        // nothing then. (A socket dir the body makes later is left to the
+        // next process's sweep: its lock dies with this process.)
+        let machine_dirs: Vec<PathBuf> = [machine.temp_dir(), machine.made_sock_dir()]
             .into_iter()
             .flatten()
             .map(Path::to_path_buf)

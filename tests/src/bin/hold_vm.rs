@@ -16,6 +16,9 @@ fn main() {
     let vm = thread::spawn(|| {
         let mut vm = qemu_test_suite::stopped_x86();
         vm.launch().expect("launching QEMU");
+        // Both dirs, for the hygiene tests (the socket dir is made on
+        // first use).
+        vm.sock_dir().expect("a socket dir");
         vm
     })
     .join()
