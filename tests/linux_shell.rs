@@ -306,21 +306,31 @@ qemu_test::main!();
 
 #[qemu_test(console, kernel = guest::LINUX_X86_64, snapshot = "linux-shell", timeout = "120s")]
 fn an_unwritable_tmp_is_named_in_the_error(vm: &mut Vm) -> TestResult {
+    // The error names /tmp; returns the console text it carries.
     let garbled = |vm: &mut Vm, command: &str| match vm.shell().run(command) {
-        Err(ShellError::Garbled { reason, .. }) => assert!(reason.contains("/tmp"), "{reason}"),
+        Err(ShellError::Garbled { reason, raw, .. }) => {
+            assert!(reason.contains("/tmp"), "{reason}");
+            raw
+        }
         other => panic!("{command}: expected Garbled naming /tmp, got {other:?}"),
+    };
+    // After umounting /tmp: the command reported as not run was not run,
+    // and the shell works again.
+    let recovered = |vm: &mut Vm| -> TestResult {
+        vm.console().send("umount /tmp\r")?;
+        let sh = vm.shell();
+        assert_eq!(
+            sh.succeed("ls /not-run 2>&1 || echo absent")?,
+            "ls: /not-run: No such file or directory\nabsent\n"
+        );
+        assert_eq!(sh.succeed("true")?, "");
+        Ok(())
     };
     // The mount hides the capture file of its own command...
     garbled(vm, "mount -t tmpfs -o ro tmpfs /tmp");
     // ...and the shell cannot create the next one, so it runs nothing.
     garbled(vm, "touch /not-run");
-    vm.console().send("umount /tmp\r")?;
-    let sh = vm.shell();
-    assert_eq!(
-        sh.succeed("ls /not-run 2>&1 || echo absent")?,
-        "ls: /not-run: No such file or directory\nabsent\n"
-    );
-    assert_eq!(sh.succeed("true")?, "");
+    recovered(vm)?;
     // A capture file that exists but can no longer be written (its file
     // system remounted read-only) is reported the same way, and the
     // command is not run either.
@@ -328,19 +338,7 @@ fn an_unwritable_tmp_is_named_in_the_error(vm: &mut Vm) -> TestResult {
     let sh = vm.shell();
     assert_eq!(sh.succeed("echo on a fresh /tmp")?, "on a fresh /tmp\n");
     vm.console().send("mount -o remount,ro /tmp\r")?;
-    match vm.shell().run("touch /not-run") {
-        Err(ShellError::Garbled { reason, raw, .. }) => {
-            assert!(reason.contains("/tmp"), "{reason}");
-            assert!(raw.contains("Read-only file system"), "{raw}");
-        }
-        other => panic!("expected Garbled naming /tmp, got {other:?}"),
-    }
-    vm.console().send("umount /tmp\r")?;
-    let sh = vm.shell();
-    assert_eq!(
-        sh.succeed("ls /not-run 2>&1 || echo absent")?,
-        "ls: /not-run: No such file or directory\nabsent\n"
-    );
-    assert_eq!(sh.succeed("true")?, "");
-    Ok(())
+    let raw = garbled(vm, "touch /not-run");
+    assert!(raw.contains("Read-only file system"), "{raw}");
+    recovered(vm)
 }
