@@ -86,13 +86,16 @@ fn strip_hash(stem: &str) -> &str {
 }
 
 /// The runner's host-wide, per-user state dir (mode 0700, like its parent):
-/// `$TMPDIR/qemu-test-<uid>/runner`.
+/// `$TMPDIR/qemu-test-<uid>/runner`. It holds the CPU and memory slots,
+/// the artifact dirs' locks, and two caches: the KVM probe's verdicts
+/// (`kvm-probe-*`) and the QEMU binaries' machine types
+/// (`machine-types-*`); remove a cache file to have it found out again.
 ///
 /// If that cannot be had safely (another user owns `qemu-test-<uid>`, or it
 /// is a symlink), a warning says so and this process uses a private dir of
 /// its own instead: nothing is shared with other test processes then (no
-/// host-wide budget, no artifact locks, no KVM probe cache), but nothing
-/// lands in a dir someone else controls.
+/// host-wide budget, no artifact locks, no caches), but nothing lands in a
+/// dir someone else controls.
 pub(crate) fn state_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::error::SetupError;
 use crate::runner::accel;
+use crate::runner::artifacts::{fnv1a, state_dir};
 use crate::runner::env::Config;
 use crate::spec::{Accel, VmSpec};
 
@@ -179,28 +180,69 @@ fn machine_type_name(value: &str) -> &str {
 /// A binary's machine types, if `-machine help` worked.
 type MachineTypes = Option<Arc<Vec<String>>>;
 
-/// The machine types `binary` supports (`-machine help`, run once per
-/// binary and process); `None` when that does not work, in which case the
-/// launch reports the problem.
+/// The machine types `binary` supports (`-machine help`); `None` when
+/// that does not work, in which case the launch reports the problem.
+///
+/// Asked once per binary and process, and kept in a file of the state dir
+/// keyed by the binary's identity (path, size, mtime), so that a nextest
+/// run (one process per test) does not pay for a QEMU start (25-35 ms)
+/// in every test. A failure is not kept.
 fn machine_types(binary: &Path) -> MachineTypes {
     static CACHE: OnceLock<Mutex<HashMap<PathBuf, MachineTypes>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     if let Some(hit) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(binary) {
         return hit.clone();
     }
-    let output = Command::new(binary)
-        .args(["-machine", "help"])
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
+    let key = fnv1a(accel::binary_identity(binary).as_bytes());
+    let file = state_dir().join(format!("machine-types-{key:016x}.txt"));
+    let kept = std::fs::read_to_string(&file)
         .ok()
-        .filter(|o| o.status.success());
-    let types = output.map(|o| Arc::new(parse_machine_help(&String::from_utf8_lossy(&o.stdout))));
+        .map(|text| parse_kept(&text))
+        .filter(|types| !types.is_empty());
+    let types = kept.or_else(|| {
+        let output = Command::new(binary)
+            .args(["-machine", "help"])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())?;
+        let types = parse_machine_help(&String::from_utf8_lossy(&output.stdout));
+        keep(&file, &types);
+        Some(types)
+    });
+    let types = types.map(Arc::new);
     cache
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(binary.to_path_buf(), types.clone());
     types
+}
+
+/// The end line of a kept list: a file cut short (a writer killed
+/// mid-write) lacks it and is asked again.
+const KEPT_END: &str = "# end";
+
+/// Writes `types` to `file`, one per line, through a temp file renamed into
+/// place: concurrent readers see the whole list or none. Best effort.
+fn keep(file: &Path, types: &[String]) {
+    let Some(dir) = file.parent() else { return };
+    let Ok(mut temp) = tempfile::NamedTempFile::new_in(dir) else {
+        return;
+    };
+    let text = format!("{}\n{KEPT_END}\n", types.join("\n"));
+    if std::io::Write::write_all(&mut temp, text.as_bytes()).is_ok() {
+        let _ = temp.persist(file);
+    }
+}
+
+/// A list [`keep`] wrote; empty if it is incomplete.
+fn parse_kept(text: &str) -> Vec<String> {
+    let mut lines: Vec<&str> = text.lines().collect();
+    if lines.pop() != Some(KEPT_END) {
+        return Vec::new();
+    }
+    lines.into_iter().map(str::to_string).collect()
 }
 
 /// Parses `-machine help`: a header line, then `name   description` lines.
@@ -224,6 +266,18 @@ pub(crate) fn target_arch(binary: &Path) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kept_lists_round_trip_and_cut_ones_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("machine-types-x.txt");
+        let types = vec!["pc".to_string(), "q35".to_string()];
+        keep(&file, &types);
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(parse_kept(&text), types);
+        assert!(parse_kept("pc\nq3").is_empty());
+        assert!(parse_kept("").is_empty());
+    }
 
     #[test]
     fn machine_help_is_parsed() {
