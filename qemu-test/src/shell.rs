@@ -43,6 +43,8 @@
 //! - stdout is captured in a file and sent base64-encoded: byte-exact,
 //!   whatever it contains (binary, `\r`, text that looks like a marker,
 //!   megabytes of it). The decoded length is checked against `wc -c`.
+//!   Kernel messages that interleave with it (`[   12.345678] ...` lines)
+//!   are recognized and dropped.
 //! - A command that prints nothing costs no more than its own subshell:
 //!   the script itself uses only shell builtins then. Right after a
 //!   snapshot is restored every new code path is slow (TCG translates it
@@ -53,8 +55,6 @@
 //!   `/tmp`.
 //! - If the capture file cannot be written (a read-only or full `/tmp`),
 //!   the command is not run and the error says so.
-//!   Kernel messages that interleave with it (`[   12.345678] ...` lines)
-//!   are recognized and dropped.
 //! - stderr is not captured: it goes to the console between the markers and
 //!   is returned as [`Output::stderr`], together with anything else printed
 //!   meanwhile (kernel messages).

@@ -136,39 +136,31 @@ fn parse_cached(text: &str) -> Option<Result<(), String>> {
 
 /// Identifies the binary, `/dev/kvm` and this boot.
 fn cache_key(binary: &Path) -> u64 {
+    let canonical = fs::canonicalize(binary).unwrap_or_else(|_| binary.to_path_buf());
+    let meta = |path: &Path| {
+        fs::metadata(path)
+            .map(|m| {
+                format!(
+                    "{}:{}:{}:{}:{}:{}",
+                    m.len(),
+                    m.mtime(),
+                    m.mtime_nsec(),
+                    m.mode(),
+                    m.uid(),
+                    m.rdev()
+                )
+            })
+            .unwrap_or_default()
+    };
     let boot_id = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
     let key = format!(
-        "{}|{}|{}",
-        binary_identity(binary),
-        file_identity(Path::new("/dev/kvm")),
+        "{}|{}|{}|{}",
+        canonical.display(),
+        meta(&canonical),
+        meta(Path::new("/dev/kvm")),
         boot_id.trim()
     );
     fnv1a(key.as_bytes())
-}
-
-/// A file's size, times, mode, owner and device, as text (empty if it
-/// cannot be read): what changes when it is replaced or updated.
-fn file_identity(path: &Path) -> String {
-    fs::metadata(path)
-        .map(|m| {
-            format!(
-                "{}:{}:{}:{}:{}:{}",
-                m.len(),
-                m.mtime(),
-                m.mtime_nsec(),
-                m.mode(),
-                m.uid(),
-                m.rdev()
-            )
-        })
-        .unwrap_or_default()
-}
-
-/// A QEMU binary's canonical path and [`file_identity`]: a key for what
-/// the state dir caches about it.
-pub(crate) fn binary_identity(binary: &Path) -> String {
-    let canonical = fs::canonicalize(binary).unwrap_or_else(|_| binary.to_path_buf());
-    format!("{}|{}", canonical.display(), file_identity(&canonical))
 }
 
 /// Boots the probe VM.

@@ -17,6 +17,7 @@ use crate::error::SetupError;
 use crate::runner::accel;
 use crate::runner::artifacts::{fnv1a, state_dir};
 use crate::runner::env::Config;
+use crate::snapshot::file_identity;
 use crate::spec::{Accel, VmSpec};
 
 /// A spec resolved against this host, minus the accelerator.
@@ -184,7 +185,8 @@ type MachineTypes = Option<Arc<Vec<String>>>;
 /// that does not work, in which case the launch reports the problem.
 ///
 /// Asked once per binary and process, and kept in a file of the state dir
-/// keyed by the binary's identity (path, size, mtime), so that a nextest
+/// keyed by the binary's [`file_identity`] (canonical path, size, mtime,
+/// inode), as snapshot keys identify it, so that a nextest
 /// run (one process per test) does not pay for a QEMU start (25-35 ms)
 /// in every test. A failure is not kept.
 fn machine_types(binary: &Path) -> MachineTypes {
@@ -193,7 +195,8 @@ fn machine_types(binary: &Path) -> MachineTypes {
     if let Some(hit) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(binary) {
         return hit.clone();
     }
-    let key = fnv1a(accel::binary_identity(binary).as_bytes());
+    let canonical = std::fs::canonicalize(binary).unwrap_or_else(|_| binary.to_path_buf());
+    let key = fnv1a(file_identity(&canonical).to_string().as_bytes());
     let file = state_dir().join(format!("machine-types-{key:016x}.txt"));
     let kept = std::fs::read_to_string(&file)
         .ok()
@@ -219,8 +222,9 @@ fn machine_types(binary: &Path) -> MachineTypes {
     types
 }
 
-/// The end line of a kept list: a file cut short (a writer killed
-/// mid-write) lacks it and is asked again.
+/// The end line of a kept list. [`keep`]'s rename is atomic, but nothing is
+/// fsynced: after a crash the file may be there with its data cut short,
+/// and then it lacks this line and is asked again.
 const KEPT_END: &str = "# end";
 
 /// Writes `types` to `file`, one per line, through a temp file renamed into
