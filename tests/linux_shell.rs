@@ -342,3 +342,35 @@ fn an_unwritable_tmp_is_named_in_the_error(vm: &mut Vm) -> TestResult {
     assert!(raw.contains("Read-only file system"), "{raw}");
     recovered(vm)
 }
+
+#[qemu_test(console, kernel = guest::LINUX_X86_64, snapshot = "linux-shell", timeout = "120s")]
+fn short_text_and_everything_else_round_trip(vm: &mut Vm) -> TestResult {
+    let sh = vm.shell();
+    // Up to 1 KiB of text comes as it is; one byte more, a NUL or a
+    // non-ASCII byte come base64-encoded: all exact.
+    for n in [1, 1023, 1024, 1025, 1100] {
+        assert_eq!(sh.succeed(&format!("printf '%0{n}d' 0"))?, "0".repeat(n));
+    }
+    assert_eq!(
+        sh.succeed("printf 'tab\\there \\n\\n end'")?,
+        "tab\there \n\n end"
+    );
+    assert_eq!(sh.run("printf 'a\\000b'")?.stdout_bytes(), b"a\0b");
+    assert_eq!(sh.succeed("printf 'h\\303\\251'")?, "h\u{e9}");
+    // A terminal that expands tabs (its stderr shows it) changes short
+    // text on its way: the shell sends it again, base64-encoded.
+    sh.succeed("stty tab3 <&2")?;
+    let out = sh.run("printf 'a\\tb'; printf 'c\\td\\n' >&2");
+    sh.succeed("stty tab0 <&2")?;
+    let out = out?;
+    assert_eq!((out.status, out.stdout.as_str()), (0, "a\tb"));
+    assert!(out.stderr.contains("c       d"), "{:?}", out.stderr);
+    // Short text leaves the capture file empty too.
+    let listing = sh.run("wc -c /tmp/.qt-* >&2")?.stderr;
+    let fields: Vec<&str> = listing.split_whitespace().collect();
+    assert!(
+        matches!(fields[..], ["0", file] if file.starts_with("/tmp/.qt-")),
+        "{listing:?}"
+    );
+    Ok(())
+}

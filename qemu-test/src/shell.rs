@@ -28,31 +28,42 @@
 //! command is then typed as one script:
 //!
 //! ```text
-//! printf '%s%s\n' '@qt-N' '-start@'; if true >F; then ( COMMAND
-//! ) </dev/null >F; __qt_s=$?; printf '%s-status-%s-' '@qt-N' "$__qt_s"; if [ -s F ]; then wc -c <F; base64 <F; true 2>/dev/null >F; elif [ -e F ]; then echo 0; else echo; fi; else printf '%s-status-%s-\n' '@qt-N' 2; fi; printf '%s%s\n' '@qt-N' '-end@'
+//! __qt_f=/tmp/.qt-$$; printf '%s%s\n' '@qt-N' '-start@'; if true >$__qt_f; then ( COMMAND
+//! ) </dev/null >$__qt_f; __qt_s=$?; printf '%s-status-%s-' '@qt-N' "$__qt_s"; if [ -s $__qt_f ]; then IFS= read -r -n 1025 -d '' __qt_o <$__qt_f 2>/dev/null; case $?:$__qt_o in 1:*[![:print:][:blank:]'
+//! ']*|[!1]*|1[!:]*) wc -c <$__qt_f; base64 <$__qt_f;; *) printf 'r%s:%s' "${#__qt_o}" "$__qt_o";; esac; true 2>/dev/null >$__qt_f; elif [ -e $__qt_f ]; then echo 0; else echo; fi; else printf '%s-status-%s-\n' '@qt-N' 2; fi; printf '%s%s\n' '@qt-N' '-end@'
 //! ```
 //!
-//! where `N` is a fresh random nonce and `F` is `/tmp/.qt-$$`, the capture
-//! file of this shell process, after a Ctrl-U that discards anything typed
-//! on the line before. So:
+//! where `N` is a fresh random nonce and `/tmp/.qt-$$` the capture file of
+//! this shell process, after a Ctrl-U that discards anything typed on the
+//! line before. So:
 //!
 //! - The markers only appear in the output once `printf` has joined their
 //!   halves: the echo of the typed text (if echo is on), prompts and earlier
 //!   output never match, and a command that prints marker-like text cannot
 //!   forge the nonce.
-//! - stdout is captured in a file and sent base64-encoded: byte-exact,
+//! - stdout is captured in a file and sent with its size, byte-exact
 //!   whatever it contains (binary, `\r`, text that looks like a marker,
-//!   megabytes of it). The decoded length is checked against `wc -c`.
-//!   Kernel messages that interleave with it (`[   12.345678] ...` lines)
-//!   are recognized and dropped.
-//! - A command that prints nothing costs no more than its own subshell:
-//!   the script itself uses only shell builtins then. Right after a
-//!   snapshot is restored every new code path is slow (TCG translates it
-//!   afresh), and a `$(...)` or an extra process each cost tens of
-//!   milliseconds there. So the capture file is not removed (that would
-//!   take `rm`) but emptied by a redirection, and the next command of the
-//!   same shell reuses it: one empty file per shell process stays in
-//!   `/tmp`.
+//!   megabytes of it):
+//!   - Short text (at most 1 KiB of printable ASCII, spaces, tabs and
+//!     newlines) is read by the shell's `read` builtin and sent as it is,
+//!     after its length (`${#…}`). Nothing runs apart from the shell then.
+//!     The host undoes the terminal's `\r\n` and checks the length. Text
+//!     that does not arrive intact (a kernel message printed in the middle,
+//!     a terminal that expands tabs, a shell that counts characters, not
+//!     bytes, in a UTF-8 locale) is sent again from the shell's variable
+//!     `__qt_o`, as base64: one more round trip, still exact.
+//!   - Anything else (binary, longer, a NUL, or a shell whose `read` has no
+//!     `-n`/`-d`, like dash) is sent base64-encoded and checked against
+//!     `wc -c`. Kernel messages that interleave with it (`[   12.345678]
+//!     ...` lines) are recognized and dropped.
+//! - A command that prints nothing or short text costs no more than its
+//!   own subshell: the script itself uses only shell builtins then. Right
+//!   after a snapshot is restored every new code path is slow (TCG
+//!   translates it afresh), and a `$(...)` or an extra process each cost
+//!   tens of milliseconds there. So the capture file is not removed (that
+//!   would take `rm`) but emptied by a redirection, and the next command of
+//!   the same shell reuses it: one empty file per shell process stays in
+//!   `/tmp`. The shell keeps the variables `__qt_f`, `__qt_s` and `__qt_o`.
 //! - If the capture file cannot be written (a read-only or full `/tmp`),
 //!   the command is not run and the error says so.
 //! - stderr is not captured: it goes to the console between the markers and
@@ -93,7 +104,8 @@
 //!
 //! | what | cost |
 //! | --- | --- |
-//! | a command's round trip: `succeed("true")`, `succeed("echo hi")` | about 10 ms, 27 ms |
+//! | a command's round trip: `succeed("true")`, `succeed("echo hi")` | about 11-13 ms each |
+//! | short text: 1000 bytes; binary: 3 bytes | about 23 ms; 27 ms |
 //! | stdout (base64 over the serial port) | about 160 KiB/s: 1 MiB in 6.4 s |
 //! | [`copy_from_guest`](Shell::copy_from_guest) (one `cat`) | about 190 KiB/s |
 //! | [`copy_to_guest`](Shell::copy_to_guest) (typed as base64, 32 KiB per command) | about 58 KiB/s of gzip output: incompressible data at that rate, a static binary about twice as fast |
@@ -130,6 +142,14 @@ const MAX_LINE: usize = 4095;
 
 /// How much of a (compressed) file one `copy_to_guest` command carries.
 const COPY_CHUNK: usize = 32 * 1024;
+
+/// The capture file of the shell process that runs the script.
+const CAPTURE: &str = "/tmp/.qt-$$";
+
+/// The most stdout a command may print to have it sent as it is (if it is
+/// text) instead of base64: the shell reads it with its `read` builtin, a
+/// byte per system call.
+const RAW_MAX: usize = 1024;
 
 /// After a timeout: the keys sent, each followed by a probe, and how long
 /// to wait for its answer. Ctrl-C twice (SIGINT; the second also flushes a
@@ -446,27 +466,57 @@ impl Shell {
         if !state.synced {
             self.sync_locked(&mut state, deadline)?;
         }
+        let started = Instant::now();
+        match self.exchange(&mut state, command, &script, &nonce, started, deadline)? {
+            Parsed::Done(out) => Ok(out),
+            Parsed::Resend { status, stderr } => {
+                let nonce = self::nonce();
+                let script = resend_script(&nonce, status);
+                match self.exchange(&mut state, command, &script, &nonce, started, deadline)? {
+                    Parsed::Done(out) => Ok(Output {
+                        stderr: stderr + &out.stderr,
+                        ..out
+                    }),
+                    Parsed::Resend { .. } => Err(ShellError::Garbled {
+                        command: command.to_string(),
+                        reason: "stdout sent again did not come as base64".to_string(),
+                        raw: self.console.tail(20),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Types `script` (framed by `nonce`'s markers) and parses what the
+    /// console shows until its end marker; a timeout interrupts it.
+    fn exchange(
+        &self,
+        state: &mut State,
+        command: &str,
+        script: &str,
+        nonce: &str,
+        started: Instant,
+        deadline: Instant,
+    ) -> Result<Parsed, ShellError> {
         let start_marker = format!("@qt-{nonce}-start@");
         let status_marker = format!("@qt-{nonce}-status-");
         let end_marker = format!("@qt-{nonce}-end@");
         self.console.skip_to_end();
         self.console.send(script.as_bytes())?;
-        let started = Instant::now();
-        let timed_out = |shell: &Shell, state: &mut State| {
-            let recovered = shell.interrupt(state);
-            ShellError::Timeout {
-                command: command.to_string(),
-                timeout: deadline.saturating_duration_since(started),
-                recovered,
-                tail: shell.console.tail(20),
-            }
-        };
         // Only the end marker is awaited: the start marker is looked up in
         // what came before it (a line typed by hand before the script may
         // have eaten the `printf` that prints it).
         let framed = match self.wait(&end_marker, deadline) {
             Ok(m) => m,
-            Err(ConsoleError::Timeout { .. }) => return Err(timed_out(self, &mut state)),
+            Err(ConsoleError::Timeout { .. }) => {
+                let recovered = self.interrupt(state);
+                return Err(ShellError::Timeout {
+                    command: command.to_string(),
+                    timeout: deadline.saturating_duration_since(started),
+                    recovered,
+                    tail: self.console.tail(20),
+                });
+            }
             Err(e) => return Err(e.into()),
         };
         let framed = match memchr::memmem::find(&framed, start_marker.as_bytes()) {
@@ -596,19 +646,26 @@ fn script(command: &str, nonce: &str) -> Result<String, ShellError> {
             "it contains the control character {c:?}, which the terminal would interpret"
         )));
     }
-    // This shell's capture file: emptied by a redirection after use, not
-    // removed (see the module docs).
-    let file = "/tmp/.qt-$$";
+    // This shell's capture file (`$__qt_f`): emptied by a redirection
+    // after use, not removed (see the module docs).
+    let (file, encoded) = ("$__qt_f", encoded("$__qt_f"));
     // Ctrl-U first: discards anything typed on the line before. `true >F`
     // checks that the capture file can be written before the command runs
     // (its error goes to the console, i.e. into `stderr`); if it cannot,
-    // the size field stays empty, which `parse` reports.
+    // the size field stays empty, which `parse` reports. `read` stops at a
+    // NUL or after `RAW_MAX + 1` bytes with status 0; 1 means it reached
+    // the end of the file, so `__qt_o` holds all of it, and if that is
+    // text it is sent as it is (a shell without `read -n`/`-d`, like dash,
+    // fails with 2: base64 then).
     let script = format!(
-        "\x15printf '%s%s\\n' '@qt-{nonce}' '-start@'; if true >{file}; then ( {command}\n) </dev/null >{file}; __qt_s=$?; \
+        "\x15__qt_f={CAPTURE}; printf '%s%s\\n' '@qt-{nonce}' '-start@'; if true >{file}; then ( {command}\n) </dev/null >{file}; __qt_s=$?; \
          printf '%s-status-%s-' '@qt-{nonce}' \"$__qt_s\"; \
-         if [ -s {file} ]; then wc -c <{file}; base64 <{file}; true 2>/dev/null >{file}; \
+         if [ -s {file} ]; then IFS= read -r -n {raw_read} -d '' __qt_o <{file} 2>/dev/null; \
+         case $?:$__qt_o in 1:*[![:print:][:blank:]'\n']*|[!1]*|1[!:]*) {encoded};; \
+         *) printf 'r%s:%s' \"${{#__qt_o}}\" \"$__qt_o\";; esac; true 2>/dev/null >{file}; \
          elif [ -e {file} ]; then echo 0; else echo; fi; \
-         else printf '%s-status-%s-\\n' '@qt-{nonce}' 2; fi; printf '%s%s\\n' '@qt-{nonce}' '-end@'\r"
+         else printf '%s-status-%s-\\n' '@qt-{nonce}' 2; fi; printf '%s%s\\n' '@qt-{nonce}' '-end@'\r",
+        raw_read = RAW_MAX + 1,
     );
     if let Some(line) = script.split(['\n', '\r']).find(|l| l.len() > MAX_LINE) {
         return Err(invalid(format!(
@@ -619,14 +676,54 @@ fn script(command: &str, nonce: &str) -> Result<String, ShellError> {
     Ok(script)
 }
 
+/// The part of a script that sends the capture file `file` as base64: its
+/// size, then its contents.
+fn encoded(file: &str) -> String {
+    format!("wc -c <{file}; base64 <{file}")
+}
+
+/// The script typed when stdout sent as it is did not arrive intact: the
+/// shell still holds it in `__qt_o` and sends it again as base64, framed
+/// like a command that exited with `status`.
+fn resend_script(nonce: &str, status: i32) -> String {
+    let (file, encoded) = (CAPTURE, encoded(CAPTURE));
+    format!(
+        "\x15printf '%s%s\\n' '@qt-{nonce}' '-start@'; printf '%s-status-%s-' '@qt-{nonce}' {status}; \
+         if printf '%s' \"$__qt_o\" >{file}; then {encoded}; true 2>/dev/null >{file}; else echo; fi; \
+         printf '%s%s\\n' '@qt-{nonce}' '-end@'\r"
+    )
+}
+
+/// The status field and a stdout sent as it is: `S-rLEN:` (a kernel
+/// message may come between the two `printf`s).
+static RAW_HEADER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^([0-9]+)-(?:\[ *[0-9]+\.[0-9]+\][^\n]*\n)*r([0-9]+):").expect("valid regex")
+});
+
 /// Kernel messages (`[   12.345678] text`) that may interleave with the
 /// base64 text.
 static KERNEL_MESSAGE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\[ *[0-9]+\.[0-9]+\][^\n]*\n?").expect("valid regex"));
 
+/// What the console showed for one script.
+#[derive(Debug)]
+enum Parsed {
+    /// The command's result.
+    Done(Output),
+    /// stdout was sent as it is and did not arrive intact (a kernel message
+    /// came in between, or the terminal changed it): the shell must send it
+    /// again, as base64.
+    Resend {
+        /// The command's exit status.
+        status: i32,
+        /// What the console showed before the status.
+        stderr: String,
+    },
+}
+
 /// Splits the framed console text (between the start and end markers) into
 /// stderr, status and decoded stdout.
-fn parse(command: &str, framed: &[u8], status_marker: &[u8]) -> Result<Output, ShellError> {
+fn parse(command: &str, framed: &[u8], status_marker: &[u8]) -> Result<Parsed, ShellError> {
     let garbled = |reason: &str| ShellError::Garbled {
         command: command.to_string(),
         reason: reason.to_string(),
@@ -634,10 +731,40 @@ fn parse(command: &str, framed: &[u8], status_marker: &[u8]) -> Result<Output, S
     };
     let at =
         memchr::memmem::find(framed, status_marker).ok_or_else(|| garbled("no status marker"))?;
-    let stderr = &framed[..at];
+    let stderr = String::from_utf8_lossy(&framed[..at]).replace("\r\n", "\n");
+    let stderr = stderr.strip_prefix('\n').unwrap_or(&stderr).to_string();
+    let after = &framed[at + status_marker.len()..];
+    let number = |digits: &[u8], what: &str| -> Result<usize, ShellError> {
+        std::str::from_utf8(digits)
+            .ok()
+            .and_then(|d| d.trim().parse().ok())
+            .ok_or_else(|| garbled(what))
+    };
+    if let Some(header) = RAW_HEADER.captures(after) {
+        let status = number(&header[1], "malformed exit status")?;
+        let size = number(&header[2], "malformed output size")?;
+        let status = i32::try_from(status).map_err(|_| garbled("malformed exit status"))?;
+        // The terminal turns each `\n` into `\r\n`; the shell sends no
+        // `\r` of its own this way, and a kernel message or a changed
+        // terminal setting shows in the size.
+        let raw: Vec<u8> = after[header.get(0).map_or(0, |m| m.end())..]
+            .iter()
+            .copied()
+            .filter(|&b| b != b'\r')
+            .collect();
+        if raw.len() != size {
+            return Ok(Parsed::Resend { status, stderr });
+        }
+        return Ok(Parsed::Done(Output {
+            status,
+            stdout: String::from_utf8_lossy(&raw).into_owned(),
+            stderr,
+            raw,
+        }));
+    }
     // `wc` prints the size after `printf` printed the status: a kernel
     // message may come in between.
-    let rest = KERNEL_MESSAGE.replace_all(&framed[at + status_marker.len()..], &b""[..]);
+    let rest = KERNEL_MESSAGE.replace_all(after, &b""[..]);
     let close = memchr::memchr(b'\n', &rest).ok_or_else(|| garbled("unterminated status line"))?;
     let fields =
         std::str::from_utf8(&rest[..close]).map_err(|_| garbled("status line is not text"))?;
@@ -666,14 +793,12 @@ fn parse(command: &str, framed: &[u8], status_marker: &[u8]) -> Result<Output, S
             raw.len()
         )));
     }
-    let stderr = String::from_utf8_lossy(stderr).replace("\r\n", "\n");
-    let stderr = stderr.strip_prefix('\n').unwrap_or(&stderr).to_string();
-    Ok(Output {
+    Ok(Parsed::Done(Output {
         status,
         stdout: String::from_utf8_lossy(&raw).into_owned(),
         stderr,
         raw,
-    })
+    }))
 }
 
 /// A path quoted for the shell.
@@ -699,6 +824,14 @@ fn nonce() -> String {
 mod tests {
     use super::*;
 
+    /// `parse`, for text that must parse to an output.
+    fn parsed(framed: &[u8]) -> Result<Output, ShellError> {
+        match parse("c", framed, b"@qt-n-status-")? {
+            Parsed::Done(out) => Ok(out),
+            other => panic!("expected an output, got {other:?}"),
+        }
+    }
+
     fn framed(stderr: &str, status: i32, stdout: &[u8], noise: Option<(usize, &str)>) -> Vec<u8> {
         let b64 = base64::engine::general_purpose::STANDARD.encode(stdout);
         let mut body: String = b64
@@ -718,17 +851,12 @@ mod tests {
 
     #[test]
     fn parses_status_stdout_and_stderr() {
-        let out = parse(
-            "c",
-            &framed("oops\r\n", 3, b"hello\n", None),
-            b"@qt-n-status-",
-        )
-        .unwrap();
+        let out = parsed(&framed("oops\r\n", 3, b"hello\n", None)).unwrap();
         assert_eq!(
             (out.status, out.stdout.as_str(), out.stderr.as_str()),
             (3, "hello\n", "oops\n")
         );
-        let empty = parse("c", &framed("", 0, b"", None), b"@qt-n-status-").unwrap();
+        let empty = parsed(&framed("", 0, b"", None)).unwrap();
         assert_eq!((empty.status, empty.stdout_bytes()), (0, &b""[..]));
     }
 
@@ -744,7 +872,7 @@ mod tests {
                 "[   12.345678] virtio_blk virtio2: [vda] 2048 512-byte logical blocks\r\n",
             )),
         );
-        let out = parse("c", &noisy, b"@qt-n-status-").unwrap();
+        let out = parsed(&noisy).unwrap();
         assert_eq!(out.stdout_bytes(), &data[..]);
     }
 
@@ -752,7 +880,7 @@ mod tests {
     fn the_size_may_be_padded_or_follow_a_kernel_message() {
         // BSD-style `wc` pads; the kernel may print between `printf` and `wc`.
         let f = b"\r\n@qt-n-status-0-[    3.141592] random: crng init done\r\n      3\r\naGkK\r\n";
-        let out = parse("c", f, b"@qt-n-status-").unwrap();
+        let out = parsed(f).unwrap();
         assert_eq!((out.status, out.stdout.as_str()), (0, "hi\n"));
     }
 
@@ -760,17 +888,53 @@ mod tests {
     fn a_short_or_corrupt_stdout_is_garbled() {
         let mut f = framed("", 0, b"0123456789", None);
         f.extend_from_slice(b"QUJD\r\n");
-        assert!(matches!(
-            parse("c", &f, b"@qt-n-status-"),
-            Err(ShellError::Garbled { .. })
-        ));
+        assert!(matches!(parsed(&f), Err(ShellError::Garbled { .. })));
         let f = b"\r\nsh: can't create /tmp/.qt-n: Read-only file system\r\n@qt-n-status-1-\r\n";
-        let err = parse("c", f, b"@qt-n-status-").unwrap_err();
+        let err = parsed(f).unwrap_err();
         assert!(err.to_string().contains("/tmp"), "{err}");
         assert!(matches!(
-            parse("c", b"nothing", b"@qt-n-status-"),
+            parsed(b"nothing"),
             Err(ShellError::Garbled { .. })
         ));
+    }
+
+    #[test]
+    fn short_text_comes_as_it_is() {
+        // The terminal's `\r\n`s are undone; marker look-alikes, tabs and
+        // a missing final newline are kept.
+        let f = b"\r\noops\r\n@qt-n-status-0-r15:a\tb\r\n@qt-m-end@x";
+        let out = parsed(f).unwrap();
+        assert_eq!(
+            (out.status, out.stdout.as_str(), out.stderr.as_str()),
+            (0, "a\tb\n@qt-m-end@x", "oops\n")
+        );
+        // A kernel message between the status and the text.
+        let f = b"@qt-n-status-3-[    3.141592] random: crng init done\r\nr3:hi\n";
+        let out = parsed(f).unwrap();
+        assert_eq!((out.status, out.stdout.as_str()), (3, "hi\n"));
+    }
+
+    #[test]
+    fn short_text_that_did_not_arrive_intact_is_sent_again() {
+        // A kernel message inside the text, or a terminal that expands
+        // tabs: the size differs, the text is asked for again as base64.
+        for f in [
+            &b"oops\r\n@qt-n-status-4-r3:h[    3.141592] random: crng init done\r\ni\n"[..],
+            b"@qt-n-status-0-r3:a       b",
+        ] {
+            match parse("c", f, b"@qt-n-status-").unwrap() {
+                Parsed::Resend { status, stderr } => {
+                    assert!([0, 4].contains(&status));
+                    assert!(stderr.is_empty() || stderr == "oops\n", "{stderr:?}");
+                }
+                other => panic!("expected a resend, got {other:?}"),
+            }
+        }
+        let s = resend_script("abc", 4);
+        for marker in ["@qt-abc-start@", "@qt-abc-status-", "@qt-abc-end@"] {
+            assert!(!s.contains(marker), "{s}");
+        }
+        assert!(s.contains("'@qt-abc' 4;"), "{s}");
     }
 
     #[test]
