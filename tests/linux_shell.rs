@@ -17,6 +17,18 @@ fn megabyte() -> Vec<u8> {
     (0..1usize << 20).map(|i| (i % 256) as u8).collect()
 }
 
+/// The shell's one capture file is there and empty. (This command prints
+/// to stderr, so its own capture stays empty too.)
+fn assert_one_empty_capture_file(sh: &Shell) -> TestResult {
+    let listing = sh.run("wc -c /tmp/.qt-* >&2")?.stderr;
+    let fields: Vec<&str> = listing.split_whitespace().collect();
+    assert!(
+        matches!(fields[..], ["0", file] if file.starts_with("/tmp/.qt-")),
+        "{listing:?}"
+    );
+    Ok(())
+}
+
 #[qemu_test(console, kernel = guest::LINUX_X86_64, snapshot = "linux-shell", timeout = "120s")]
 fn succeed_and_fail(vm: &mut Vm) -> TestResult {
     let sh = vm.shell();
@@ -85,14 +97,8 @@ fn megabyte_of_binary_output_is_exact(vm: &mut Vm) -> TestResult {
         out.stdout_bytes().len()
     );
     // The megabyte does not stay in the guest's /tmp: the shell's one
-    // capture file is emptied after each command. (This command prints to
-    // stderr, so its own capture stays empty too.)
-    let listing = sh.run("wc -c /tmp/.qt-* >&2")?.stderr;
-    let fields: Vec<&str> = listing.split_whitespace().collect();
-    assert!(
-        matches!(fields[..], ["0", file] if file.starts_with("/tmp/.qt-")),
-        "{listing:?}"
-    );
+    // capture file is emptied after each command.
+    assert_one_empty_capture_file(&sh)?;
     Ok(())
 }
 
@@ -366,11 +372,6 @@ fn short_text_and_everything_else_round_trip(vm: &mut Vm) -> TestResult {
     assert_eq!((out.status, out.stdout.as_str()), (0, "a\tb"));
     assert!(out.stderr.contains("c       d"), "{:?}", out.stderr);
     // Short text leaves the capture file empty too.
-    let listing = sh.run("wc -c /tmp/.qt-* >&2")?.stderr;
-    let fields: Vec<&str> = listing.split_whitespace().collect();
-    assert!(
-        matches!(fields[..], ["0", file] if file.starts_with("/tmp/.qt-")),
-        "{listing:?}"
-    );
+    assert_one_empty_capture_file(&sh)?;
     Ok(())
 }
