@@ -14,7 +14,7 @@
 //! ```
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
@@ -90,9 +90,7 @@ impl Guest {
                 return Ok(path);
             }
         }
-        let mut tmp = tempfile::NamedTempFile::new_in(&dir)?;
-        tmp.write_all(self.bytes)?;
-        tmp.persist(&path).map_err(|e| e.error)?;
+        crate::os::write_atomically(&path, self.bytes)?;
         Ok(path)
     }
 }

@@ -1,5 +1,6 @@
-//! Platform code: private directories, spawning QEMU in its own process
-//! group with a parent-death signal, signalling and waiting with deadlines.
+//! Platform code: private directories, files written atomically, spawning
+//! QEMU in its own process group with a parent-death signal, signalling and
+//! waiting with deadlines.
 //!
 //! Everything here is Linux-specific (`PR_SET_PDEATHSIG`, pidfd); the rest of
 //! the crate calls these functions and never branches on the platform.
@@ -46,6 +47,19 @@ pub(crate) fn create_private_dir_all(dir: &Path) -> io::Result<()> {
     if meta.mode() & 0o077 != 0 {
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
     }
+    Ok(())
+}
+
+/// Writes `data` to `path` through a temp file in the same dir renamed into
+/// place: readers see the old file or the whole new one, never a part.
+pub(crate) fn write_atomically(path: &Path, data: &[u8]) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    io::Write::write_all(&mut tmp, data)?;
+    tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
 

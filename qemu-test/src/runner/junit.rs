@@ -64,10 +64,7 @@ pub(crate) fn write(path: &Path, report: &Report) -> io::Result<()> {
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    io::Write::write_all(&mut tmp, xml.as_bytes())?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    crate::os::write_atomically(path, xml.as_bytes())
 }
 
 #[cfg(test)]

@@ -230,14 +230,8 @@ const KEPT_END: &str = "# end";
 /// Writes `types` to `file`, one per line, through a temp file renamed into
 /// place: concurrent readers see the whole list or none. Best effort.
 fn keep(file: &Path, types: &[String]) {
-    let Some(dir) = file.parent() else { return };
-    let Ok(mut temp) = tempfile::NamedTempFile::new_in(dir) else {
-        return;
-    };
     let text = format!("{}\n{KEPT_END}\n", types.join("\n"));
-    if std::io::Write::write_all(&mut temp, text.as_bytes()).is_ok() {
-        let _ = temp.persist(file);
-    }
+    let _ = crate::os::write_atomically(file, text.as_bytes());
 }
 
 /// A list [`keep`] wrote; empty if it is incomplete.
