@@ -30,7 +30,7 @@
 //! ```text
 //! __qt_f=/tmp/.qt-$$; printf '%s%s\n' '@qt-N' '-start@'; if true >$__qt_f; then ( COMMAND
 //! ) </dev/null >$__qt_f; __qt_s=$?; printf '%s-status-%s-' '@qt-N' "$__qt_s"; if [ -s $__qt_f ]; then IFS= read -r -n 1025 -d '' __qt_o <$__qt_f 2>/dev/null; case $?:$__qt_o in 1:*[![:print:][:blank:]'
-//! ']*|[!1]*|1[!:]*) wc -c <$__qt_f; base64 <$__qt_f;; *) printf 'r%s:%s' "${#__qt_o}" "$__qt_o";; esac; true 2>/dev/null >$__qt_f; elif [ -e $__qt_f ]; then echo 0; else echo; fi; else printf '%s-status-%s-\n' '@qt-N' 2; fi; printf '%s%s\n' '@qt-N' '-end@'
+//! ']*|[!1]*|1[!:]*) wc -c <$__qt_f; base64 <$__qt_f;; *) printf 'r%s:%s' "${#__qt_o}" "$__qt_o";; esac; true 2>/dev/null >$__qt_f; elif [ -e $__qt_f ]; then echo 0; else echo; fi; else printf '%s-status-%s-' '@qt-N' 2; echo; fi; printf '%s%s\n' '@qt-N' '-end@'
 //! ```
 //!
 //! where `N` is a fresh random nonce and `/tmp/.qt-$$` the capture file of
@@ -618,12 +618,25 @@ impl Shell {
 /// whose every suffix is harmless.)
 fn probe(nonce: &str, cleanup: bool) -> String {
     let cleanup = if cleanup { "rm -f /tmp/.qt-*; " } else { "" };
-    format!("\x15stty -echo 2>/dev/null; {cleanup}printf '%s%s\\n' '@qt-{nonce}' '-ready@'\r")
+    let ready = print_marker(nonce, "ready");
+    format!("\x15stty -echo 2>/dev/null; {cleanup}{ready}\r")
 }
 
 /// A line that only prints `@qt-N-ready@` (a shell builtin), after Ctrl-U.
 fn quick_probe(nonce: &str) -> String {
-    format!("\x15printf '%s%s\\n' '@qt-{nonce}' '-ready@'\r")
+    format!("\x15{}\r", print_marker(nonce, "ready"))
+}
+
+/// A `printf` of the line `@qt-N-WHICH@`, typed in two halves: the typed
+/// text never contains the marker it prints.
+fn print_marker(nonce: &str, which: &str) -> String {
+    format!("printf '%s%s\\n' '@qt-{nonce}' '-{which}@'")
+}
+
+/// A `printf` of `@qt-N-status-STATUS-` (`status` is a shell word), typed
+/// in two halves like [`print_marker`]'s.
+fn print_status(nonce: &str, status: &str) -> String {
+    format!("printf '%s-status-%s-' '@qt-{nonce}' {status}")
 }
 
 /// The script typed for `command` (see the module docs).
@@ -657,14 +670,20 @@ fn script(command: &str, nonce: &str) -> Result<String, ShellError> {
     // the end of the file, so `__qt_o` holds all of it, and if that is
     // text it is sent as it is (a shell without `read -n`/`-d`, like dash,
     // fails with 2: base64 then).
+    let (start, status, end) = (
+        print_marker(nonce, "start"),
+        print_status(nonce, "\"$__qt_s\""),
+        print_marker(nonce, "end"),
+    );
     let script = format!(
-        "\x15__qt_f={CAPTURE}; printf '%s%s\\n' '@qt-{nonce}' '-start@'; if true >{file}; then ( {command}\n) </dev/null >{file}; __qt_s=$?; \
-         printf '%s-status-%s-' '@qt-{nonce}' \"$__qt_s\"; \
+        "\x15__qt_f={CAPTURE}; {start}; if true >{file}; then ( {command}\n) </dev/null >{file}; __qt_s=$?; \
+         {status}; \
          if [ -s {file} ]; then IFS= read -r -n {raw_read} -d '' __qt_o <{file} 2>/dev/null; \
          case $?:$__qt_o in 1:*[![:print:][:blank:]'\n']*|[!1]*|1[!:]*) {encoded};; \
          *) printf 'r%s:%s' \"${{#__qt_o}}\" \"$__qt_o\";; esac; true 2>/dev/null >{file}; \
          elif [ -e {file} ]; then echo 0; else echo; fi; \
-         else printf '%s-status-%s-\\n' '@qt-{nonce}' 2; fi; printf '%s%s\\n' '@qt-{nonce}' '-end@'\r",
+         else {no_file}; echo; fi; {end}\r",
+        no_file = print_status(nonce, "2"),
         raw_read = RAW_MAX + 1,
     );
     if let Some(line) = script.split(['\n', '\r']).find(|l| l.len() > MAX_LINE) {
@@ -687,10 +706,14 @@ fn encoded(file: &str) -> String {
 /// like a command that exited with `status`.
 fn resend_script(nonce: &str, status: i32) -> String {
     let (file, encoded) = (CAPTURE, encoded(CAPTURE));
+    let (start, status, end) = (
+        print_marker(nonce, "start"),
+        print_status(nonce, &status.to_string()),
+        print_marker(nonce, "end"),
+    );
     format!(
-        "\x15printf '%s%s\\n' '@qt-{nonce}' '-start@'; printf '%s-status-%s-' '@qt-{nonce}' {status}; \
-         if printf '%s' \"$__qt_o\" >{file}; then {encoded}; true 2>/dev/null >{file}; else echo; fi; \
-         printf '%s%s\\n' '@qt-{nonce}' '-end@'\r"
+        "\x15{start}; {status}; \
+         if printf '%s' \"$__qt_o\" >{file}; then {encoded}; true 2>/dev/null >{file}; else echo; fi; {end}\r"
     )
 }
 
@@ -734,16 +757,9 @@ fn parse(command: &str, framed: &[u8], status_marker: &[u8]) -> Result<Parsed, S
     let stderr = String::from_utf8_lossy(&framed[..at]).replace("\r\n", "\n");
     let stderr = stderr.strip_prefix('\n').unwrap_or(&stderr).to_string();
     let after = &framed[at + status_marker.len()..];
-    let number = |digits: &[u8], what: &str| -> Result<usize, ShellError> {
-        std::str::from_utf8(digits)
-            .ok()
-            .and_then(|d| d.trim().parse().ok())
-            .ok_or_else(|| garbled(what))
-    };
     if let Some(header) = RAW_HEADER.captures(after) {
-        let status = number(&header[1], "malformed exit status")?;
-        let size = number(&header[2], "malformed output size")?;
-        let status = i32::try_from(status).map_err(|_| garbled("malformed exit status"))?;
+        let status: i32 = digits(&header[1]).ok_or_else(|| garbled("malformed exit status"))?;
+        let size: usize = digits(&header[2]).ok_or_else(|| garbled("malformed output size"))?;
         // The terminal turns each `\n` into `\r\n`; the shell sends no
         // `\r` of its own this way, and a kernel message or a changed
         // terminal setting shows in the size.
@@ -799,6 +815,11 @@ fn parse(command: &str, framed: &[u8], status_marker: &[u8]) -> Result<Parsed, S
         stderr,
         raw,
     }))
+}
+
+/// A number from the ASCII digits a regex matched (`None` if too big).
+fn digits<T: std::str::FromStr>(digits: &[u8]) -> Option<T> {
+    std::str::from_utf8(digits).ok()?.parse().ok()
 }
 
 /// A path quoted for the shell.
