@@ -522,11 +522,19 @@ impl Prebuilt {
     pub fn locate(&self) -> Result<PrebuiltFiles, SetupError> {
         let dir = guests_dir()?.join(self.dir);
         let manifest_path = dir.join(Self::MANIFEST);
-        let missing = |path: PathBuf, what: &str| {
-            SetupError::Image {
+        // The aarch64 guest is opt-in (see [`LINUX_AARCH64`]).
+        let flag = if self.dir.ends_with("aarch64") {
+            " --aarch64"
+        } else {
+            ""
+        };
+        let missing = |path: PathBuf, what: &str| SetupError::Image {
             path,
-            hint: format!("{what}; build it with `cargo xtask guests` (set QEMU_TEST_GUESTS_DIR to use another directory)"),
-        }
+            hint: format!(
+                "{what}; build it with `cargo xtask guests{flag}` in a qemu-test checkout (from \
+                 another workspace, point QEMU_TEST_GUESTS_DIR at that checkout's \
+                 target/qemu-test/guests, or set it for both the build and the tests)"
+            ),
         };
         let text = fs::read(&manifest_path)
             .map_err(|_| missing(manifest_path.clone(), "the Linux guest is not built"))?;

@@ -672,7 +672,7 @@ fn p4(qemu: &Path, opts: &Options) -> Result<(Vec<Row>, String), String> {
         limit: Some(0.05),
         note: format!(
             "medians of {} each, interleaved; the floor, raw QEMU restoring the same state and RAM file (the state on stdin) until a typed `echo` answers: {} ({:.3} of a cold boot); \
-             the same `echo` in a subshell, as a `Shell` runs every command (one `fork`, translated afresh after each restore): {} ({:.3})",
+             the same `echo` after a subshell, `(true); echo`, the least a command with an exit status costs (a `Shell` runs every command in a subshell; its `fork`, exit and `wait` are translated afresh after each restore): {} ({:.3})",
             restore.n,
             util::human(floor.median),
             ratio(floor.median, cold.median),
@@ -702,7 +702,7 @@ fn p4(qemu: &Path, opts: &Options) -> Result<(Vec<Row>, String), String> {
         ),
     };
     let detail = format!(
-        "P4 cold boot → first command: {}\nP4 restore → first command:   {}\nP4 raw restore → typed echo:  {}\nP4 raw restore → typed (echo): {}\nP4 suite, cold:            {}\nP4 suite, snapshot made:   {}\nP4 suite, first run (makes the snapshot): {}\n",
+        "P4 cold boot → first command: {}\nP4 restore → first command:   {}\nP4 raw restore → typed echo:  {}\nP4 raw restore → typed (true); echo: {}\nP4 suite, cold:            {}\nP4 suite, snapshot made:   {}\nP4 suite, first run (makes the snapshot): {}\n",
         cold.line(),
         restore.line(),
         floor.line(),

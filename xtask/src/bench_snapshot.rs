@@ -26,10 +26,13 @@ pub struct P4 {
     /// Unix socket, until a typed `echo` answers. No framework; QMP only
     /// for what QEMU needs (capabilities, `cont`).
     pub raw_restore: Vec<Duration>,
-    /// The same with the `echo` in a subshell, `(echo ...)`: the one
-    /// `fork` that any command run apart from the shell costs (a `Shell`
-    /// runs each command in a subshell), which TCG translates afresh after
-    /// every restore.
+    /// The same with the `echo` after a subshell, `(true); echo ...`: the
+    /// least that any command run apart from the shell costs (a `Shell`
+    /// runs each command in a subshell and reports its exit status): a
+    /// `fork`, the child's exit and the shell's `wait`, which TCG
+    /// translates afresh after every restore. (The `echo` inside the
+    /// subshell would answer before the exit and the `wait`, about 25 ms
+    /// sooner.)
     pub raw_subshell: Vec<Duration>,
     /// Launch → first `succeed("true")`, from the snapshot.
     pub restore: Vec<Duration>,
@@ -88,10 +91,10 @@ fn first_command(
     Ok(took)
 }
 
-/// What the raw floor types: an `echo` (a shell builtin), alone or in a
-/// subshell. Its answer, `raw-42`, is not in the typed text.
+/// What the raw floor types: an `echo` (a shell builtin), alone or once a
+/// subshell has ended. Its answer, `raw-42`, is not in the typed text.
 const RAW_ECHO: &[u8] = b"\x15echo raw-$((20 + 22))\r";
-const RAW_SUBSHELL_ECHO: &[u8] = b"\x15(echo raw-$((20 + 22)))\r";
+const RAW_SUBSHELL_ECHO: &[u8] = b"\x15(true); echo raw-$((20 + 22))\r";
 
 /// The raw floor of a restore: spawn → state loaded → `line` typed on the
 /// console answers.
