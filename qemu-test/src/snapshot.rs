@@ -5,7 +5,7 @@
 //! [`SnapshotKey`]: the snapshot's name plus everything that affects the VM
 //! (QEMU binary, arguments, machine type, console, the files the arguments
 //! name, what the setup does). A changed key is a different snapshot; the
-//! old one is removed when the new one is made. Creation runs under an
+//! old one (and its lock file) is removed when the new one is made. Creation runs under an
 //! exclusive file lock, so concurrent test processes (nextest runs one per
 //! test) build a snapshot once; users of a snapshot hold a shared lock while
 //! QEMU loads it, so it is never removed under them.
@@ -46,7 +46,7 @@
 //! and inode (as cargo fingerprints sources), not by hashing their contents:
 //! a debug build hashes a 10 MB kernel in about a second, per test.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -217,41 +217,59 @@ impl SnapshotStore {
         let dir = self.dir.join(&id);
         let state = dir.join(STATE_FILE);
         let lock_path = self.dir.join(format!("{id}.lock"));
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_error(format!(
-                "opening the lock file {}",
-                lock_path.display()
-            )))?;
-        let flock = |op| {
-            flock_retrying(&lock, op).map_err(io_error(format!("locking {}", lock_path.display())))
-        };
-        let snapshot = |created, lock| Snapshot {
-            id: id.clone(),
-            dir: dir.clone(),
-            state: state.clone(),
-            created,
-            _lock: lock,
-        };
-
-        flock(FlockOperation::LockShared)?;
-        if state.is_file() {
-            return Ok(snapshot(false, lock));
-        }
-        // Not there: take the lock exclusively (flock drops the shared lock
-        // first, so two callers upgrading at once cannot deadlock) and look
-        // again, as someone else may have made it meanwhile.
-        flock(FlockOperation::LockExclusive)?;
-        let created = !state.is_file();
-        if created {
+        // Each (re)lock checks that the lock file is still the one at
+        // `lock_path`: `prune` removes a stale key's lock file while it
+        // holds it, and whoever was waiting on it starts over on a new one.
+        loop {
+            let lock = open_lock(&lock_path)?;
+            let flock = |op| {
+                flock_retrying(&lock, op)
+                    .map_err(io_error(format!("locking {}", lock_path.display())))?;
+                Ok::<_, SnapshotError>(is_current(&lock, &lock_path))
+            };
+            if !flock(FlockOperation::LockShared)? {
+                continue;
+            }
+            let snapshot = |created, lock| Snapshot {
+                id: id.clone(),
+                dir: dir.clone(),
+                state: state.clone(),
+                created,
+                _lock: lock,
+            };
+            if state.is_file() {
+                return Ok(snapshot(false, lock));
+            }
+            // Not there: take the lock exclusively (flock drops the shared
+            // lock first, so two callers upgrading at once cannot deadlock)
+            // and look again, as someone else may have made it meanwhile.
+            if !flock(FlockOperation::LockExclusive)? {
+                continue;
+            }
+            // The downgrade back to shared, too, drops the lock for a moment.
+            if state.is_file() {
+                if flock(FlockOperation::LockShared)? {
+                    return Ok(snapshot(false, lock));
+                }
+                continue;
+            }
             self.create(key, &dir, &state, create)?;
             self.prune(key, &id);
+            if flock(FlockOperation::LockShared)? {
+                return Ok(snapshot(true, lock));
+            }
+            // Pruned by a process making it under another key (an older or
+            // newer test binary, say) right after it was made.
+            return Err(SnapshotError::Io {
+                context: format!(
+                    "snapshot {} was removed as soon as it was made, by a process making it \
+                     under another key (e.g. an older or newer test binary running at the \
+                     same time)",
+                    key.name()
+                ),
+                source: io::Error::from(io::ErrorKind::NotFound),
+            });
         }
-        flock(FlockOperation::LockShared)?;
-        Ok(snapshot(created, lock))
     }
 
     /// Makes the snapshot under the exclusive lock.
@@ -298,34 +316,61 @@ impl SnapshotStore {
         )))
     }
 
-    /// Removes the snapshots of `key`'s name filed under other keys, unless
-    /// someone holds their lock. Lock files stay (removing one could let two
-    /// processes lock different files of the same name).
+    /// Removes the snapshots of `key`'s name filed under other keys, with
+    /// their lock files, unless someone holds their lock.
     fn prune(&self, key: &SnapshotKey, keep: &str) {
         let Ok(entries) = fs::read_dir(&self.dir) else {
             return;
         };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let same_name = name
-                .strip_prefix(key.name())
-                .and_then(|rest| rest.strip_prefix('-'))
-                .is_some_and(|hash| {
-                    hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit())
-                });
-            if !same_name || name == keep || !entry.path().is_dir() {
-                continue;
-            }
-            let Ok(lock) = File::options()
-                .write(true)
-                .open(self.dir.join(format!("{name}.lock")))
-            else {
+        // A stale key shows as its directory, its lock file or both.
+        let stale: BTreeSet<String> = entries
+            .flatten()
+            .filter_map(|entry| {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let id = name.strip_suffix(".lock").unwrap_or(&name);
+                let same_name = id
+                    .strip_prefix(key.name())
+                    .and_then(|rest| rest.strip_prefix('-'))
+                    .is_some_and(|hash| {
+                        hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit())
+                    });
+                (same_name && id != keep).then(|| id.to_string())
+            })
+            .collect();
+        for id in stale {
+            let lock_path = self.dir.join(format!("{id}.lock"));
+            let Ok(lock) = open_lock(&lock_path) else {
                 continue;
             };
-            if rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive).is_ok() {
-                let _ = fs::remove_dir_all(entry.path());
+            let locked = rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive);
+            if locked.is_ok() && is_current(&lock, &lock_path) {
+                // The lock file last, while still held: a process that
+                // waited on it sees it is gone and starts over.
+                let _ = fs::remove_dir_all(self.dir.join(&id));
+                let _ = fs::remove_file(&lock_path);
             }
         }
+    }
+}
+
+/// Opens (creating it if needed) the lock file at `path`.
+fn open_lock(path: &Path) -> Result<File, SnapshotError> {
+    File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(io_error(format!(
+            "opening the lock file {}",
+            path.display()
+        )))
+}
+
+/// Whether `lock` is still the file at `path` (not removed or replaced).
+fn is_current(lock: &File, path: &Path) -> bool {
+    match (lock.metadata(), fs::metadata(path)) {
+        (Ok(held), Ok(named)) => held.dev() == named.dev() && held.ino() == named.ino(),
+        _ => false,
     }
 }
 
@@ -501,6 +546,40 @@ mod tests {
         assert!(store.get_or_create(&key, write_state).unwrap().created());
     }
 
+    fn lock_file(store: &SnapshotStore, key: &SnapshotKey) -> PathBuf {
+        store.dir().join(format!("{}.lock", key.id()))
+    }
+
+    #[test]
+    fn a_lock_file_removed_while_waited_on_is_made_again() {
+        let (_dir, store) = store();
+        let key = SnapshotKey::new("waited").unwrap();
+        fs::create_dir_all(store.dir()).unwrap();
+        let path = lock_file(&store, &key);
+        // Held exclusively, as `prune` holds a stale key's lock.
+        let pruner = open_lock(&path).unwrap();
+        rustix::fs::flock(&pruner, FlockOperation::LockExclusive).unwrap();
+        let waiter = {
+            let (store, key) = (store.clone(), key.clone());
+            std::thread::spawn(move || store.get_or_create(&key, write_state).unwrap())
+        };
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(!waiter.is_finished(), "waits for the lock");
+        fs::remove_file(&path).unwrap();
+        drop(pruner);
+        let snapshot = waiter.join().unwrap();
+        assert!(snapshot.created() && snapshot.state().is_file());
+        // It holds the lock file that is there now, so a maker of another
+        // key cannot remove the snapshot under it.
+        let current = File::open(&path).expect("the lock file is made again");
+        assert!(
+            rustix::fs::flock(&current, FlockOperation::NonBlockingLockExclusive).is_err(),
+            "the snapshot's holder locks the current lock file"
+        );
+        drop(snapshot);
+        rustix::fs::flock(&current, FlockOperation::NonBlockingLockExclusive).unwrap();
+    }
+
     #[test]
     fn concurrent_callers_create_once() {
         let (_dir, store) = store();
@@ -541,10 +620,16 @@ mod tests {
         let held = store.get_or_create(&v1, write_state).unwrap();
         drop(store.get_or_create(&v2, write_state).unwrap());
         assert!(held.state().is_file(), "in use: kept");
+        assert!(
+            lock_file(&store, &v1).is_file(),
+            "in use: its lock file too"
+        );
         drop(held);
         drop(store.get_or_create(&v3, write_state).unwrap());
-        assert!(!store.dir().join(v1.id()).exists());
-        assert!(!store.dir().join(v2.id()).exists());
+        for stale in [&v1, &v2] {
+            assert!(!store.dir().join(stale.id()).exists());
+            assert!(!lock_file(&store, stale).exists(), "no lock files pile up");
+        }
         assert!(store.dir().join(v3.id()).join(STATE_FILE).is_file());
         assert!(
             store.dir().join(other.id()).join(STATE_FILE).is_file(),
