@@ -1,4 +1,5 @@
-//! Platform code: private directories, files written atomically, spawning
+//! Platform code: private directories, files written atomically, lock
+//! files, spawning
 //! QEMU in its own process group with a parent-death signal, signalling and
 //! waiting with deadlines.
 //!
@@ -61,6 +62,51 @@ pub(crate) fn write_atomically(path: &Path, data: &[u8]) -> io::Result<()> {
     io::Write::write_all(&mut tmp, data)?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// Opens the lock file at `path`, creating it if needed.
+pub(crate) fn open_lock(path: &Path) -> io::Result<fs::File> {
+    fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+}
+
+/// `flock(op)` on `file` (retried when a signal interrupts it), then
+/// whether `file` is still the file at `path`.
+///
+/// Lock files are removed by whoever holds them when they are done with
+/// them, so that they do not pile up; whoever waited on a removed one then
+/// holds a lock nobody else can find. So a caller that gets `false` drops
+/// `file` and locks a freshly opened one ([`lock_current`] does).
+pub(crate) fn flock_current(
+    file: &fs::File,
+    path: &Path,
+    op: rustix::fs::FlockOperation,
+) -> io::Result<bool> {
+    loop {
+        match rustix::fs::flock(file, op) {
+            Err(rustix::io::Errno::INTR) => continue,
+            other => other?,
+        }
+        break;
+    }
+    Ok(match (file.metadata(), fs::metadata(path)) {
+        (Ok(held), Ok(named)) => held.dev() == named.dev() && held.ino() == named.ino(),
+        _ => false,
+    })
+}
+
+/// Blocks until the file at `path` (created if needed) is locked with `op`
+/// (see [`flock_current`]).
+pub(crate) fn lock_current(path: &Path, op: rustix::fs::FlockOperation) -> io::Result<fs::File> {
+    loop {
+        let file = open_lock(path)?;
+        if flock_current(&file, path, op)? {
+            return Ok(file);
+        }
+    }
 }
 
 /// This user's dir in the temp dir, `$TMPDIR/qemu-test-<uid>` (mode 0700),

@@ -57,6 +57,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::error::{BoxError, SnapshotError};
+use crate::os;
 
 /// The saved state's file name inside a snapshot's directory.
 const STATE_FILE: &str = "state";
@@ -221,11 +222,13 @@ impl SnapshotStore {
         // `lock_path`: `prune` removes a stale key's lock file while it
         // holds it, and whoever was waiting on it starts over on a new one.
         loop {
-            let lock = open_lock(&lock_path)?;
+            let lock = os::open_lock(&lock_path).map_err(io_error(format!(
+                "opening the lock file {}",
+                lock_path.display()
+            )))?;
             let flock = |op| {
-                flock_retrying(&lock, op)
-                    .map_err(io_error(format!("locking {}", lock_path.display())))?;
-                Ok::<_, SnapshotError>(is_current(&lock, &lock_path))
+                os::flock_current(&lock, &lock_path, op)
+                    .map_err(io_error(format!("locking {}", lock_path.display())))
             };
             if !flock(FlockOperation::LockShared)? {
                 continue;
@@ -339,47 +342,16 @@ impl SnapshotStore {
             .collect();
         for id in stale {
             let lock_path = self.dir.join(format!("{id}.lock"));
-            let Ok(lock) = open_lock(&lock_path) else {
+            let Ok(lock) = os::open_lock(&lock_path) else {
                 continue;
             };
-            let locked = rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive);
-            if locked.is_ok() && is_current(&lock, &lock_path) {
+            let op = FlockOperation::NonBlockingLockExclusive;
+            if let Ok(true) = os::flock_current(&lock, &lock_path, op) {
                 // The lock file last, while still held: a process that
                 // waited on it sees it is gone and starts over.
                 let _ = fs::remove_dir_all(self.dir.join(&id));
                 let _ = fs::remove_file(&lock_path);
             }
-        }
-    }
-}
-
-/// Opens (creating it if needed) the lock file at `path`.
-fn open_lock(path: &Path) -> Result<File, SnapshotError> {
-    File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(io_error(format!(
-            "opening the lock file {}",
-            path.display()
-        )))
-}
-
-/// Whether `lock` is still the file at `path` (not removed or replaced).
-fn is_current(lock: &File, path: &Path) -> bool {
-    match (lock.metadata(), fs::metadata(path)) {
-        (Ok(held), Ok(named)) => held.dev() == named.dev() && held.ino() == named.ino(),
-        _ => false,
-    }
-}
-
-/// `flock`, retried when a signal interrupts it.
-fn flock_retrying(file: &File, op: FlockOperation) -> io::Result<()> {
-    loop {
-        match rustix::fs::flock(file, op) {
-            Err(rustix::io::Errno::INTR) => continue,
-            other => return other.map_err(io::Error::from),
         }
     }
 }
@@ -557,7 +529,7 @@ mod tests {
         fs::create_dir_all(store.dir()).unwrap();
         let path = lock_file(&store, &key);
         // Held exclusively, as `prune` holds a stale key's lock.
-        let pruner = open_lock(&path).unwrap();
+        let pruner = os::open_lock(&path).unwrap();
         rustix::fs::flock(&pruner, FlockOperation::LockExclusive).unwrap();
         let waiter = {
             let (store, key) = (store.clone(), key.clone());

@@ -264,10 +264,12 @@ fn parse_mem_available(meminfo: &str) -> Option<u64> {
 }
 
 /// An exclusive `flock` on a file, held until dropped (for one-at-a-time
-/// work across processes, such as the KVM probe).
+/// work across processes, such as the KVM probe); the file is removed when
+/// dropped (see [`os::flock_current`](crate::os::flock_current)), so one
+/// per artifact dir does not pile up in the state dir.
 #[derive(Debug)]
 pub(crate) struct FileLock {
-    file: Option<File>,
+    held: Option<(File, PathBuf)>,
 }
 
 impl FileLock {
@@ -275,22 +277,18 @@ impl FileLock {
     /// file cannot be opened the lock is a no-op: callers must tolerate
     /// doing the work twice.
     pub(crate) fn exclusive(path: &Path) -> FileLock {
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(path)
-            .ok();
-        if let Some(file) = &file {
-            while let Err(rustix::io::Errno::INTR) = flock(file, FlockOperation::LockExclusive) {}
-        }
-        FileLock { file }
+        let held = crate::os::lock_current(path, FlockOperation::LockExclusive)
+            .ok()
+            .map(|file| (file, path.to_path_buf()));
+        FileLock { held }
     }
 }
 
 impl Drop for FileLock {
     fn drop(&mut self) {
-        if let Some(file) = &self.file {
+        if let Some((file, path)) = &self.held {
+            // Removed while still held: a waiter sees it is gone.
+            let _ = std::fs::remove_file(path);
             let _ = flock(file, FlockOperation::Unlock);
         }
     }
@@ -389,6 +387,35 @@ mod tests {
     }
 
     #[test]
+    fn file_locks_exclude_though_each_holder_removes_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Arc::new(dir.path().join("l"));
+        let busy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let overlaps = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (path, busy, overlaps) = (path.clone(), busy.clone(), overlaps.clone());
+                std::thread::spawn(move || {
+                    for _ in 0..25 {
+                        let lock = FileLock::exclusive(&path);
+                        if busy.swap(true, Ordering::SeqCst) {
+                            overlaps.fetch_add(1, Ordering::SeqCst);
+                        }
+                        std::thread::sleep(Duration::from_micros(200));
+                        busy.store(false, Ordering::SeqCst);
+                        drop(lock);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(overlaps.load(Ordering::SeqCst), 0);
+        assert!(!path.exists());
+    }
+
+    #[test]
     fn file_locks_exclude() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("l");
@@ -406,6 +433,8 @@ mod tests {
         go.recv().unwrap();
         std::thread::sleep(Duration::from_millis(100));
         drop(lock);
+        // The waiter locked the file its holder removed, then a new one.
         assert!(t.join().unwrap() >= Duration::from_millis(100));
+        assert!(!path.exists(), "lock files do not pile up");
     }
 }
