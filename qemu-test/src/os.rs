@@ -1,7 +1,6 @@
 //! Platform code: private directories, files written atomically, lock
-//! files, spawning
-//! QEMU in its own process group with a parent-death signal, signalling and
-//! waiting with deadlines.
+//! files, spawning QEMU in its own process group with a parent-death
+//! signal, signalling and waiting with deadlines.
 //!
 //! Everything here is Linux-specific (`PR_SET_PDEATHSIG`, pidfd); the rest of
 //! the crate calls these functions and never branches on the platform.
@@ -85,12 +84,10 @@ pub(crate) fn flock_current(
     path: &Path,
     op: rustix::fs::FlockOperation,
 ) -> io::Result<bool> {
-    loop {
-        match rustix::fs::flock(file, op) {
-            Err(rustix::io::Errno::INTR) => continue,
-            other => other?,
+    while let Err(e) = rustix::fs::flock(file, op) {
+        if e != rustix::io::Errno::INTR {
+            return Err(e.into());
         }
-        break;
     }
     Ok(match (file.metadata(), fs::metadata(path)) {
         (Ok(held), Ok(named)) => held.dev() == named.dev() && held.ino() == named.ino(),

@@ -5,10 +5,11 @@
 //! [`SnapshotKey`]: the snapshot's name plus everything that affects the VM
 //! (QEMU binary, arguments, machine type, console, the files the arguments
 //! name, what the setup does). A changed key is a different snapshot; the
-//! old one (and its lock file) is removed when the new one is made. Creation runs under an
-//! exclusive file lock, so concurrent test processes (nextest runs one per
-//! test) build a snapshot once; users of a snapshot hold a shared lock while
-//! QEMU loads it, so it is never removed under them.
+//! old one (and its lock file) is removed when the new one is made.
+//! Creation runs under an exclusive file lock, so concurrent test processes
+//! (nextest runs one per test) build a snapshot once; users of a snapshot
+//! hold a shared lock while QEMU loads it, so it is never removed under
+//! them.
 //!
 //! Where the machine allows it, a `Machine` keeps the guest RAM in a file
 //! `ram` beside the state instead of in it: mapped shared while the
