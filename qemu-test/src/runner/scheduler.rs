@@ -19,13 +19,14 @@
 //! A test needing more than the whole budget is clamped to it: it runs
 //! alone rather than never.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use rustix::fs::{flock, FlockOperation};
 
+use crate::os;
 use crate::runner::artifacts::state_dir;
 
 /// The size of one memory slot.
@@ -87,12 +88,7 @@ impl Slot {
     fn try_lock(&self) -> bool {
         let file = match self.file.get() {
             Some(file) => file,
-            None => match OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&self.path)
-            {
+            None => match os::open_lock(&self.path) {
                 Ok(file) => self.file.get_or_init(|| file),
                 // No slot file (a read-only state dir): run unscheduled
                 // rather than never.
@@ -136,7 +132,7 @@ impl Drop for Reservation {
 impl Scheduler {
     /// A scheduler over `cpus` CPU slots and `mem` memory slots in `dir`.
     pub(crate) fn new(dir: &Path, cpus: usize, mem: usize) -> Scheduler {
-        let _ = crate::os::create_private_dir_all(dir);
+        let _ = os::create_private_dir_all(dir);
         let slots = |kind: &str, n: usize| -> Vec<Slot> {
             (0..n.max(1))
                 .map(|i| Slot {
@@ -277,7 +273,7 @@ impl FileLock {
     /// file cannot be opened the lock is a no-op: callers must tolerate
     /// doing the work twice.
     pub(crate) fn exclusive(path: &Path) -> FileLock {
-        let held = crate::os::lock_current(path, FlockOperation::LockExclusive)
+        let held = os::lock_current(path, FlockOperation::LockExclusive)
             .ok()
             .map(|file| (file, path.to_path_buf()));
         FileLock { held }
