@@ -7,7 +7,12 @@
 //! - x86 targets boot the firmware QEMU ships (SeaBIOS) with no disk and
 //!   wait for it to print `No bootable device` on its debug port: a whole
 //!   POST (real and protected mode, PCI enumeration, option ROMs) must
-//!   finish within [`PROBE_BUDGET`]. A healthy KVM needs a fraction of it.
+//!   finish within [`PROBE_BUDGET`], and at most [`SLOWER_THAN_TCG`] times
+//!   as slowly as the same POST under TCG (or [`POST_SLACK`], whichever is
+//!   longer). A healthy KVM needs a fraction of TCG's time; a KVM that
+//!   emulates the guest instead of running it (nested setups without
+//!   hardware virtualization) needs many times more, and then fails on the
+//!   first instruction its emulator lacks, as Linux's `cmpxchg16b`.
 //! - other targets start paused, check `query-kvm`, resume, and check that
 //!   the VM is still running and not in `internal-error`.
 //!
@@ -33,6 +38,11 @@ use crate::runner::scheduler::FileLock;
 
 /// How long the probe guest may take to finish booting under KVM.
 pub(crate) const PROBE_BUDGET: Duration = Duration::from_secs(2);
+/// How many times TCG's POST time KVM may take.
+const SLOWER_THAN_TCG: u32 = 4;
+/// The least POST time KVM is allowed whatever TCG's (a loaded host slows
+/// both, and TCG's POST takes well under 0.1 s).
+const POST_SLACK: Duration = Duration::from_millis(500);
 
 /// Why KVM is not usable.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,8 +163,9 @@ fn cache_key(binary: &Path) -> u64 {
             .unwrap_or_default()
     };
     let boot_id = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+    // The probe's own version: a verdict of an older probe is not kept.
     let key = format!(
-        "{}|{}|{}|{}",
+        "probe 2|{}|{}|{}|{}",
         canonical.display(),
         meta(&canonical),
         meta(Path::new("/dev/kvm")),
@@ -165,84 +176,141 @@ fn cache_key(binary: &Path) -> u64 {
 
 /// Boots the probe VM.
 fn probe(binary: &Path) -> Result<(), String> {
-    let x86 = matches!(target_arch(binary), Some("x86_64" | "i386"));
+    if !matches!(target_arch(binary), Some("x86_64" | "i386")) {
+        return probe_other(binary);
+    }
+    let kvm = post_time(binary, "kvm")?;
+    // TCG's time on this host now, for scale; if even TCG cannot boot the
+    // firmware, the launch of any test will say why.
+    let tcg = post_time(binary, "tcg").unwrap_or(Duration::from_millis(100));
+    let allowed = (tcg * SLOWER_THAN_TCG).max(POST_SLACK);
+    if kvm > allowed {
+        return Err(format!(
+            "a probe VM took {} to finish its firmware's POST under KVM, against {} under TCG: \
+             KVM is present but emulates rather than runs guests here (nested without hardware \
+             virtualization?), far slower than TCG, and real guests fail on it",
+            humane(kvm),
+            humane(tcg)
+        ));
+    }
+    Ok(())
+}
+
+/// How long SeaBIOS takes from launch to `No bootable device` on its
+/// debug port with `-accel accel`, at most [`PROBE_BUDGET`].
+fn post_time(binary: &Path, accel: &str) -> Result<Duration, String> {
+    let mut vm = probe_machine(binary, accel);
+    // SeaBIOS prints its log on the debug port 0x402.
+    vm.set_console(Some("isa-debugcon,iobase=0x402"), 0);
+    let started = Instant::now();
+    launch(&mut vm, accel)?;
+    let result = (|| {
+        if accel == "kvm" {
+            kvm_enabled(&mut vm)?;
+        }
+        let left = PROBE_BUDGET.saturating_sub(started.elapsed());
+        if vm
+            .console()
+            .with_timeout(left)
+            .wait_for("No bootable device")
+            .is_ok()
+        {
+            return Ok(started.elapsed());
+        }
+        let status = vm
+            .command("query-status", json!({}))
+            .map(|s| s["status"].to_string())
+            .unwrap_or_else(|e| format!("unknown ({e})"));
+        Err(format!(
+            "a probe VM did not finish its firmware's POST within {PROBE_BUDGET:?} under {accel} \
+             (status {status}; TCG needs about 0.1 s): KVM is present but broken or far too slow here"
+        ))
+    })();
+    vm.kill();
+    result
+}
+
+/// Non-x86 targets: start paused, resume, and check the VM still runs.
+fn probe_other(binary: &Path) -> Result<(), String> {
+    let mut vm = probe_machine(binary, "kvm");
+    vm.add_args(["-S"]);
+    if matches!(target_arch(binary), Some("aarch64" | "arm")) {
+        vm.set_machine("virt");
+        vm.add_args(["-cpu", "host"]);
+    }
+    launch(&mut vm, "kvm")?;
+    let result = (|| {
+        kvm_enabled(&mut vm)?;
+        vm.command("cont", json!({}))
+            .map_err(|e| format!("cont failed: {e}"))?;
+        std::thread::sleep(Duration::from_millis(200));
+        let status = vm
+            .command("query-status", json!({}))
+            .map_err(|e| format!("query-status failed: {e}"))?;
+        if status["status"] != "running" {
+            return Err(format!(
+                "a probe VM stopped under KVM (status {})",
+                status["status"]
+            ));
+        }
+        Ok(())
+    })();
+    vm.kill();
+    result
+}
+
+/// A probe machine, not launched, with `-accel accel -nodefaults`.
+fn probe_machine(binary: &Path, accel: &str) -> Machine {
     let mut vm = Machine::builder(binary.to_string_lossy())
         .name("kvm-probe")
         .qmp_timeout(Duration::from_secs(10))
         .build();
     // Nothing the probe does may take long, even if QEMU hangs.
     vm.set_deadline(Some(Instant::now() + Duration::from_secs(15)));
-    vm.add_args(["-accel", "kvm", "-nodefaults"]);
-    if x86 {
-        // SeaBIOS prints its log on the debug port 0x402.
-        vm.set_console(Some("isa-debugcon,iobase=0x402"), 0);
+    vm.add_args(["-accel", accel, "-nodefaults"]);
+    vm
+}
+
+/// Launches a probe machine; the error names QEMU's last words.
+fn launch(vm: &mut Machine, accel: &str) -> Result<(), String> {
+    let Err(e) = vm.launch() else {
+        return Ok(());
+    };
+    let output = vm.log();
+    let last = output
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    Err(if last.is_empty() {
+        format!("QEMU did not start with -accel {accel}: {e}")
     } else {
-        vm.add_args(["-S"]);
-        if matches!(target_arch(binary), Some("aarch64" | "arm")) {
-            vm.set_machine("virt");
-            vm.add_args(["-cpu", "host"]);
-        }
+        format!("QEMU did not start with -accel {accel}: {last}")
+    })
+}
+
+/// Checks that QEMU really runs with KVM.
+fn kvm_enabled(vm: &mut Machine) -> Result<(), String> {
+    let kvm = vm
+        .command("query-kvm", json!({}))
+        .map_err(|e| format!("query-kvm failed: {e}"))?;
+    if kvm["enabled"] != true {
+        return Err(format!(
+            "QEMU runs without KVM despite -accel kvm (query-kvm: {kvm})"
+        ));
     }
-    let started = Instant::now();
-    if let Err(e) = vm.launch() {
-        let output = vm.log();
-        let last = output
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("")
-            .trim()
-            .to_string();
-        return Err(if last.is_empty() {
-            format!("QEMU did not start with -accel kvm: {e}")
-        } else {
-            format!("QEMU did not start with -accel kvm: {last}")
-        });
+    Ok(())
+}
+
+/// `1.75 s`, `80 ms`.
+fn humane(d: Duration) -> String {
+    if d >= Duration::from_secs(1) {
+        format!("{:.2} s", d.as_secs_f64())
+    } else {
+        format!("{} ms", d.as_millis())
     }
-    let result = (|| {
-        let kvm = vm
-            .command("query-kvm", json!({}))
-            .map_err(|e| format!("query-kvm failed: {e}"))?;
-        if kvm["enabled"] != true {
-            return Err(format!(
-                "QEMU runs without KVM despite -accel kvm (query-kvm: {kvm})"
-            ));
-        }
-        if x86 {
-            let left = PROBE_BUDGET.saturating_sub(started.elapsed());
-            if vm
-                .console()
-                .with_timeout(left)
-                .wait_for("No bootable device")
-                .is_err()
-            {
-                let status = vm
-                    .command("query-status", json!({}))
-                    .map(|s| s["status"].to_string())
-                    .unwrap_or_else(|e| format!("unknown ({e})"));
-                return Err(format!(
-                    "a probe VM did not finish its firmware's POST within {PROBE_BUDGET:?} under KVM (status {status}; \
-                     TCG needs about 0.1 s): KVM is present but broken or far too slow here"
-                ));
-            }
-        } else {
-            vm.command("cont", json!({}))
-                .map_err(|e| format!("cont failed: {e}"))?;
-            std::thread::sleep(Duration::from_millis(200));
-            let status = vm
-                .command("query-status", json!({}))
-                .map_err(|e| format!("query-status failed: {e}"))?;
-            if status["status"] != "running" {
-                return Err(format!(
-                    "a probe VM stopped under KVM (status {})",
-                    status["status"]
-                ));
-            }
-        }
-        Ok(())
-    })();
-    vm.kill();
-    result
 }
 
 #[cfg(test)]
