@@ -53,7 +53,7 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::FlockOperation;
+use crate::os::LockMode;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -231,7 +231,7 @@ impl SnapshotStore {
                 os::flock_current(&lock, &lock_path, op)
                     .map_err(io_error(format!("locking {}", lock_path.display())))
             };
-            if !flock(FlockOperation::LockShared)? {
+            if !flock(LockMode::Shared)? {
                 continue;
             }
             let snapshot = |created, lock| Snapshot {
@@ -247,19 +247,19 @@ impl SnapshotStore {
             // Not there: take the lock exclusively (flock drops the shared
             // lock first, so two callers upgrading at once cannot deadlock)
             // and look again, as someone else may have made it meanwhile.
-            if !flock(FlockOperation::LockExclusive)? {
+            if !flock(LockMode::Exclusive)? {
                 continue;
             }
             // The downgrade back to shared, too, drops the lock for a moment.
             if state.is_file() {
-                if flock(FlockOperation::LockShared)? {
+                if flock(LockMode::Shared)? {
                     return Ok(snapshot(false, lock));
                 }
                 continue;
             }
             self.create(key, &dir, &state, create)?;
             self.prune(key, &id);
-            if flock(FlockOperation::LockShared)? {
+            if flock(LockMode::Shared)? {
                 return Ok(snapshot(true, lock));
             }
             // Pruned by a process making it under another key (an older or
@@ -346,8 +346,7 @@ impl SnapshotStore {
             let Ok(lock) = os::open_lock(&lock_path) else {
                 continue;
             };
-            let op = FlockOperation::NonBlockingLockExclusive;
-            if let Ok(true) = os::flock_current(&lock, &lock_path, op) {
+            if os::try_flock_current(&lock, &lock_path, LockMode::Exclusive) {
                 // The lock file last, while still held: a process that
                 // waited on it sees it is gone and starts over.
                 let _ = fs::remove_dir_all(self.dir.join(&id));
@@ -531,7 +530,7 @@ mod tests {
         let path = lock_file(&store, &key);
         // Held exclusively, as `prune` holds a stale key's lock.
         let pruner = os::open_lock(&path).unwrap();
-        rustix::fs::flock(&pruner, FlockOperation::LockExclusive).unwrap();
+        assert!(os::try_lock(&pruner, LockMode::Exclusive));
         let waiter = {
             let (store, key) = (store.clone(), key.clone());
             std::thread::spawn(move || store.get_or_create(&key, write_state).unwrap())
@@ -546,11 +545,11 @@ mod tests {
         // key cannot remove the snapshot under it.
         let current = File::open(&path).expect("the lock file is made again");
         assert!(
-            rustix::fs::flock(&current, FlockOperation::NonBlockingLockExclusive).is_err(),
+            !os::try_lock(&current, LockMode::Exclusive),
             "the snapshot's holder locks the current lock file"
         );
         drop(snapshot);
-        rustix::fs::flock(&current, FlockOperation::NonBlockingLockExclusive).unwrap();
+        assert!(os::try_lock(&current, LockMode::Exclusive));
     }
 
     #[test]

@@ -45,7 +45,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use rustix::process::Signal;
 use serde_json::Value;
 
 use crate::console::{Console, Drain};
@@ -53,7 +52,7 @@ use crate::deadline::DeadlineCap;
 use crate::error::{Error, QmpError, Result};
 use crate::events::EventCache;
 pub use crate::events::Wait;
-use crate::os;
+use crate::os::{self, Signal};
 use crate::qmp::{self, QmpClient, Stream, Transcript};
 pub(crate) use cmdline::{escape_opt, memory_bytes};
 use cmdline::{BaseArgs, ConsoleArg, MonitorArg};
@@ -910,7 +909,7 @@ impl Machine {
                 None => {
                     // Our own signal: QEMU dying of it is no surprise.
                     self.user_killed = true;
-                    os::kill_group(run.child.id(), Signal::TERM)
+                    os::kill_group(run.child.id(), Signal::Term)
                         .map_err(|e| Error::io("sending SIGTERM to QEMU", e))?
                 }
             }
@@ -961,8 +960,8 @@ impl Machine {
 
     fn hard_kill(&mut self) {
         if let Some(run) = self.run.as_mut() {
-            let _ = os::kill_group(run.child.id(), Signal::KILL);
-            let _ = os::kill_one(run.child.id(), Signal::KILL);
+            let _ = os::kill_group(run.child.id(), Signal::Kill);
+            let _ = os::kill_one(run.child.id(), Signal::Kill);
             let _ = run.child.wait();
         }
     }
@@ -1022,8 +1021,8 @@ impl Pending {
             let status = match os::wait_timeout(&mut child, Some(Duration::from_millis(200))) {
                 Ok(Some(status)) => Some(status),
                 _ => {
-                    let _ = os::kill_group(child.id(), Signal::KILL);
-                    let _ = os::kill_one(child.id(), Signal::KILL);
+                    let _ = os::kill_group(child.id(), Signal::Kill);
+                    let _ = os::kill_one(child.id(), Signal::Kill);
                     child.wait().ok()
                 }
             };

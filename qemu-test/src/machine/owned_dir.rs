@@ -14,8 +14,9 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use rustix::fs::{flock, FlockOperation};
 use tempfile::TempDir;
+
+use crate::os;
 
 /// The lock file's name inside each dir.
 const LOCK_FILE: &str = ".qemu-test-owner";
@@ -49,7 +50,9 @@ impl OwnedDir {
             .write(true)
             .create_new(true)
             .open(&staging)?;
-        flock(&lock, FlockOperation::NonBlockingLockExclusive)?;
+        if !os::try_lock(&lock, os::LockMode::Exclusive) {
+            return Err(io::Error::other("cannot lock a new dir's lock file"));
+        }
         fs::rename(&staging, dir.path().join(LOCK_FILE))?;
         Ok(OwnedDir { _lock: lock, dir })
     }
@@ -80,7 +83,7 @@ pub(crate) fn sweep_once(base: &Path, prefix: &str) {
 /// Returns how many it removed. Dirs of other programs (no lock file) and
 /// of other users are left alone.
 fn sweep(base: &Path, prefix: &str) -> usize {
-    let uid = rustix::process::getuid().as_raw();
+    let uid = os::uid();
     let Ok(entries) = fs::read_dir(base) else {
         return 0;
     };
@@ -95,8 +98,7 @@ fn sweep(base: &Path, prefix: &str) -> usize {
         let Ok(lock) = File::open(entry.path().join(LOCK_FILE)) else {
             continue;
         };
-        if flock(&lock, FlockOperation::NonBlockingLockExclusive).is_ok()
-            && fs::remove_dir_all(entry.path()).is_ok()
+        if os::try_lock(&lock, os::LockMode::Exclusive) && fs::remove_dir_all(entry.path()).is_ok()
         {
             removed += 1;
         }

@@ -494,7 +494,6 @@ impl QmpClient {
     /// payload, which QEMU's JSON parser ignores). A following `getfd` or
     /// `add-fd` command picks it up. Only over a Unix socket.
     pub fn send_fd_scm(&self, fd: BorrowedFd<'_>) -> Result<(), QmpError> {
-        use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
         let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let Stream::Unix(sock) = &*writer else {
             return Err(QmpError::Io {
@@ -505,19 +504,9 @@ impl QmpClient {
                 ),
             });
         };
-        let fds = [fd];
-        let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-        let mut control = SendAncillaryBuffer::new(&mut space);
-        control.push(SendAncillaryMessage::ScmRights(&fds));
-        sendmsg(
-            sock,
-            &[io::IoSlice::new(b" ")],
-            &mut control,
-            SendFlags::empty(),
-        )
-        .map_err(|e| QmpError::Io {
+        crate::os::send_fd(sock, b" ", fd).map_err(|source| QmpError::Io {
             context: "passing a file descriptor with SCM_RIGHTS".into(),
-            source: e.into(),
+            source,
         })?;
         if let Some(t) = &self.transcript {
             t.raw(

@@ -29,8 +29,6 @@ use std::io;
 use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
-use rustix::event::{poll, PollFd, PollFlags, Timespec};
-use rustix::net::{recv, RecvFlags};
 use serde_json::Value;
 
 use super::log::{self, Dir, Transcript};
@@ -195,35 +193,10 @@ impl ReadSide {
     /// Waits until the socket is readable (or closed), or `deadline`
     /// passes: `Ok(false)` then.
     fn wait_readable(&self, deadline: Option<Instant>) -> Result<bool, QmpError> {
-        loop {
-            let timeout = match deadline {
-                None => None,
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Ok(false);
-                    }
-                    // Far deadlines are waited for in steps.
-                    let left = left.min(Duration::from_secs(3600));
-                    Some(Timespec::try_from(left).unwrap_or(Timespec {
-                        tv_sec: 3600,
-                        tv_nsec: 0,
-                    }))
-                }
-            };
-            let mut fds = [PollFd::new(&self.stream, PollFlags::IN)];
-            match poll(&mut fds, timeout.as_ref()) {
-                Ok(0) => continue,
-                Ok(_) => return Ok(true),
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => {
-                    return Err(QmpError::Io {
-                        context: "waiting for the QMP socket".into(),
-                        source: e.into(),
-                    })
-                }
-            }
-        }
+        crate::os::wait_readable(&self.stream, deadline).map_err(|e| QmpError::Io {
+            context: "waiting for the QMP socket".into(),
+            source: e,
+        })
     }
 
     /// Routes every message already buffered or, if none, reads once
@@ -293,8 +266,7 @@ impl ReadSide {
     }
 
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        let (n, _) = recv(&self.stream, buf, RecvFlags::DONTWAIT)?;
-        Ok(n)
+        crate::os::recv_now(&self.stream, buf)
     }
 }
 

@@ -32,9 +32,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::machine::Machine;
+use crate::os::FileLock;
 use crate::runner::artifacts::{fnv1a, state_dir};
 use crate::runner::resolve::target_arch;
-use crate::runner::scheduler::FileLock;
 
 /// How long the probe guest may take to finish booting under KVM.
 pub(crate) const PROBE_BUDGET: Duration = Duration::from_secs(2);

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use crate::machine::escape_opt;
-use crate::runner::scheduler::FileLock;
+use crate::os::FileLock;
 
 /// The longest Unix socket path (`sun_path` holds 108 bytes with the NUL).
 const MAX_SOCKET_PATH: usize = 107;

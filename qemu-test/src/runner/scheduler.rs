@@ -24,8 +24,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use rustix::fs::{flock, FlockOperation};
-
 use crate::os;
 use crate::runner::artifacts::state_dir;
 
@@ -95,12 +93,12 @@ impl Slot {
                 Err(_) => return true,
             },
         };
-        flock(file, FlockOperation::NonBlockingLockExclusive).is_ok()
+        os::try_lock(file, os::LockMode::Exclusive)
     }
 
     fn unlock(&self) {
         if let Some(file) = self.file.get() {
-            let _ = flock(file, FlockOperation::Unlock);
+            os::unlock(file);
         }
     }
 }
@@ -259,37 +257,6 @@ fn parse_mem_available(meminfo: &str) -> Option<u64> {
     Some(kib / 1024)
 }
 
-/// An exclusive `flock` on a file, held until dropped (for one-at-a-time
-/// work across processes, such as the KVM probe); the file is removed when
-/// dropped (see [`os::flock_current`](crate::os::flock_current)), so one
-/// per artifact dir does not pile up in the state dir.
-#[derive(Debug)]
-pub(crate) struct FileLock {
-    held: Option<(File, PathBuf)>,
-}
-
-impl FileLock {
-    /// Blocks until the lock on `path` (created if needed) is ours. If the
-    /// file cannot be opened the lock is a no-op: callers must tolerate
-    /// doing the work twice.
-    pub(crate) fn exclusive(path: &Path) -> FileLock {
-        let held = os::lock_current(path, FlockOperation::LockExclusive)
-            .ok()
-            .map(|file| (file, path.to_path_buf()));
-        FileLock { held }
-    }
-}
-
-impl Drop for FileLock {
-    fn drop(&mut self) {
-        if let Some((file, path)) = &self.held {
-            // Removed while still held: a waiter sees it is gone.
-            let _ = std::fs::remove_file(path);
-            let _ = flock(file, FlockOperation::Unlock);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,57 +347,5 @@ mod tests {
         std::thread::sleep(Duration::from_millis(150));
         drop(held);
         assert!(t.join().unwrap() >= Duration::from_millis(140));
-    }
-
-    #[test]
-    fn file_locks_exclude_though_each_holder_removes_its_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = Arc::new(dir.path().join("l"));
-        let busy = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let overlaps = Arc::new(AtomicUsize::new(0));
-        let threads: Vec<_> = (0..8)
-            .map(|_| {
-                let (path, busy, overlaps) = (path.clone(), busy.clone(), overlaps.clone());
-                std::thread::spawn(move || {
-                    for _ in 0..25 {
-                        let lock = FileLock::exclusive(&path);
-                        if busy.swap(true, Ordering::SeqCst) {
-                            overlaps.fetch_add(1, Ordering::SeqCst);
-                        }
-                        std::thread::sleep(Duration::from_micros(200));
-                        busy.store(false, Ordering::SeqCst);
-                        drop(lock);
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        assert_eq!(overlaps.load(Ordering::SeqCst), 0);
-        assert!(!path.exists());
-    }
-
-    #[test]
-    fn file_locks_exclude() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("l");
-        let lock = FileLock::exclusive(&path);
-        let p = path.clone();
-        let (ready, go) = std::sync::mpsc::channel();
-        let t = std::thread::spawn(move || {
-            let started = Instant::now();
-            ready.send(()).unwrap();
-            drop(FileLock::exclusive(&p));
-            started.elapsed()
-        });
-        // Held for 100 ms after the thread started trying, however late
-        // a loaded host lets it start.
-        go.recv().unwrap();
-        std::thread::sleep(Duration::from_millis(100));
-        drop(lock);
-        // The waiter locked the file its holder removed, then a new one.
-        assert!(t.join().unwrap() >= Duration::from_millis(100));
-        assert!(!path.exists(), "lock files do not pile up");
     }
 }

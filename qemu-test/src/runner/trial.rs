@@ -358,10 +358,10 @@ pub(super) fn killer(machine: &Machine) -> impl FnOnce() + Send + 'static {
     let pidfd = pid.and_then(crate::os::pidfd);
     move || match (&pidfd, pid) {
         (Some(fd), _) => {
-            let _ = rustix::process::pidfd_send_signal(fd, rustix::process::Signal::KILL);
+            let _ = crate::os::kill_pidfd(fd, crate::os::Signal::Kill);
         }
         (None, Some(pid)) => {
-            let _ = crate::os::kill_one(pid, rustix::process::Signal::KILL);
+            let _ = crate::os::kill_one(pid, crate::os::Signal::Kill);
         }
         (None, None) => {}
     }

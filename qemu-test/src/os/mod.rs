@@ -1,0 +1,31 @@
+//! Platform code, and the crate's only user of `rustix` (system calls):
+//! private directories, atomic writes, lock files, child processes in their
+//! own process group with a parent-death signal, signals, waits with
+//! deadlines, Unix-socket details.
+//!
+//! Everything here is Linux-specific (`PR_SET_PDEATHSIG`, pidfd); the rest
+//! of the crate calls these functions and never branches on the platform.
+//!
+//! | module | concern |
+//! | --- | --- |
+//! | `fs` | private dirs (0700, owned by us), atomic writes, the per-user temp dir |
+//! | `lock` | `flock`, and lock files removed by their holder ([`FileLock`]) |
+//! | `process` | spawning QEMU, signals, pidfds, waiting with a timeout |
+//! | `poll` | waiting for file descriptors with deadlines |
+//! | `socket` | non-blocking reads, `SCM_RIGHTS` |
+
+mod fs;
+mod lock;
+mod poll;
+mod process;
+mod socket;
+
+pub(crate) use fs::{create_private_dir_all, uid, user_temp_dir, write_atomically};
+pub(crate) use lock::{
+    flock_current, open_lock, try_flock_current, try_lock, unlock, FileLock, LockMode,
+};
+pub(crate) use poll::{poll_readable, wait_readable};
+pub(crate) use process::{
+    exit_code, kill_group, kill_one, kill_pidfd, pidfd, spawn, wait_timeout, Signal,
+};
+pub(crate) use socket::{recv_now, send_fd};
