@@ -29,6 +29,7 @@ pub mod events;
 pub mod guest;
 pub mod machine;
 mod os;
+mod qemu_opts;
 pub mod qmp;
 pub mod runner;
 pub mod shell;

@@ -290,7 +290,7 @@ impl VmSpec {
     pub fn memory_mib(&self) -> u64 {
         self.memory
             .as_deref()
-            .and_then(crate::machine::memory_bytes)
+            .and_then(crate::qemu_opts::memory_bytes)
             .map(|bytes| bytes.div_ceil(1 << 20))
             .unwrap_or(128)
     }

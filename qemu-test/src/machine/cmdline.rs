@@ -6,6 +6,8 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
+use crate::qemu_opts::{escape_opt, target_arch};
+
 /// Where the QMP monitor's QEMU end is, as resolved at launch.
 #[derive(Debug, Clone)]
 pub(crate) enum MonitorArg {
@@ -35,40 +37,6 @@ pub(crate) struct BaseArgs<'a> {
     pub console: Option<(ConsoleArg, Option<&'a str>, u32)>,
 }
 
-/// Escapes a value for a QEMU option list: commas are doubled.
-///
-/// ```text
-/// /tmp/a,b.sock -> /tmp/a,,b.sock
-/// ```
-pub(crate) fn escape_opt(value: &str) -> String {
-    value.replace(',', ",,")
-}
-
-/// The size in bytes an `-m` value sets, `[size=]N[unit][,options]`: a
-/// bare number is MiB, as QEMU reads it; `K`, `M`, `G`, `T` suffixes (with
-/// an optional `B`/`iB`). Options after the size are ignored.
-///
-/// ```text
-/// 256 -> 256 MiB    size=1G,slots=2,maxmem=4G -> 1 GiB    1.5G -> None
-/// ```
-pub(crate) fn memory_bytes(value: &str) -> Option<u64> {
-    let value = value.trim();
-    let size = value.strip_prefix("size=").unwrap_or(value);
-    let size = size.split(',').next()?;
-    let (digits, unit) = size.split_at(
-        size.find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(size.len()),
-    );
-    let shift = match unit.to_ascii_uppercase().as_str() {
-        "" | "M" | "MB" | "MIB" => 20,
-        "K" | "KB" | "KIB" => 10,
-        "G" | "GB" | "GIB" => 30,
-        "T" | "TB" | "TIB" => 40,
-        _ => return None,
-    };
-    digits.parse::<u64>().ok()?.checked_mul(1 << shift)
-}
-
 /// Targets with no VGA device, where `-vga none` is pointless (and rejected
 /// by some QEMU versions): `-vga none` is only passed to the others.
 const NO_VGA_TARGETS: &[&str] = &[
@@ -89,11 +57,7 @@ const NO_VGA_TARGETS: &[&str] = &[
 ];
 
 fn has_vga(binary: &str) -> bool {
-    let file = Path::new(binary)
-        .file_name()
-        .and_then(|f| f.to_str())
-        .unwrap_or(binary);
-    let target = file.strip_prefix("qemu-system-").unwrap_or("");
+    let target = target_arch(Path::new(binary)).unwrap_or("");
     let target = target.trim_end_matches("eb").trim_end_matches("el");
     !NO_VGA_TARGETS.contains(&target)
 }
@@ -143,11 +107,6 @@ pub(crate) fn base_args(b: &BaseArgs<'_>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn commas_are_doubled() {
-        assert_eq!(escape_opt("/tmp/a,b,,c"), "/tmp/a,,b,,,,c");
-    }
 
     #[test]
     fn vga_only_where_there_is_vga() {

@@ -54,7 +54,7 @@ use crate::events::EventCache;
 pub use crate::events::Wait;
 use crate::os::{self, Signal};
 use crate::qmp::{self, QmpClient, Stream, Transcript};
-pub(crate) use cmdline::{escape_opt, memory_bytes};
+use crate::qemu_opts::escape_opt;
 use cmdline::{BaseArgs, ConsoleArg, MonitorArg};
 use owned_dir::OwnedDir;
 

@@ -41,7 +41,7 @@ impl MappedRam {
                 "memory-backend-file,id={},size={},mem-path={},share={}",
                 self.id,
                 self.bytes,
-                super::cmdline::escape_opt(&self.path.to_string_lossy()),
+                crate::qemu_opts::escape_opt(&self.path.to_string_lossy()),
                 if self.shared { "on" } else { "off" }
             ),
             "-machine".into(),
@@ -244,7 +244,7 @@ fn mappable_ram(
     args: &[String],
 ) -> Option<(&'static str, u64)> {
     let machine = machine?;
-    let target = binary.rsplit('/').next()?.strip_prefix("qemu-system-")?;
+    let target = crate::qemu_opts::target_arch(Path::new(binary))?;
     let versioned = |base: &str| {
         machine == base
             || machine
@@ -278,7 +278,7 @@ fn mappable_ram(
         if arg == "-m" || arg == "--m" {
             // A plain size only: `slots`/`maxmem` add hotpluggable memory.
             let value = args.get(i + 1).filter(|v| !v.contains(','))?;
-            bytes = super::memory_bytes(value)?;
+            bytes = crate::qemu_opts::memory_bytes(value)?;
         }
     }
     Some((id, bytes))

@@ -34,7 +34,7 @@ use serde_json::json;
 use crate::machine::Machine;
 use crate::os::FileLock;
 use crate::runner::artifacts::{fnv1a, state_dir};
-use crate::runner::resolve::target_arch;
+use crate::qemu_opts::target_arch;
 
 /// How long the probe guest may take to finish booting under KVM.
 pub(crate) const PROBE_BUDGET: Duration = Duration::from_secs(2);

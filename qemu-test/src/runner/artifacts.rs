@@ -24,7 +24,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use crate::machine::escape_opt;
+use crate::qemu_opts::escape_opt;
 use crate::os::FileLock;
 
 /// The longest Unix socket path (`sun_path` holds 108 bytes with the NUL).

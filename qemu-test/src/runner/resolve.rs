@@ -8,7 +8,6 @@
 //! runs (it may need the KVM probe, see [`super::accel`]).
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -253,14 +252,6 @@ fn parse_machine_help(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// The target architecture of a `qemu-system-<arch>` binary.
-pub(crate) fn target_arch(binary: &Path) -> Option<&str> {
-    binary
-        .file_name()
-        .and_then(OsStr::to_str)?
-        .strip_prefix("qemu-system-")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,14 +321,5 @@ mod tests {
             plan(&VmSpec::new(), &Config::default()),
             Err(Unrunnable::Invalid(_))
         ));
-    }
-
-    #[test]
-    fn target_arch_comes_from_the_file_name() {
-        assert_eq!(
-            target_arch(Path::new("/usr/bin/qemu-system-x86_64")),
-            Some("x86_64")
-        );
-        assert_eq!(target_arch(Path::new("/opt/qemu")), None);
     }
 }
