@@ -32,8 +32,11 @@
 
 mod log;
 mod read;
+mod wait;
 mod wire;
 
+pub(crate) use wait::EventCache;
+pub use wait::Wait;
 pub use wire::MAX_MESSAGE_SIZE;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -518,7 +521,7 @@ impl QmpClient {
     }
 
     /// Takes the oldest queued event, waiting as `wait` says.
-    pub fn pull_event(&self, wait: crate::events::Wait) -> Result<Option<Value>, QmpError> {
+    pub fn pull_event(&self, wait: Wait) -> Result<Option<Value>, QmpError> {
         let deadline = wait.deadline(&self.cap);
         let mut state = self.shared.lock();
         let mut looked = false;
@@ -553,7 +556,7 @@ impl QmpClient {
 
     /// Takes all queued events; if none are queued, first waits for one as
     /// `wait` says.
-    pub fn get_events(&self, wait: crate::events::Wait) -> Result<Vec<Value>, QmpError> {
+    pub fn get_events(&self, wait: Wait) -> Result<Vec<Value>, QmpError> {
         if wait.is_no_wait() {
             self.read_available();
         }
