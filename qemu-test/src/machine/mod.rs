@@ -32,8 +32,8 @@
 //! ```
 
 mod cmdline;
+mod migrate;
 mod owned_dir;
-mod snapshot;
 
 use std::fs::{self, File};
 use std::io;
@@ -239,7 +239,7 @@ pub struct Machine {
     quit_issued: bool,
     restore_from: Option<PathBuf>,
     /// Guest RAM in a file, for booted snapshots.
-    ram: Option<snapshot::MappedRam>,
+    ram: Option<migrate::MappedRam>,
     user_killed: bool,
 }
 
@@ -285,6 +285,39 @@ impl Machine {
     /// The machine's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The QEMU binary, as given to [`Machine::builder`]: a name looked up
+    /// on `PATH`, or a path.
+    pub fn binary(&self) -> &str {
+        &self.cfg.binary
+    }
+
+    /// The machine type set with [`set_machine`](Self::set_machine).
+    pub fn machine_type(&self) -> Option<&str> {
+        self.machine_type.as_deref()
+    }
+
+    /// The wrapper command QEMU runs under (empty for none).
+    pub(crate) fn wrapper(&self) -> &[String] {
+        &self.cfg.wrapper
+    }
+
+    /// The console as set with [`set_console`](Self::set_console): the
+    /// device type (`None`: the default serial port) and the index.
+    pub(crate) fn console_config(&self) -> Option<(Option<&str>, u32)> {
+        self.console.as_ref().map(|(d, i)| (d.as_deref(), *i))
+    }
+
+    /// Whether the machine gets a QMP monitor at launch.
+    pub(crate) fn has_qmp_monitor(&self) -> bool {
+        self.cfg.monitor.is_some()
+    }
+
+    /// Whether [`launch`](Self::launch) succeeded and QEMU has not been
+    /// shut down since (it may have exited by itself).
+    pub(crate) fn is_launched(&self) -> bool {
+        self.run.is_some()
     }
 
     /// The user's arguments (without the base arguments the machine adds).
@@ -720,7 +753,7 @@ impl Machine {
             Some(_) => vec!["-incoming".into(), "defer".into()],
             None => Vec::new(),
         };
-        incoming.extend(self.ram.iter().flat_map(snapshot::MappedRam::args));
+        incoming.extend(self.ram.iter().flat_map(migrate::MappedRam::args));
         self.full_args = self
             .cfg
             .wrapper
@@ -812,70 +845,6 @@ impl Machine {
             },
             temp_dir: p.temp_dir.take().expect("temp dir was set above"),
         });
-        Ok(())
-    }
-
-    /// Saves the whole VM state (devices and RAM) to `path`: stops the
-    /// guest, then migrates it into the file through a passed fd (QEMU
-    /// runs no shell). Afterwards the VM stays stopped (`postmigrate`, once QEMU has
-    /// finished);
-    /// shut it down, or `cont` to go on. A machine with the same command
-    /// line and [`restore_from`](Self::restore_from) set resumes from it.
-    ///
-    /// ```no_run
-    /// # fn demo(vm: &mut qemu_test::Machine) -> qemu_test::Result<()> {
-    /// vm.save_state("target/booted.state".as_ref(), std::time::Duration::from_secs(60))?;
-    /// vm.shutdown()?;
-    /// # Ok(()) }
-    /// ```
-    pub fn save_state(&mut self, path: &Path, timeout: Duration) -> Result<()> {
-        let file = File::create(path)
-            .map_err(|e| Error::io(format!("creating the state file {}", path.display()), e))?;
-        let run = self.run.as_ref().ok_or(Error::State(
-            "the machine is not running: call launch() first",
-        ))?;
-        let qmp = run
-            .qmp
-            .as_ref()
-            .ok_or(Error::State("saving the state needs the QMP monitor"))?;
-        qmp.command(
-            "migrate-set-capabilities",
-            self.migration_capabilities(false),
-        )?;
-        qmp.command("stop", Value::Null)?;
-        qmp.send_fd_scm(file.as_fd())?;
-        qmp.command("getfd", serde_json::json!({"fdname": "qemu-test-state"}))?;
-        qmp.command("migrate", serde_json::json!({"uri": "fd:qemu-test-state"}))?;
-        let qmp = self.run.as_ref().and_then(|r| r.qmp.as_ref());
-        wait_migration(&mut self.events, qmp, timeout)
-    }
-
-    /// Makes the next [`launch`](Self::launch) resume the state saved by
-    /// [`save_state`](Self::save_state) in `path` (`None`: boot normally).
-    /// QEMU starts with `-incoming defer`, loads the file through a passed
-    /// fd, and the guest is resumed (`cont`) before `launch` returns. The
-    /// command line must match the one the state was saved with.
-    pub fn restore_from(&mut self, path: Option<PathBuf>) -> &mut Self {
-        self.restore_from = path;
-        self
-    }
-
-    fn incoming(&mut self, qmp: &QmpClient, path: &Path) -> Result<()> {
-        let file = File::open(path)
-            .map_err(|e| Error::io(format!("opening the state file {}", path.display()), e))?;
-        let timeout = self.cfg.qmp_timeout.max(Duration::from_secs(60));
-        qmp.command(
-            "migrate-set-capabilities",
-            self.migration_capabilities(true),
-        )?;
-        qmp.send_fd_scm(file.as_fd())?;
-        qmp.command("getfd", serde_json::json!({"fdname": "qemu-test-state"}))?;
-        qmp.command(
-            "migrate-incoming",
-            serde_json::json!({"uri": "fd:qemu-test-state"}),
-        )?;
-        wait_migration(&mut self.events, Some(qmp), timeout)?;
-        qmp.command("cont", Value::Null)?;
         Ok(())
     }
 
@@ -1086,33 +1055,6 @@ impl Listener {
             Listener::Tcp(l) => l.local_addr().map(|a| a.to_string()).unwrap_or_default(),
         }
     }
-}
-
-/// Waits for the migration to complete (`MIGRATION` events).
-fn wait_migration(
-    events: &mut EventCache,
-    qmp: Option<&QmpClient>,
-    timeout: Duration,
-) -> Result<()> {
-    let done = serde_json::json!({"data": {"status": "completed"}});
-    let failed = serde_json::json!({"data": {"status": "failed"}});
-    let event = events.wait_any(
-        qmp,
-        &[("MIGRATION", Some(&done)), ("MIGRATION", Some(&failed))],
-        timeout,
-    )?;
-    if event["data"]["status"] == "completed" {
-        return Ok(());
-    }
-    let detail = qmp
-        .and_then(|q| q.command("query-migrate", Value::Null).ok())
-        .and_then(|m| {
-            m.get("error-desc")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| "no detail from QEMU".into());
-    Err(Error::Migration(detail))
 }
 
 /// Quotes a command line for display and `repro.sh`.

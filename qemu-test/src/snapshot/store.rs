@@ -1,64 +1,14 @@
-//! Booted snapshots: boot a VM once, save its whole state (devices and
-//! RAM), and start every test from a copy of that state.
-//!
-//! A [`SnapshotStore`] is a directory of saved states, each filed under a
-//! [`SnapshotKey`]: the snapshot's name plus everything that affects the VM
-//! (QEMU binary, arguments, machine type, console, the files the arguments
-//! name, what the setup does). A changed key is a different snapshot; the
-//! old one (and its lock file) is removed when the new one is made.
-//! Creation runs under an exclusive file lock, so concurrent test processes
-//! (nextest runs one per test) build a snapshot once; users of a snapshot
-//! hold a shared lock while QEMU loads it, so it is never removed under
-//! them.
-//!
-//! Where the machine allows it, a `Machine` keeps the guest RAM in a file
-//! `ram` beside the state instead of in it: mapped shared while the
-//! snapshot is made, private (copy on write) by every restore, so restoring
-//! reads no RAM and the file never changes (see the README's "Booted
-//! snapshots" for which machines).
-//!
-//! The `#[qemu_test(snapshot = "name")]` attribute uses this through the
-//! runner (the store is `target/qemu-test/snapshots/`); with a
-//! [`Machine`](crate::Machine) it is
-//! [`Machine::launch_snapshot`](crate::Machine::launch_snapshot):
-//!
-//! ```no_run
-//! use qemu_test::snapshot::SnapshotStore;
-//! use qemu_test::{guest, Machine};
-//!
-//! let store = SnapshotStore::new("target/qemu-test/snapshots");
-//! let mut vm = Machine::builder("qemu-system-aarch64")
-//!     .args(["-cpu", "max", "-bios", &guest::ECHO_SHELL_AARCH64.path()?.to_string_lossy()])
-//!     .build();
-//! vm.set_machine("virt").set_console(None, 0);
-//! // What the setup does is part of the key: change "v1" when it changes.
-//! let key = vm.snapshot_key("echo-login")?.with("setup", "wait for login: v1");
-//! vm.launch_snapshot(&store, &key, |vm| {
-//!     vm.console().wait_for("login:")?;
-//!     Ok(())
-//! })?;
-//! // Resumed at the prompt: no boot banner, the guest answers at once.
-//! vm.console().exec_and_wait("hi", "you said: hi")?;
-//! vm.shutdown()?;
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
-//!
-//! Files the arguments name are identified by path, size, modification time
-//! and inode (as cargo fingerprints sources), not by hashing their contents:
-//! a debug build hashes a 10 MB kernel in about a second, per test.
+//! The store: a directory of saved states, each filed under its key's id,
+//! made once under an exclusive lock and used under shared ones.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::os::LockMode;
-use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
-
+use super::SnapshotKey;
 use crate::error::{BoxError, SnapshotError};
-use crate::os;
+use crate::os::{self, LockMode};
 
 /// The saved state's file name inside a snapshot's directory.
 const STATE_FILE: &str = "state";
@@ -66,102 +16,6 @@ const STATE_FILE: &str = "state";
 const KEY_FILE: &str = "key.json";
 /// The logs of the boot that made the snapshot.
 const LOGS_DIR: &str = "create";
-
-/// What identifies a snapshot: a name and every input that affects the
-/// saved state. Two keys with the same parts have the same [`id`](Self::id).
-///
-/// ```
-/// use qemu_test::snapshot::SnapshotKey;
-///
-/// let key = SnapshotKey::new("booted")?.with("args", vec!["-m", "256M"]);
-/// let other = SnapshotKey::new("booted")?.with("args", vec!["-m", "512M"]);
-/// assert!(key.id().starts_with("booted-"));
-/// assert_ne!(key.id(), other.id());
-/// assert!(SnapshotKey::new("../evil").is_err());
-/// # Ok::<(), qemu_test::SnapshotError>(())
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SnapshotKey {
-    name: String,
-    parts: BTreeMap<String, Value>,
-}
-
-impl SnapshotKey {
-    /// A key with only a name: 1 to 64 ASCII letters, digits, `-`, `_` or
-    /// `.`, not starting with `.` (it becomes part of a file name).
-    pub fn new(name: &str) -> Result<SnapshotKey, SnapshotError> {
-        let valid = (1..=64).contains(&name.len())
-            && !name.starts_with('.')
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-        if !valid {
-            return Err(SnapshotError::InvalidName {
-                name: name.to_string(),
-            });
-        }
-        Ok(SnapshotKey {
-            name: name.to_string(),
-            parts: BTreeMap::new(),
-        })
-    }
-
-    /// Adds (or replaces) one part of the key.
-    ///
-    /// ```
-    /// # use qemu_test::snapshot::SnapshotKey;
-    /// let key = SnapshotKey::new("booted")?.with("setup", "wait for the shell, v2");
-    /// # Ok::<(), qemu_test::SnapshotError>(())
-    /// ```
-    pub fn with(mut self, part: &str, value: impl Into<Value>) -> SnapshotKey {
-        self.parts.insert(part.to_string(), value.into());
-        self
-    }
-
-    /// Adds a file's identity (path, size, modification time, inode) as a
-    /// part, or `"missing"` if there is no such file.
-    ///
-    /// ```
-    /// # use qemu_test::snapshot::SnapshotKey;
-    /// let key = SnapshotKey::new("booted")?.with_file("kernel", "/boot/vmlinuz".as_ref());
-    /// # Ok::<(), qemu_test::SnapshotError>(())
-    /// ```
-    pub fn with_file(self, part: &str, path: &Path) -> SnapshotKey {
-        self.with(part, file_identity(path))
-    }
-
-    /// The snapshot's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// `<name>-<16 hex digits of the SHA-256 of the key>`: the snapshot's
-    /// directory name in the store.
-    pub fn id(&self) -> String {
-        let digest = Sha256::digest(self.to_json().to_string().as_bytes());
-        let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-        format!("{}-{hex}", self.name)
-    }
-
-    /// The whole key as JSON (what `key.json` beside the state holds).
-    pub fn to_json(&self) -> Value {
-        json!({ "name": self.name, "parts": self.parts })
-    }
-}
-
-/// A file's identity without reading it: path, size, mtime (ns), inode.
-pub(crate) fn file_identity(path: &Path) -> Value {
-    match fs::metadata(path) {
-        Ok(meta) => json!({
-            "path": path.to_string_lossy(),
-            "size": meta.len(),
-            "mtime_ns": i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
-            "inode": meta.ino(),
-            "device": meta.dev(),
-        }),
-        Err(_) => json!({ "path": path.to_string_lossy(), "missing": true }),
-    }
-}
 
 /// A directory of booted snapshots.
 ///
@@ -408,6 +262,8 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
+    use std::os::unix::fs::MetadataExt;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
@@ -420,53 +276,6 @@ mod tests {
     fn write_state(state: &Path, _logs: &Path) -> Result<(), BoxError> {
         fs::write(state, b"saved")?;
         Ok(())
-    }
-
-    #[test]
-    fn names_are_file_name_safe() {
-        for good in ["booted", "a", "linux-shell_2.0", &"x".repeat(64)] {
-            assert!(SnapshotKey::new(good).is_ok(), "{good}");
-        }
-        for bad in ["", ".hidden", "a/b", "..", "sp ace", "ünï", &"x".repeat(65)] {
-            assert!(
-                matches!(
-                    SnapshotKey::new(bad),
-                    Err(SnapshotError::InvalidName { .. })
-                ),
-                "{bad:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn keys_cover_every_part() {
-        let base = SnapshotKey::new("s").unwrap();
-        let a = base.clone().with("args", vec!["-m", "1G"]);
-        assert_eq!(a.id(), base.clone().with("args", vec!["-m", "1G"]).id());
-        assert_ne!(a.id(), base.clone().with("args", vec!["-m", "2G"]).id());
-        assert_ne!(a.id(), a.clone().with("setup", "x").id());
-        assert_ne!(
-            a.id(),
-            SnapshotKey::new("t")
-                .unwrap()
-                .with("args", vec!["-m", "1G"])
-                .id()
-        );
-        assert_eq!(a.id().len(), "s-".len() + 16);
-    }
-
-    #[test]
-    fn a_changed_file_changes_the_key() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("kernel");
-        fs::write(&file, "one").unwrap();
-        let key = || SnapshotKey::new("k").unwrap().with_file("kernel", &file);
-        let before = key().id();
-        assert_eq!(before, key().id());
-        fs::write(&file, "three").unwrap();
-        assert_ne!(before, key().id(), "size changed");
-        fs::remove_file(&file).unwrap();
-        assert_eq!(key().to_json()["parts"]["kernel"]["missing"], true);
     }
 
     #[test]

@@ -1,54 +1,19 @@
 //! Booted snapshots through a [`Machine`]: its snapshot key, and launching
-//! from a snapshot (made by this machine first if needed).
+//! from a snapshot (made by this machine first if needed). The machine
+//! saves and loads states (`machine::migrate`); this module knows the
+//! store and the key.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::Machine;
+use super::{file_identity, Snapshot, SnapshotKey, SnapshotStore};
 use crate::error::{BoxError, Error, Result, SnapshotError};
-use crate::snapshot::{file_identity, Snapshot, SnapshotKey, SnapshotStore};
+use crate::machine::Machine;
 
 /// How long saving the state may take.
 const SAVE_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// The guest RAM's file, next to the saved state.
-const RAM_FILE: &str = "ram";
-
-/// Guest RAM kept in a file instead of the migration stream: mapped shared
-/// while a snapshot is made (the file then holds the RAM as saved, and QEMU
-/// leaves it out of the stream: `x-ignore-shared`), mapped private (copy on
-/// write) when restored. A restore then reads no RAM at all: the guest
-/// faults in the pages it touches from the page cache, which every restored
-/// machine shares, and the file never changes.
-#[derive(Debug, Clone)]
-pub(crate) struct MappedRam {
-    path: PathBuf,
-    /// The backend's id: the machine's own RAM id, so a state saved later
-    /// from a restored machine still loads into one without the file.
-    id: &'static str,
-    bytes: u64,
-    shared: bool,
-}
-
-impl MappedRam {
-    /// The arguments that put the RAM in the file.
-    pub(crate) fn args(&self) -> [String; 4] {
-        [
-            "-object".into(),
-            format!(
-                "memory-backend-file,id={},size={},mem-path={},share={}",
-                self.id,
-                self.bytes,
-                crate::qemu_opts::escape_opt(&self.path.to_string_lossy()),
-                if self.shared { "on" } else { "off" }
-            ),
-            "-machine".into(),
-            format!("memory-backend={}", self.id),
-        ]
-    }
-}
 
 impl Machine {
     /// The [`SnapshotKey`] named `name` for this machine as configured: the
@@ -66,26 +31,25 @@ impl Machine {
     /// # Ok::<(), qemu_test::SnapshotError>(())
     /// ```
     pub fn snapshot_key(&self, name: &str) -> std::result::Result<SnapshotKey, SnapshotError> {
-        let binary = locate(&self.cfg.binary);
+        let binary = locate(self.binary());
         let files: Vec<Value> = self
-            .cfg
-            .wrapper
+            .wrapper()
             .iter()
-            .chain(&self.cfg.args)
+            .chain(self.args())
             .flat_map(|arg| named_files(arg))
-            .map(|path| file_identity(&path))
+            .map(|path| file_identity(path.as_path()))
             .collect();
         Ok(SnapshotKey::new(name)?
             .with("qemu-test", env!("CARGO_PKG_VERSION"))
             .with(
                 "binary",
-                json!({"name": self.cfg.binary, "file": file_identity(&binary)}),
+                json!({"name": self.binary(), "file": file_identity(&binary)}),
             )
-            .with("wrapper", self.cfg.wrapper.clone())
-            .with("machine", self.machine_type.clone())
-            .with("console", json!(self.console))
-            .with("qmp", self.cfg.monitor.is_some())
-            .with("args", self.cfg.args.clone())
+            .with("wrapper", self.wrapper().to_vec())
+            .with("machine", self.machine_type().map(str::to_string))
+            .with("console", json!(self.console_config()))
+            .with("qmp", self.has_qmp_monitor())
+            .with("args", self.args().to_vec())
             .with("files", files))
     }
 
@@ -134,7 +98,7 @@ impl Machine {
         key: &SnapshotKey,
         setup: impl FnOnce(&mut Machine) -> std::result::Result<(), BoxError>,
     ) -> Result<Snapshot> {
-        if self.run.is_some() {
+        if self.is_launched() {
             return Err(Error::State("the machine is already launched"));
         }
         let snapshot = store.get_or_create(key, |state, logs| {
@@ -168,7 +132,7 @@ impl Machine {
         if made.is_err() {
             self.kill();
         }
-        self.ram = None;
+        self.forget_mapped_ram();
         made
     }
 
@@ -178,110 +142,9 @@ impl Machine {
         self.restore_snapshot(state);
         let launched = self.launch();
         self.restore_from(None);
-        self.ram = None;
+        self.forget_mapped_ram();
         launched
     }
-
-    /// Before the launch that makes a snapshot saved to `state`: keeps the
-    /// guest RAM in a file next to it, if this machine's memory allows (see
-    /// [`mappable_ram`]); otherwise the RAM goes into the state as usual.
-    pub(crate) fn map_ram_for_saving(&mut self, state: &Path) {
-        self.ram = mappable_ram(
-            &self.cfg.binary,
-            self.machine_type.as_deref(),
-            &self.cfg.args,
-        )
-        .map(|(id, bytes)| MappedRam {
-            path: state.with_file_name(RAM_FILE),
-            id,
-            bytes,
-            shared: true,
-        });
-    }
-
-    /// Before the launch that restores the snapshot saved in `state`: loads
-    /// it, with the guest RAM mapped from its file if it was saved so.
-    pub(crate) fn restore_snapshot(&mut self, state: &Path) {
-        self.restore_from(Some(state.to_path_buf()));
-        let path = state.with_file_name(RAM_FILE);
-        self.ram = std::fs::metadata(&path).ok().and_then(|meta| {
-            let (id, _) = mappable_ram(
-                &self.cfg.binary,
-                self.machine_type.as_deref(),
-                &self.cfg.args,
-            )?;
-            Some(MappedRam {
-                path,
-                id,
-                bytes: meta.len(),
-                shared: false,
-            })
-        });
-    }
-
-    /// The capabilities set before saving (`incoming: false`) or loading a
-    /// state: events, and leaving out RAM that lives in a file: when saving
-    /// a snapshot's RAM to its file, and when restoring one. Set either way,
-    /// as QEMU keeps it from the restore: a state saved later from a
-    /// restored machine has its RAM in the stream, loadable by any machine
-    /// with the same arguments.
-    pub(crate) fn migration_capabilities(&self, incoming: bool) -> Value {
-        let ignore_shared = self.ram.as_ref().is_some_and(|ram| ram.shared || incoming);
-        json!({ "capabilities": [
-            {"capability": "events", "state": true},
-            {"capability": "x-ignore-shared", "state": ignore_shared},
-        ]})
-    }
-}
-
-/// Whether a snapshot can keep the guest RAM in a file, and if so the RAM
-/// backend's id and size in bytes: the machine is one whose RAM id and
-/// default size are known (`q35`, `pc`, their versions; `virt` on Arm), and
-/// the arguments set no memory options beyond a plain `-m SIZE`.
-fn mappable_ram(
-    binary: &str,
-    machine: Option<&str>,
-    args: &[String],
-) -> Option<(&'static str, u64)> {
-    let machine = machine?;
-    let target = crate::qemu_opts::target_arch(Path::new(binary))?;
-    let versioned = |base: &str| {
-        machine == base
-            || machine
-                .strip_prefix(base)
-                .is_some_and(|v| v.starts_with('-'))
-    };
-    let id = match target {
-        "x86_64" | "i386" if versioned("q35") || versioned("pc") || machine.starts_with("pc-") => {
-            "pc.ram"
-        }
-        "aarch64" | "arm" if versioned("virt") => "mach-virt.ram",
-        _ => return None,
-    };
-    let own_memory = |a: &String| {
-        a.contains("memory-backend")
-            || matches!(
-                a.as_str(),
-                "-mem-path"
-                    | "-mem-prealloc"
-                    | "-numa"
-                    | "--mem-path"
-                    | "--mem-prealloc"
-                    | "--numa"
-            )
-    };
-    if args.iter().any(own_memory) {
-        return None;
-    }
-    let mut bytes = 128 << 20;
-    for (i, arg) in args.iter().enumerate() {
-        if arg == "-m" || arg == "--m" {
-            // A plain size only: `slots`/`maxmem` add hotpluggable memory.
-            let value = args.get(i + 1).filter(|v| !v.contains(','))?;
-            bytes = crate::qemu_opts::memory_bytes(value)?;
-        }
-    }
-    Some((id, bytes))
 }
 
 /// The binary's path: as given when it has a `/`, else found on `PATH`.
@@ -334,41 +197,6 @@ mod tests {
         assert_eq!(named_files(&drive), [comma]);
         assert!(named_files("-m").is_empty());
         assert!(named_files("file=/no/such/file").is_empty());
-    }
-
-    #[test]
-    fn ram_is_mapped_only_for_known_machines_and_plain_sizes() {
-        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let x86 = "/usr/bin/qemu-system-x86_64";
-        assert_eq!(
-            mappable_ram(x86, Some("q35"), &[]),
-            Some(("pc.ram", 128 << 20))
-        );
-        assert_eq!(
-            mappable_ram(x86, Some("pc-q35-7.2"), &args(&["-m", "1G"])),
-            Some(("pc.ram", 1 << 30))
-        );
-        assert_eq!(
-            mappable_ram(
-                "qemu-system-aarch64",
-                Some("virt"),
-                &args(&["-m", "size=256"])
-            ),
-            Some(("mach-virt.ram", 256 << 20))
-        );
-        assert_eq!(mappable_ram(x86, None, &[]), None, "QEMU's default machine");
-        assert_eq!(mappable_ram(x86, Some("microvm"), &[]), None);
-        assert_eq!(mappable_ram("qemu-system-riscv64", Some("virt"), &[]), None);
-        for own in [
-            &["-m", "1G,slots=2,maxmem=4G"][..],
-            &["-m", "1.5G"],
-            &["-m"],
-            &["-numa", "node"],
-            &["-object", "memory-backend-ram,id=m,size=1G"],
-            &["-mem-prealloc"],
-        ] {
-            assert_eq!(mappable_ram(x86, Some("q35"), &args(own)), None, "{own:?}");
-        }
     }
 
     #[test]
