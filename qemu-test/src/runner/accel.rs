@@ -18,7 +18,7 @@
 //!
 //! The cheap preconditions (`/dev/kvm` readable and writable, a target of
 //! the host's architecture) are checked every time. The probe's result is
-//! cached per process and in a file of the [state dir](super::artifacts::state_dir)
+//! cached per process and in a file of the [state dir](super::state::state_dir)
 //! keyed by the binary, `/dev/kvm` and the boot, so a nextest run (one
 //! process per test) probes once; remove `kvm-probe-*` there to probe again.
 
@@ -33,7 +33,7 @@ use serde_json::json;
 
 use crate::machine::Machine;
 use crate::os::FileLock;
-use crate::runner::artifacts::{fnv1a, state_dir};
+use crate::runner::state::{fnv1a, state_dir};
 use crate::qemu_opts::target_arch;
 
 /// How long the probe guest may take to finish booting under KVM.

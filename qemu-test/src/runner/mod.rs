@@ -43,6 +43,7 @@ pub mod registry;
 mod resolve;
 mod scheduler;
 mod snapshot;
+mod state;
 mod trial;
 mod vm;
 

@@ -7,7 +7,7 @@
 //! reserve), in [`MEM_SLOT_MIB`] slots.
 //!
 //! The budget holds across processes: every slot is a file in
-//! `<state dir>/slots/` (see [`super::artifacts::state_dir`]), held with an
+//! `<state dir>/slots/` (see [`super::state::state_dir`]), held with an
 //! exclusive `flock` for as long as the VM runs, so test binaries run side
 //! by side, and nextest's one-process-per-test, share one budget. The kernel
 //! releases the locks of a process that dies. Within a process, waiting
@@ -25,7 +25,7 @@ use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use crate::os;
-use crate::runner::artifacts::state_dir;
+use crate::runner::state::state_dir;
 
 /// The size of one memory slot.
 pub(crate) const MEM_SLOT_MIB: u64 = 64;
