@@ -101,7 +101,7 @@ fn expand(config: &Config, func: &ItemFn, item: TokenStream) -> TokenStream {
             };
             let run = quote! {
                 {
-                    fn __qemu_test_setup(vm: &mut ::qemu_test::Vm) -> ::core::result::Result<(), ::std::string::String> {
+                    fn __qemu_test_setup(vm: &mut ::qemu_test::Vm) -> ::qemu_test::__private::BodyResult {
                         #setup_fn
                         ::qemu_test::__private::IntoOutcome::into_outcome(setup(vm))
                     }
@@ -287,7 +287,7 @@ fn body(config: &Config, func: &ItemFn) -> TokenStream {
         let call = quote_spanned!(at_ret=> #into_outcome(#ident()));
         return quote! {
             ::qemu_test::__private::Body::Plain({
-                fn __qemu_test_body() -> ::core::result::Result<(), ::std::string::String> {
+                fn __qemu_test_body() -> ::qemu_test::__private::BodyResult {
                     #call
                 }
                 __qemu_test_body
@@ -302,7 +302,7 @@ fn body(config: &Config, func: &ItemFn) -> TokenStream {
     let call = quote_spanned!(at_ret=> #into_outcome(#ident(#vm)));
     quote! {
         ::qemu_test::__private::Body::Vm({
-            fn __qemu_test_body(vm: &mut ::qemu_test::Vm) -> ::core::result::Result<(), ::std::string::String> {
+            fn __qemu_test_body(vm: &mut ::qemu_test::Vm) -> ::qemu_test::__private::BodyResult {
                 #call
             }
             __qemu_test_body

@@ -44,7 +44,7 @@ pub use error::{
 pub use events::event_match;
 pub use machine::{Machine, MachineBuilder, MonitorAddr, Wait};
 pub use qemu_test_macros::qemu_test;
-pub use runner::Vm;
+pub use runner::{Skip, Vm};
 pub use serde_json::{json, Value};
 pub use shell::Shell;
 pub use spec::VmSpec;
@@ -55,7 +55,7 @@ pub mod prelude {
     pub use crate::error::{Error, TestResult};
     pub use crate::guest;
     pub use crate::machine::Machine;
-    pub use crate::runner::Vm;
+    pub use crate::runner::{Skip, Vm};
     pub use qemu_test_macros::qemu_test;
     pub use serde_json::{json, Value};
     pub use std::time::Duration;
@@ -80,6 +80,7 @@ macro_rules! main {
 /// public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::runner::outcome::BodyResult;
     pub use crate::runner::registry::{Body, IntoOutcome, Setup, ShouldFail, TestDef, TESTS};
     pub use linkme;
 }

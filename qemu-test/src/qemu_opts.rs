@@ -81,7 +81,10 @@ mod tests {
             target_arch(Path::new("/usr/bin/qemu-system-x86_64")),
             Some("x86_64")
         );
-        assert_eq!(target_arch(Path::new("qemu-system-aarch64")), Some("aarch64"));
+        assert_eq!(
+            target_arch(Path::new("qemu-system-aarch64")),
+            Some("aarch64")
+        );
         assert_eq!(target_arch(Path::new("/opt/qemu")), None);
     }
 }

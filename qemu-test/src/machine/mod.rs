@@ -50,10 +50,10 @@ use serde_json::Value;
 use crate::console::{Console, Drain};
 use crate::deadline::DeadlineCap;
 use crate::error::{Error, QmpError, Result};
-pub use crate::qmp::Wait;
 use crate::os::{self, Signal};
-use crate::qmp::{self, EventCache, QmpClient, Stream, Transcript};
 use crate::qemu_opts::escape_opt;
+pub use crate::qmp::Wait;
+use crate::qmp::{self, EventCache, QmpClient, Stream, Transcript};
 use cmdline::{BaseArgs, ConsoleArg, MonitorArg};
 use owned_dir::OwnedDir;
 

@@ -33,8 +33,8 @@ use serde_json::json;
 
 use crate::machine::Machine;
 use crate::os::FileLock;
-use crate::runner::state::{fnv1a, state_dir};
 use crate::qemu_opts::target_arch;
+use crate::runner::state::{fnv1a, state_dir};
 
 /// How long the probe guest may take to finish booting under KVM.
 pub(crate) const PROBE_BUDGET: Duration = Duration::from_secs(2);

@@ -24,8 +24,8 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::qemu_opts::escape_opt;
 use crate::os::FileLock;
+use crate::qemu_opts::escape_opt;
 use crate::runner::state::{fnv1a, state_dir};
 
 /// The longest Unix socket path (`sun_path` holds 108 bytes with the NUL).

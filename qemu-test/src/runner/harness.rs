@@ -14,16 +14,17 @@
 
 use std::process::ExitCode;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use libtest_mimic::{Arguments, Trial};
 
 use crate::runner::artifacts;
 use crate::runner::env::{self, Config};
-use crate::runner::junit;
+use crate::runner::outcome::{Outcome, Record};
 use crate::runner::registry::{Body, TestDef};
+use crate::runner::report::{junit, summary};
 use crate::runner::resolve::{self, Unrunnable};
-use crate::runner::trial::{Context, Record, TestCase, Verdict};
+use crate::runner::trial::{Context, TestCase};
 
 /// Runs `defs` as libtest-mimic trials with `args`; returns the exit code.
 pub(crate) fn run(defs: &'static [TestDef], mut args: Arguments) -> ExitCode {
@@ -45,67 +46,92 @@ pub(crate) fn run(defs: &'static [TestDef], mut args: Arguments) -> ExitCode {
         cwd: std::env::current_dir().unwrap_or_default(),
         records: Mutex::new(Vec::new()),
     }));
+    let cases = cases(defs, &args, config);
+    let (trials, not_run) = trials(&cases, &args, ctx);
+    let conclusion = libtest_mimic::run(&args, trials);
+    if args.list {
+        return conclusion.exit_code();
+    }
+    let mut records = ctx
+        .records
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    records.extend(not_run);
+    match write_reports(&records, config, &ctx.binary, started.elapsed()) {
+        Ok(()) => conclusion.exit_code(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
+/// Every registered test as a case, sorted by name.
+fn cases(defs: &'static [TestDef], args: &Arguments, config: &Config) -> Vec<&'static TestCase> {
     let mut cases: Vec<&'static TestCase> = defs
         .iter()
-        .map(|def| &*Box::leak(Box::new(case(def, &args, config))))
+        .map(|def| &*Box::leak(Box::new(case(def, args, config))))
         .collect();
     cases.sort_by(|a, b| a.name.cmp(&b.name));
+    cases
+}
 
+/// The libtest-mimic trials, and a record for each test that the filters
+/// select but that will not run (ignored, or unrunnable here).
+fn trials(
+    cases: &[&'static TestCase],
+    args: &Arguments,
+    ctx: &'static Context,
+) -> (Vec<Trial>, Vec<Record>) {
     let mut not_run = Vec::new();
-    let trials: Vec<Trial> = cases
+    let trials = cases
         .iter()
         .map(|&case| {
             let skip = match &case.plan {
-                Some(Err(Unrunnable::Missing(reason))) if !config.require => Some(reason.clone()),
+                Some(Err(Unrunnable::Missing(reason))) if !ctx.config.require => {
+                    Some(reason.clone())
+                }
                 _ => None,
             };
             let trial = Trial::ignorable_test(case.name.clone(), move || case.run(ctx))
                 .with_kind(kind(case))
                 .with_ignored_flag(case.def.ignore.is_some() || skip.is_some());
             if !args.list && !args.is_filtered_out(&trial) && args.is_ignored(&trial) {
-                let reason = skip.clone().or_else(|| {
+                if let Some(reason) = &skip {
+                    eprintln!("note: skipping {}: {reason}", case.name);
+                }
+                let reason = skip.or_else(|| {
                     case.def
                         .ignore
                         .filter(|r| !r.is_empty())
                         .map(str::to_string)
                 });
-                if let Some(reason) = &skip {
-                    eprintln!("note: skipping {}: {reason}", case.name);
-                }
                 not_run.push(Record {
                     name: case.name.clone(),
-                    verdict: Verdict::Skipped {
-                        reason: reason.unwrap_or_else(|| "ignored".into()),
-                    },
+                    outcome: Outcome::Skipped(reason.unwrap_or_else(|| "ignored".into())),
                     duration: Default::default(),
                 });
             }
             trial
         })
         .collect();
+    (trials, not_run)
+}
 
-    let conclusion = libtest_mimic::run(&args, trials);
-
-    if let (Some(path), false) = (&config.junit, args.list) {
-        let mut records = ctx
-            .records
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        records.extend(not_run);
-        if let Err(e) = junit::write(
-            path,
-            &junit::report(&ctx.binary, &records, started.elapsed()),
-        ) {
-            eprintln!(
-                "error: cannot write the JUnit report {}: {e}",
-                path.display()
-            );
-            return ExitCode::FAILURE;
-        }
+/// The summary of skips on stderr, and the JUnit file if asked for.
+fn write_reports(
+    records: &[Record],
+    config: &Config,
+    binary: &str,
+    elapsed: Duration,
+) -> Result<(), String> {
+    let _ = summary::write_skips(&mut std::io::stderr(), records);
+    if let Some(path) = &config.junit {
+        junit::write(path, &junit::report(binary, records, elapsed))
+            .map_err(|e| format!("cannot write the JUnit report {}: {e}", path.display()))?;
     }
-    conclusion.exit_code()
+    Ok(())
 }
 
 /// Builds a test case, resolving its VM unless the filters leave it out.
@@ -174,7 +200,7 @@ mod tests {
             file: file!(),
             line: line!(),
             spec: || VmSpec::new().with_machine("virt").with_arch("aarch64"),
-            body: Body::Vm(|_| Ok(())),
+            body: Body::Vm(|_| crate::runner::outcome::BodyResult::Passed),
             ignore: None,
             should_fail: ShouldFail::No,
             setup: None,

@@ -35,18 +35,22 @@
 
 mod accel;
 mod artifacts;
+mod booted;
 mod env;
 mod harness;
-mod junit;
+mod launch;
+pub(crate) mod outcome;
 mod pause;
 pub mod registry;
+mod report;
 mod resolve;
 mod scheduler;
-mod snapshot;
 mod state;
 mod trial;
 mod vm;
+mod watchdog;
 
+pub use outcome::Skip;
 pub use vm::Vm;
 
 /// Runs every `#[qemu_test]` registered in this binary, with libtest's

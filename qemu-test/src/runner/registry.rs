@@ -3,6 +3,7 @@
 //! Each attribute adds one [`TestDef`] to the [`TESTS`] distributed slice
 //! (linkme); `qemu_test::main!()` hands them all to the runner.
 
+use crate::runner::outcome::{BodyError, BodyResult};
 use crate::runner::Vm;
 use crate::spec::VmSpec;
 
@@ -40,16 +41,16 @@ pub struct Setup {
     /// (part of the snapshot key).
     pub path: &'static str,
     /// The function, its result converted like a body's.
-    pub run: fn(&mut Vm) -> Result<(), String>,
+    pub run: fn(&mut Vm) -> BodyResult,
 }
 
 /// A test body.
 #[derive(Debug, Clone, Copy)]
 pub enum Body {
     /// A body that gets a launched VM.
-    Vm(fn(&mut Vm) -> Result<(), String>),
+    Vm(fn(&mut Vm) -> BodyResult),
     /// A body without a VM (`#[qemu_test(no_vm)]`).
-    Plain(fn() -> Result<(), String>),
+    Plain(fn() -> BodyResult),
 }
 
 /// Whether a test is expected to fail.
@@ -63,21 +64,26 @@ pub enum ShouldFail {
     WithMessage(&'static str),
 }
 
-/// Converts what a test body returns into the runner's outcome: `()` passes,
-/// `Ok(())` passes, `Err(e)` fails with `e`'s `Debug` form (like libtest).
+/// Converts what a test body returns into what the runner judges: `()`
+/// and `Ok(())` pass; `Err(e)` fails with `e` (shown with `Display` and its
+/// causes for errors and strings, else `Debug`, like libtest), or skips the
+/// test if `e` is a [`Skip`](crate::Skip).
 pub trait IntoOutcome {
     /// The conversion.
-    fn into_outcome(self) -> Result<(), String>;
+    fn into_outcome(self) -> BodyResult;
 }
 
 impl IntoOutcome for () {
-    fn into_outcome(self) -> Result<(), String> {
-        Ok(())
+    fn into_outcome(self) -> BodyResult {
+        BodyResult::Passed
     }
 }
 
-impl<E: std::fmt::Debug> IntoOutcome for Result<(), E> {
-    fn into_outcome(self) -> Result<(), String> {
-        self.map_err(|e| format!("{e:?}"))
+impl<E: std::fmt::Debug + 'static> IntoOutcome for Result<(), E> {
+    fn into_outcome(self) -> BodyResult {
+        match self {
+            Ok(()) => BodyResult::Passed,
+            Err(e) => BodyError::of(e),
+        }
     }
 }

@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::error::SetupError;
 use crate::runner::accel;
-use crate::runner::state::{fnv1a, state_dir};
 use crate::runner::env::Config;
+use crate::runner::state::{fnv1a, state_dir};
 use crate::snapshot::file_identity;
 use crate::spec::{Accel, VmSpec};
 

@@ -16,12 +16,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::error::{BoxError, SnapshotError};
+use crate::runner::launch::{build_machine, vm_args};
+use crate::runner::outcome::{BodyError, BodyResult};
 use crate::runner::registry::Setup;
 use crate::runner::resolve::Plan;
 use crate::runner::scheduler::{scheduler, Need};
-use crate::runner::trial::{
-    self, build_machine, deadline_after, killer, run_body, vm_args, BodyEnd, Context, TestCase,
-};
+use crate::runner::trial::{Context, TestCase};
+use crate::runner::watchdog::{deadline_after, killer, run_body, seconds, BodyEnd};
 use crate::runner::Vm;
 use crate::snapshot::{file_identity, Snapshot, SnapshotKey, SnapshotStore};
 
@@ -62,7 +63,7 @@ enum Readiness {
 }
 
 /// Finds or makes the snapshot `name` for the test `case`; the error is the
-/// test's failure message.
+/// reason the test fails.
 pub(crate) fn prepare(
     name: &str,
     case: &TestCase,
@@ -90,7 +91,8 @@ pub(crate) fn prepare(
     };
     let args = vm_args(spec, accel).map_err(|e| format!("cannot prepare the guest image: {e}"))?;
     let store = SnapshotStore::new(ctx.root.join("snapshots"));
-    let key = key(name, plan, &args, readiness, ctx).map_err(|e| format!("{e:?}"))?;
+    let key =
+        key(name, plan, &args, readiness, ctx).map_err(|e| BodyError::from_error(&e).message)?;
     let state = key_state(&key.id());
     let mut failed = state.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(failure) = failed.as_ref() {
@@ -112,23 +114,24 @@ pub(crate) fn prepare(
         let ran = match readiness {
             Readiness::Setup(setup) => run_body(&thread, (deadline, timeout), vm, setup.run, kill),
             Readiness::Marker(marker) => {
-                let wait = move |vm: &mut Vm| {
-                    vm.console()
-                        .with_timeout(timeout)
-                        .wait_for(marker)
-                        .map(drop)
-                        .map_err(|e| format!("{e:?}"))
-                };
+                let wait =
+                    move |vm: &mut Vm| match vm.console().with_timeout(timeout).wait_for(marker) {
+                        Ok(_) => BodyResult::Passed,
+                        Err(e) => BodyResult::Failed(BodyError::from_error(&e)),
+                    };
                 run_body(&thread, (deadline, timeout), vm, wait, kill)
             }
         }?;
         let failure = match ran.1 {
             BodyEnd::Passed => None,
-            BodyEnd::Failed(said) => Some(format!("the setup failed: {said}")),
+            BodyEnd::Failed(said) => Some(format!("the setup failed: {}", said.message)),
+            BodyEnd::Skipped(reason) => Some(format!(
+                "the setup skipped (a setup cannot skip its tests): {reason}"
+            )),
             BodyEnd::TimedOut { said, .. } => Some(format!(
                 "the setup did not finish within the test's timeout ({}){}",
-                trial::seconds(timeout),
-                said.map(|s| format!(": {s}")).unwrap_or_default()
+                seconds(timeout),
+                said.map(|s| format!(": {}", s.message)).unwrap_or_default()
             )),
         };
         let mut vm = ran.0.ok_or("the setup's thread had to be abandoned")?;
@@ -160,11 +163,12 @@ pub(crate) fn prepare(
             Ok(Prepared { snapshot, note })
         }
         Err(e) => {
+            let message = BodyError::from_error(&e).message;
             let message = match &e {
                 SnapshotError::Create { .. } => format!(
-                    "{e:?}\n(the snapshot's boot: qemu.log, console.log, qmp.jsonl in that directory)"
+                    "{message}\n(the snapshot's boot: qemu.log, console.log, qmp.jsonl in that directory)"
                 ),
-                _ => format!("{e:?}"),
+                _ => message,
             };
             *failed = Some(format!("(in test {}) {message}", case.name));
             Err(message)

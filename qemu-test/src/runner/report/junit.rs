@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
-use crate::runner::trial::{Record, Verdict};
+use crate::runner::outcome::{Outcome, Record};
 
 /// Builds the report of `records` for the test binary `binary`.
 pub(crate) fn report(binary: &str, records: &[Record], total: Duration) -> Report {
@@ -24,16 +24,17 @@ pub(crate) fn report(binary: &str, records: &[Record], total: Duration) -> Repor
     let mut records = records.to_vec();
     records.sort_by(|a, b| a.name.cmp(&b.name));
     for record in &records {
-        let status = match &record.verdict {
-            Verdict::Passed => TestCaseStatus::success(),
-            Verdict::Failed { message, .. } => {
+        let status = match &record.outcome {
+            Outcome::Passed => TestCaseStatus::success(),
+            Outcome::Failed(failure) => {
                 let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
                 status
-                    .set_message(message.lines().next().unwrap_or("failed"))
-                    .set_description(message.as_str());
+                    .set_message(failure.headline())
+                    .set_type(failure.kind.name())
+                    .set_description(failure.to_string());
                 status
             }
-            Verdict::Skipped { reason } => {
+            Outcome::Skipped(reason) => {
                 let mut status = TestCaseStatus::skipped();
                 status.set_message(reason.as_str());
                 status
@@ -41,11 +42,7 @@ pub(crate) fn report(binary: &str, records: &[Record], total: Duration) -> Repor
         };
         let mut case = TestCase::new(record.name.as_str(), status);
         case.set_classname(binary).set_time(record.duration);
-        if let Verdict::Failed {
-            artifacts: Some(dir),
-            ..
-        } = &record.verdict
-        {
+        if let Some(dir) = record.outcome.failure().and_then(|f| f.artifact_dir()) {
             case.add_property(Property::new("artifacts", dir.display().to_string()));
         }
         suite.add_test_case(case);
@@ -70,29 +67,27 @@ pub(crate) fn write(path: &Path, report: &Report) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
+    use crate::runner::outcome::{ArtifactsFate, Failure, FailureKind};
 
     #[test]
     fn reports_round_trip() {
         let records = vec![
             Record {
                 name: "b::fails".into(),
-                verdict: Verdict::Failed {
-                    message: "boom\n--- console ---\n<&>".into(),
-                    artifacts: Some(PathBuf::from("/a/b")),
-                },
+                outcome: Outcome::Failed(Box::new(Failure {
+                    artifacts: ArtifactsFate::Kept("/a/b".into()),
+                    ..Failure::new(FailureKind::Error, "boom\n--- console ---\n<&>")
+                })),
                 duration: Duration::from_millis(1500),
             },
             Record {
                 name: "a::passes".into(),
-                verdict: Verdict::Passed,
+                outcome: Outcome::Passed,
                 duration: Duration::from_millis(10),
             },
             Record {
                 name: "c::skipped".into(),
-                verdict: Verdict::Skipped {
-                    reason: "qemu-system-x not found".into(),
-                },
+                outcome: Outcome::Skipped("qemu-system-x not found".into()),
                 duration: Duration::ZERO,
             },
         ];
