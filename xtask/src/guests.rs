@@ -127,19 +127,26 @@ pub fn build_builtin(check: bool) -> Result<(), String> {
         std::env::temp_dir().join(format!("qemu-test-xtask-guests-{}", std::process::id()));
     fs::create_dir_all(&scratch)
         .map_err(|e| format!("cannot create {}: {e}", scratch.display()))?;
-    let result = build_all(&guests_dir, &scratch, check);
+    let images_dir = root.join("qemu-test/src/guest/images");
+    let result = build_all(&guests_dir, &images_dir, &scratch, check);
     let _ = fs::remove_dir_all(&scratch);
     result
 }
 
-fn build_all(guests_dir: &Path, scratch: &Path, check: bool) -> Result<(), String> {
+fn build_all(
+    guests_dir: &Path,
+    images_dir: &Path,
+    scratch: &Path,
+    check: bool,
+) -> Result<(), String> {
     let mut stale = Vec::new();
     for guest in GUESTS {
         let tools = find_tools(guest.arch)?;
         let dir = guests_dir.join(guest.dir);
         let fresh = assemble(guest, &tools, &dir, scratch)?;
-        let target = dir.join(guest.output);
-        let display = format!("guests/{}/{}", guest.dir, guest.output);
+        // The images live in the crate that embeds them.
+        let target = images_dir.join(guest.output);
+        let display = format!("qemu-test/src/guest/images/{}", guest.output);
         let committed = match fs::read(&target) {
             Ok(bytes) => Some(bytes),
             Err(e) if e.kind() == ErrorKind::NotFound => None,

@@ -18,7 +18,7 @@
 //!    (`pkgcache-<arch>.bin`), which makes the up-to-date check fast even on
 //!    hosts (Docker images) that disable apt's own.
 //! 2. If `manifest.json` in the output directory records the same package
-//!    versions, the same guest sources (`guests/linux/`) and the same build
+//!    versions, the same guest sources (`qemu-test/src/guest/linux/`) and the same build
 //!    format, and the output files still have the recorded SHA-256, nothing
 //!    is done ("up to date"). Without apt lists (offline), a complete cache
 //!    is kept as it is.
@@ -37,8 +37,8 @@
 //!    `/bin/busybox` (applet links are made at boot by `busybox --install
 //!    -s`), `/dev/console`, the target's kernel modules plus their
 //!    dependencies (read from each module's `.modinfo` `depends=`) with
-//!    `/etc/modules` listing them in load order, and `guests/linux/init`
-//!    plus everything under `guests/linux/rootfs/`. Entries are sorted and
+//!    `/etc/modules` listing them in load order, and `qemu-test/src/guest/linux/init`
+//!    plus everything under its `rootfs/`. Entries are sorted and
 //!    time-stamped 0, so the same inputs give the same bytes.
 //! 6. Writes `manifest.json` last: package names, versions and `.deb`
 //!    SHA-256, the kernel release and format, the modules, a hash of the
@@ -273,7 +273,7 @@ struct Package {
 }
 
 fn build_target(target: &Target, apt: &Apt, out: &Path) -> Result<&'static str, String> {
-    let sources = guest_sources(&util::workspace_root().join("guests/linux"))?;
+    let sources = guest_sources(&util::workspace_root().join("qemu-test/src/guest/linux"))?;
     let sources_sha256 = sources_digest(&sources, target.modules);
     let cached = read_manifest(out);
     let mut packages = match resolve_packages(target, apt) {
