@@ -1,0 +1,136 @@
+//! Ending QEMU: a graceful shutdown (QMP `quit`, or SIGTERM without QMP)
+//! with a timeout and a kill after it, an immediate kill, waiting for QEMU
+//! to exit on its own, and the cleanup after each (events kept, the console
+//! drained, the log saved, the temp dirs removed). Dropping a running
+//! machine kills it.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{read_lossy, Machine, DEFAULT_SHUTDOWN_TIMEOUT};
+use crate::error::{Error, QmpError, Result};
+use crate::os::{self, Signal};
+use crate::qmp::Wait;
+
+impl Machine {
+    /// Shuts QEMU down gracefully (QMP `quit`, or SIGTERM without QMP) and
+    /// waits up to 30 s; see [`shutdown_timeout`](Self::shutdown_timeout).
+    pub fn shutdown(&mut self) -> Result<()> {
+        self.shutdown_timeout(DEFAULT_SHUTDOWN_TIMEOUT)
+    }
+
+    /// Shuts QEMU down gracefully and waits up to `timeout` for it to exit.
+    /// If it does not, it is killed and the result is
+    /// [`Error::AbnormalShutdown`]. Does nothing if not launched. Temp and
+    /// socket dirs are removed either way. The deadline set with
+    /// [`set_deadline`](Self::set_deadline) does not shorten `timeout`.
+    pub fn shutdown_timeout(&mut self, timeout: Duration) -> Result<()> {
+        let Some(run) = self.run.as_mut() else {
+            return Ok(());
+        };
+        let graceful = (|| -> Result<()> {
+            match &run.qmp {
+                Some(q) if !self.quit_issued => {
+                    self.quit_issued = true;
+                    match q.qmp_uncapped("quit", Value::Null, timeout) {
+                        // QEMU may exit before its reply reaches us.
+                        Ok(_) | Err(QmpError::Closed { .. }) | Err(QmpError::Io { .. }) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    // Our own signal: QEMU dying of it is no surprise.
+                    self.user_killed = true;
+                    os::kill_group(run.child.id(), Signal::Term)
+                        .map_err(|e| Error::io("sending SIGTERM to QEMU", e))?
+                }
+            }
+            match os::wait_timeout(&mut run.child, Some(timeout))
+                .map_err(|e| Error::io("waiting for QEMU", e))?
+            {
+                Some(_) => Ok(()),
+                None => Err(Error::WaitTimeout {
+                    pid: run.child.id(),
+                    timeout,
+                }),
+            }
+        })();
+        match graceful {
+            Ok(()) => {
+                self.post_shutdown();
+                Ok(())
+            }
+            Err(cause) => {
+                self.hard_kill();
+                self.post_shutdown();
+                Err(Error::AbnormalShutdown {
+                    log: self.log(),
+                    cause: Box::new(cause),
+                })
+            }
+        }
+    }
+
+    /// Kills QEMU (SIGKILL to its process group) and reaps it.
+    pub fn kill(&mut self) {
+        if self.run.is_some() {
+            self.user_killed = true;
+            self.hard_kill();
+            self.post_shutdown();
+        }
+    }
+
+    /// Waits up to `timeout` for QEMU to exit on its own (e.g. the guest
+    /// powers off), without asking it to; then cleans up like
+    /// [`shutdown`](Self::shutdown). If it does not exit in time it is
+    /// killed and the result is [`Error::AbnormalShutdown`] (as the seed's
+    /// `wait()`).
+    pub fn wait(&mut self, timeout: Duration) -> Result<()> {
+        self.quit_issued = true;
+        self.shutdown_timeout(timeout)
+    }
+
+    fn hard_kill(&mut self) {
+        if let Some(run) = self.run.as_mut() {
+            let _ = os::kill_group(run.child.id(), Signal::Kill);
+            let _ = os::kill_one(run.child.id(), Signal::Kill);
+            let _ = run.child.wait();
+        }
+    }
+
+    fn post_shutdown(&mut self) {
+        let Some(mut run) = self.run.take() else {
+            return;
+        };
+        if let Ok(Some(status)) = run.child.try_wait() {
+            self.exit_code = os::exit_code(status);
+        }
+        if let Some(q) = run.qmp.take() {
+            // Keep what QEMU said last (e.g. SHUTDOWN) for event_wait().
+            if let Ok(events) = q.get_events(Wait::No) {
+                self.events.extend(events);
+            }
+        }
+        if let Some(d) = run.drain.take() {
+            d.finish();
+        }
+        let mut log = read_lossy(&run.qemu_log);
+        if let Some(code) = self.exit_code.filter(|c| *c < 0 && !self.user_killed) {
+            log.push_str(&format!("\n(qemu-test: QEMU received signal {})\n", -code));
+        }
+        self.iolog = Some(log);
+        // Dropping `run` removes the temp and socket dirs.
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        if self.run.is_some() {
+            self.user_killed = true;
+            self.hard_kill();
+            self.post_shutdown();
+        }
+    }
+}
