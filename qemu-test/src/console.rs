@@ -293,20 +293,7 @@ impl Console {
         loop {
             let len = buf.data.len();
             let regex_due = first || regex_scan_due(&buf, last_regex_scan);
-            let mut best: Option<(usize, usize, usize)> = None;
-            for (i, p) in patterns.iter().enumerate() {
-                let from = match p.overlap() {
-                    Some(back) => searched[i].saturating_sub(back).max(buf.cursor),
-                    None if regex_due => buf.cursor,
-                    None => continue,
-                };
-                if let Some((s, e)) = p.find(&buf.data, from) {
-                    if best.is_none_or(|(bs, _, _)| s < bs) {
-                        best = Some((s, e, i));
-                    }
-                }
-                searched[i] = len;
-            }
+            let best = earliest_match(patterns, &buf, &mut searched, regex_due);
             if regex_due {
                 last_regex_scan = (len, Instant::now());
             }
@@ -409,6 +396,34 @@ impl Console {
     pub fn is_closed(&self) -> bool {
         self.inner.lock().closed
     }
+}
+
+/// The earliest match after the cursor among `patterns` as (start, end,
+/// pattern index). `searched[i]` is where pattern `i` last searched in
+/// vain: text patterns only look again at what is new (with their length
+/// as overlap); regexes look at everything, only when `regex_due`.
+fn earliest_match(
+    patterns: &[Pattern],
+    buf: &Buffer,
+    searched: &mut [usize],
+    regex_due: bool,
+) -> Option<(usize, usize, usize)> {
+    let len = buf.data.len();
+    let mut best: Option<(usize, usize, usize)> = None;
+    for (i, p) in patterns.iter().enumerate() {
+        let from = match p.overlap() {
+            Some(back) => searched[i].saturating_sub(back).max(buf.cursor),
+            None if regex_due => buf.cursor,
+            None => continue,
+        };
+        if let Some((s, e)) = p.find(&buf.data, from) {
+            if best.is_none_or(|(bs, _, _)| s < bs) {
+                best = Some((s, e, i));
+            }
+        }
+        searched[i] = len;
+    }
+    best
 }
 
 fn regex_scan_due(buf: &Buffer, (len_then, when): (usize, Instant)) -> bool {

@@ -13,6 +13,8 @@
 //! shuts the VM down; its logs stay in the snapshot's `create/` directory.
 
 use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::error::{BoxError, SnapshotError};
@@ -25,9 +27,10 @@ use crate::runner::trial::{Context, TestCase};
 use crate::runner::watchdog::{deadline_after, killer, run_body, seconds, BodyEnd};
 use crate::runner::Vm;
 use crate::snapshot::{file_identity, Snapshot, SnapshotKey, SnapshotStore};
+use crate::spec::VmSpec;
 
 /// How long saving the state may take.
-const SAVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+const SAVE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A snapshot ready to restore, and a line about it for the test's notes.
 #[derive(Debug)]
@@ -72,23 +75,7 @@ pub(crate) fn prepare(
     ctx: &Context,
 ) -> Result<Prepared, String> {
     let spec = &plan.spec;
-    let readiness = match (case.def.setup, spec.builtin_guest().and_then(|g| g.ready)) {
-        (Some(setup), _) => Readiness::Setup(setup),
-        (None, Some(marker)) if spec.console.is_some() => Readiness::Marker(marker),
-        (None, Some(_)) => {
-            return Err(format!(
-                "snapshot = {name:?}: the snapshot is saved once the guest prints its ready marker on the console, \
-                 but the test has no console; add `console` (or a `setup = path::to::fn`)"
-            ))
-        }
-        (None, None) => {
-            return Err(format!(
-                "snapshot = {name:?} needs `setup = path::to::fn` (a fn(&mut Vm) -> TestResult that gets \
-                 the VM ready to be saved, e.g. waits for its shell): the kernel is not a built-in guest \
-                 with a known ready marker"
-            ))
-        }
-    };
+    let readiness = readiness(name, case, spec)?;
     let args = vm_args(spec, accel).map_err(|e| format!("cannot prepare the guest image: {e}"))?;
     let store = SnapshotStore::new(ctx.root.join("snapshots"));
     let key =
@@ -100,56 +87,15 @@ pub(crate) fn prepare(
             "snapshot {name:?} could not be made earlier in this run, so this test cannot start from it:\n{failure}"
         ));
     }
-    let made = store.get_or_create(&key, |state, logs| {
-        let _slots = scheduler(ctx.config.jobs).acquire(Need::for_vm(spec.smp, spec.memory_mib()));
-        let mut machine = build_machine(plan, args.clone(), logs);
-        machine.map_ram_for_saving(state);
-        let timeout = spec.timeout;
-        let deadline = deadline_after(timeout);
-        machine.set_deadline(Some(deadline));
-        machine.launch()?;
-        let kill = killer(&machine);
-        let vm = Vm::new(machine, logs.to_path_buf(), format!("snapshot {name}"));
-        let thread = format!("{}/snapshot-{name}", case.name);
-        let ran = match readiness {
-            Readiness::Setup(setup) => run_body(&thread, (deadline, timeout), vm, setup.run, kill),
-            Readiness::Marker(marker) => {
-                let wait =
-                    move |vm: &mut Vm| match vm.console().with_timeout(timeout).wait_for(marker) {
-                        Ok(_) => BodyResult::Passed,
-                        Err(e) => BodyResult::Failed(BodyError::from_error(&e)),
-                    };
-                run_body(&thread, (deadline, timeout), vm, wait, kill)
-            }
-        }?;
-        let failure = match ran.1 {
-            BodyEnd::Passed => None,
-            BodyEnd::Failed(said) => Some(format!("the setup failed: {}", said.message)),
-            BodyEnd::Skipped(reason) => Some(format!(
-                "the setup skipped (a setup cannot skip its tests): {reason}"
-            )),
-            BodyEnd::TimedOut { said, .. } => Some(format!(
-                "the setup did not finish within the test's timeout ({}){}",
-                seconds(timeout),
-                said.map(|s| format!(": {}", s.message)).unwrap_or_default()
-            )),
-        };
-        let mut vm = ran.0.ok_or("the setup's thread had to be abandoned")?;
-        if let Some(failure) = failure {
-            vm.kill();
-            return Err(failure.into());
-        }
-        vm.set_deadline(None);
-        let saved: Result<(), BoxError> = vm
-            .save_state(state, SAVE_TIMEOUT)
-            .map_err(Into::into)
-            .and_then(|()| vm.teardown().map_err(Into::into));
-        if saved.is_err() {
-            vm.kill();
-        }
-        saved
-    });
-    match made {
+    let maker = Maker {
+        name,
+        case,
+        plan,
+        args: &args,
+        readiness,
+        ctx,
+    };
+    match store.get_or_create(&key, |state, logs| maker.make(state, logs)) {
         Ok(snapshot) => {
             let how = if snapshot.created() {
                 "made by this test"
@@ -173,6 +119,95 @@ pub(crate) fn prepare(
             *failed = Some(format!("(in test {}) {message}", case.name));
             Err(message)
         }
+    }
+}
+
+/// What gets the snapshot's VM ready: the test's `setup`, else the
+/// built-in guest's ready marker on the console.
+fn readiness(name: &str, case: &TestCase, spec: &VmSpec) -> Result<Readiness, String> {
+    match (case.def.setup, spec.builtin_guest().and_then(|g| g.ready)) {
+        (Some(setup), _) => Ok(Readiness::Setup(setup)),
+        (None, Some(marker)) if spec.console.is_some() => Ok(Readiness::Marker(marker)),
+        (None, Some(_)) => Err(format!(
+            "snapshot = {name:?}: the snapshot is saved once the guest prints its ready marker on the console, \
+             but the test has no console; add `console` (or a `setup = path::to::fn`)"
+        )),
+        (None, None) => Err(format!(
+            "snapshot = {name:?} needs `setup = path::to::fn` (a fn(&mut Vm) -> TestResult that gets \
+             the VM ready to be saved, e.g. waits for its shell): the kernel is not a built-in guest \
+             with a known ready marker"
+        )),
+    }
+}
+
+/// Makes one snapshot: boots the VM, gets it ready, saves it.
+struct Maker<'a> {
+    name: &'a str,
+    case: &'a TestCase,
+    plan: &'a Plan,
+    args: &'a [String],
+    readiness: Readiness,
+    ctx: &'a Context,
+}
+
+impl Maker<'_> {
+    /// Boots under the test's timeout (with a host budget of its own), gets
+    /// the VM ready on the watchdog's terms, saves it to `state` and shuts
+    /// it down; the boot's logs go to `logs`. QEMU is killed on any failure.
+    fn make(&self, state: &Path, logs: &Path) -> Result<(), BoxError> {
+        let spec = &self.plan.spec;
+        let _slots =
+            scheduler(self.ctx.config.jobs).acquire(Need::for_vm(spec.smp, spec.memory_mib()));
+        let mut machine = build_machine(self.plan, self.args.to_vec(), logs);
+        machine.map_ram_for_saving(state);
+        let timeout = spec.timeout;
+        let deadline = deadline_after(timeout);
+        machine.set_deadline(Some(deadline));
+        machine.launch()?;
+        let kill = killer(&machine);
+        let vm = Vm::new(machine, logs.to_path_buf(), format!("snapshot {}", self.name));
+        let thread = format!("{}/snapshot-{}", self.case.name, self.name);
+        let (vm, end) = match self.readiness {
+            Readiness::Setup(setup) => run_body(&thread, (deadline, timeout), vm, setup.run, kill),
+            Readiness::Marker(marker) => {
+                let wait =
+                    move |vm: &mut Vm| match vm.console().with_timeout(timeout).wait_for(marker) {
+                        Ok(_) => BodyResult::Passed,
+                        Err(e) => BodyResult::Failed(BodyError::from_error(&e)),
+                    };
+                run_body(&thread, (deadline, timeout), vm, wait, kill)
+            }
+        }?;
+        let mut vm = vm.ok_or("the setup's thread had to be abandoned")?;
+        if let Some(failure) = setup_failure(end, timeout) {
+            vm.kill();
+            return Err(failure.into());
+        }
+        vm.set_deadline(None);
+        let saved: Result<(), BoxError> = vm
+            .save_state(state, SAVE_TIMEOUT)
+            .map_err(Into::into)
+            .and_then(|()| vm.teardown().map_err(Into::into));
+        if saved.is_err() {
+            vm.kill();
+        }
+        saved
+    }
+}
+
+/// Why getting the VM ready failed, if it did.
+fn setup_failure(end: BodyEnd, timeout: Duration) -> Option<String> {
+    match end {
+        BodyEnd::Passed => None,
+        BodyEnd::Failed(said) => Some(format!("the setup failed: {}", said.message)),
+        BodyEnd::Skipped(reason) => Some(format!(
+            "the setup skipped (a setup cannot skip its tests): {reason}"
+        )),
+        BodyEnd::TimedOut { said, .. } => Some(format!(
+            "the setup did not finish within the test's timeout ({}){}",
+            seconds(timeout),
+            said.map(|s| format!(": {}", s.message)).unwrap_or_default()
+        )),
     }
 }
 
