@@ -23,7 +23,7 @@ use crate::runner::outcome::{BodyError, BodyResult};
 use crate::runner::registry::Setup;
 use crate::runner::resolve::Plan;
 use crate::runner::scheduler::{scheduler, Need};
-use crate::runner::trial::{Context, TestCase};
+use crate::runner::case::{Context, TestCase};
 use crate::runner::watchdog::{deadline_after, killer, run_body, seconds, BodyEnd};
 use crate::runner::Vm;
 use crate::snapshot::{file_identity, Snapshot, SnapshotKey, SnapshotStore};

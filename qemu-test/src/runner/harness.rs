@@ -24,7 +24,7 @@ use crate::runner::outcome::{Outcome, Record};
 use crate::runner::registry::{Body, TestDef};
 use crate::runner::report::{junit, summary};
 use crate::runner::resolve::{self, Unrunnable};
-use crate::runner::trial::{Context, TestCase};
+use crate::runner::case::{Context, TestCase};
 
 /// Runs `defs` as libtest-mimic trials with `args`; returns the exit code.
 pub(crate) fn run(defs: &'static [TestDef], mut args: Arguments) -> ExitCode {

@@ -3,22 +3,27 @@
 //!
 //! `qemu_test::main!()` expands to a `main` calling [`run_registered`],
 //! which runs every `#[qemu_test]` of the binary through libtest-mimic.
-//! One file per stage:
+//! One file per stage, in the order a test meets them:
 //!
 //! | module | concern |
 //! | --- | --- |
 //! | `registry` | what `#[qemu_test]` expands to ([`registry::TestDef`]) |
-//! | `harness` | libtest-mimic glue: trials, names, filters, exit code |
 //! | `env` | the `QEMU_TEST_*` variables, parsed once |
-//! | `resolve` | spec → QEMU binary, machine type, CPU, accelerator, or a skip reason |
-//! | `accel` | the KVM probe (does KVM really boot a guest here?) |
+//! | `harness` | libtest-mimic glue: cases → trials → run → reports |
+//! | `case` | a registered test ready to run, and what all tests share |
+//! | `resolve` | spec → QEMU binary, machine type, accelerator, or why it cannot run |
+//! | `accel` | the KVM probe (does KVM really run a guest here?) |
+//! | `booted` | `snapshot = "name"`: find or make the booted snapshot a test starts from |
 //! | `scheduler` | the host budget (vCPUs, memory), shared across processes with slot files |
 //! | `artifacts` | artifact dirs, `cmdline.txt`, `repro.sh` |
-//! | `snapshot` | `snapshot = "name"`: find or make the booted snapshot a test starts from |
-//! | `trial` | one test: admit, launch, body under a deadline with a watchdog, teardown, verdict |
-//! | `pause` | `QEMU_TEST_ON_FAILURE=pause` |
-//! | `junit` | the JUnit XML report |
+//! | `launch` | a test's machine: its arguments and logs |
+//! | `trial` | one test: admit, launch, body, judge, tear down, collect |
+//! | `watchdog` | a body on its own thread under the test's deadline |
 //! | `vm` | [`Vm`], what a test body receives |
+//! | `pause` | `QEMU_TEST_ON_FAILURE=pause` |
+//! | `outcome` | the typed result every report reads: [`Skip`], outcomes, failures |
+//! | `report` | the skip summary and the JUnit XML report |
+//! | `state` | the runner's host-wide state dir |
 //!
 //! The configuration (all environment variables):
 //!
@@ -36,6 +41,7 @@
 mod accel;
 mod artifacts;
 mod booted;
+mod case;
 mod env;
 mod harness;
 mod launch;

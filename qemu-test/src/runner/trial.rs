@@ -6,50 +6,25 @@
 //! libtest-mimic.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, Once};
+use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use crate::console::Console;
 use crate::machine::Machine;
 use crate::runner::artifacts::{self, ArtifactDir};
 use crate::runner::booted::{self, Prepared};
-use crate::runner::env::{Config, OnFailure};
+use crate::runner::case::{Context, TestCase};
+use crate::runner::env::OnFailure;
 use crate::runner::launch::{build_machine, vm_args};
 use crate::runner::outcome::{
     ArtifactsFate, BodyError, BodyResult, ConsoleEvidence, Failure, FailureKind, Outcome, Record,
     CONSOLE_TAIL, QEMU_TAIL,
 };
-use crate::runner::registry::{Body, ShouldFail, TestDef};
+use crate::runner::registry::{Body, ShouldFail};
 use crate::runner::resolve::{self, AccelChoice, Plan, Unrunnable};
 use crate::runner::scheduler::{scheduler, Need};
 use crate::runner::watchdog::{deadline_after, killer, run_body, seconds, BodyEnd, GRACE};
 use crate::runner::{pause, Vm};
-use crate::spec::VmSpec;
-
-/// What is shared by every trial of the process.
-#[derive(Debug)]
-pub(crate) struct Context {
-    pub(crate) config: &'static Config,
-    /// The artifact root.
-    pub(crate) root: PathBuf,
-    /// The test binary's name.
-    pub(crate) binary: String,
-    /// The directory the tests run in (for `repro.sh`).
-    pub(crate) cwd: PathBuf,
-    /// Every test's result, for the reports.
-    pub(crate) records: Mutex<Vec<Record>>,
-}
-
-/// One registered test, ready to run.
-#[derive(Debug)]
-pub(crate) struct TestCase {
-    pub(crate) def: &'static TestDef,
-    /// `module::function`, without the crate.
-    pub(crate) name: String,
-    pub(crate) spec: VmSpec,
-    /// The resolved VM, for a body that takes one.
-    pub(crate) plan: Option<Result<Plan, Unrunnable>>,
-}
 
 /// A verdict before the evidence (console, QEMU's output, artifacts) is
 /// gathered.
