@@ -270,7 +270,10 @@ fn the_parser_reads_grouped_and_relative_imports() {
         ]
     );
     assert_eq!(module_of(&src().join("runner/mod.rs")), "runner");
-    assert_eq!(module_of(&src().join("runner/outcome.rs")), "runner::outcome");
+    assert_eq!(
+        module_of(&src().join("runner/outcome.rs")),
+        "runner::outcome"
+    );
     assert_eq!(module_of(&src().join("lib.rs")), "");
 }
 
@@ -293,14 +296,33 @@ fn no_import_cycles_between_modules() {
 fn lower_layers_do_not_reach_up() {
     let top = top_level(&graph());
     let forbidden: &[(&str, &[&str])] = &[
-        ("os", &["machine", "runner", "spec", "snapshot", "qmp", "console", "shell", "guest"]),
+        (
+            "os",
+            &[
+                "machine", "runner", "spec", "snapshot", "qmp", "console", "shell", "guest",
+            ],
+        ),
         ("events", &["qmp", "machine", "runner", "spec", "snapshot"]),
-        ("qmp", &["machine", "runner", "spec", "snapshot", "console", "shell"]),
-        ("console", &["machine", "runner", "spec", "snapshot", "qmp", "shell"]),
+        (
+            "qmp",
+            &["machine", "runner", "spec", "snapshot", "console", "shell"],
+        ),
+        (
+            "console",
+            &["machine", "runner", "spec", "snapshot", "qmp", "shell"],
+        ),
         ("machine", &["runner", "spec", "snapshot", "shell", "guest"]),
         ("snapshot", &["runner", "spec"]),
-        ("spec", &["machine", "runner", "snapshot", "qmp", "console", "shell"]),
-        ("guest", &["machine", "runner", "spec", "snapshot", "qmp", "console", "shell"]),
+        (
+            "spec",
+            &["machine", "runner", "snapshot", "qmp", "console", "shell"],
+        ),
+        (
+            "guest",
+            &[
+                "machine", "runner", "spec", "snapshot", "qmp", "console", "shell",
+            ],
+        ),
         ("shell", &["machine", "runner", "spec", "snapshot"]),
     ];
     let mut wrong = Vec::new();
@@ -339,9 +361,15 @@ fn functions_are_short() {
         let lines: Vec<&str> = text.lines().collect();
         for (i, line) in lines.iter().enumerate() {
             let trimmed = line.trim_start();
-            let is_fn = ["fn ", "pub fn ", "pub(crate) fn ", "pub(super) fn ", "const fn "]
-                .iter()
-                .any(|p| trimmed.starts_with(p));
+            let is_fn = [
+                "fn ",
+                "pub fn ",
+                "pub(crate) fn ",
+                "pub(super) fn ",
+                "const fn ",
+            ]
+            .iter()
+            .any(|p| trimmed.starts_with(p));
             if !is_fn {
                 continue;
             }
@@ -362,7 +390,12 @@ fn functions_are_short() {
                 }
                 if opened && depth == 0 {
                     if j - i + 1 > LIMIT {
-                        long.push(format!("{}:{} ({} lines)", file.display(), i + 1, j - i + 1));
+                        long.push(format!(
+                            "{}:{} ({} lines)",
+                            file.display(),
+                            i + 1,
+                            j - i + 1
+                        ));
                     }
                     break;
                 }

@@ -14,16 +14,16 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::Duration;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use crate::error::{BoxError, SnapshotError};
+use crate::runner::case::{Context, TestCase};
 use crate::runner::launch::{build_machine, vm_args};
 use crate::runner::outcome::{BodyError, BodyResult};
 use crate::runner::registry::Setup;
 use crate::runner::resolve::Plan;
 use crate::runner::scheduler::{scheduler, Need};
-use crate::runner::case::{Context, TestCase};
 use crate::runner::watchdog::{deadline_after, killer, run_body, seconds, BodyEnd};
 use crate::runner::Vm;
 use crate::snapshot::{file_identity, Snapshot, SnapshotKey, SnapshotStore};
@@ -165,7 +165,11 @@ impl Maker<'_> {
         machine.set_deadline(Some(deadline));
         machine.launch()?;
         let kill = killer(&machine);
-        let vm = Vm::new(machine, logs.to_path_buf(), format!("snapshot {}", self.name));
+        let vm = Vm::new(
+            machine,
+            logs.to_path_buf(),
+            format!("snapshot {}", self.name),
+        );
         let thread = format!("{}/snapshot-{}", self.case.name, self.name);
         let (vm, end) = match self.readiness {
             Readiness::Setup(setup) => run_body(&thread, (deadline, timeout), vm, setup.run, kill),

@@ -19,12 +19,12 @@ use std::time::{Duration, Instant};
 use libtest_mimic::{Arguments, Trial};
 
 use crate::runner::artifacts;
+use crate::runner::case::{Context, TestCase};
 use crate::runner::env::{self, Config};
 use crate::runner::outcome::{Outcome, Record};
 use crate::runner::registry::{Body, TestDef};
 use crate::runner::report::{junit, summary};
 use crate::runner::resolve::{self, Unrunnable};
-use crate::runner::case::{Context, TestCase};
 
 /// Runs `defs` as libtest-mimic trials with `args`; returns the exit code.
 pub(crate) fn run(defs: &'static [TestDef], mut args: Arguments) -> ExitCode {

@@ -21,7 +21,6 @@
 //! # Ok(()) }
 //! ```
 
-use std::fmt;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -29,124 +28,18 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use regex::bytes::Regex;
-
 use crate::deadline::DeadlineCap;
 use crate::error::ConsoleError;
+
+mod pattern;
+
+pub use pattern::{Match, Pattern};
 
 /// The default timeout of console waits.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How many lines of output an error shows.
 const TAIL_LINES: usize = 20;
-
-/// What a console wait looks for.
-#[derive(Clone)]
-pub struct Pattern {
-    kind: Kind,
-    failure: bool,
-}
-
-#[derive(Clone)]
-enum Kind {
-    Text(Vec<u8>),
-    Regex(Regex),
-}
-
-impl Pattern {
-    /// Literal text (bytes).
-    pub fn text(text: impl AsRef<[u8]>) -> Self {
-        Pattern {
-            kind: Kind::Text(text.as_ref().to_vec()),
-            failure: false,
-        }
-    }
-
-    /// A regular expression over the output bytes (`regex::bytes` syntax).
-    pub fn regex(re: &str) -> Result<Self, ConsoleError> {
-        Ok(Pattern {
-            kind: Kind::Regex(Regex::new(re)?),
-            failure: false,
-        })
-    }
-
-    /// Marks this pattern as a failure: if it appears first, the wait fails
-    /// at once with [`ConsoleError::Failure`] (like QEMU functional tests'
-    /// `failure_message`).
-    pub fn fails(mut self) -> Self {
-        self.failure = true;
-        self
-    }
-
-    /// Whether this is a failure pattern.
-    pub fn is_failure(&self) -> bool {
-        self.failure
-    }
-
-    /// The first match in `hay` at or after `from`: (start, end).
-    fn find(&self, hay: &[u8], from: usize) -> Option<(usize, usize)> {
-        match &self.kind {
-            Kind::Text(t) if t.is_empty() => Some((from, from)),
-            Kind::Text(t) => {
-                memchr::memmem::find(&hay[from..], t).map(|i| (from + i, from + i + t.len()))
-            }
-            Kind::Regex(re) => re.find_at(hay, from).map(|m| (m.start(), m.end())),
-        }
-    }
-
-    /// For text, how far back from the end of the already searched output
-    /// a match may still start (a match can straddle old and new bytes).
-    fn overlap(&self) -> Option<usize> {
-        match &self.kind {
-            Kind::Text(t) => Some(t.len().saturating_sub(1)),
-            Kind::Regex(_) => None,
-        }
-    }
-}
-
-impl From<&str> for Pattern {
-    fn from(s: &str) -> Self {
-        Pattern::text(s)
-    }
-}
-impl From<String> for Pattern {
-    fn from(s: String) -> Self {
-        Pattern::text(s)
-    }
-}
-
-impl fmt::Debug for Pattern {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-impl fmt::Display for Pattern {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.kind {
-            Kind::Text(t) => write!(f, "{:?}", String::from_utf8_lossy(t)),
-            Kind::Regex(re) => write!(f, "regex /{}/", re.as_str()),
-        }
-    }
-}
-
-/// A successful console wait.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Match {
-    /// Which pattern matched (its index in the list given).
-    pub index: usize,
-    /// The matched bytes.
-    pub matched: Vec<u8>,
-    /// Everything printed between the previous cursor and the match.
-    pub before: Vec<u8>,
-}
-
-impl Match {
-    /// The matched text, lossily decoded.
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.matched).into_owned()
-    }
-}
 
 #[derive(Debug, Default)]
 struct Buffer {
