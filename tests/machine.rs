@@ -237,6 +237,44 @@ fn wait_for_a_guest_that_never_powers_off_is_abnormal() {
     }
 }
 
+/// B1 (issue 16): without QMP, `wait` used to send SIGTERM at once and
+/// return after a few ms; it must wait the whole timeout and never signal.
+#[test]
+fn wait_without_qmp_never_signals() {
+    let mut vm = Machine::builder(X86)
+        .args(["-S", "-machine", "none"])
+        .build();
+    vm.set_qmp_monitor(false);
+    vm.launch().unwrap();
+    let started = std::time::Instant::now();
+    let err = vm.wait(Duration::from_secs(3)).unwrap_err();
+    assert!(started.elapsed() >= Duration::from_secs(3), "{:?}", started.elapsed());
+    match err {
+        Error::AbnormalShutdown { cause, log } => {
+            assert!(matches!(*cause, Error::WaitTimeout { .. }), "{cause:?}");
+            assert!(!log.contains("terminating on signal"), "{log}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Killed after the timeout: by our SIGKILL, not a SIGTERM.
+    assert_eq!(vm.exit_code(), Some(-9));
+}
+
+/// B1: a QEMU that exits by itself (an empty `-cpu`) reports its own exit
+/// code to `wait`, not one of a signal racing it; `None` is the default
+/// timeout.
+#[test]
+fn wait_reports_qemus_own_exit_code() {
+    let mut vm = Machine::builder(X86)
+        .args(["-S", "-machine", "none", "-cpu", ""])
+        .build();
+    vm.set_qmp_monitor(false);
+    vm.launch().unwrap();
+    vm.wait(None).unwrap();
+    assert_eq!(vm.exit_code(), Some(1));
+    assert!(vm.log().contains("-cpu option cannot be empty"), "{}", vm.log());
+}
+
 #[test]
 fn commands_from_several_threads_each_get_their_own_reply() {
     const THREADS: usize = 4;

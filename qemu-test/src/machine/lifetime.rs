@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{read_lossy, Machine, DEFAULT_SHUTDOWN_TIMEOUT};
+use super::{read_lossy, Machine, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_WAIT_TIMEOUT};
 use crate::error::{Error, QmpError, Result};
 use crate::os::{self, Signal};
 use crate::qmp::Wait;
@@ -26,12 +26,55 @@ impl Machine {
     /// socket dirs are removed either way. The deadline set with
     /// [`set_deadline`](Self::set_deadline) does not shorten `timeout`.
     pub fn shutdown_timeout(&mut self, timeout: Duration) -> Result<()> {
+        self.end(Ending::Ask, timeout)
+    }
+
+    /// Kills QEMU (SIGKILL to its process group) and reaps it.
+    pub fn kill(&mut self) {
+        if self.run.is_some() {
+            self.user_killed = true;
+            self.hard_kill();
+            self.post_shutdown();
+        }
+    }
+
+    /// Waits for QEMU to exit on its own (e.g. the guest powers off, or QEMU
+    /// fails at start-up), without asking it to and without signalling it,
+    /// for up to `timeout` (`None`: [`DEFAULT_WAIT_TIMEOUT`], 30 s, the
+    /// seed's default); then cleans up like [`shutdown`](Self::shutdown).
+    /// If it does not exit in time it is killed and the result is
+    /// [`Error::AbnormalShutdown`] (as the seed's `wait()`).
+    ///
+    /// ```no_run
+    /// // QEMU rejects the empty CPU model and exits with status 1.
+    /// let mut vm = qemu_test::Machine::builder("qemu-system-x86_64")
+    ///     .args(["-S", "-machine", "none", "-cpu", ""])
+    ///     .build();
+    /// vm.set_qmp_monitor(false);
+    /// vm.launch()?;
+    /// vm.wait(None)?;
+    /// assert_eq!(vm.exit_code(), Some(1));
+    /// assert!(vm.log().contains("-cpu option cannot be empty"));
+    /// # Ok::<(), qemu_test::Error>(())
+    /// ```
+    pub fn wait(&mut self, timeout: impl Into<Option<Duration>>) -> Result<()> {
+        let timeout = timeout.into().unwrap_or(DEFAULT_WAIT_TIMEOUT);
+        self.end(Ending::Await, timeout)
+    }
+
+    /// Ends QEMU as `ending` says, waiting up to `timeout` for it to exit;
+    /// kills it after that.
+    fn end(&mut self, ending: Ending, timeout: Duration) -> Result<()> {
         let Some(run) = self.run.as_mut() else {
             return Ok(());
         };
         let graceful = (|| -> Result<()> {
-            match &run.qmp {
-                Some(q) if !self.quit_issued => {
+            match (ending, &run.qmp) {
+                // `wait` never asks, with or without QMP.
+                (Ending::Await, _) => {}
+                // Asked already (a `quit` through `qmp()`).
+                (Ending::Ask, _) if self.quit_issued => {}
+                (Ending::Ask, Some(q)) => {
                     self.quit_issued = true;
                     match q.qmp_uncapped("quit", Value::Null, timeout) {
                         // QEMU may exit before its reply reaches us.
@@ -39,9 +82,9 @@ impl Machine {
                         Err(e) => return Err(e.into()),
                     }
                 }
-                Some(_) => {}
-                None => {
+                (Ending::Ask, None) => {
                     // Our own signal: QEMU dying of it is no surprise.
+                    self.quit_issued = true;
                     self.user_killed = true;
                     os::kill_group(run.child.id(), Signal::Term)
                         .map_err(|e| Error::io("sending SIGTERM to QEMU", e))?
@@ -71,25 +114,6 @@ impl Machine {
                 })
             }
         }
-    }
-
-    /// Kills QEMU (SIGKILL to its process group) and reaps it.
-    pub fn kill(&mut self) {
-        if self.run.is_some() {
-            self.user_killed = true;
-            self.hard_kill();
-            self.post_shutdown();
-        }
-    }
-
-    /// Waits up to `timeout` for QEMU to exit on its own (e.g. the guest
-    /// powers off), without asking it to; then cleans up like
-    /// [`shutdown`](Self::shutdown). If it does not exit in time it is
-    /// killed and the result is [`Error::AbnormalShutdown`] (as the seed's
-    /// `wait()`).
-    pub fn wait(&mut self, timeout: Duration) -> Result<()> {
-        self.quit_issued = true;
-        self.shutdown_timeout(timeout)
     }
 
     fn hard_kill(&mut self) {
@@ -123,6 +147,15 @@ impl Machine {
         self.iolog = Some(log);
         // Dropping `run` removes the temp and socket dirs.
     }
+}
+
+/// How a shutdown begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    /// Ask QEMU to quit (QMP `quit`, or SIGTERM without a monitor).
+    Ask,
+    /// Only wait for QEMU to exit by itself.
+    Await,
 }
 
 impl Drop for Machine {

@@ -60,6 +60,9 @@ use owned_dir::OwnedDir;
 pub const DEFAULT_QMP_TIMEOUT: Duration = Duration::from_secs(30);
 /// The default time `shutdown()` waits for QEMU to exit.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default time `wait(None)` waits for QEMU to exit on its own (as
+/// upstream's `wait()`).
+pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where the QMP monitor is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
