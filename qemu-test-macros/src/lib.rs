@@ -74,12 +74,12 @@ use proc_macro::TokenStream;
 /// | `args` | `["-no-reboot", "-d", "guest_errors"]` | extra arguments, verbatim, one string per argument |
 /// | `console` | flag, or a device type such as `"isa-serial"` | attach the serial console (`vm.console()`): to the machine's default serial port, or to a `-device` of that type |
 /// | `console_index` | `1` (integer literal) | fill that many serial ports with `null` before the console; requires `console` |
-/// | `timeout` | `"60s"`, `"2m"`, `"1m 30s"`, `"500ms"` | the per-test deadline (default 60 s): the VM is killed and the test fails. Any [humantime] duration other than zero |
+/// | `timeout` | `"60s"`, `"2m"`, `"1m 30s"`, `"500ms"` | the per-test deadline (default 60 s, `no_vm` tests too): the VM is killed and the test fails; a body still running is abandoned. Any [humantime] duration other than zero |
 /// | `snapshot` | `"name"` (letters, digits, `-`, `_`, `.`) | start from a shared booted snapshot: the VM is booted once (per key), got ready, saved, and every test with the same snapshot and VM starts from a restored copy; see below |
 /// | `setup` | a path: `setup = wait_for_shell` | the function (`fn(&mut Vm) -> TestResult`) that gets a `snapshot`'s VM ready before it is saved; requires `snapshot`. Without it, a built-in guest's ready marker (`login:`, the Linux shell's marker) is waited for |
 /// | `ignore` | flag, or `"reason"` | skip the test unless run with `--ignored` |
 /// | `should_fail` | flag, or `"message"` | the test must fail (return `Err` or panic), with a message containing the given text if there is one |
-/// | `no_vm` | flag | a plain test without a VM: the function takes no parameters, and only `ignore` and `should_fail` may be combined with it |
+/// | `no_vm` | flag | a plain test without a VM (it may drive `Machine`s itself): the function takes no parameters, and only `timeout` (default 60 s), `ignore` and `should_fail` may be combined with it |
 ///
 /// Several drives are given as one array (`drive = ["a", "b"]`), not by
 /// repeating the key: like every key, `drive` may appear only once.

@@ -277,7 +277,6 @@ impl Config {
             self.args.as_ref().map(Setting::position),
             self.console.as_ref().map(Setting::position),
             self.console_index.as_ref().map(Setting::position),
-            self.timeout.as_ref().map(Setting::position),
             self.snapshot.as_ref().map(Setting::position),
             self.setup.as_ref().map(Setting::position),
         ]
@@ -734,9 +733,9 @@ mod tests {
 
     #[test]
     fn vm_keys_come_in_argument_order() {
-        let config = parse(quote!(timeout = "5s", ignore, machine = "virt", no_vm));
+        let config = parse(quote!(snapshot = "s", timeout = "5s", ignore, machine = "virt", no_vm));
         let keys: Vec<String> = config.vm_keys().iter().map(ToString::to_string).collect();
-        assert_eq!(keys, ["timeout", "machine"]);
+        assert_eq!(keys, ["snapshot", "machine"]);
     }
 
     #[test]

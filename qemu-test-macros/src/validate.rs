@@ -48,7 +48,7 @@ pub(crate) fn config(config: &Config) -> Option<syn::Error> {
                 key.span(),
                 format!(
                     "`{key}` cannot be combined with `no_vm`: a `no_vm` test starts no VM \
-                     (only `ignore` and `should_fail` apply)"
+                     (only `timeout`, `ignore` and `should_fail` apply)"
                 ),
             ));
         }
@@ -226,7 +226,7 @@ mod tests {
 
     #[test]
     fn no_vm_rejects_every_vm_key() {
-        let parsed = parse_args(quote!(no_vm, machine = "virt", ignore, timeout = "1s")).unwrap();
+        let parsed = parse_args(quote!(no_vm, machine = "virt", ignore, smp = 2)).unwrap();
         let errors: Vec<String> = config(&parsed.config)
             .unwrap()
             .into_iter()
@@ -234,8 +234,10 @@ mod tests {
             .collect();
         assert_eq!(errors.len(), 2);
         assert!(errors[0].starts_with("`machine` cannot be combined with `no_vm`"));
-        assert!(errors[1].starts_with("`timeout` cannot be combined with `no_vm`"));
+        assert!(errors[1].starts_with("`smp` cannot be combined with `no_vm`"));
         assert!(config_error(quote!(no_vm, ignore = "x", should_fail)).is_none());
+        // B2 (issue 16): a `no_vm` test has a deadline too, and sets it.
+        assert!(config_error(quote!(no_vm, timeout = "5m")).is_none());
     }
 
     #[test]
