@@ -248,7 +248,11 @@ fn wait_without_qmp_never_signals() {
     vm.launch().unwrap();
     let started = std::time::Instant::now();
     let err = vm.wait(Duration::from_secs(3)).unwrap_err();
-    assert!(started.elapsed() >= Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
     match err {
         Error::AbnormalShutdown { cause, log } => {
             assert!(matches!(*cause, Error::WaitTimeout { .. }), "{cause:?}");
@@ -272,7 +276,11 @@ fn wait_reports_qemus_own_exit_code() {
     vm.launch().unwrap();
     vm.wait(None).unwrap();
     assert_eq!(vm.exit_code(), Some(1));
-    assert!(vm.log().contains("-cpu option cannot be empty"), "{}", vm.log());
+    assert!(
+        vm.log().contains("-cpu option cannot be empty"),
+        "{}",
+        vm.log()
+    );
 }
 
 #[test]

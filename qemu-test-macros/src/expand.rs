@@ -27,7 +27,7 @@ use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{FnArg, ItemFn, LitStr, ReturnType};
 
-use crate::parse::{self, Config, Errors, Image, Setting};
+use crate::parse::{self, Config, Errors, Image, Setting, Smp};
 use crate::validate;
 
 /// The attribute: parse, validate, emit.
@@ -173,11 +173,10 @@ fn spec(config: &Config) -> TokenStream {
     string("with_machine", &config.machine);
     string("with_cpu", &config.cpu);
     if let Some(smp) = &config.smp {
-        calls.extend(call(
-            "with_smp",
-            smp.value.span,
-            u32_literal(smp.value.value, smp.value.span),
-        ));
+        calls.extend(match &smp.value {
+            Smp::Count(count) => call("with_smp", count.span, u32_literal(count.value, count.span)),
+            Smp::Syntax(lit) => call("with_smp", lit.span(), lit.to_token_stream()),
+        });
     }
     if let Some(memory) = &config.memory {
         let size = LitStr::new(&memory.value.value, memory.value.span);
@@ -241,6 +240,15 @@ fn spec(config: &Config) -> TokenStream {
             snapshot.value.span(),
             snapshot.value.to_token_stream(),
         ));
+    }
+    for (method, setting) in [("with_qmp", &config.qmp), ("with_launch", &config.launch)] {
+        if let Some(Setting { value, .. }) = setting {
+            calls.extend(call(method, value.span(), value.to_token_stream()));
+        }
+    }
+    if let Some(siblings) = &config.siblings {
+        let count = u32_literal(siblings.value.value, siblings.value.span);
+        calls.extend(call("with_siblings", siblings.value.span, count));
     }
     calls
 }
@@ -488,7 +496,7 @@ mod tests {
     #[test]
     fn argument_and_function_errors_are_reported_together() {
         let out = qemu_test(
-            quote!(smp = "2"),
+            quote!(smp = "two"),
             quote!(
                 async fn t(vm: &mut Vm) {}
             ),

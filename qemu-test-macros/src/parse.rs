@@ -28,7 +28,7 @@ const KEYS: &[Key] = &[
     key("arch",          "a string literal",                                "arch = \"aarch64\""),
     key("machine",       "a string literal",                                "machine = \"virt\""),
     key("cpu",           "a string literal",                                "cpu = \"max\""),
-    key("smp",           "an integer literal of at least 1",                "smp = 2"),
+    key("smp",           "an integer literal of at least 1 or an -smp string", "smp = 2"),
     key("memory",        "a size string or an integer literal (MiB)",       "memory = \"256M\""),
     key("accel",         "one of \"auto\", \"kvm\" or \"tcg\"",             "accel = \"tcg\""),
     key("kernel",        "a path string or an image expression",            "kernel = guest::ECHO_SHELL_AARCH64"),
@@ -39,6 +39,9 @@ const KEYS: &[Key] = &[
     key("console",       "no value or a device type string",                "console = \"isa-serial\""),
     key("console_index", "an integer literal",                              "console_index = 1"),
     key("timeout",       "a duration string",                               "timeout = \"60s\""),
+    key("qmp",           "`true` or `false`",                               "qmp = false"),
+    key("launch",        "`true` or `false`",                               "launch = false"),
+    key("siblings",      "an integer literal of at least 1",                "siblings = 1"),
     key("snapshot",      "a name string (letters, digits, `-`, `_`, `.`)",  "snapshot = \"booted\""),
     key("setup",         "a path to a function `fn(&mut Vm) -> TestResult`", "setup = wait_for_shell"),
     key("ignore",        "no value or a reason string",                     "ignore = \"needs KVM\""),
@@ -71,6 +74,15 @@ pub(crate) struct Setting<T> {
 pub(crate) struct Int {
     pub value: u32,
     pub span: Span,
+}
+
+/// An `-smp` value: a count, or QEMU's syntax.
+#[derive(Clone)]
+pub(crate) enum Smp {
+    /// `smp = 2`.
+    Count(Int),
+    /// `smp = "1,sockets=2,maxcpus=8"`.
+    Syntax(LitStr),
 }
 
 /// A memory size, normalized to what QEMU's `-m` takes.
@@ -107,7 +119,7 @@ pub(crate) struct Config {
     pub arch: Option<Setting<LitStr>>,
     pub machine: Option<Setting<LitStr>>,
     pub cpu: Option<Setting<LitStr>>,
-    pub smp: Option<Setting<Int>>,
+    pub smp: Option<Setting<Smp>>,
     pub memory: Option<Setting<Memory>>,
     pub accel: Option<Setting<LitStr>>,
     pub kernel: Option<Setting<Image>>,
@@ -120,6 +132,12 @@ pub(crate) struct Config {
     pub console_index: Option<Setting<Int>>,
     pub timeout: Option<Setting<Timeout>>,
     pub snapshot: Option<Setting<LitStr>>,
+    /// `qmp = false`: no QMP monitor.
+    pub qmp: Option<Setting<syn::LitBool>>,
+    /// `launch = false`: the body launches the VM.
+    pub launch: Option<Setting<syn::LitBool>>,
+    /// `siblings = N`: how many sibling machines the body may start.
+    pub siblings: Option<Setting<Int>>,
     /// `setup = path`: the snapshot's setup function.
     pub setup: Option<Setting<syn::ExprPath>>,
     /// `ignore` (`None`) or `ignore = "reason"`.
@@ -227,13 +245,7 @@ impl Config {
             "arch" => site.store(&mut self.arch, ctx.string(value)?),
             "machine" => site.store(&mut self.machine, ctx.string(value)?),
             "cpu" => site.store(&mut self.cpu, ctx.string(value)?),
-            "smp" => {
-                let smp = ctx.int(value)?;
-                if smp.value == 0 {
-                    return Err(syn::Error::new(smp.span, "`smp` must be at least 1"));
-                }
-                site.store(&mut self.smp, smp)
-            }
+            "smp" => site.store(&mut self.smp, ctx.smp(value)?),
             "memory" => site.store(&mut self.memory, ctx.memory(value)?),
             "accel" => site.store(&mut self.accel, ctx.accel(value)?),
             "kernel" => site.store(&mut self.kernel, ctx.image(value)?),
@@ -245,6 +257,18 @@ impl Config {
             "console_index" => site.store(&mut self.console_index, ctx.int(value)?),
             "timeout" => site.store(&mut self.timeout, ctx.timeout(value)?),
             "snapshot" => site.store(&mut self.snapshot, ctx.snapshot_name(value)?),
+            "qmp" => site.store(&mut self.qmp, ctx.boolean(value)?),
+            "launch" => site.store(&mut self.launch, ctx.boolean(value)?),
+            "siblings" => {
+                let count = ctx.int(value)?;
+                if count.value == 0 {
+                    return Err(syn::Error::new(
+                        count.span,
+                        "`siblings` must be at least 1 (leave the key out for none)",
+                    ));
+                }
+                site.store(&mut self.siblings, count)
+            }
             "setup" => site.store(&mut self.setup, ctx.path(value)?),
             "ignore" => site.store(&mut self.ignore, ctx.flag_or_string(value)?),
             "should_fail" => site.store(&mut self.should_fail, ctx.flag_or_string(value)?),
@@ -278,6 +302,9 @@ impl Config {
             self.console.as_ref().map(Setting::position),
             self.console_index.as_ref().map(Setting::position),
             self.snapshot.as_ref().map(Setting::position),
+            self.qmp.as_ref().map(Setting::position),
+            self.launch.as_ref().map(Setting::position),
+            self.siblings.as_ref().map(Setting::position),
             self.setup.as_ref().map(Setting::position),
         ]
         .into_iter()
@@ -380,6 +407,45 @@ impl Ctx<'_> {
         }
     }
 
+    fn boolean(&self, value: Value) -> syn::Result<syn::LitBool> {
+        match self.expr(value)? {
+            Expr::Lit(ExprLit {
+                lit: Lit::Bool(lit),
+                ..
+            }) => Ok(lit),
+            other => Err(self.wrong_type(other)),
+        }
+    }
+
+    /// `smp = 2` or `smp = "1,sockets=2,cores=2,maxcpus=8"`.
+    fn smp(&self, value: Value) -> syn::Result<Smp> {
+        match self.expr(value)? {
+            Expr::Lit(ExprLit {
+                lit: Lit::Int(lit), ..
+            }) => {
+                let count = parse_u32(&lit, self.key)?;
+                if count.value == 0 {
+                    return Err(syn::Error::new(count.span, "`smp` must be at least 1"));
+                }
+                Ok(Smp::Count(count))
+            }
+            Expr::Lit(ExprLit {
+                lit: Lit::Str(lit), ..
+            }) => match smp_syntax(&lit.value()) {
+                Ok(()) => Ok(Smp::Syntax(lit)),
+                Err(why) => Err(syn::Error::new(
+                    lit.span(),
+                    format!(
+                        "invalid `smp` {:?}: {why}; expected a count or QEMU's syntax, e.g. \
+                         `smp = 2` or `smp = \"1,sockets=2,cores=2,maxcpus=8\"`",
+                        lit.value()
+                    ),
+                )),
+            },
+            other => Err(self.wrong_type(other)),
+        }
+    }
+
     fn flag_or_string(&self, value: Value) -> syn::Result<Option<LitStr>> {
         match value {
             Value::Flag => Ok(None),
@@ -443,7 +509,7 @@ impl Ctx<'_> {
             }
             Expr::Lit(ExprLit {
                 lit: Lit::Str(lit), ..
-            }) => match memory_size(&lit.value()) {
+            }) => match memory_value(&lit.value()) {
                 Some(size) => Ok(Memory {
                     value: size,
                     span: lit.span(),
@@ -452,7 +518,8 @@ impl Ctx<'_> {
                     lit.span(),
                     format!(
                         "invalid `memory` size {:?}: expected a non-zero number with an optional \
-                         K, M, G or T suffix, e.g. \"256M\" or \"2G\" (a bare number is MiB)",
+                         K, M, G or T suffix, e.g. \"256M\" or \"2G\" (a bare number is MiB), \
+                         optionally with hotplug room: \"512M,slots=2,maxmem=4G\"",
                         lit.value()
                     ),
                 )),
@@ -591,6 +658,56 @@ pub(crate) fn memory_size(size: &str) -> Option<String> {
     Some(size.to_string())
 }
 
+/// Checks an `-m` value: a size ([`memory_size`], optionally as
+/// `size=SIZE`), then optionally `slots=N` and `maxmem=SIZE`; returns it as
+/// written.
+pub(crate) fn memory_value(value: &str) -> Option<String> {
+    let mut parts = value.split(',');
+    let first = parts.next()?;
+    memory_size(first.strip_prefix("size=").unwrap_or(first))?;
+    for part in parts {
+        let (key, setting) = part.split_once('=')?;
+        let valid = match key {
+            "slots" => !setting.is_empty() && setting.bytes().all(|b| b.is_ascii_digit()),
+            "maxmem" => memory_size(setting).is_some(),
+            _ => false,
+        };
+        if !valid {
+            return None;
+        }
+    }
+    Some(value.to_string())
+}
+
+/// Checks an `-smp` value as QEMU reads it: a count or `cpus=N` first, and
+/// topology keys with numbers.
+pub(crate) fn smp_syntax(value: &str) -> Result<(), String> {
+    const KEYS: &[&str] = &[
+        "cpus", "maxcpus", "sockets", "dies", "clusters", "cores", "threads", "books", "drawers",
+    ];
+    for (i, part) in value.split(',').enumerate() {
+        let (key, number) = match part.split_once('=') {
+            Some((key, number)) => (key, number),
+            None if i == 0 => ("cpus", part),
+            None => return Err(format!("`{part}` is not `key=number`")),
+        };
+        if !KEYS.contains(&key) {
+            return Err(format!(
+                "unknown key `{key}` (accepted: {})",
+                KEYS.join(", ")
+            ));
+        }
+        match number.parse::<u32>() {
+            Ok(0) if key == "cpus" && i == 0 && !part.contains('=') => {
+                return Err("the count must be at least 1".into())
+            }
+            Ok(_) => {}
+            Err(_) => return Err(format!("`{number}` is not a number")),
+        }
+    }
+    Ok(())
+}
+
 /// "unknown key `machin`; did you mean `machine`? ..."
 fn unknown_key(key: &Ident) -> syn::Error {
     let name = key.to_string();
@@ -680,7 +797,10 @@ mod tests {
         assert_eq!(config.arch.unwrap().value.value(), "aarch64");
         assert_eq!(config.machine.unwrap().value.value(), "virt");
         assert_eq!(config.cpu.unwrap().value.value(), "max");
-        assert_eq!(config.smp.unwrap().value.value, 2);
+        assert!(matches!(
+            config.smp.unwrap().value,
+            Smp::Count(Int { value: 2, .. })
+        ));
         assert_eq!(config.memory.unwrap().value.value, "1G");
         assert_eq!(config.accel.unwrap().value.value(), "tcg");
         assert!(matches!(config.kernel.unwrap().value, Image::Path(_)));
@@ -733,7 +853,13 @@ mod tests {
 
     #[test]
     fn vm_keys_come_in_argument_order() {
-        let config = parse(quote!(snapshot = "s", timeout = "5s", ignore, machine = "virt", no_vm));
+        let config = parse(quote!(
+            snapshot = "s",
+            timeout = "5s",
+            ignore,
+            machine = "virt",
+            no_vm
+        ));
         let keys: Vec<String> = config.vm_keys().iter().map(ToString::to_string).collect();
         assert_eq!(keys, ["snapshot", "machine"]);
     }
@@ -785,6 +911,24 @@ mod tests {
         for bad in ["", "M", "lots", "1.5G", "256MB", "-1", "0", "0G", " 1G"] {
             assert_eq!(memory_size(bad), None, "{bad:?}");
         }
+        for ok in ["512M,slots=2,maxmem=4G", "size=1G", "1G,maxmem=2G"] {
+            assert_eq!(memory_value(ok).as_deref(), Some(ok), "{ok}");
+        }
+        for bad in [
+            "512M,slots=x",
+            "512M,maxmem=lots",
+            "512M,prealloc=on",
+            "0,slots=1",
+        ] {
+            assert_eq!(memory_value(bad), None, "{bad:?}");
+        }
+        assert!(smp_syntax("1,sockets=2,cores=2,threads=2,maxcpus=8").is_ok());
+        assert!(smp_syntax("sockets=2").is_ok());
+        assert!(smp_syntax("2,bogus=1")
+            .unwrap_err()
+            .contains("unknown key `bogus`"));
+        assert!(smp_syntax("two").is_err());
+        assert!(smp_syntax("0").is_err());
         assert!(error(quote!(memory = "lots")).contains("invalid `memory` size \"lots\""));
         assert!(error(quote!(memory = 0)).contains("must not be zero"));
     }

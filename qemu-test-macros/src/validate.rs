@@ -42,6 +42,26 @@ pub(crate) fn config(config: &Config) -> Option<syn::Error> {
         ));
     }
 
+    // A booted snapshot is made and restored by the runner, over QMP.
+    if let Some(snapshot) = &config.snapshot {
+        for (key, setting) in [("qmp", &config.qmp), ("launch", &config.launch)] {
+            if let Some(setting) = setting.as_ref().filter(|s| !s.value.value) {
+                let later = if setting.index > snapshot.index {
+                    &setting.key
+                } else {
+                    &snapshot.key
+                };
+                errors.add(syn::Error::new(
+                    later.span(),
+                    format!(
+                        "`snapshot` cannot be combined with `{key} = false`: the runner makes and \
+                         restores booted snapshots by launching the VM itself, over its QMP monitor"
+                    ),
+                ));
+            }
+        }
+    }
+
     if config.no_vm.is_some() {
         for key in config.vm_keys() {
             errors.add(syn::Error::new(

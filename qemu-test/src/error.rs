@@ -121,6 +121,10 @@ pub enum Error {
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
 
+    /// A sibling machine could not be started.
+    #[error(transparent)]
+    Sibling(#[from] SiblingError),
+
     /// QEMU did not exit within the time given to `wait()`.
     #[error("QEMU (pid {pid}) did not exit within {timeout:?}")]
     WaitTimeout {
@@ -449,6 +453,50 @@ fn excerpt(text: &str) -> String {
         .find(|&i| text.is_char_boundary(i))
         .unwrap_or(text.len());
     format!("[… {} bytes before]{}", cut, &text[cut..])
+}
+
+/// Why [`Vm::sibling`](crate::Vm::sibling) could not start a sibling.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SiblingError {
+    /// More siblings than the attribute declares.
+    #[error(
+        "cannot start sibling {name:?}: the test declares {declared} sibling(s) and started them all; \
+         declare more with `siblings = N` in #[qemu_test] (their host budget is reserved with the \
+         test's own, so a body never waits for room)"
+    )]
+    Undeclared {
+        /// The name asked for.
+        name: String,
+        /// How many the test declares.
+        declared: u32,
+    },
+    /// The name cannot be a directory name.
+    #[error(
+        "invalid sibling name {name:?}: use 1 to 64 ASCII letters, digits, `-` or `_` (it names \
+         the sibling's artifact directory)"
+    )]
+    InvalidName {
+        /// The name as given.
+        name: String,
+    },
+    /// The name is taken.
+    #[error("a sibling named {name:?} was already started in this test")]
+    Duplicate {
+        /// The name.
+        name: String,
+    },
+    /// Its artifact directory could not be made.
+    #[error("cannot create sibling {name:?}'s artifact directory {}", dir.display())]
+    Io {
+        /// The sibling's name.
+        name: String,
+        /// The directory.
+        dir: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
 }
 
 debug_as_chain!(SnapshotError);

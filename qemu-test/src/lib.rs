@@ -39,12 +39,12 @@ pub mod spec;
 pub use console::{Console, Pattern};
 pub use error::{
     BoxError, ConsoleError, Error, EventError, QmpError, Result, SetupError, ShellError,
-    SnapshotError, TestResult,
+    SiblingError, SnapshotError, TestResult,
 };
 pub use events::event_match;
 pub use machine::{Machine, MachineBuilder, MonitorAddr, Wait};
 pub use qemu_test_macros::qemu_test;
-pub use runner::{Skip, Vm};
+pub use runner::{Sibling, Skip, Vm};
 pub use serde_json::{json, Value};
 pub use shell::Shell;
 pub use spec::VmSpec;

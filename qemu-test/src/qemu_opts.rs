@@ -41,6 +41,39 @@ pub(crate) fn memory_bytes(value: &str) -> Option<u64> {
     digits.parse::<u64>().ok()?.checked_mul(1 << shift)
 }
 
+/// The vCPUs a `-smp` value starts the guest with, as QEMU 7.2 computes
+/// them: `cpus` (or the leading number), else `maxcpus`, else the product
+/// of the topology given (`sockets`, `dies`, `clusters`, `cores`,
+/// `threads`, `books`, `drawers`; each 1 when left out). `None` if the value
+/// is not `-smp` syntax.
+///
+/// ```text
+/// 2 -> 2    1,sockets=2,cores=2,maxcpus=8 -> 1    sockets=2,cores=2 -> 4    maxcpus=3 -> 3
+/// ```
+pub(crate) fn smp_cpus(value: &str) -> Option<u32> {
+    const TOPOLOGY: &[&str] = &[
+        "sockets", "dies", "clusters", "cores", "threads", "books", "drawers",
+    ];
+    let (mut cpus, mut maxcpus, mut product) = (None, None, None::<u32>);
+    for (i, part) in value.split(',').enumerate() {
+        let (key, number) = match part.split_once('=') {
+            Some((key, number)) => (key, number),
+            None if i == 0 => ("cpus", part),
+            None => return None,
+        };
+        let number: u32 = number.trim().parse().ok()?;
+        match key.trim() {
+            "cpus" => cpus = Some(number),
+            "maxcpus" => maxcpus = Some(number),
+            key if TOPOLOGY.contains(&key) => {
+                product = Some(product.unwrap_or(1).checked_mul(number)?);
+            }
+            _ => return None,
+        }
+    }
+    cpus.filter(|&n| n > 0).or(maxcpus).or(product)
+}
+
 /// The target architecture of a `qemu-system-<arch>` binary (a name or a
 /// path).
 ///
@@ -73,6 +106,18 @@ mod tests {
         assert_eq!(mib("size=512M,slots=2,maxmem=2G"), Some(512));
         assert_eq!(mib("1.5G"), None);
         assert_eq!(mib("lots"), None);
+    }
+
+    #[test]
+    fn smp_values_count_like_qemu() {
+        assert_eq!(smp_cpus("2"), Some(2));
+        assert_eq!(smp_cpus("1,sockets=2,cores=2,threads=2,maxcpus=8"), Some(1));
+        assert_eq!(smp_cpus("cpus=3,maxcpus=4"), Some(3));
+        assert_eq!(smp_cpus("sockets=2,cores=2"), Some(4));
+        assert_eq!(smp_cpus("maxcpus=3,sockets=3"), Some(3));
+        assert_eq!(smp_cpus("2,bogus=1"), None);
+        assert_eq!(smp_cpus("two"), None);
+        assert_eq!(smp_cpus("1,2"), None);
     }
 
     #[test]

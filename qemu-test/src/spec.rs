@@ -88,6 +88,65 @@ impl From<&str> for Accel {
     }
 }
 
+/// `-smp` as QEMU takes it (`2`, or `1,sockets=2,cores=2,maxcpus=8`), and
+/// the vCPUs the guest starts with: what the scheduler reserves host cores
+/// for (not `maxcpus`: more vCPUs need hotplug).
+///
+/// ```
+/// use qemu_test::spec::Smp;
+///
+/// assert_eq!(Smp::from(2).cpus(), 2);
+/// let smp = Smp::from("1,sockets=2,cores=2,threads=2,maxcpus=8");
+/// assert_eq!((smp.cpus(), smp.value()), (1, "1,sockets=2,cores=2,threads=2,maxcpus=8"));
+/// // Without a count, QEMU starts `maxcpus`, else the whole topology.
+/// assert_eq!(Smp::from("sockets=2,cores=2").cpus(), 4);
+/// assert_eq!(Smp::from("maxcpus=3").cpus(), 3);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Smp {
+    value: String,
+    cpus: u32,
+}
+
+impl Smp {
+    /// The value passed to `-smp`.
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+
+    /// The vCPUs the guest starts with, as QEMU computes them (at least 1;
+    /// a value QEMU would reject counts as 1, and QEMU reports it at
+    /// launch).
+    pub fn cpus(&self) -> u32 {
+        self.cpus
+    }
+}
+
+impl From<u32> for Smp {
+    fn from(cpus: u32) -> Smp {
+        let cpus = cpus.max(1);
+        Smp {
+            value: cpus.to_string(),
+            cpus,
+        }
+    }
+}
+
+impl From<&str> for Smp {
+    fn from(value: &str) -> Smp {
+        Smp {
+            value: value.to_string(),
+            cpus: crate::qemu_opts::smp_cpus(value).unwrap_or(1).max(1),
+        }
+    }
+}
+
+impl From<String> for Smp {
+    fn from(value: String) -> Smp {
+        Smp::from(value.as_str())
+    }
+}
+
 /// Where the guest's serial console is attached.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConsoleSpec {
@@ -111,9 +170,11 @@ pub struct VmSpec {
     pub machine: Option<String>,
     /// `-cpu`; a built-in guest's own CPU model when `None`.
     pub cpu: Option<String>,
-    /// `-smp`; also the number of host cores the scheduler reserves.
-    pub smp: u32,
-    /// `-m`, as QEMU takes it (`256M`, `1G`, or a number of MiB).
+    /// `-smp`; its starting vCPUs are the host cores the scheduler reserves.
+    pub smp: Smp,
+    /// `-m`, as QEMU takes it (`256M`, `1G`, a number of MiB, or with
+    /// hotplug options: `512M,slots=2,maxmem=4G`); its starting size is what
+    /// the scheduler reserves.
     pub memory: Option<String>,
     /// The accelerator.
     pub accel: Accel,
@@ -133,6 +194,18 @@ pub struct VmSpec {
     pub timeout: Duration,
     /// The name of a booted snapshot to start from.
     pub snapshot: Option<String>,
+    /// Whether the VM has a QMP monitor (default true). Without one, QEMU
+    /// is only started: a launch that QEMU ends at once is the body's to
+    /// judge (`vm.wait(None)`, `vm.exit_code()`, `vm.log()`).
+    pub qmp: bool,
+    /// Whether the runner launches the VM before the body (default true).
+    /// With `false` the body gets the machine configured but not launched,
+    /// adds what only it can know (a port, a socket path) and launches it.
+    pub launch: bool,
+    /// How many sibling machines the body may start
+    /// ([`Vm::sibling`](crate::Vm::sibling)), each reserved at admission
+    /// with the same vCPUs and memory as the test's own.
+    pub siblings: u32,
 }
 
 impl Default for VmSpec {
@@ -142,7 +215,7 @@ impl Default for VmSpec {
             arch: None,
             machine: None,
             cpu: None,
-            smp: 1,
+            smp: Smp::from(1),
             memory: None,
             accel: Accel::Auto,
             kernel: None,
@@ -153,6 +226,9 @@ impl Default for VmSpec {
             console: None,
             timeout: DEFAULT_TIMEOUT,
             snapshot: None,
+            qmp: true,
+            launch: true,
+            siblings: 0,
         }
     }
 }
@@ -183,9 +259,10 @@ impl VmSpec {
         self.cpu = Some(cpu.into());
         self
     }
-    /// Sets the number of vCPUs.
-    pub fn with_smp(mut self, smp: u32) -> Self {
-        self.smp = smp.max(1);
+    /// Sets `-smp`: a number of vCPUs, or QEMU's syntax
+    /// (`"1,sockets=2,cores=2,maxcpus=8"`).
+    pub fn with_smp(mut self, smp: impl Into<Smp>) -> Self {
+        self.smp = smp.into();
         self
     }
     /// Sets the memory size as QEMU's `-m` takes it.
@@ -252,6 +329,22 @@ impl VmSpec {
         self.snapshot = Some(name.into());
         self
     }
+    /// Gives the VM a QMP monitor (`true`, the default) or none.
+    pub fn with_qmp(mut self, qmp: bool) -> Self {
+        self.qmp = qmp;
+        self
+    }
+    /// Has the runner launch the VM before the body (`true`, the default),
+    /// or leaves that to the body.
+    pub fn with_launch(mut self, launch: bool) -> Self {
+        self.launch = launch;
+        self
+    }
+    /// Lets the body start `count` sibling machines.
+    pub fn with_siblings(mut self, count: u32) -> Self {
+        self.siblings = count;
+        self
+    }
 
     /// The guest built into the crate, if the kernel is one.
     pub fn builtin_guest(&self) -> Option<&'static Guest> {
@@ -283,10 +376,11 @@ impl VmSpec {
             .or_else(|| self.effective_arch().map(|a| format!("qemu-system-{a}")))
     }
 
-    /// The memory in MiB the scheduler reserves: `-m` parsed the way QEMU
-    /// does (a bare number is MiB; `K`, `M`, `G`, `T` suffixes), else QEMU's
-    /// default of 128 MiB. Unparseable sizes count as the default; QEMU
-    /// itself reports them at launch.
+    /// The memory in MiB the scheduler reserves: the starting size of `-m`
+    /// parsed the way QEMU does (a bare number is MiB; `K`, `M`, `G`, `T`
+    /// suffixes; `slots`/`maxmem` hotplug room is not counted), else
+    /// QEMU's default of 128 MiB. Unparseable sizes count as the default;
+    /// QEMU itself reports them at launch.
     pub fn memory_mib(&self) -> u64 {
         self.memory
             .as_deref()
@@ -323,7 +417,7 @@ impl VmSpec {
         {
             args.extend(["-cpu".to_string(), cpu.to_string()]);
         }
-        args.extend(["-smp".to_string(), self.smp.to_string()]);
+        args.extend(["-smp".to_string(), self.smp.value().to_string()]);
         if let Some(memory) = &self.memory {
             args.extend(["-m".to_string(), memory.clone()]);
         }
@@ -397,6 +491,25 @@ mod tests {
         assert_eq!(mib("size=512M,slots=2,maxmem=2G"), 512);
         assert_eq!(mib("lots"), 128);
         assert_eq!(VmSpec::new().memory_mib(), 128);
+    }
+
+    #[test]
+    fn the_budget_is_what_the_guest_starts_with() {
+        let spec = VmSpec::new()
+            .with_memory("128M,slots=2,maxmem=1G")
+            .with_smp("1,sockets=1,cores=2,maxcpus=2");
+        assert_eq!((spec.smp.cpus(), spec.memory_mib()), (1, 128));
+        let args = spec.qemu_args(None).unwrap();
+        assert_eq!(
+            args,
+            [
+                "-smp",
+                "1,sockets=1,cores=2,maxcpus=2",
+                "-m",
+                "128M,slots=2,maxmem=1G"
+            ]
+        );
+        assert_eq!(VmSpec::new().with_smp(0).smp.cpus(), 1);
     }
 
     #[test]

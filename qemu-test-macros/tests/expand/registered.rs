@@ -96,7 +96,7 @@ fn every_attribute_registers_what_it_describes() {
     assert_eq!(spec.binary, None);
     assert_eq!(spec.machine.as_deref(), Some("q35"));
     assert_eq!(spec.cpu.as_deref(), Some("max"));
-    assert_eq!(spec.smp, 2);
+    assert_eq!(spec.smp.cpus(), 2);
     assert_eq!(spec.memory.as_deref(), Some("512M"));
     assert_eq!(spec.accel, Accel::Tcg);
     assert_eq!(spec.kernel, Some(Image::Path("bzImage".into())));

@@ -42,6 +42,7 @@ impl Machine {
             Ok(()) => Ok(()),
             Err(cause) => {
                 let (exit_code, output) = pending.abort();
+                self.kill_switch.disarm();
                 self.exit_code = exit_code;
                 self.iolog = Some(output.clone());
                 self.console_handle = Console::detached();
@@ -239,6 +240,7 @@ impl Machine {
         drop(qemu_fds);
         let pid = child.id();
         p.child = Some(child);
+        self.kill_switch.arm(pid);
         Ok(pid)
     }
 

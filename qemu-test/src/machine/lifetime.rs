@@ -125,6 +125,7 @@ impl Machine {
     }
 
     fn post_shutdown(&mut self) {
+        self.kill_switch.disarm();
         let Some(mut run) = self.run.take() else {
             return;
         };

@@ -32,6 +32,7 @@
 //! ```
 
 mod cmdline;
+mod kill_switch;
 mod launch;
 mod lifetime;
 mod migrate;
@@ -54,6 +55,7 @@ use crate::qemu_opts::escape_opt;
 pub use crate::qmp::Wait;
 use crate::qmp::{self, EventCache, QmpClient};
 use cmdline::{BaseArgs, ConsoleArg};
+pub(crate) use kill_switch::KillSwitch;
 use owned_dir::OwnedDir;
 
 /// The default QMP timeout (as upstream's `qmp_timer`).
@@ -196,6 +198,7 @@ impl MachineBuilder {
             user_killed: false,
             restore_from: None,
             ram: None,
+            kill_switch: KillSwitch::default(),
         }
     }
 }
@@ -243,6 +246,7 @@ pub struct Machine {
     /// Guest RAM in a file, for booted snapshots.
     ram: Option<migrate::MappedRam>,
     user_killed: bool,
+    kill_switch: KillSwitch,
 }
 
 impl Machine {
@@ -487,6 +491,12 @@ impl Machine {
     /// The log dir: the one configured, else the temp dir while running.
     pub fn log_dir(&self) -> Option<&Path> {
         self.cfg.log_dir.as_deref().or_else(|| self.temp_dir())
+    }
+
+    /// A handle that kills this machine's QEMU from any thread, whichever
+    /// launch it is from (the runner's watchdog uses it at the deadline).
+    pub(crate) fn kill_switch(&self) -> KillSwitch {
+        self.kill_switch.clone()
     }
 
     /// QEMU's process id while launched (the wrapper's, with a wrapper).

@@ -24,6 +24,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::machine::Machine;
 use crate::os::FileLock;
 use crate::qemu_opts::escape_opt;
 use crate::runner::state::{fnv1a, state_dir};
@@ -147,81 +148,103 @@ impl ArtifactDir {
         self.path.join(name)
     }
 
-    /// A Unix socket path for `name`: in the directory when short enough
-    /// for `sun_path`, else a unique name in the private [`state_dir`]
-    /// (never a guessable name in the shared temp dir).
+    /// A Unix socket path for `name` in the directory (see [`socket_in`]).
     pub(crate) fn socket(&self, name: &str) -> PathBuf {
-        let path = self.file(name);
-        if path.as_os_str().len() <= MAX_SOCKET_PATH {
-            return path;
-        }
-        let tag = fnv1a(path.as_os_str().as_encoded_bytes());
-        state_dir().join(format!("{tag:016x}-{name}"))
+        socket_in(&self.path, name)
     }
+}
 
-    /// Writes `cmdline.txt`: the notes as `#` comments, then the command
-    /// line on one shell-quoted line.
-    pub(crate) fn write_cmdline(&self, command: &[String], notes: &[String]) -> io::Result<()> {
-        let mut text = String::new();
-        for note in notes {
-            text.push_str(&comment(note));
-        }
-        text.push_str(&shell_join(command)?);
-        text.push('\n');
-        fs::write(self.file("cmdline.txt"), text)
+/// A Unix socket path for `name`: in `dir` when short enough for
+/// `sun_path`, else a unique name in the private [`state_dir`] (never a
+/// guessable name in the shared temp dir).
+pub(crate) fn socket_in(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    if path.as_os_str().len() <= MAX_SOCKET_PATH {
+        return path;
     }
+    let tag = fnv1a(path.as_os_str().as_encoded_bytes());
+    state_dir().join(format!("{tag:016x}-{name}"))
+}
 
-    /// Writes an executable `repro.sh` that runs `repro` (from
-    /// [`Machine::repro_command`](crate::Machine::repro_command) and
-    /// [`for_humans`], with QMP on `socket`) from `cwd`.
-    pub(crate) fn write_repro(
-        &self,
-        test: &str,
-        repro: &Repro,
-        socket: &Path,
-        cwd: &Path,
-        notes: &[String],
-    ) -> io::Result<()> {
-        use std::os::unix::fs::PermissionsExt;
-        let socket_q = quote(&socket.to_string_lossy())?;
-        // Paths and notes may hold newlines: every line is a comment.
-        let header = [
-            format!("Relaunches the VM of test `{test}` by hand (written by qemu-test)."),
-            String::new(),
-            "The guest's console is on this terminal (Ctrl-C quits QEMU).".into(),
-            format!("QMP listens on {}, e.g.:", socket.display()),
-            format!("  socat - UNIX-CONNECT:{socket_q}"),
-            "  {\"execute\": \"qmp_capabilities\"}".into(),
-            "  {\"execute\": \"query-status\"}".into(),
-            "Add -s -S below to debug the guest with gdb (target remote :1234).".into(),
-        ];
-        let mut text = "#!/bin/sh\n".to_string();
-        for line in &header {
-            text.push_str(&comment(line));
-        }
-        for note in repro.notes.iter().chain(notes) {
-            text.push_str(&comment(&format!("note: {note}")));
-        }
-        text.push_str(&format!(
-            "\nset -e\ncd {}\nrm -f {socket_q}\nexec",
-            quote(&cwd.to_string_lossy())?
-        ));
-        // One option (and its value) per line.
-        for (i, arg) in repro.args.iter().enumerate() {
-            let sep = if i > 0 && arg.starts_with('-') {
-                " \\\n    "
-            } else {
-                " "
-            };
-            text.push_str(sep);
-            text.push_str(&quote(arg)?);
-        }
-        text.push('\n');
-        let path = self.file("repro.sh");
-        fs::write(&path, text)?;
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
+/// Writes `cmdline.txt` and `repro.sh` for `machine`'s last launch into
+/// `dir` (the test's artifact dir, or a sibling's).
+pub(crate) fn write_launch_files(
+    dir: &Path,
+    test: &str,
+    machine: &Machine,
+    cwd: &Path,
+    notes: &[String],
+) -> io::Result<()> {
+    let socket = socket_in(dir, "qmp.sock");
+    let repro = for_humans(machine.repro_command(&socket));
+    write_cmdline(dir, machine.command_line(), notes)?;
+    write_repro(dir, test, &repro, &socket, cwd, notes)
+}
+
+/// Writes `cmdline.txt`: the notes as `#` comments, then the command line
+/// on one shell-quoted line.
+fn write_cmdline(dir: &Path, command: &[String], notes: &[String]) -> io::Result<()> {
+    let mut text = String::new();
+    for note in notes {
+        text.push_str(&comment(note));
     }
+    text.push_str(&shell_join(command)?);
+    text.push('\n');
+    fs::write(dir.join("cmdline.txt"), text)
+}
 
+/// Writes an executable `repro.sh` that runs `repro` (from
+/// [`Machine::repro_command`](crate::Machine::repro_command) and
+/// [`for_humans`], with QMP on `socket`) from `cwd`.
+fn write_repro(
+    dir: &Path,
+    test: &str,
+    repro: &Repro,
+    socket: &Path,
+    cwd: &Path,
+    notes: &[String],
+) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let socket_q = quote(&socket.to_string_lossy())?;
+    // Paths and notes may hold newlines: every line is a comment.
+    let header = [
+        format!("Relaunches the VM of test `{test}` by hand (written by qemu-test)."),
+        String::new(),
+        "The guest's console is on this terminal (Ctrl-C quits QEMU).".into(),
+        format!("QMP listens on {}, e.g.:", socket.display()),
+        format!("  socat - UNIX-CONNECT:{socket_q}"),
+        "  {\"execute\": \"qmp_capabilities\"}".into(),
+        "  {\"execute\": \"query-status\"}".into(),
+        "Add -s -S below to debug the guest with gdb (target remote :1234).".into(),
+    ];
+    let mut text = "#!/bin/sh\n".to_string();
+    for line in &header {
+        text.push_str(&comment(line));
+    }
+    for note in repro.notes.iter().chain(notes) {
+        text.push_str(&comment(&format!("note: {note}")));
+    }
+    text.push_str(&format!(
+        "\nset -e\ncd {}\nrm -f {socket_q}\nexec",
+        quote(&cwd.to_string_lossy())?
+    ));
+    // One option (and its value) per line.
+    for (i, arg) in repro.args.iter().enumerate() {
+        let sep = if i > 0 && arg.starts_with('-') {
+            " \\\n    "
+        } else {
+            " "
+        };
+        text.push_str(sep);
+        text.push_str(&quote(arg)?);
+    }
+    text.push('\n');
+    let path = dir.join("repro.sh");
+    fs::write(&path, text)?;
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
+}
+
+impl ArtifactDir {
     /// Keeps the directory, or removes it; returns it if kept.
     pub(crate) fn finish(self, keep: bool) -> Option<PathBuf> {
         if keep {
@@ -401,7 +424,8 @@ mod tests {
             args: command.clone(),
             notes: vec!["left out".into()],
         };
-        art.write_repro(
+        write_repro(
+            art.path(),
             "t::x",
             &repro,
             &art.socket("qmp.sock"),
@@ -425,7 +449,7 @@ mod tests {
             .replace("\\\n", "");
         let words = shlex::split(&exec).unwrap();
         assert_eq!(&words[1..], &command[..]);
-        art.write_cmdline(&command, &[]).unwrap();
+        write_cmdline(art.path(), &command, &[]).unwrap();
         let line = fs::read_to_string(art.file("cmdline.txt")).unwrap();
         assert_eq!(shlex::split(&line).unwrap(), command);
     }
@@ -498,16 +522,22 @@ mod tests {
             notes: vec!["left out\nrm -rf x #".into()],
         };
         let socket = Path::new("/a\n$(rm -rf y)/qmp.sock");
-        art.write_repro("t", &repro, socket, Path::new("/"), &["n\nrm z".into()])
-            .unwrap();
+        write_repro(
+            art.path(),
+            "t",
+            &repro,
+            socket,
+            Path::new("/"),
+            &["n\nrm z".into()],
+        )
+        .unwrap();
         let text = fs::read_to_string(art.file("repro.sh")).unwrap();
         let head: Vec<&str> = text.lines().take_while(|l| !l.is_empty()).collect();
         assert!(head.iter().all(|l| l.starts_with('#')), "{text}");
         assert!(head.contains(&"# rm -rf x #"), "{text}");
         assert!(head.contains(&"# rm z"), "{text}");
         assert!(text.contains("\n\nset -e\n"), "{text}");
-        art.write_cmdline(&repro.args, &["one\ntwo".into()])
-            .unwrap();
+        write_cmdline(art.path(), &repro.args, &["one\ntwo".into()]).unwrap();
         assert_eq!(
             fs::read_to_string(art.file("cmdline.txt")).unwrap(),
             "# one\n# two\nqemu-system-x86_64 -S\n"

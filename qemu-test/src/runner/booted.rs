@@ -24,6 +24,7 @@ use crate::runner::outcome::{BodyError, BodyResult};
 use crate::runner::registry::Setup;
 use crate::runner::resolve::Plan;
 use crate::runner::scheduler::{scheduler, Need};
+use crate::runner::sibling::{SiblingTemplate, Siblings};
 use crate::runner::watchdog::{deadline_after, killer, run_body, seconds, BodyEnd};
 use crate::runner::Vm;
 use crate::snapshot::{file_identity, Snapshot, SnapshotKey, SnapshotStore};
@@ -156,8 +157,8 @@ impl Maker<'_> {
     /// it down; the boot's logs go to `logs`. QEMU is killed on any failure.
     fn make(&self, state: &Path, logs: &Path) -> Result<(), BoxError> {
         let spec = &self.plan.spec;
-        let _slots =
-            scheduler(self.ctx.config.jobs).acquire(Need::for_vm(spec.smp, spec.memory_mib()));
+        let _slots = scheduler(self.ctx.config.jobs)
+            .acquire(Need::for_vm(spec.smp.cpus(), spec.memory_mib()));
         let mut machine = build_machine(self.plan, self.args.to_vec(), logs);
         machine.map_ram_for_saving(state);
         let timeout = spec.timeout;
@@ -165,10 +166,20 @@ impl Maker<'_> {
         machine.set_deadline(Some(deadline));
         machine.launch()?;
         let kill = killer(&machine);
+        // A setup starts no siblings (they would not be in the snapshot).
+        let template = SiblingTemplate {
+            plan: self.plan.clone(),
+            args: self.args.to_vec(),
+            deadline,
+            dir: logs.to_path_buf(),
+            test: self.case.name.clone(),
+            cwd: self.ctx.cwd.clone(),
+        };
         let vm = Vm::new(
             machine,
             logs.to_path_buf(),
             format!("snapshot {}", self.name),
+            Siblings::new(template, 0),
         );
         let thread = format!("{}/snapshot-{}", self.case.name, self.name);
         let (vm, end) = match self.readiness {

@@ -36,5 +36,6 @@ pub(crate) fn build_machine(plan: &Plan, args: Vec<String>, log_dir: &Path) -> M
     if let Some(console) = &spec.console {
         machine.set_console(console.device.as_deref(), console.index);
     }
+    machine.set_qmp_monitor(spec.qmp);
     machine
 }

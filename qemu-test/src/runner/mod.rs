@@ -20,6 +20,7 @@
 //! | `trial` | one test: admit, launch, body, judge, tear down, collect |
 //! | `watchdog` | a body on its own thread under the test's deadline |
 //! | `vm` | [`Vm`], what a test body receives |
+//! | `sibling` | more machines in one test, configured like its own ([`Sibling`]) |
 //! | `pause` | `QEMU_TEST_ON_FAILURE=pause` |
 //! | `outcome` | the typed result every report reads: [`Skip`], outcomes, failures |
 //! | `report` | the skip summary and the JUnit XML report |
@@ -51,12 +52,14 @@ pub mod registry;
 mod report;
 mod resolve;
 mod scheduler;
+mod sibling;
 mod state;
 mod trial;
 mod vm;
 mod watchdog;
 
 pub use outcome::Skip;
+pub use sibling::Sibling;
 pub use vm::Vm;
 
 /// Runs every `#[qemu_test]` registered in this binary, with libtest's

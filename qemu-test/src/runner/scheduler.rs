@@ -47,6 +47,15 @@ pub(crate) struct Need {
 }
 
 impl Need {
+    /// `n` times this need (a test's VM and its siblings).
+    pub(crate) fn times(self, n: u32) -> Need {
+        let n = n.max(1) as usize;
+        Need {
+            cpus: self.cpus * n,
+            mem: self.mem * n,
+        }
+    }
+
     /// The need of a VM with `smp` vCPUs and `memory_mib` of RAM.
     pub(crate) fn for_vm(smp: u32, memory_mib: u64) -> Need {
         let mib = memory_mib.saturating_add(QEMU_OVERHEAD_MIB);

@@ -23,6 +23,7 @@ use crate::runner::outcome::{
 use crate::runner::registry::{Body, ShouldFail};
 use crate::runner::resolve::{self, AccelChoice, Plan, Unrunnable};
 use crate::runner::scheduler::{scheduler, Need};
+use crate::runner::sibling::{SiblingTemplate, Siblings};
 use crate::runner::watchdog::{deadline_after, killer, run_body, seconds, BodyEnd, GRACE};
 use crate::runner::{pause, Vm};
 
@@ -129,7 +130,9 @@ impl<'a> VmTrial<'a> {
             },
             None => None,
         };
-        let _slots = scheduler(ctx.config.jobs).acquire(Need::for_vm(spec.smp, spec.memory_mib()));
+        // The test's own VM and every sibling it declares, all or nothing.
+        let need = Need::for_vm(spec.smp.cpus(), spec.memory_mib()).times(1 + spec.siblings);
+        let _slots = scheduler(ctx.config.jobs).acquire(need);
         *admitted = Instant::now();
         let dir = match ArtifactDir::prepare(&ctx.root, &ctx.binary, &case.name) {
             Ok(dir) => dir,
@@ -149,12 +152,33 @@ impl<'a> VmTrial<'a> {
         };
         let timeout = spec.timeout;
         let deadline = deadline_after(timeout);
-        let machine = match trial.launch(&accel, snapshot, deadline) {
+        let (machine, siblings) = match trial.build(&accel, snapshot.as_ref(), deadline) {
+            Ok(built) => built,
+            Err(error) => {
+                let verdict = expected(
+                    Verdict::Failed(FailureKind::Launch, error),
+                    case.def.should_fail,
+                );
+                return trial.collect(verdict, None);
+            }
+        };
+        let launched = match spec.launch {
+            true => trial.launch(machine, snapshot),
+            // The body launches it (`launch = false`).
+            false => Ok(machine),
+        };
+        let machine = match launched {
             Ok(machine) => machine,
-            Err(error) => return trial.collect(Verdict::Failed(FailureKind::Launch, error), None),
+            Err(error) => {
+                let verdict = expected(
+                    Verdict::Failed(FailureKind::Launch, error),
+                    case.def.should_fail,
+                );
+                return trial.collect(verdict, None);
+            }
         };
         let console = machine.console();
-        let (vm, end) = match trial.run_body(machine, body, (deadline, timeout)) {
+        let (vm, end) = match trial.run_body(machine, siblings, body, (deadline, timeout)) {
             Ok(ran) => ran,
             Err(reason) => {
                 let error = BodyError::new(reason);
@@ -168,17 +192,25 @@ impl<'a> VmTrial<'a> {
         trial.collect(verdict, Some(&console))
     }
 
-    /// Builds the machine (restoring the snapshot, if any), writes
-    /// `cmdline.txt` and `repro.sh`, and launches it under the test's
-    /// deadline. The error is QEMU's launch error.
-    fn launch(
+    /// Builds the test's machine (set to restore the snapshot, if any)
+    /// under the test's deadline, and what its siblings are made from.
+    fn build(
         &mut self,
         accel: &AccelChoice,
-        snapshot: Option<Prepared>,
+        snapshot: Option<&Prepared>,
         deadline: Instant,
-    ) -> Result<Machine, BodyError> {
+    ) -> Result<(Machine, Siblings), BodyError> {
         let mut args = vm_args(&self.plan.spec, &accel.value)
             .map_err(|e| BodyError::new(format!("cannot prepare the guest image: {e}")))?;
+        let template = SiblingTemplate {
+            plan: self.plan.clone(),
+            args: args.clone(),
+            deadline,
+            dir: self.dir.path().to_path_buf(),
+            test: self.case.name.clone(),
+            cwd: self.ctx.cwd.clone(),
+        };
+        let siblings = Siblings::new(template, self.plan.spec.siblings);
         if self.ctx.config.on_failure == OnFailure::Pause {
             let socket = self.dir.socket("qmp-pause.sock");
             let _ = std::fs::remove_file(&socket);
@@ -186,11 +218,21 @@ impl<'a> VmTrial<'a> {
             self.pause_socket = Some(socket);
         }
         let mut machine = build_machine(self.plan, args, self.dir.path());
-        if let Some(snapshot) = &snapshot {
+        if let Some(snapshot) = snapshot {
             machine.restore_snapshot(snapshot.snapshot.state());
         }
         // One deadline for everything, the launch included.
         machine.set_deadline(Some(deadline));
+        Ok((machine, siblings))
+    }
+
+    /// Launches the test's machine, then writes `cmdline.txt` and
+    /// `repro.sh`. The error is QEMU's launch error.
+    fn launch(
+        &mut self,
+        mut machine: Machine,
+        snapshot: Option<Prepared>,
+    ) -> Result<Machine, BodyError> {
         let launched = machine.launch();
         // QEMU has loaded the state (or failed to): the snapshot may go.
         drop(snapshot);
@@ -206,17 +248,13 @@ impl<'a> VmTrial<'a> {
         if machine.command_line().is_empty() {
             return;
         }
-        let command = machine.command_line().to_vec();
-        let socket = self.dir.socket("qmp.sock");
-        let repro = artifacts::for_humans(machine.repro_command(&socket));
-        let ctx = self.ctx;
-        let written = self
-            .dir
-            .write_cmdline(&command, &self.notes)
-            .and_then(|()| {
-                self.dir
-                    .write_repro(&self.case.name, &repro, &socket, &ctx.cwd, &self.notes)
-            });
+        let written = artifacts::write_launch_files(
+            self.dir.path(),
+            &self.case.name,
+            machine,
+            &self.ctx.cwd,
+            &self.notes,
+        );
         if let Err(e) = written {
             self.problems
                 .push(format!("could not write cmdline.txt/repro.sh: {e}"));
@@ -228,10 +266,22 @@ impl<'a> VmTrial<'a> {
     fn run_body(
         &self,
         machine: Machine,
+        siblings: Siblings,
         body: fn(&mut Vm) -> BodyResult,
         deadline: (Instant, Duration),
     ) -> Result<(Option<Vm>, BodyEnd), String> {
-        let kill = killer(&machine);
+        let kill_main = killer(&machine);
+        let sibling_kills = siblings.kill_switches();
+        let kill = move || {
+            kill_main();
+            for switch in sibling_kills
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+            {
+                switch.kill();
+            }
+        };
         // The machine's drop removes these; a body abandoned at the
         // deadline keeps the machine until the process exits, and drops
         // nothing then. (A socket dir the body makes later is left to the
@@ -245,6 +295,7 @@ impl<'a> VmTrial<'a> {
             machine,
             self.dir.path().to_path_buf(),
             self.case.name.clone(),
+            siblings,
         );
         let (vm, end) = run_body(&self.case.name, deadline, vm, body, kill)?;
         if vm.is_none() {
@@ -259,6 +310,10 @@ impl<'a> VmTrial<'a> {
     /// Pauses for a human if asked to and the test failed, then shuts the
     /// VM down.
     fn tear_down(&mut self, mut vm: Vm, verdict: &Verdict) {
+        if !self.plan.spec.launch {
+            // The body launched it (or did not): its last command line.
+            self.write_repro(&vm);
+        }
         if let (Verdict::Failed(_, error), Some(socket)) = (verdict, &self.pause_socket) {
             pause::pause(
                 &self.case.name,
@@ -353,11 +408,15 @@ fn required(outcome: Outcome, require: bool) -> Outcome {
     }
 }
 
-/// The verdict, given how the body ended and what was expected (libtest's
-/// `should_panic` rules, for `Err` as well).
+/// The verdict, given how the body ended and what was expected.
 fn judge(end: BodyEnd, should_fail: ShouldFail) -> Verdict {
+    expected(body_verdict(end), should_fail)
+}
+
+/// What the body's end means before `should_fail` has its say.
+fn body_verdict(end: BodyEnd) -> Verdict {
     let (kind, error) = match end {
-        BodyEnd::Passed => return expected_failure_missing(should_fail),
+        BodyEnd::Passed => return Verdict::Passed,
         BodyEnd::Skipped(reason) => return Verdict::Skipped(reason),
         BodyEnd::Failed(error) if error.panicked => (FailureKind::Panic, error),
         BodyEnd::Failed(error) => (FailureKind::Error, error),
@@ -381,6 +440,18 @@ fn judge(end: BodyEnd, should_fail: ShouldFail) -> Verdict {
             error.message = reason;
             (FailureKind::Timeout, error)
         }
+    };
+    Verdict::Failed(kind, error)
+}
+
+/// A verdict judged against `should_fail` (libtest's `should_panic` rules,
+/// for any failure: an `Err`, a panic, a timeout, or QEMU failing to
+/// launch). A skip stays a skip.
+fn expected(verdict: Verdict, should_fail: ShouldFail) -> Verdict {
+    let (kind, error) = match verdict {
+        Verdict::Passed => return expected_failure_missing(should_fail),
+        Verdict::Skipped(reason) => return Verdict::Skipped(reason),
+        Verdict::Failed(kind, error) => (kind, error),
     };
     match should_fail {
         ShouldFail::No => Verdict::Failed(kind, error),

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::error::Result;
 use crate::machine::Machine;
+use crate::runner::sibling::{Sibling, Siblings};
 
 /// How long teardown waits for QEMU to quit gracefully before killing it.
 pub(crate) const TEARDOWN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -43,15 +44,55 @@ pub struct Vm {
     machine: Machine,
     artifacts: PathBuf,
     test_name: String,
+    siblings: Siblings,
 }
 
 impl Vm {
-    pub(crate) fn new(machine: Machine, artifacts: PathBuf, test_name: String) -> Vm {
+    pub(crate) fn new(
+        machine: Machine,
+        artifacts: PathBuf,
+        test_name: String,
+        siblings: Siblings,
+    ) -> Vm {
         Vm {
             machine,
             artifacts,
             test_name,
+            siblings,
         }
+    }
+
+    /// Starts configuring a sibling machine named `name`: a [`Machine`]
+    /// like the test's own (the same QEMU, accelerator, machine type,
+    /// kernel and arguments; its console, if the test has one), not
+    /// launched, with its logs in `<artifacts>/<name>/` and capped by the
+    /// test's deadline. The test declares how many it starts
+    /// (`#[qemu_test(siblings = N)]`): their host budget is reserved with
+    /// the test's own, and one more is refused ([`SiblingError`]). Names are
+    /// 1 to 64 letters, digits, `-` or `_`, each used once per test.
+    ///
+    /// ```no_run
+    /// use qemu_test::prelude::*;
+    ///
+    /// // A migration: the destination listens on a port QEMU picks.
+    /// #[qemu_test(arch = "x86_64", machine = "q35", args = ["-S"], siblings = 1)]
+    /// fn migrates(vm: &mut Vm) -> TestResult {
+    ///     let mut dest = vm.sibling("dest")?;
+    ///     dest.add_args(["-incoming", "defer"]);
+    ///     dest.launch()?;
+    ///     dest.command("migrate-incoming", json!({"uri": "tcp:127.0.0.1:0"}))?;
+    ///     let port = dest.command("query-migrate", json!({}))?["socket-address"][0]["port"]
+    ///         .as_str().unwrap_or_default().to_string();
+    ///     vm.command("migrate", json!({"uri": format!("tcp:127.0.0.1:{port}")}))?;
+    ///     dest.event_wait("RESUME", Duration::from_secs(30), None).ok();
+    ///     Ok(())
+    /// }
+    /// # fn main() {}
+    /// ```
+    ///
+    /// [`SiblingError`]: crate::error::SiblingError
+    pub fn sibling(&self, name: &str) -> Result<Sibling> {
+        Ok(self.siblings.make(name)?)
     }
 
     /// The test's artifact directory, `target/qemu-test/<test-binary>/<test-name>/`:

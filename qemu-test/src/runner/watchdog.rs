@@ -15,7 +15,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::machine::Machine;
-use crate::os::{self, Signal};
 use crate::runner::outcome::{BodyError, BodyResult};
 
 /// How long a body may take to return once its VM was killed at the
@@ -108,20 +107,11 @@ pub(crate) fn deadline_after(timeout: Duration) -> Instant {
         .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86400))
 }
 
-/// What the watchdog calls at the deadline: kills the machine's QEMU
-/// through a pidfd (never a recycled pid), from any thread.
+/// What the watchdog calls at the deadline: kills the machine's QEMU, the
+/// one running then (through a pidfd: never a recycled pid).
 pub(crate) fn killer(machine: &Machine) -> impl FnOnce() + Send + 'static {
-    let pid = machine.pid();
-    let pidfd = pid.and_then(os::pidfd);
-    move || match (&pidfd, pid) {
-        (Some(fd), _) => {
-            let _ = os::kill_pidfd(fd, Signal::Kill);
-        }
-        (None, Some(pid)) => {
-            let _ = os::kill_one(pid, Signal::Kill);
-        }
-        (None, None) => {}
-    }
+    let switch = machine.kill_switch();
+    move || switch.kill()
 }
 
 /// `5 s`, `1.5 s`.

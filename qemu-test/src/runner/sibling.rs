@@ -1,0 +1,178 @@
+//! Sibling machines: more VMs in one test, configured like the test's own
+//! (upstream's `get_vm(name=...)`), each with its own artifact subdirectory
+//! holding the same files as the main VM's.
+//!
+//! A test declares how many it starts (`siblings = N`); the runner reserves
+//! their host budget together with the test's own at admission (all of it
+//! or nothing), so a body never waits for host room and cannot deadlock
+//! with other tests. Each sibling runs under the test's deadline, the
+//! watchdog kills it when the deadline passes, and dropping it kills its
+//! QEMU like any [`Machine`].
+
+use std::ops::{Deref, DerefMut};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::error::SiblingError;
+use crate::machine::{KillSwitch, Machine};
+use crate::runner::artifacts;
+use crate::runner::launch::build_machine;
+use crate::runner::resolve::Plan;
+
+/// A machine started next to a test's own VM, configured like it; get one
+/// with [`Vm::sibling`](crate::Vm::sibling). It derefs to [`Machine`]: add
+/// arguments, launch it, drive it. Its logs (`qemu.log`, `console.log`,
+/// `qmp.jsonl`) and, once launched, `cmdline.txt` and `repro.sh` are in
+/// [`artifacts`](Sibling::artifacts), `<test artifacts>/<name>/`.
+///
+/// Dropping it (at the latest when the test body returns) kills its QEMU.
+#[derive(Debug)]
+pub struct Sibling {
+    machine: Machine,
+    name: String,
+    dir: PathBuf,
+    /// The test's name, for `repro.sh`.
+    test: String,
+    cwd: PathBuf,
+}
+
+impl Sibling {
+    /// The name it was started under.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its artifact directory, `<test artifacts>/<name>/`.
+    pub fn artifacts(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Deref for Sibling {
+    type Target = Machine;
+    fn deref(&self) -> &Machine {
+        &self.machine
+    }
+}
+
+impl DerefMut for Sibling {
+    fn deref_mut(&mut self) -> &mut Machine {
+        &mut self.machine
+    }
+}
+
+impl Drop for Sibling {
+    fn drop(&mut self) {
+        // Best effort: a sibling that cannot write its reproduction files
+        // still ends; the machine's own drop kills QEMU after this.
+        if !self.machine.command_line().is_empty() {
+            let _ = artifacts::write_launch_files(
+                &self.dir,
+                &format!("{} (sibling {})", self.test, self.name),
+                &self.machine,
+                &self.cwd,
+                &[],
+            );
+        }
+    }
+}
+
+/// What a test's siblings are made from, and the ones made so far.
+#[derive(Debug)]
+pub(crate) struct Siblings {
+    plan: Plan,
+    /// The test VM's arguments (accelerator resolved), without the
+    /// runner's pause-mode monitor.
+    args: Vec<String>,
+    deadline: Instant,
+    /// The test's artifact dir.
+    dir: PathBuf,
+    test: String,
+    cwd: PathBuf,
+    declared: u32,
+    made: Mutex<Vec<String>>,
+    /// Every sibling's kill switch, for the watchdog.
+    kills: Arc<Mutex<Vec<KillSwitch>>>,
+}
+
+/// What the runner knows when it makes a test's siblings.
+pub(crate) struct SiblingTemplate {
+    pub(crate) plan: Plan,
+    pub(crate) args: Vec<String>,
+    pub(crate) deadline: Instant,
+    pub(crate) dir: PathBuf,
+    pub(crate) test: String,
+    pub(crate) cwd: PathBuf,
+}
+
+impl Siblings {
+    /// Up to `declared` siblings from `template`.
+    pub(crate) fn new(template: SiblingTemplate, declared: u32) -> Siblings {
+        let SiblingTemplate {
+            plan,
+            args,
+            deadline,
+            dir,
+            test,
+            cwd,
+        } = template;
+        Siblings {
+            plan,
+            args,
+            deadline,
+            dir,
+            test,
+            cwd,
+            declared,
+            made: Mutex::new(Vec::new()),
+            kills: Arc::default(),
+        }
+    }
+
+    /// The kill switches of the siblings made so far and later.
+    pub(crate) fn kill_switches(&self) -> Arc<Mutex<Vec<KillSwitch>>> {
+        self.kills.clone()
+    }
+
+    /// A new sibling named `name`, not launched.
+    pub(crate) fn make(&self, name: &str) -> Result<Sibling, SiblingError> {
+        let valid = (1..=64).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid {
+            return Err(SiblingError::InvalidName { name: name.into() });
+        }
+        let mut made = self.made.lock().unwrap_or_else(|e| e.into_inner());
+        if made.iter().any(|m| m == name) {
+            return Err(SiblingError::Duplicate { name: name.into() });
+        }
+        if made.len() >= self.declared as usize {
+            return Err(SiblingError::Undeclared {
+                name: name.into(),
+                declared: self.declared,
+            });
+        }
+        let dir = self.dir.join(name);
+        crate::os::create_private_dir_all(&dir).map_err(|source| SiblingError::Io {
+            name: name.into(),
+            dir: dir.clone(),
+            source,
+        })?;
+        let mut machine = build_machine(&self.plan, self.args.clone(), &dir);
+        machine.set_deadline(Some(self.deadline));
+        self.kills
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(machine.kill_switch());
+        made.push(name.to_string());
+        Ok(Sibling {
+            machine,
+            name: name.to_string(),
+            dir,
+            test: self.test.clone(),
+            cwd: self.cwd.clone(),
+        })
+    }
+}
