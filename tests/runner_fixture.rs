@@ -69,7 +69,8 @@ mod console {
 
     #[qemu_test(arch = "x86_64", machine = "pc", console = "isa-debugcon,iobase=0x402", args = ["-nodefaults"], timeout = "30s")]
     fn fails_after_boot(vm: &mut Vm) -> TestResult {
-        vm.console().wait_for("No bootable device")?;
+        // The whole line: the failure message's tail ends with it.
+        vm.console().wait_for("No bootable device.")?;
         Err("deliberate failure after the firmware finished".into())
     }
 }

@@ -964,8 +964,13 @@ mod tests {
     #[test]
     fn wrong_value_types_say_what_is_expected() {
         assert_eq!(
-            error(quote!(smp = "2")),
-            "`smp` expects an integer literal of at least 1, e.g. `smp = 2`"
+            error(quote!(smp = 2.5)),
+            "`smp` expects an integer literal of at least 1 or an -smp string, e.g. `smp = 2`"
+        );
+        assert!(error(quote!(qmp = "no")).starts_with("`qmp` expects `true` or `false`"));
+        assert_eq!(
+            error(quote!(siblings = 0)),
+            "`siblings` must be at least 1 (leave the key out for none)"
         );
         assert_eq!(
             error(quote!(machine = 1)),
@@ -1011,7 +1016,7 @@ mod tests {
 
     #[test]
     fn every_bad_argument_is_reported() {
-        let parsed = parse_args(quote!(smp = "2", machine = "virt", memory = "x")).unwrap();
+        let parsed = parse_args(quote!(smp = "two", machine = "virt", memory = "x")).unwrap();
         assert_eq!(parsed.errors.unwrap().into_iter().count(), 2);
         assert!(parsed.config.machine.is_some());
     }
