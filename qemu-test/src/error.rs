@@ -125,6 +125,14 @@ pub enum Error {
     #[error(transparent)]
     Sibling(#[from] SiblingError),
 
+    /// The guest did not crash within the time given to
+    /// [`wait_for_guest_crash`](crate::Machine::wait_for_guest_crash).
+    #[error("the guest did not crash within {timeout:?}")]
+    NoCrash {
+        /// The time waited.
+        timeout: Duration,
+    },
+
     /// QEMU did not exit within the time given to `wait()`.
     #[error("QEMU (pid {pid}) did not exit within {timeout:?}")]
     WaitTimeout {

@@ -36,7 +36,7 @@ pub mod shell;
 pub mod snapshot;
 pub mod spec;
 
-pub use console::{Console, Pattern};
+pub use console::{Console, Crash, Pattern};
 pub use error::{
     BoxError, ConsoleError, Error, EventError, QmpError, Result, SetupError, ShellError,
     SiblingError, SnapshotError, TestResult,

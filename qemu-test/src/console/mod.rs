@@ -31,8 +31,12 @@ use std::time::{Duration, Instant};
 use crate::deadline::DeadlineCap;
 use crate::error::ConsoleError;
 
+mod crash;
 mod pattern;
 
+pub use crash::Crash;
+pub(crate) use crash::CrashHook;
+use crash::CrashWatch;
 pub use pattern::{Match, Pattern};
 
 /// The default timeout of console waits.
@@ -56,6 +60,7 @@ struct Inner {
     cond: Condvar,
     writer: Mutex<Option<UnixStream>>,
     configured: bool,
+    crash: Mutex<CrashWatch>,
 }
 
 impl Inner {
@@ -238,6 +243,32 @@ impl Console {
         }
     }
 
+    /// The first guest kernel crash (a panic, Oops or BUG line) the
+    /// console has shown, if any. The runner fails a test as soon as one
+    /// appears, unless the test expects it.
+    pub fn crash(&self) -> Option<Crash> {
+        self.inner
+            .crash
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .crash()
+            .cloned()
+    }
+
+    /// Calls `hook` once with the first crash: at once if there was one,
+    /// else from the drain thread when it appears.
+    pub(crate) fn on_crash(&self, hook: CrashHook) {
+        let now = self
+            .inner
+            .crash
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .on_crash(hook);
+        if let Some((crash, hook)) = now {
+            hook(crash);
+        }
+    }
+
     /// Sends bytes to the guest as they are.
     pub fn send(&self, bytes: impl AsRef<[u8]>) -> Result<(), ConsoleError> {
         self.check()?;
@@ -356,8 +387,23 @@ fn drain(mut stream: UnixStream, mut log: Option<File>, inner: &Inner) {
                         log = None;
                     }
                 }
-                inner.lock().data.extend_from_slice(&chunk[..n]);
+                let offset = {
+                    let mut buf = inner.lock();
+                    let offset = buf.data.len();
+                    buf.data.extend_from_slice(&chunk[..n]);
+                    offset
+                };
                 inner.cond.notify_all();
+                let crashed = inner
+                    .crash
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .feed(&chunk[..n], offset);
+                if let Some((crash, hooks)) = crashed {
+                    for hook in hooks {
+                        hook(crash.clone());
+                    }
+                }
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => break,

@@ -90,6 +90,7 @@ impl Machine {
             },
             temp_dir: p.temp_dir.take().expect("temp dir was set above"),
         });
+        self.attach_crash_listener();
         Ok(())
     }
 

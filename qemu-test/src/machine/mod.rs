@@ -32,6 +32,7 @@
 //! ```
 
 mod cmdline;
+mod crash;
 mod kill_switch;
 mod launch;
 mod lifetime;
@@ -55,6 +56,8 @@ use crate::qemu_opts::escape_opt;
 pub use crate::qmp::Wait;
 use crate::qmp::{self, EventCache, QmpClient};
 use cmdline::{BaseArgs, ConsoleArg};
+pub(crate) use crash::CrashListener;
+pub use crash::GuestCrash;
 pub(crate) use kill_switch::KillSwitch;
 use owned_dir::OwnedDir;
 
@@ -199,6 +202,7 @@ impl MachineBuilder {
             restore_from: None,
             ram: None,
             kill_switch: KillSwitch::default(),
+            crash_listener: None,
         }
     }
 }
@@ -247,6 +251,8 @@ pub struct Machine {
     ram: Option<migrate::MappedRam>,
     user_killed: bool,
     kill_switch: KillSwitch,
+    /// Told about the guest's crash signs (the runner's watchdog).
+    crash_listener: Option<CrashListener>,
 }
 
 impl Machine {

@@ -132,9 +132,26 @@ impl AsFd for Stream {
     }
 }
 
+/// Told about every event of one name as it is routed (before any caller
+/// reads it; it stays queued). Runs under the client's lock: it must not
+/// call the client.
+pub(crate) type EventHook = Box<dyn Fn(&Value) + Send>;
+
+/// The hooks of [`QmpClient::on_event`], by event name.
+#[derive(Default)]
+struct Hooks(Vec<(String, EventHook)>);
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.0.iter().map(|(n, _)| n.as_str()).collect();
+        f.debug_tuple("Hooks").field(&names).finish()
+    }
+}
+
 /// What the reader thread shares with callers.
 #[derive(Debug, Default)]
 struct State {
+    hooks: Hooks,
     greeting: Option<Value>,
     /// Ids of commands whose callers are waiting.
     waiting: HashSet<String>,
@@ -580,6 +597,16 @@ impl QmpClient {
             .read_available(&self.shared, self.transcript.as_deref());
     }
 
+    /// Calls `hook` with every `name` event as it arrives (and with those
+    /// already queued), without taking it from the queue.
+    pub(crate) fn on_event(&self, name: &str, hook: EventHook) {
+        let mut state = self.shared.lock();
+        for event in state.events.iter().filter(|e| e["event"] == name) {
+            hook(event);
+        }
+        state.hooks.0.push((name.to_string(), hook));
+    }
+
     /// Drops every queued event.
     pub fn clear_events(&self) {
         self.shared.lock().events.clear();
@@ -728,7 +755,10 @@ impl State {
     fn route(&mut self, msg: Value) {
         if self.greeting.is_none() {
             self.greeting = Some(msg);
-        } else if msg.get("event").is_some() {
+        } else if let Some(name) = msg.get("event") {
+            for (_, hook) in self.hooks.0.iter().filter(|(n, _)| name == n.as_str()) {
+                hook(&msg);
+            }
             if self.events.len() >= MAX_QUEUED_EVENTS {
                 self.events.pop_front();
                 self.dropped_events += 1;

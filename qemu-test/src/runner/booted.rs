@@ -180,6 +180,7 @@ impl Maker<'_> {
             logs.to_path_buf(),
             format!("snapshot {}", self.name),
             Siblings::new(template, 0),
+            Default::default(),
         );
         let thread = format!("{}/snapshot-{}", self.case.name, self.name);
         let (vm, end) = match self.readiness {
@@ -218,6 +219,7 @@ fn setup_failure(end: BodyEnd, timeout: Duration) -> Option<String> {
         BodyEnd::Skipped(reason) => Some(format!(
             "the setup skipped (a setup cannot skip its tests): {reason}"
         )),
+        BodyEnd::Crashed { crash, .. } => Some(format!("the guest crashed in the setup: {crash}")),
         BodyEnd::TimedOut { said, .. } => Some(format!(
             "the setup did not finish within the test's timeout ({}){}",
             seconds(timeout),

@@ -8,15 +8,46 @@ use crate::machine::Machine;
 use crate::runner::resolve::Plan;
 use crate::spec::VmSpec;
 
-/// The arguments a spec's VM gets (`-snapshot` too when it starts from a
-/// booted snapshot: its disks must be as they were when the state was
-/// saved, so no test may write to them).
+/// The arguments a spec's VM gets: the spec's own, the crash reporting
+/// ([`crash_reporting`]), and `-snapshot` when it starts from a booted
+/// snapshot (its disks must be as they were when the state was saved, so no
+/// test may write to them).
 pub(crate) fn vm_args(spec: &VmSpec, accel: &str) -> std::io::Result<Vec<String>> {
-    let mut args = spec.qemu_args(Some(accel))?;
+    let own = spec.qemu_args(Some(accel))?;
+    // First: the test's own arguments stay last, as it wrote them.
+    let mut args = crash_reporting(spec, &own);
+    args.extend(own);
     if spec.snapshot.is_some() {
         args.push("-snapshot".into());
     }
     Ok(args)
+}
+
+/// On a machine with PCI (`q35`, `pc`, Arm `virt`, and their versions): a
+/// `pvpanic-pci` device, so that QEMU reports a guest kernel panic
+/// (`GUEST_PANICKED`) even without a console (a guest with the driver:
+/// the Linux guests load it), and `-action panic=pause`, which keeps the
+/// crashed VM for a screenshot or a person instead of QEMU's default of
+/// shutting it down. Not added when the test's own arguments deal with
+/// either.
+fn crash_reporting(spec: &VmSpec, args: &[String]) -> Vec<String> {
+    let Some(machine) = spec.effective_machine() else {
+        return Vec::new();
+    };
+    let machine = machine.split(',').next().unwrap_or(machine);
+    let family = |base: &str| machine == base || machine.starts_with(&format!("{base}-"));
+    let pci = match spec.effective_arch() {
+        Some("x86_64" | "i386") => family("q35") || family("pc"),
+        Some("aarch64" | "arm") => family("virt"),
+        _ => false,
+    };
+    let own = args.iter().any(|a| a.contains("pvpanic") || a == "-action");
+    if !pci || own {
+        return Vec::new();
+    }
+    ["-device", "pvpanic-pci", "-action", "panic=pause"]
+        .map(String::from)
+        .to_vec()
 }
 
 /// A machine for `plan`, not launched, with `args` and its logs

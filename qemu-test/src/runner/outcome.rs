@@ -242,6 +242,9 @@ pub(crate) enum FailureKind {
     Panic,
     /// The test's deadline passed.
     Timeout,
+    /// The guest crashed (a kernel panic, Oops or BUG) and the test did
+    /// not expect it.
+    GuestCrash,
     /// QEMU did not start.
     Launch,
     /// The test could not run here (or skipped itself) under
@@ -265,6 +268,7 @@ impl FailureKind {
             FailureKind::Error => "error",
             FailureKind::Panic => "panic",
             FailureKind::Timeout => "timeout",
+            FailureKind::GuestCrash => "guest_crash",
             FailureKind::Launch => "launch",
             FailureKind::Required => "required",
             FailureKind::Invalid => "invalid",

@@ -24,7 +24,9 @@ use crate::runner::registry::{Body, ShouldFail};
 use crate::runner::resolve::{self, AccelChoice, Plan, Unrunnable};
 use crate::runner::scheduler::{scheduler, Need};
 use crate::runner::sibling::{SiblingTemplate, Siblings};
-use crate::runner::watchdog::{deadline_after, killer, run_body, seconds, BodyEnd, GRACE};
+use crate::runner::watchdog::{
+    deadline_after, killer, run_body, seconds, BodyEnd, Watchdog, GRACE,
+};
 use crate::runner::{pause, Vm};
 
 /// A verdict before the evidence (console, QEMU's output, artifacts) is
@@ -185,7 +187,7 @@ impl<'a> VmTrial<'a> {
                 return trial.collect(Verdict::Failed(FailureKind::Runner, error), None);
             }
         };
-        let verdict = judge(end, case.def.should_fail);
+        let verdict = with_crash_report(judge(end, case.def.should_fail), &console);
         if let Some(vm) = vm {
             trial.tear_down(vm, &verdict);
         }
@@ -291,13 +293,17 @@ impl<'a> VmTrial<'a> {
             .flatten()
             .map(Path::to_path_buf)
             .collect();
+        let watchdog = Watchdog::new(&self.case.name, deadline);
+        let mut machine = machine;
+        machine.watch_crashes(watchdog.crash_listener());
         let vm = Vm::new(
             machine,
             self.dir.path().to_path_buf(),
             self.case.name.clone(),
             siblings,
+            watchdog.crash_expected(),
         );
-        let (vm, end) = run_body(&self.case.name, deadline, vm, body, kill)?;
+        let (vm, end) = watchdog.run(vm, body, kill)?;
         if vm.is_none() {
             // Abandoned: its QEMU was killed, nothing uses them any more.
             for dir in &machine_dirs {
@@ -420,6 +426,29 @@ fn body_verdict(end: BodyEnd) -> Verdict {
         BodyEnd::Skipped(reason) => return Verdict::Skipped(reason),
         BodyEnd::Failed(error) if error.panicked => (FailureKind::Panic, error),
         BodyEnd::Failed(error) => (FailureKind::Error, error),
+        BodyEnd::Crashed {
+            crash,
+            said,
+            abandoned,
+        } => {
+            let mut reason = format!("the guest crashed: {crash}");
+            let mut error = BodyError::new("");
+            if let Some(said) = said {
+                // Its first line: its console tail would repeat the crash.
+                let first = said.message.lines().next().unwrap_or_default();
+                reason.push_str(&format!("\nthe body was stopped with: {first}"));
+                error = said;
+                error.shows_console = false;
+            }
+            if abandoned {
+                reason.push_str(&format!(
+                    "\nthe body did not return within {} after its VM was killed; its thread was abandoned",
+                    seconds(GRACE)
+                ));
+            }
+            error.message = reason;
+            (FailureKind::GuestCrash, error)
+        }
         BodyEnd::TimedOut {
             timeout,
             said,
@@ -442,6 +471,31 @@ fn body_verdict(end: BodyEnd) -> Verdict {
         }
     };
     Verdict::Failed(kind, error)
+}
+
+/// How many console lines from the crash line a crash's report shows (the
+/// call trace).
+const CRASH_LINES: usize = 60;
+
+/// A guest crash's failure with what the console showed from the crash
+/// line on (the call trace), instead of the console's last lines.
+fn with_crash_report(verdict: Verdict, console: &Console) -> Verdict {
+    let Verdict::Failed(FailureKind::GuestCrash, mut error) = verdict else {
+        return verdict;
+    };
+    let Some(crash) = console.crash() else {
+        return Verdict::Failed(FailureKind::GuestCrash, error);
+    };
+    let output = console.output_bytes();
+    let from = output.get(crash.offset..).unwrap_or_default();
+    let text = String::from_utf8_lossy(from);
+    let excerpt: Vec<&str> = text.lines().take(CRASH_LINES).collect();
+    error.message.push_str(&format!(
+        "\n--- the crash on the console ---\n{}",
+        excerpt.join("\n").trim_end()
+    ));
+    error.shows_console = true;
+    Verdict::Failed(FailureKind::GuestCrash, error)
 }
 
 /// A verdict judged against `should_fail` (libtest's `should_panic` rules,

@@ -7,6 +7,8 @@ use std::time::Duration;
 use crate::error::Result;
 use crate::machine::Machine;
 use crate::runner::sibling::{Sibling, Siblings};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// How long teardown waits for QEMU to quit gracefully before killing it.
 pub(crate) const TEARDOWN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -45,6 +47,8 @@ pub struct Vm {
     artifacts: PathBuf,
     test_name: String,
     siblings: Siblings,
+    /// Set when the body expects its guest to crash.
+    crash_expected: Arc<AtomicBool>,
 }
 
 impl Vm {
@@ -53,13 +57,38 @@ impl Vm {
         artifacts: PathBuf,
         test_name: String,
         siblings: Siblings,
+        crash_expected: Arc<AtomicBool>,
     ) -> Vm {
         Vm {
             machine,
             artifacts,
             test_name,
             siblings,
+            crash_expected,
         }
+    }
+
+    /// Says that the guest is going to crash on purpose: from now on a
+    /// kernel panic, Oops or BUG does not fail the test (by default the
+    /// runner fails it within a second, with the crash in the message).
+    /// Then [`wait_for_guest_crash`](Machine::wait_for_guest_crash).
+    ///
+    /// ```no_run
+    /// use qemu_test::prelude::*;
+    ///
+    /// #[qemu_test(console, kernel = guest::LINUX_X86_64)]
+    /// fn sysrq_crashes_the_guest(vm: &mut Vm) -> TestResult {
+    ///     vm.shell().succeed("true")?;
+    ///     vm.expect_guest_crash();
+    ///     vm.console().send_line("echo c > /proc/sysrq-trigger")?;
+    ///     let crash = vm.wait_for_guest_crash(Duration::from_secs(30))?;
+    ///     assert!(crash.to_string().contains("sysrq triggered crash"));
+    ///     Ok(())
+    /// }
+    /// # fn main() {}
+    /// ```
+    pub fn expect_guest_crash(&self) {
+        self.crash_expected.store(true, Ordering::SeqCst);
     }
 
     /// Starts configuring a sibling machine named `name`: a [`Machine`]

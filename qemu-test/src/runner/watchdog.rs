@@ -10,16 +10,22 @@
 //! caps all of that machine's waits.)
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::machine::Machine;
+use crate::machine::{CrashListener, GuestCrash, Machine};
 use crate::runner::outcome::{BodyError, BodyResult};
 
 /// How long a body may take to return once its VM was killed at the
 /// deadline.
 pub(crate) const GRACE: Duration = Duration::from_secs(5);
+
+/// After a crash sign, how long the console may go on (the call trace
+/// follows the panic line) before the VM is killed.
+const SETTLE: Duration = Duration::from_millis(500);
 
 /// How a body ended.
 #[derive(Debug)]
@@ -38,66 +44,205 @@ pub(crate) enum BodyEnd {
         /// It did not return within [`GRACE`] after the kill.
         abandoned: bool,
     },
+    /// The guest crashed (and the body did not expect it): the VM was
+    /// killed so that the test ends now, not at its deadline.
+    Crashed {
+        crash: GuestCrash,
+        /// What the body said, if it returned an error.
+        said: Option<BodyError>,
+        /// It did not return within [`GRACE`] after the kill.
+        abandoned: bool,
+    },
 }
 
-/// Runs `body` on `value` on a thread named `name`, waiting until
-/// `deadline` (`timeout` after the test started); then calls `on_timeout`
-/// (which kills the VM) and waits [`GRACE`] more. Returns `value` back
-/// (even after a panic; `None` if the body had to be abandoned) and how the
-/// body ended; the error is for a thread that could not be started.
+/// What reaches the watchdog: the body's result, or a crash sign.
+enum Event<T> {
+    Done(T, BodyResult),
+    Crash(GuestCrash),
+}
+
+/// Watches one body: its deadline, and its guest's crash signs.
+pub(crate) struct Watchdog<T> {
+    name: String,
+    deadline: (Instant, Duration),
+    tx: Sender<Event<T>>,
+    rx: Receiver<Event<T>>,
+    /// Set while the body expects its guest to crash.
+    expected: Arc<AtomicBool>,
+}
+
+impl<T: Send + 'static> Watchdog<T> {
+    /// A watchdog for a body on a thread named `name`, with `deadline`
+    /// (`timeout` after the test started).
+    pub(crate) fn new(name: &str, deadline: (Instant, Duration)) -> Watchdog<T> {
+        let (tx, rx) = mpsc::channel();
+        Watchdog {
+            name: name.to_string(),
+            deadline,
+            tx,
+            rx,
+            expected: Arc::default(),
+        }
+    }
+
+    /// Hands crash signs to this watchdog (see [`Machine::watch_crashes`]).
+    pub(crate) fn crash_listener(&self) -> CrashListener {
+        let tx = self.tx.clone();
+        CrashListener::new(move |crash| {
+            let _ = tx.send(Event::Crash(crash));
+        })
+    }
+
+    /// The flag a body sets when it expects its guest to crash.
+    pub(crate) fn crash_expected(&self) -> Arc<AtomicBool> {
+        self.expected.clone()
+    }
+
+    /// Runs `body` on `value` on its own thread until the deadline or a
+    /// crash sign the body does not expect; then calls `kill` (which kills
+    /// the VMs) and waits [`GRACE`] more. Returns `value` back (even after
+    /// a panic; `None` if the body had to be abandoned) and how the body
+    /// ended; the error is for a thread that could not be started.
+    pub(crate) fn run(
+        self,
+        value: T,
+        body: impl FnOnce(&mut T) -> BodyResult + Send + 'static,
+        kill: impl FnOnce(),
+    ) -> Result<(Option<T>, BodyEnd), String> {
+        let tx = self.tx.clone();
+        let spawned = thread::Builder::new()
+            .name(self.name.clone())
+            .spawn(move || {
+                let mut value = value;
+                let result = catch_unwind(AssertUnwindSafe(|| body(&mut value)));
+                let result = result.unwrap_or_else(|payload| {
+                    BodyResult::Failed(BodyError::panic(payload.as_ref()))
+                });
+                let _ = tx.send(Event::Done(value, result));
+            });
+        if let Err(e) = spawned {
+            return Err(format!("cannot start the test's thread: {e}"));
+        }
+        let (deadline, timeout) = self.deadline;
+        loop {
+            match self
+                .rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(Event::Done(value, result)) => {
+                    return Ok(ended(value, result, deadline, timeout))
+                }
+                Ok(Event::Crash(_)) if self.expected.load(Ordering::SeqCst) => {}
+                Ok(Event::Crash(crash)) => return Ok(self.after_crash(crash, kill)),
+                Err(RecvTimeoutError::Timeout) => return Ok(self.after_deadline(timeout, kill)),
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err("the test's thread ended without a result".into())
+                }
+            }
+        }
+    }
+
+    /// The deadline passed: kill, then give the body [`GRACE`].
+    fn after_deadline(self, timeout: Duration, kill: impl FnOnce()) -> (Option<T>, BodyEnd) {
+        kill();
+        let (value, said, abandoned) = self.grace();
+        let end = BodyEnd::TimedOut {
+            timeout,
+            said,
+            abandoned,
+        };
+        (value, end)
+    }
+
+    /// The guest crashed: let the console show the call trace, kill, then
+    /// give the body [`GRACE`].
+    fn after_crash(self, crash: GuestCrash, kill: impl FnOnce()) -> (Option<T>, BodyEnd) {
+        let settled = Instant::now() + SETTLE;
+        loop {
+            match self
+                .rx
+                .recv_timeout(settled.saturating_duration_since(Instant::now()))
+            {
+                Ok(Event::Done(value, result)) => {
+                    kill();
+                    let said = match result {
+                        BodyResult::Failed(said) => Some(said),
+                        _ => None,
+                    };
+                    let end = BodyEnd::Crashed {
+                        crash,
+                        said,
+                        abandoned: false,
+                    };
+                    return (Some(value), end);
+                }
+                // A second sign of the same crash (pvpanic after the console).
+                Ok(Event::Crash(_)) => {}
+                Err(_) => break,
+            }
+        }
+        kill();
+        let (value, said, abandoned) = self.grace();
+        let end = BodyEnd::Crashed {
+            crash,
+            said,
+            abandoned,
+        };
+        (value, end)
+    }
+
+    /// Waits [`GRACE`] for the body after its VM was killed.
+    fn grace(self) -> (Option<T>, Option<BodyError>, bool) {
+        let until = Instant::now() + GRACE;
+        loop {
+            match self
+                .rx
+                .recv_timeout(until.saturating_duration_since(Instant::now()))
+            {
+                Ok(Event::Done(value, BodyResult::Failed(said))) => {
+                    return (Some(value), Some(said), false)
+                }
+                Ok(Event::Done(value, _)) => return (Some(value), None, false),
+                Ok(Event::Crash(_)) => {}
+                Err(_) => return (None, None, true),
+            }
+        }
+    }
+}
+
+/// How a body that returned ended: a failure that comes just as the
+/// deadline passes is the deadline's doing.
+fn ended<T>(
+    value: T,
+    result: BodyResult,
+    deadline: Instant,
+    timeout: Duration,
+) -> (Option<T>, BodyEnd) {
+    let end = match result {
+        BodyResult::Passed => BodyEnd::Passed,
+        BodyResult::Skipped(reason) => BodyEnd::Skipped(reason),
+        BodyResult::Failed(said) if Instant::now() + Duration::from_millis(50) >= deadline => {
+            BodyEnd::TimedOut {
+                timeout,
+                said: Some(said),
+                abandoned: false,
+            }
+        }
+        BodyResult::Failed(said) => BodyEnd::Failed(said),
+    };
+    (Some(value), end)
+}
+
+/// Runs `body` on `value` under `deadline` with no crash watch: a body
+/// without a VM, or a snapshot's setup (see [`Watchdog::run`]).
 pub(crate) fn run_body<T: Send + 'static>(
     name: &str,
-    (deadline, timeout): (Instant, Duration),
+    deadline: (Instant, Duration),
     value: T,
     body: impl FnOnce(&mut T) -> BodyResult + Send + 'static,
     on_timeout: impl FnOnce(),
 ) -> Result<(Option<T>, BodyEnd), String> {
-    let (tx, rx) = mpsc::channel();
-    let spawned = thread::Builder::new()
-        .name(name.to_string())
-        .spawn(move || {
-            let mut value = value;
-            let result = catch_unwind(AssertUnwindSafe(|| body(&mut value)));
-            let result = result
-                .unwrap_or_else(|payload| BodyResult::Failed(BodyError::panic(payload.as_ref())));
-            let _ = tx.send((value, result));
-        });
-    if let Err(e) = spawned {
-        return Err(format!("cannot start the test's thread: {e}"));
-    }
-    match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-        Ok((value, BodyResult::Passed)) => Ok((Some(value), BodyEnd::Passed)),
-        Ok((value, BodyResult::Skipped(reason))) => Ok((Some(value), BodyEnd::Skipped(reason))),
-        // A wait cut short by the deadline is the deadline's doing.
-        Ok((value, BodyResult::Failed(said)))
-            if Instant::now() + Duration::from_millis(50) >= deadline =>
-        {
-            let end = BodyEnd::TimedOut {
-                timeout,
-                said: Some(said),
-                abandoned: false,
-            };
-            Ok((Some(value), end))
-        }
-        Ok((value, BodyResult::Failed(said))) => Ok((Some(value), BodyEnd::Failed(said))),
-        Err(RecvTimeoutError::Timeout) => {
-            on_timeout();
-            let (value, said, abandoned) = match rx.recv_timeout(GRACE) {
-                Ok((value, BodyResult::Failed(said))) => (Some(value), Some(said), false),
-                Ok((value, _)) => (Some(value), None, false),
-                Err(_) => (None, None, true),
-            };
-            let end = BodyEnd::TimedOut {
-                timeout,
-                said,
-                abandoned,
-            };
-            Ok((value, end))
-        }
-        Err(RecvTimeoutError::Disconnected) => {
-            Err("the test's thread ended without a result".into())
-        }
-    }
+    Watchdog::new(name, deadline).run(value, body, on_timeout)
 }
 
 /// `timeout` from now; an absurdly long timeout means "a century".
