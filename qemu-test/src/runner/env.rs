@@ -11,6 +11,7 @@
 //! | `QEMU_TEST_JUNIT` | path of a JUnit XML report to write | unset |
 //! | `QEMU_TEST_JOBS` | how many vCPUs may run at once (host-wide) | the number of cores |
 //! | `QEMU_TEST_ON_FAILURE` | `report`, or `pause` to keep a failed test's VM running until Enter | `report` |
+//! | `QEMU_TEST_TIMEOUT_FACTOR` | a number > 0 that scales every test's deadline (a slow host: `3`) | `1` |
 //!
 //! A malformed value is an error at start-up, never silently ignored.
 
@@ -55,7 +56,7 @@ pub(crate) enum OnFailure {
 }
 
 /// The runner's configuration; see the [module docs](self).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Config {
     /// `QEMU_TEST_QEMU_DIR`.
     pub(crate) qemu_dir: Option<PathBuf>,
@@ -73,6 +74,19 @@ pub(crate) struct Config {
     pub(crate) jobs: Option<usize>,
     /// `QEMU_TEST_ON_FAILURE`.
     pub(crate) on_failure: OnFailure,
+    /// `QEMU_TEST_TIMEOUT_FACTOR` (`None`: 1).
+    pub(crate) timeout_factor: Option<f64>,
+}
+
+impl Config {
+    /// A test's deadline as configured: `timeout` scaled by
+    /// `QEMU_TEST_TIMEOUT_FACTOR`.
+    pub(crate) fn scaled(&self, timeout: std::time::Duration) -> std::time::Duration {
+        match self.timeout_factor {
+            Some(factor) => timeout.mul_f64(factor),
+            None => timeout,
+        }
+    }
 }
 
 /// A malformed `QEMU_TEST_*` variable.
@@ -142,6 +156,19 @@ impl Config {
                 return Err(bad("QEMU_TEST_ON_FAILURE", other.into(), "report or pause"))
             }
         };
+        let timeout_factor = match text("QEMU_TEST_TIMEOUT_FACTOR", "a number greater than 0")? {
+            None => None,
+            Some(v) => match v.trim().parse::<f64>() {
+                Ok(f) if f > 0.0 && f.is_finite() && f <= 1000.0 => Some(f),
+                _ => {
+                    return Err(bad(
+                        "QEMU_TEST_TIMEOUT_FACTOR",
+                        v,
+                        "a number greater than 0 (and at most 1000), e.g. 2.5",
+                    ))
+                }
+            },
+        };
         let accel = text("QEMU_TEST_ACCEL", "auto, kvm, tcg or another -accel value")?
             .map(|a| Accel::from(a.as_str()));
         Ok(Config {
@@ -153,6 +180,7 @@ impl Config {
             junit: get("QEMU_TEST_JUNIT").map(absolute),
             jobs,
             on_failure,
+            timeout_factor,
         })
     }
 
@@ -214,6 +242,7 @@ mod tests {
             ("QEMU_TEST_JUNIT", "/tmp/junit.xml"),
             ("QEMU_TEST_JOBS", "4"),
             ("QEMU_TEST_ON_FAILURE", "pause"),
+            ("QEMU_TEST_TIMEOUT_FACTOR", "2.5"),
         ])
         .unwrap();
         assert_eq!(
@@ -225,6 +254,10 @@ mod tests {
         assert!(config.require);
         assert_eq!(config.jobs, Some(4));
         assert_eq!(config.on_failure, OnFailure::Pause);
+        assert_eq!(
+            config.scaled(std::time::Duration::from_secs(60)),
+            std::time::Duration::from_secs(150)
+        );
         assert_eq!(
             config.junit.as_deref(),
             Some(std::path::Path::new("/tmp/junit.xml"))
@@ -247,6 +280,9 @@ mod tests {
             ("QEMU_TEST_JOBS", "0"),
             ("QEMU_TEST_JOBS", "many"),
             ("QEMU_TEST_ON_FAILURE", "explode"),
+            ("QEMU_TEST_TIMEOUT_FACTOR", "0"),
+            ("QEMU_TEST_TIMEOUT_FACTOR", "-1"),
+            ("QEMU_TEST_TIMEOUT_FACTOR", "fast"),
         ] {
             let err = parse(&[(name, value)]).unwrap_err();
             assert_eq!(err.name, name);

@@ -137,7 +137,8 @@ fn write_reports(
 /// Builds a test case, resolving its VM unless the filters leave it out.
 fn case(def: &'static TestDef, args: &Arguments, config: &Config) -> TestCase {
     let name = test_name(def);
-    let spec = (def.spec)();
+    let mut spec = (def.spec)();
+    spec.timeout = config.scaled(spec.timeout);
     let mut case = TestCase {
         def,
         name,

@@ -38,6 +38,7 @@
 //! | `QEMU_TEST_JUNIT` | write a JUnit XML report there |
 //! | `QEMU_TEST_JOBS` | vCPUs running at once, host-wide (default: the number of cores) |
 //! | `QEMU_TEST_ON_FAILURE` | `pause`: keep a failed test's VM running until Enter |
+//! | `QEMU_TEST_TIMEOUT_FACTOR` | scales every test's deadline (a slow host: `3`) |
 
 mod accel;
 mod artifacts;
