@@ -20,13 +20,48 @@
 //! qemu_test::main!();
 //! ```
 //!
-//! The runtime follows QEMU's own Python `QEMUMachine`: see [`Machine`].
+//! The file is a test target with `harness = false`, and
+//! [`main!`](crate::main) makes its `main`; the [guide] shows
+//! the whole set-up.
+//!
+//! # Where to read on
+//!
+//! The [guide] is the reference for users, one chapter per topic:
+//!
+//! - [`guide::attribute`]: the test function and every key of
+//!   [`#[qemu_test]`](qemu_test);
+//! - [`guide::runner`]: names, deadlines, artifacts, failure messages,
+//!   scheduling, skips;
+//! - [`guide::configuration`]: the `QEMU_TEST_*` variables;
+//! - [`guide::snapshots`]: booted snapshots;
+//! - [`guide::linux`]: the built-in guests, the Linux guests and
+//!   [`Shell`];
+//! - [`guide::machine`]: [`Machine`] without the attribute;
+//! - [`guide::ci`]: nextest, JUnit, CI.
+//!
+//! The modules, from the bottom up:
+//!
+//! | module | what it is for |
+//! | --- | --- |
+//! | [`qmp`] | the QMP client: commands, replies, events and waiting for them |
+//! | [`events`] | matching QMP events against patterns ([`event_match`]) |
+//! | [`console`] | the guest serial console: draining, logging, pattern waits, input |
+//! | [`machine`] | one QEMU process: launch, QMP, console, shutdown; mirrors QEMU's Python `QEMUMachine` |
+//! | [`shell`] | commands in a Linux guest over the console ([`Shell`]) |
+//! | [`snapshot`] | booted snapshots: the store, the key, launching from one |
+//! | [`spec`] | [`VmSpec`], what the attribute's arguments become |
+//! | [`guest`] | the built-in test guests |
+//! | [`runner`] | the test runner behind [`main!`](crate::main): [`Vm`], [`Skip`], [`Sibling`] |
+//! | [`error`] | the error types, one enum per failure domain |
+//!
+//! Test files need only the [`prelude`].
 
 pub mod console;
 mod deadline;
 pub mod error;
 pub mod events;
 pub mod guest;
+pub mod guide;
 pub mod machine;
 mod os;
 mod qemu_opts;

@@ -1,0 +1,763 @@
+//! The guide: how to write, run and debug VM tests with qemu-test.
+//!
+//! The README gets you started. This guide is the reference behind it. Each
+//! chapter is a module with no code, only documentation, and every Rust
+//! example in it compiles.
+//!
+//! | chapter | what it covers |
+//! | --- | --- |
+//! | [`attribute`] | `#[qemu_test]`: the test function and every key |
+//! | [`runner`] | what `cargo test` does with a suite: names, deadlines, artifacts, failure messages, scheduling, skips, pausing on failure |
+//! | [`configuration`] | every `QEMU_TEST_*` environment variable |
+//! | [`snapshots`] | booted snapshots: boot once, start every test from a copy |
+//! | [`linux`] | the built-in guests, the Linux guests and [`Shell`](crate::Shell) |
+//! | [`machine`] | [`Machine`](crate::Machine) on its own, without the attribute |
+//! | [`ci`] | nextest, JUnit, splitting a suite across machines, GitHub Actions |
+//!
+//! # How the pieces fit
+//!
+//! A test goes through the crate in one direction:
+//!
+//! 1. The [`#[qemu_test]`](crate::qemu_test) attribute checks its arguments
+//!    at compile time and registers the function with a
+//!    [`VmSpec`](crate::VmSpec), a plain description of the VM.
+//! 2. [`qemu_test::main!()`](crate::main) is the test binary's `main`. The
+//!    [runner](crate::runner) lists the registered tests the way libtest
+//!    does. It finds the QEMU binary, the machine type and the accelerator
+//!    for each test, and skips what this host cannot run.
+//! 3. For each test the runner waits for room on the host, then launches a
+//!    [`Machine`](crate::Machine): one QEMU process, driven over QMP and the
+//!    serial [`Console`](crate::Console).
+//! 4. The body gets the machine as a [`Vm`](crate::Vm) and runs under the
+//!    test's deadline.
+//! 5. The runner judges the result, tears the VM down and keeps the
+//!    artifacts of a failed test: QEMU's output, the console, every QMP
+//!    message, and a script that relaunches the same VM.
+//!
+//! # A first suite
+//!
+//! Put the tests in a test target of their own with `harness = false`, so
+//! that the runner, not libtest, is its `main`:
+//!
+//! ```toml
+//! # Cargo.toml
+//! [dev-dependencies]
+//! qemu-test = { path = "../qemu-test/qemu-test" }
+//!
+//! [[test]]
+//! name = "vm"
+//! harness = false
+//! ```
+//!
+//! ```no_run
+//! // tests/vm.rs
+//! use qemu_test::prelude::*;
+//!
+//! #[qemu_test(machine = "virt", console, kernel = guest::ECHO_SHELL_AARCH64, timeout = "30s")]
+//! fn echoes(vm: &mut Vm) -> TestResult {
+//!     vm.console().wait_for("login:")?;
+//!     vm.console().exec_and_wait("hi", "you said: hi")?;
+//!     Ok(())
+//! }
+//!
+//! #[qemu_test(console, kernel = guest::ECHO_SHELL_AARCH64)]
+//! fn resets(vm: &mut Vm) -> TestResult {
+//!     vm.console().wait_for("login:")?;
+//!     vm.command("system_reset", json!({}))?;
+//!     vm.event_wait("RESET", Duration::from_secs(5), None)?;
+//!     Ok(())
+//! }
+//!
+//! qemu_test::main!();
+//! ```
+//!
+//! `cargo test` boots one VM per test, runs the body, tears the VM down
+//! and reports like libtest. The dependency must keep its name,
+//! `qemu-test`: the code the attribute expands to refers to `::qemu_test`.
+//!
+//! The repository's `examples/` has suites to copy: `quickstart.rs` (the
+//! echo guest: console, QMP, events), `failing.rs` (a failure, and where
+//! its artifacts land) and `linux_program.rs` (a program of your own run
+//! inside the Linux guest).
+
+pub mod attribute {
+    //! `#[qemu_test]`: the test function and every key. The attribute's own
+    //! documentation ([`qemu_test`](crate::qemu_test)) has the same table,
+    //! and what the attribute expands to.
+    //!
+    //! ```no_run
+    //! use qemu_test::prelude::*;
+    //!
+    //! #[qemu_test(arch = "x86_64", machine = "q35", smp = 2, memory = "256M", timeout = "90s")]
+    //! fn two_cpus(vm: &mut Vm) -> TestResult {
+    //!     let cpus = vm.command("query-cpus-fast", json!({}))?;
+    //!     assert_eq!(cpus.as_array().map(Vec::len), Some(2));
+    //!     Ok(())
+    //! }
+    //!
+    //! #[qemu_test(no_vm)]
+    //! fn plain_logic() {
+    //!     assert_eq!(1 + 1, 2);
+    //! }
+    //! # fn main() {}
+    //! ```
+    //!
+    //! # The function
+    //!
+    //! - A VM test takes one parameter, `&mut Vm` ([`Vm`](crate::Vm)
+    //!   derefs to [`Machine`](crate::Machine)). A `no_vm` test takes none.
+    //! - It returns nothing, [`TestResult`](crate::TestResult), or any
+    //!   `Result<(), E>` with `E: Debug`. An `Err` or a panic fails the
+    //!   test; [`Skip`](crate::Skip) as the error skips it (see
+    //!   [skips](crate::guide::runner#skips)).
+    //! - It cannot be `async`, `unsafe` or generic, cannot take `self`, and
+    //!   must not also carry `#[test]`.
+    //!
+    //! A wrong key, a value of the wrong type, a key given twice, a bad
+    //! duration, size or `-smp` value, two keys that exclude each other, or
+    //! a wrong signature is a compile error that points at the offending
+    //! token. An unknown key's error suggests the nearest one.
+    //!
+    //! # Keys
+    //!
+    //! All keys are optional and each may be given once.
+    //!
+    //! | key | value | meaning |
+    //! | --- | --- | --- |
+    //! | `binary` | `"qemu-system-aarch64"`, or a path | the QEMU executable: a name is looked up in `QEMU_TEST_QEMU_DIR`, then `PATH`. Excludes `arch` |
+    //! | `arch` | `"x86_64"` | runs `qemu-system-<arch>`. Excludes `binary`. Without either, a built-in guest's architecture |
+    //! | `machine` | `"virt"`, `"q35"` | `-machine`. Default: a built-in guest's machine type |
+    //! | `cpu` | `"max"` | `-cpu`. Default: a built-in guest's CPU, if it needs one |
+    //! | `smp` | `2`, or QEMU's syntax: `"1,sockets=2,cores=2,maxcpus=8"` | `-smp`. The scheduler reserves the starting count of vCPUs |
+    //! | `memory` | `"256M"`, `"2G"`, `512` (MiB), or QEMU's syntax: `"512M,slots=2,maxmem=4G"` | `-m`. The scheduler reserves the starting size |
+    //! | `accel` | `"auto"` (default), `"kvm"`, `"tcg"` | the accelerator. `auto` uses KVM only if a probe VM really runs with it, else TCG |
+    //! | `kernel` | a path string, or an expression (`guest::LINUX_X86_64`) | `-kernel` (`-bios` for a firmware guest); see [below](#kernel-and-initrd) |
+    //! | `initrd` | the same as `kernel` | `-initrd` |
+    //! | `append` | `"console=ttyS0"` | `-append`, the kernel command line (after a built-in Linux guest's own) |
+    //! | `drive` | `"file=a.img,if=virtio"`, or an array of them | one `-drive` per string |
+    //! | `args` | `["-no-reboot", "-d", "guest_errors"]` | more arguments, passed verbatim, one string per argument |
+    //! | `console` | a flag, or a device type: `console = "isa-serial"` | attaches [`vm.console()`](crate::Machine::console) to the machine's first serial port, or to a `-device` of that type |
+    //! | `console_index` | `1` | puts the console on a later port: fills that many ports with `null` first. Needs `console` |
+    //! | `timeout` | `"60s"` (default), `"2m"`, `"1m 30s"`, `"500ms"` | the test's deadline, `no_vm` tests included; see [deadlines](crate::guide::runner#deadlines) |
+    //! | `qmp` | `false` | no QMP monitor: QEMU is only started, and the body judges how it ends |
+    //! | `launch` | `false` | the body gets the machine configured but not launched, and launches it |
+    //! | `siblings` | `1` | how many more machines the body may start with [`Vm::sibling`](crate::Vm::sibling) |
+    //! | `snapshot` | `"name"` (letters, digits, `-`, `_`, `.`) | starts from a shared booted snapshot; see [booted snapshots](crate::guide::snapshots) |
+    //! | `setup` | a function path: `setup = configure` | the `fn(&mut Vm) -> TestResult` that gets a snapshot's VM ready before it is saved. Needs `snapshot` |
+    //! | `ignore` | a flag, or `"reason"` | as libtest's `#[ignore]`: runs only with `--ignored` or `--include-ignored` |
+    //! | `should_fail` | a flag, or `"expected text"` | the test must fail; see [below](#expected-failures) |
+    //! | `no_vm` | a flag | a plain test in the same binary, without a VM. Only `timeout`, `ignore` and `should_fail` go with it |
+    //!
+    //! Several drives are one array (`drive = ["a", "b"]`): like every key,
+    //! `drive` may appear only once. Drives are opened as given, so a test
+    //! that writes to a disk changes its image. Add `snapshot=on` to the
+    //! drive (or `args = ["-snapshot"]`) to keep the image as it is.
+    //! Tests that start from a booted snapshot always get `-snapshot`.
+    //!
+    //! A test that names no QEMU (no `binary`, no `arch`, no built-in guest
+    //! as `kernel`) fails and says so.
+    //!
+    //! # `kernel` and `initrd`
+    //!
+    //! - A string literal is a path on the host: `kernel = "/boot/vmlinuz"`.
+    //! - A path such as `guest::ECHO_SHELL_AARCH64` names a built-in
+    //!   [`Guest`](crate::guest::Guest). A built-in guest also brings its
+    //!   architecture, machine type and CPU, and the Linux guests their
+    //!   initrd, kernel command line and arguments. The test's own keys come
+    //!   on top. See [the guests](crate::guide::linux).
+    //! - Any other expression is passed as is and must give a `String`,
+    //!   `PathBuf`, `&str`, `&Path` or `&'static Guest`: `kernel =
+    //!   kernel_path()`, `kernel = env!("MY_KERNEL")`.
+    //!
+    //! # Expected failures
+    //!
+    //! `should_fail` follows libtest's `#[should_panic]` for any failure: an
+    //! `Err`, a panic, the deadline passing, or QEMU failing to launch. With
+    //! a text, the failure's message must contain it. A test that passes
+    //! fails. A skip stays a skip.
+    //!
+    //! ```no_run
+    //! use qemu_test::prelude::*;
+    //!
+    //! #[qemu_test(arch = "x86_64", machine = "none", args = ["-cpu", ""], should_fail = "-cpu option cannot be empty")]
+    //! fn qemu_refuses_an_empty_cpu(_vm: &mut Vm) {}
+    //! # fn main() {}
+    //! ```
+    //!
+    //! # Machines without QMP, launched by the body, siblings
+    //!
+    //! These follow what QEMU's own Python tests do with `QEMUMachine`.
+    //!
+    //! With `qmp = false` the runner only starts QEMU. The body waits for it
+    //! and judges how it ended (upstream's `set_qmp_monitor(False)`):
+    //!
+    //! ```no_run
+    //! use qemu_test::prelude::*;
+    //!
+    //! #[qemu_test(arch = "x86_64", machine = "none", args = ["-cpu", ""], qmp = false)]
+    //! fn empty_cpu_exits_with_1(vm: &mut Vm) -> TestResult {
+    //!     vm.wait(None)?;
+    //!     assert_eq!(vm.exit_code(), Some(1));
+    //!     assert!(vm.log().contains("-cpu option cannot be empty"));
+    //!     Ok(())
+    //! }
+    //! # fn main() {}
+    //! ```
+    //!
+    //! With `launch = false` the body adds what only it knows (a port, a
+    //! socket path, a name) and launches the machine itself. `cmdline.txt`
+    //! and `repro.sh` are then written after the body:
+    //!
+    //! ```no_run
+    //! use qemu_test::prelude::*;
+    //!
+    //! #[qemu_test(arch = "x86_64", machine = "none", args = ["-S"], launch = false)]
+    //! fn named_at_run_time(vm: &mut Vm) -> TestResult {
+    //!     let name = format!("run-{}", std::process::id());
+    //!     vm.add_args(["-name", &name]);
+    //!     vm.launch()?;
+    //!     assert_eq!(vm.command("query-name", json!({}))?["name"], name.as_str());
+    //!     Ok(())
+    //! }
+    //! # fn main() {}
+    //! ```
+    //!
+    //! `siblings = N` lets the body start N more machines, each configured
+    //! like the test's own (the same QEMU, machine, kernel and arguments),
+    //! with [`Vm::sibling`](crate::Vm::sibling). The runner reserves their
+    //! host budget together with the test's, so a body never waits for room.
+    //! Each [`Sibling`](crate::Sibling) has its own artifact subdirectory,
+    //! runs under the test's deadline, and is killed when dropped. One more
+    //! than declared is refused with a
+    //! [`SiblingError`](crate::SiblingError) that names the fix. The
+    //! `Vm::sibling` docs show a migration between two machines.
+    //!
+    //! `snapshot` cannot go with `qmp = false` or `launch = false`: the
+    //! runner makes and restores snapshots itself, over QMP.
+}
+
+pub mod runner {
+    //! What `cargo test` does with a suite: names, deadlines, artifacts,
+    //! failure messages, scheduling, skips, pausing on failure.
+    //!
+    //! # Names and flags
+    //!
+    //! A `qemu_test::main!()` binary takes libtest's command line: filters,
+    //! `--exact`, `--skip`, `--list`, `--ignored`, `--include-ignored`,
+    //! `--test-threads`, `--nocapture`, `--format`. A test is named like a
+    //! libtest test, `module::function` (the module path without the
+    //! crate), and `--list` shows the machine type before the name:
+    //! `[virt] boot::echoes: test`. `cargo test` and `cargo nextest run`
+    //! drive it like any test binary.
+    //!
+    //! A body may write its own files into [`vm.artifacts()`](crate::Vm::artifacts),
+    //! and [`vm.test_name()`](crate::Vm::test_name) is its name.
+    //!
+    //! # Deadlines
+    //!
+    //! Each test has one deadline, `timeout` (60 s by default), for the
+    //! whole test. Every console, shell, QMP and event wait of its machines
+    //! is capped by it, so no wait can outlive the test. When it passes, the
+    //! runner kills the VM's QEMU, which ends any wait the body is in, and
+    //! the test fails as timed out. A body that still does not return soon
+    //! after is abandoned, and the test fails all the same.
+    //!
+    //! After the body the runner tears the VM down: a graceful `quit`, then
+    //! a kill after 5 s. A guest that powered off by itself, or a body that
+    //! shut the machine down, is fine. No outcome leaves a QEMU process
+    //! behind: QEMU runs in its own process group, dies with the test
+    //! process (`PR_SET_PDEATHSIG`), and a dropped
+    //! [`Machine`](crate::Machine) kills and reaps it.
+    //!
+    //! # Artifacts
+    //!
+    //! Each VM test gets a directory (mode 0700),
+    //! `<target>/qemu-test/<test-binary>/<test-name>/` (or under
+    //! `QEMU_TEST_ARTIFACTS`):
+    //!
+    //! | file | what |
+    //! | --- | --- |
+    //! | `qemu.log` | QEMU's stdout and stderr |
+    //! | `console.log` | everything the guest printed on the console, byte for byte |
+    //! | `qmp.jsonl` | every QMP message both ways, time-stamped |
+    //! | `cmdline.txt` | the whole QEMU command line, shell-quoted |
+    //! | `repro.sh` | relaunches the same VM by hand: the console on your terminal, QMP on a Unix socket next to it |
+    //! | `<name>/` | the same files for each [sibling](crate::Vm::sibling) |
+    //!
+    //! A stale directory from an earlier run is removed before the test
+    //! starts. After the test the directory is kept if the test failed and
+    //! removed if it passed; `QEMU_TEST_KEEP=always` or `never` changes that.
+    //! Two runs of one test at once take turns with its directory.
+    //!
+    //! # Failure messages
+    //!
+    //! A failure names its reason (the body's error and its causes, the
+    //! panic, the timeout, QEMU's launch error), then the evidence. Here a
+    //! console wait gave up (`examples/failing.rs`):
+    //!
+    //! ```text
+    //! ---- waits_for_a_prompt_that_never_comes ----
+    //! timed out after 2s waiting for "# " on the console
+    //! --- last console lines ---
+    //!
+    //! qemu-test echo shell
+    //! login: uname -a
+    //! you said: uname -a
+    //! $
+    //! artifacts: /home/me/project/target/qemu-test/failing/waits_for_a_prompt_that_never_comes
+    //! ```
+    //!
+    //! The guest's last 20 console lines and the end of QEMU's own output
+    //! are shown unless the reason holds them already, then anything else
+    //! that went wrong on the way (the teardown, writing `repro.sh`), then
+    //! where the artifacts are. The JUnit report carries the same message.
+    //!
+    //! # Scheduling
+    //!
+    //! Each VM test reserves its vCPUs (`smp`) and its memory plus QEMU's own
+    //! overhead. VMs start while the host has room: `QEMU_TEST_JOBS` vCPUs
+    //! (default: the number of cores) and the memory available when the run
+    //! starts. The budget holds across processes: each slot is a locked file
+    //! in a per-user directory (`$TMPDIR/qemu-test-<uid>`), so parallel test
+    //! binaries, and nextest's one process per test, share one budget and
+    //! never oversubscribe the host. A test takes all its slots or none. A
+    //! test that needs more than the whole budget runs alone.
+    //!
+    //! Without `--test-threads` (or `RUST_TEST_THREADS`), a binary runs as
+    //! many tests at once as there are CPU slots.
+    //!
+    //! # The accelerator
+    //!
+    //! `accel = "auto"` (the default) runs the test with KVM only when KVM
+    //! really runs guests here: `/dev/kvm` must be usable, the target must be
+    //! the host's architecture, and a probe VM must boot with KVM (on x86,
+    //! the firmware's whole POST, no slower than a few times TCG's). Nested
+    //! or emulated KVM that would hang guests fails the probe, and the test
+    //! runs on TCG. The reason is noted in `qemu.log`, `cmdline.txt` and
+    //! `repro.sh`, and on stderr when KVM is there but broken. The verdict
+    //! is cached per user (remove `kvm-probe-*` in `$TMPDIR/qemu-test-<uid>`
+    //! to probe again). `QEMU_TEST_ACCEL` overrides every test's `accel`.
+    //!
+    //! # Skips
+    //!
+    //! A test is skipped, not failed, when the host lacks what it needs:
+    //!
+    //! - found when the tests are listed: the `qemu-system-*` binary, the
+    //!   machine type in that binary, an explicitly requested KVM, or a
+    //!   built-in guest that is not built yet (the Linux guests). The test is
+    //!   listed as ignored and the reason is printed on stderr;
+    //! - found while it runs: the body returns [`Skip`](crate::Skip) as its
+    //!   error.
+    //!
+    //! ```no_run
+    //! use qemu_test::prelude::*;
+    //!
+    //! #[qemu_test(machine = "virt", console, kernel = guest::ECHO_SHELL_AARCH64)]
+    //! fn needs_vnc(vm: &mut Vm) -> TestResult {
+    //!     if vm.command("query-vnc", json!({})).is_err() {
+    //!         return Err(Skip::new("this QEMU has no VNC support").into());
+    //!     }
+    //!     Ok(())
+    //! }
+    //! # fn main() {}
+    //! ```
+    //!
+    //! After libtest's own summary, the runner lists every skipped test with
+    //! its reason on stderr. JUnit shows skips as skipped. nextest judges a
+    //! test only by its exit status, so there a test that skips itself at
+    //! run time shows as passed (its reason is in its output); skips found
+    //! at list time show as skipped.
+    //!
+    //! `QEMU_TEST_REQUIRE=1` turns every skip into a failure. Use it in CI,
+    //! where a missing QEMU must not pass silently.
+    //!
+    //! # Pausing on failure
+    //!
+    //! With `QEMU_TEST_ON_FAILURE=pause`, a test that fails with its VM still
+    //! running keeps the VM up. The runner prints how to reach it (a QMP
+    //! socket in the artifact directory, the console log, how to start a
+    //! gdbstub) and waits for Enter on the terminal before tearing it down.
+    //! One test pauses at a time. Without a terminal (CI, nextest without
+    //! `--no-capture`) it does not wait.
+    //!
+    //! ```sh
+    //! QEMU_TEST_ON_FAILURE=pause cargo test --test vm -- boot::echoes --nocapture
+    //! ```
+}
+
+pub mod configuration {
+    //! Every `QEMU_TEST_*` environment variable.
+    //!
+    //! The runner reads its variables once per process. A malformed value
+    //! is an error at start-up, never ignored; an empty one counts as
+    //! unset.
+    //!
+    //! | variable | meaning | default |
+    //! | --- | --- | --- |
+    //! | `QEMU_TEST_QEMU_DIR` | a directory searched for `qemu-system-*` before `PATH` | unset |
+    //! | `QEMU_TEST_ACCEL` | `auto`, `kvm`, `tcg` or another `-accel` value: overrides every test's `accel` | unset |
+    //! | `QEMU_TEST_KEEP` | which artifact directories to keep: `failed`, `always`, `never` | `failed` |
+    //! | `QEMU_TEST_ARTIFACTS` | the root of the artifact directories (and of the booted snapshots) | `<target>/qemu-test` |
+    //! | `QEMU_TEST_REQUIRE` | `1`: a test that cannot run here, or skips itself, fails instead of being skipped | `0` |
+    //! | `QEMU_TEST_JUNIT` | write a JUnit XML report to this path | unset |
+    //! | `QEMU_TEST_JOBS` | how many vCPUs may run at once, host-wide | the number of cores |
+    //! | `QEMU_TEST_ON_FAILURE` | `report`, or `pause`: keep a failed test's VM running until Enter | `report` |
+    //! | `QEMU_TEST_GUESTS_DIR` | where the Linux guests are built and found | `<target>/qemu-test/guests` |
+    //! | `QEMU_TEST_CACHE_DIR` | the cache directory: the embedded guests' images are written to its `guests/` for QEMU to load | `$XDG_CACHE_HOME/qemu-test`, else `$TMPDIR/qemu-test-<uid>` |
+    //!
+    //! `<target>` is the cargo target directory the test binary was built
+    //! in. Relative paths are taken from the directory the test binary
+    //! starts in, except `QEMU_TEST_GUESTS_DIR`, which is taken from the
+    //! workspace (the target directory's parent).
+    //!
+    //! Besides its own variables the runner honours libtest's
+    //! `RUST_TEST_THREADS`. The runner's shared state (the scheduler's slot
+    //! files, locks, the KVM probe's verdicts) lives in
+    //! `$TMPDIR/qemu-test-<uid>`.
+}
+
+pub mod snapshots {
+    //! Booted snapshots: boot a VM once, start every test from a copy.
+    //!
+    //! A test that needs a booted guest need not boot one:
+    //!
+    //! ```no_run
+    //! use qemu_test::prelude::*;
+    //!
+    //! fn configured(vm: &mut Vm) -> TestResult {
+    //!     vm.shell().succeed("mkdir -p /srv && echo ready > /srv/state")?;
+    //!     Ok(())
+    //! }
+    //!
+    //! #[qemu_test(console, kernel = guest::LINUX_X86_64, snapshot = "configured", setup = configured)]
+    //! fn serves(vm: &mut Vm) -> TestResult {
+    //!     assert_eq!(vm.shell().succeed("cat /srv/state")?, "ready\n");
+    //!     Ok(())
+    //! }
+    //! # fn main() {}
+    //! ```
+    //!
+    //! The first test that needs snapshot `configured` boots the VM, runs
+    //! `setup` (under that test's deadline), saves the whole VM state to
+    //! `<target>/qemu-test/snapshots/` and shuts the VM down. That test and
+    //! every later one, in this run or the next, start a fresh QEMU that
+    //! loads the state and resumes where `setup` left off.
+    //!
+    //! - **Without `setup`**, a built-in guest is saved once it prints its
+    //!   ready marker (`login:` for the echo guest,
+    //!   [`LINUX_READY`](crate::guest::LINUX_READY) for the Linux guests).
+    //!   `snapshot = "linux-shell"` alone makes every Linux test start at
+    //!   the shell.
+    //! - **The key** is everything that affects the VM: the QEMU binary
+    //!   (path, size, modification time), every argument (the accelerator
+    //!   included), the machine type, the console, the files the arguments
+    //!   name (by path, size, modification time and inode, as cargo
+    //!   fingerprints sources), and what gets the VM ready: the ready marker,
+    //!   or the setup function's path and the test binary's identity (a
+    //!   rebuilt binary may have a changed setup, so it makes the snapshot
+    //!   again). A changed key makes a new snapshot and removes the old one,
+    //!   unless another process is restoring it.
+    //! - **Once, across processes**: making a snapshot holds an exclusive
+    //!   file lock, so parallel tests, test binaries and nextest's processes
+    //!   make it once; the others wait, then restore it. A setup that fails
+    //!   fails its test, with the snapshot's boot logs in `create/` beside
+    //!   the state. The other tests of the same process that need it fail at
+    //!   once, naming the first failure, instead of booting again.
+    //! - **Isolation**: every test gets its own copy-on-write guest RAM, and
+    //!   its disks are opened with `-snapshot`: nothing a test writes
+    //!   reaches an image, and no test sees another's writes. A setup's disk
+    //!   writes are not kept either, so set up state in memory (the Linux
+    //!   guests' root file system is a tmpfs).
+    //! - **What you see**: a restored test's `console.log` starts at the
+    //!   restore (the boot is in the snapshot's `create/console.log`), and
+    //!   the guest and QMP answer at once. `cmdline.txt` shows `-incoming
+    //!   defer` and the RAM file; `repro.sh` boots the same VM cold.
+    //!
+    //! # Guest RAM in a file
+    //!
+    //! Where it can, the snapshot keeps the guest RAM in a file of its own,
+    //! `ram`, beside the device state. The VM that makes the snapshot maps
+    //! it shared, and every restored VM maps it private (copy on write): a
+    //! restore reads no RAM at all, restored VMs share the file's page
+    //! cache, and the file never changes. This needs a machine whose RAM
+    //! QEMU names predictably (`q35`, `pc` and their versions; `virt` on
+    //! Arm) and no memory options beyond a plain `-m SIZE`. Otherwise
+    //! (`-numa`, `-mem-path`, a `memory-backend` of your own, `-m` with
+    //! `slots` or `maxmem`) the RAM is saved in the state file, which works
+    //! the same and restores more slowly.
+    //!
+    //! # Without the attribute
+    //!
+    //! [`Machine::snapshot_key`](crate::Machine::snapshot_key) and
+    //! [`Machine::launch_snapshot`](crate::Machine::launch_snapshot) do the
+    //! same for any [`Machine`](crate::Machine), with a
+    //! [`SnapshotStore`](crate::snapshot::SnapshotStore) of your choice; see
+    //! the [`snapshot`](crate::snapshot) module.
+}
+
+pub mod linux {
+    //! The built-in guests, the Linux guests and [`Shell`](crate::Shell).
+    //!
+    //! # Built-in guests
+    //!
+    //! [`guest`](crate::guest) has guests to boot without bringing your own.
+    //! Give one as `kernel` and the test gets its architecture, machine type
+    //! and CPU too.
+    //!
+    //! | guest | what | for |
+    //! | --- | --- | --- |
+    //! | [`ECHO_SHELL_AARCH64`](crate::guest::ECHO_SHELL_AARCH64) | a bare-metal program of a few hundred bytes, embedded in the crate, that boots in about 0.1 s. It prints `login:`, answers each line with `you said: <line>`, and understands `poweroff`, `reset`, `panic`, `flood N` and `bytes` | `qemu-system-aarch64 -M virt` |
+    //! | [`SERIAL_PORTS_X86_64`](crate::guest::SERIAL_PORTS_X86_64) | a tiny firmware, embedded, that prints one line on each of COM1 to COM4 | `qemu-system-x86_64 -M q35` |
+    //! | [`LINUX_X86_64`](crate::guest::LINUX_X86_64) | Debian's cloud kernel and a busybox initramfs, with a root shell on the first serial port; boots to the shell in a few seconds on TCG | `qemu-system-x86_64 -M q35` |
+    //! | [`LINUX_AARCH64`](crate::guest::LINUX_AARCH64) | the same for Arm | `qemu-system-aarch64 -M virt` |
+    //!
+    //! The embedded guests are written once to a cache directory for QEMU
+    //! to load (`QEMU_TEST_CACHE_DIR`).
+    //!
+    //! # Getting the Linux guests
+    //!
+    //! The Linux guests are not embedded: they are built from Debian
+    //! packages (fetched with `apt-get download` and unpacked, never
+    //! installed; a manifest records their versions and hashes) into the
+    //! guests directory. In a checkout of this repository, on a Debian host
+    //! that can reach the package archive:
+    //!
+    //! ```sh
+    //! cargo xtask guests             # LINUX_X86_64
+    //! cargo xtask guests --aarch64   # LINUX_AARCH64 too
+    //! ```
+    //!
+    //! A guest that is up to date is not built again. The arm64 packages
+    //! come through private package lists: the host's apt and dpkg set-up
+    //! are not touched. Tests need no network.
+    //!
+    //! A test binary looks for them in `QEMU_TEST_GUESTS_DIR`, else in
+    //! `<target>/qemu-test/guests` of its own target directory (see
+    //! [`guests_dir`](crate::guest::guests_dir)). A suite in another
+    //! workspace sets `QEMU_TEST_GUESTS_DIR` to the checkout's
+    //! `target/qemu-test/guests`, or to any directory used for both the
+    //! build and the tests. A test that uses a guest that is not built is
+    //! skipped with this hint (a failure under `QEMU_TEST_REQUIRE=1`).
+    //!
+    //! The guests' own documentation ([`LINUX_X86_64`](crate::guest::LINUX_X86_64),
+    //! [`LINUX_AARCH64`](crate::guest::LINUX_AARCH64)) says what their
+    //! command line does and what runs inside: busybox tools, a writable
+    //! tmpfs root, virtio block devices (hot-plugged ones too) as `/dev/vd*`,
+    //! a clean power-off from QMP `system_powerdown` (x86_64) or `poweroff`.
+    //! [`linux_x86_64`](crate::guest::linux_x86_64) finds the files and
+    //! their manifest (the kernel release, the package versions).
+    //!
+    //! # `vm.shell()`
+    //!
+    //! ```no_run
+    //! use qemu_test::prelude::*;
+    //!
+    //! #[qemu_test(console, kernel = guest::LINUX_X86_64, memory = "256M", timeout = "90s")]
+    //! fn runs_commands(vm: &mut Vm) -> TestResult {
+    //!     let shell = vm.shell();
+    //!     assert_eq!(shell.succeed("echo hi")?, "hi\n");
+    //!     shell.fail("false")?;
+    //!     let out = shell.run("ls /nope")?; // status, stdout, stderr
+    //!     assert_ne!(out.status, 0);
+    //!     // The guest has busybox and no C library: copy static binaries.
+    //!     shell.copy_to_guest("target/release/my-tool", "/tmp/my-tool")?;
+    //!     shell.succeed("chmod 755 /tmp/my-tool")?;
+    //!     assert_eq!(shell.succeed("/tmp/my-tool --version")?, "my-tool 1.0\n");
+    //!     Ok(())
+    //! }
+    //! # fn main() {}
+    //! ```
+    //!
+    //! [`Shell`](crate::Shell) runs commands over the serial console alone,
+    //! with no guest agent. Each command is typed as a small script between
+    //! unique markers, its exit status is echoed, and its output comes back
+    //! with its size, as text if it is short and base64-encoded otherwise.
+    //! Prompts, the echo of the typed command and kernel messages cannot
+    //! confuse it. A command that outlives its deadline is interrupted with
+    //! Ctrl-C, and the shell is usable again. Each command runs in a
+    //! subshell, so `cd` and variables do not carry over: chain them in one
+    //! command (`cd /tmp && ls`).
+    //!
+    //! | method | gives |
+    //! | --- | --- |
+    //! | [`succeed`](crate::Shell::succeed) | stdout; an error if the status is not 0 |
+    //! | [`fail`](crate::Shell::fail) | stdout; an error if the status is 0 |
+    //! | [`run`](crate::Shell::run) | an [`Output`](crate::shell::Output): status, stdout, stderr |
+    //! | [`wait_until_succeeds`](crate::Shell::wait_until_succeeds), [`wait_until_fails`](crate::Shell::wait_until_fails) | retries a command until it does, within a timeout |
+    //! | [`copy_to_guest`](crate::Shell::copy_to_guest), [`copy_from_guest`](crate::Shell::copy_from_guest), [`write_file`](crate::Shell::write_file), [`read_file`](crate::Shell::read_file) | files through the console, byte-exact |
+    //! | [`with_timeout`](crate::Shell::with_timeout) | the same shell with another deadline per operation |
+    //!
+    //! Everything goes through the serial port: think megabytes, not
+    //! gigabytes, and give QEMU a drive for disk images. The
+    //! [`shell`](crate::shell) module says how a command runs and what its
+    //! limits are.
+    //!
+    //! With `snapshot = "linux-shell"` each test resumes at the shell
+    //! instead of booting (see [booted snapshots](crate::guide::snapshots)).
+    //!
+    //! # Other guests
+    //!
+    //! Any kernel or firmware works: give its path as `kernel` (and
+    //! `initrd`, `append`, `machine`, `cpu`). [`Console`](crate::Console)
+    //! waits for any text or regular expression, and a
+    //! [`Pattern`](crate::Pattern) marked [`fails`](crate::Pattern::fails)
+    //! ends a wait with an error as soon as it appears:
+    //!
+    //! ```no_run
+    //! use qemu_test::prelude::*;
+    //!
+    //! #[qemu_test(arch = "x86_64", machine = "q35", console, kernel = "images/bzImage", append = "console=ttyS0")]
+    //! fn boots_my_kernel(vm: &mut Vm) -> TestResult {
+    //!     vm.console().wait_for_any(&[
+    //!         Pattern::text("login:"),
+    //!         Pattern::text("Kernel panic").fails(),
+    //!     ])?;
+    //!     Ok(())
+    //! }
+    //! # fn main() {}
+    //! ```
+}
+
+pub mod machine {
+    //! [`Machine`](crate::Machine) on its own, without the attribute.
+    //!
+    //! [`Machine`](crate::Machine) owns one QEMU process. It follows QEMU's
+    //! Python `QEMUMachine` (python/qemu/machine) method for method; the
+    //! [`machine`](crate::machine) module has the mapping. Use it in a
+    //! `no_vm` test, in a plain `#[test]`, or anywhere else.
+    //!
+    //! ```no_run
+    //! use qemu_test::{guest, Machine, Pattern};
+    //! use serde_json::json;
+    //! use std::time::Duration;
+    //!
+    //! let mut vm = Machine::builder("qemu-system-aarch64")
+    //!     .args(["-cpu", "max", "-kernel"])
+    //!     .arg(guest::ECHO_SHELL_AARCH64.path()?.to_string_lossy())
+    //!     .log_dir("target/my-logs") // QEMU's output, the console log, the QMP transcript
+    //!     .build();
+    //! vm.set_machine("virt");
+    //! vm.set_console(None, 0); // the machine's first serial port
+    //! vm.launch()?; // Error::Launch carries QEMU's own output
+    //!
+    //! let console = vm.console();
+    //! console.wait_for("login:")?;
+    //! console.exec_and_wait("hello", "you said: hello")?;
+    //! console.wait_for_any(&[Pattern::text("$ "), Pattern::text("guest panic").fails()])?;
+    //!
+    //! vm.command("system_reset", json!({}))?; // Error::Qmp { class, desc } on failure
+    //! vm.event_wait("RESET", Duration::from_secs(5), Some(json!({"data": {"guest": false}})))?;
+    //! vm.shutdown()?; // quit, wait, and a kill with Error::AbnormalShutdown if needed
+    //! # Ok::<(), Box<dyn std::error::Error>>(())
+    //! ```
+    //!
+    //! - **Process lifetime**: QEMU runs in its own process group and dies
+    //!   with its parent (`PR_SET_PDEATHSIG`). Dropping a running `Machine`
+    //!   kills and reaps it. The temp and socket directories are private
+    //!   (0700), unique, and removed at shutdown; the directories of a
+    //!   process that was killed are removed by the next process's first
+    //!   launch.
+    //! - **QMP**: a socketpair by default (no socket path), or a Unix or
+    //!   TCP socket with [`MonitorAddr`](crate::MonitorAddr). The client
+    //!   ([`qmp_client`](crate::Machine::qmp_client)) is `Sync`: threads may
+    //!   send commands at once. Every message both ways goes
+    //!   to the QMP log, time-stamped. QEMU's errors come back as
+    //!   [`Error::Qmp`](crate::Error::Qmp) with its class and description;
+    //!   a message over 16 MiB is refused
+    //!   ([`QmpError::TooLong`](crate::QmpError::TooLong)).
+    //! - **Events**: [`get_qmp_event`](crate::Machine::get_qmp_event),
+    //!   [`get_qmp_events`](crate::Machine::get_qmp_events),
+    //!   [`event_wait`](crate::Machine::event_wait),
+    //!   [`events_wait`](crate::Machine::events_wait) and
+    //!   [`clear_events`](crate::Machine::clear_events), with
+    //!   `QEMUMachine`'s cache; [`event_match`](crate::event_match) is its
+    //!   matcher.
+    //! - **Console**: a drain thread keeps every byte the guest prints
+    //!   (invalid UTF-8 included), in memory and in the console log, so QEMU
+    //!   never blocks. Waits have deadlines, and their errors show the last
+    //!   20 lines the guest printed.
+    //! - **fd passing**: [`add_fd`](crate::Machine::add_fd) at launch,
+    //!   [`send_fd_scm`](crate::Machine::send_fd_scm) over the QMP socket
+    //!   (then `getfd` or `add-fd`).
+    //! - **Deadlines**: [`set_deadline`](crate::Machine::set_deadline) caps
+    //!   every wait of the machine; inside a test the runner sets it to the
+    //!   test's deadline.
+    //! - **Snapshots**: see [snapshots](crate::guide::snapshots#without-the-attribute).
+    //!
+    //! Errors are typed, one enum per domain: [`Error`](crate::Error) for
+    //! the machine, with [`QmpError`](crate::QmpError),
+    //! [`ConsoleError`](crate::ConsoleError),
+    //! [`EventError`](crate::EventError) inside it, and
+    //! [`ShellError`](crate::ShellError),
+    //! [`SetupError`](crate::SetupError),
+    //! [`SnapshotError`](crate::SnapshotError) and
+    //! [`SiblingError`](crate::SiblingError) beside it. All convert into
+    //! [`TestResult`](crate::TestResult)'s error with `?`.
+}
+
+pub mod ci {
+    //! nextest, JUnit, splitting a suite across machines, GitHub Actions.
+    //!
+    //! # Supported QEMU
+    //!
+    //! The project's CI runs every test against Debian bookworm's QEMU 7.2,
+    //! `qemu-system-x86_64` and `qemu-system-aarch64` (Debian packages
+    //! `qemu-system-x86` and `qemu-system-arm`).
+    //!
+    //! # In CI
+    //!
+    //! Set `QEMU_TEST_REQUIRE=1` so that a test that cannot run (no QEMU, no
+    //! machine type, no KVM when it asks for KVM, a guest that is not built)
+    //! fails instead of being skipped, and keep `target/qemu-test` as the
+    //! job's artifact when it fails: it holds each failed test's logs and
+    //! `repro.sh`.
+    //!
+    //! # JUnit
+    //!
+    //! Under `cargo test`, `QEMU_TEST_JUNIT=path` makes a test binary write
+    //! a JUnit XML report there: one `<testcase>` per test that ran or was
+    //! skipped, with the whole failure message as its `<failure>` and the
+    //! kept artifact directory as a property. Each test binary writes the
+    //! file anew, so run one binary per path (`cargo test --test vm`).
+    //! Under nextest use nextest's own JUnit report instead (below).
+    //!
+    //! # nextest
+    //!
+    //! `cargo nextest run` works: nextest runs every test in its own process,
+    //! and the runner's slot files keep the host budget across them (see
+    //! [scheduling](crate::guide::runner#scheduling)). The repository's
+    //! `.config/nextest.toml` is a documented starting point to copy: a test
+    //! group for VM tests, `threads-required` for tests with several vCPUs,
+    //! a slow-timeout backstop, and a `ci` profile with JUnit:
+    //!
+    //! ```toml
+    //! [profile.ci]
+    //! fail-fast = false
+    //!
+    //! [profile.ci.junit]
+    //! path = "junit.xml"   # target/nextest/ci/junit.xml
+    //! ```
+    //!
+    //! Split a suite across machines with `--partition count:1/2` on one and
+    //! `count:2/2` on the other. Skips found while a test runs show as
+    //! passes under nextest (see [skips](crate::guide::runner#skips)).
+    //!
+    //! # GitHub Actions
+    //!
+    //! ```yaml
+    //! jobs:
+    //!   vm-tests:
+    //!     runs-on: ubuntu-latest
+    //!     strategy:
+    //!       matrix: { partition: [1, 2] }
+    //!     steps:
+    //!       - uses: actions/checkout@v4
+    //!       - run: sudo apt-get update && sudo apt-get install -y --no-install-recommends qemu-system-arm qemu-system-x86
+    //!       - uses: taiki-e/install-action@nextest
+    //!       - run: cargo nextest run --profile ci --partition count:${{ matrix.partition }}/2
+    //!         env: { QEMU_TEST_REQUIRE: "1" }
+    //!       - uses: actions/upload-artifact@v4
+    //!         if: failure()
+    //!         with: { name: qemu-test-artifacts-${{ matrix.partition }}, path: target/qemu-test }
+    //! ```
+}
