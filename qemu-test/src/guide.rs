@@ -256,8 +256,10 @@ pub mod runner {
     //! # Deadlines
     //!
     //! Each test has one deadline, `timeout` (60 s by default), for the
-    //! whole test. Every console, shell, QMP and event wait of its machines
-    //! is capped by it, so no wait can outlive the test. When it passes, the
+    //! whole test. On a slow host, `QEMU_TEST_TIMEOUT_FACTOR=3` triples
+    //! every test's deadline, `no_vm` tests and snapshot setups included.
+    //! Every console, shell, QMP and event wait of the test's machines is
+    //! capped by the deadline, so no wait can outlive the test. When it passes, the
     //! runner kills the VM's QEMU, which ends any wait the body is in, and
     //! the test fails as timed out. A body that still does not return soon
     //! after is abandoned, and the test fails all the same.
@@ -268,6 +270,40 @@ pub mod runner {
     //! behind: QEMU runs in its own process group, dies with the test
     //! process (`PR_SET_PDEATHSIG`), and a dropped
     //! [`Machine`](crate::Machine) kills and reaps it.
+    //!
+    //! # Guest crashes
+    //!
+    //! A guest kernel crash fails its test at once instead of at the
+    //! deadline. The runner watches for a kernel panic, Oops or BUG line on
+    //! the console, and for QEMU's `GUEST_PANICKED` event. On machines with
+    //! PCI (`q35`, `pc`, Arm `virt` and their versions) every VM gets
+    //! `-device pvpanic-pci -action panic=pause` for that, unless the
+    //! test's own arguments name `pvpanic` or `-action`: a guest with the
+    //! pvpanic driver then reports a panic even without a console, and QEMU
+    //! keeps the crashed VM instead of shutting it down. (The built-in Linux
+    //! guests have no pvpanic driver; their crashes show on the console.) The runner lets the console run for half a second more (the
+    //! call trace), kills the VM and fails the test; the message shows the
+    //! crash line and up to 60 console lines from it.
+    //!
+    //! A test that crashes its guest on purpose says so first, with
+    //! [`Vm::expect_guest_crash`](crate::Vm::expect_guest_crash), and waits
+    //! for the crash with
+    //! [`Machine::wait_for_guest_crash`](crate::Machine::wait_for_guest_crash):
+    //!
+    //! ```no_run
+    //! use qemu_test::prelude::*;
+    //!
+    //! #[qemu_test(console, kernel = guest::LINUX_X86_64)]
+    //! fn sysrq_crashes_the_guest(vm: &mut Vm) -> TestResult {
+    //!     vm.shell().succeed("true")?;
+    //!     vm.expect_guest_crash();
+    //!     vm.console().send_line("echo c > /proc/sysrq-trigger")?;
+    //!     let crash = vm.wait_for_guest_crash(Duration::from_secs(30))?;
+    //!     assert!(crash.to_string().contains("sysrq triggered crash"));
+    //!     Ok(())
+    //! }
+    //! # fn main() {}
+    //! ```
     //!
     //! # Artifacts
     //!
@@ -402,6 +438,7 @@ pub mod configuration {
     //! | `QEMU_TEST_JUNIT` | write a JUnit XML report to this path | unset |
     //! | `QEMU_TEST_JOBS` | how many vCPUs may run at once, host-wide | the number of cores |
     //! | `QEMU_TEST_ON_FAILURE` | `report`, or `pause`: keep a failed test's VM running until Enter | `report` |
+    //! | `QEMU_TEST_TIMEOUT_FACTOR` | a number greater than 0 (at most 1000) that scales every test's deadline: `3` on a slow host | `1` |
     //! | `QEMU_TEST_GUESTS_DIR` | where the Linux guests are built and found | `<target>/qemu-test/guests` |
     //! | `QEMU_TEST_CACHE_DIR` | the cache directory: the embedded guests' images are written to its `guests/` for QEMU to load | `$XDG_CACHE_HOME/qemu-test`, else `$TMPDIR/qemu-test-<uid>` |
     //!
@@ -679,6 +716,10 @@ pub mod machine {
     //! - **fd passing**: [`add_fd`](crate::Machine::add_fd) at launch,
     //!   [`send_fd_scm`](crate::Machine::send_fd_scm) over the QMP socket
     //!   (then `getfd` or `add-fd`).
+    //! - **Guest crashes**: [`Console::crash`](crate::Console::crash) is the
+    //!   first kernel panic, Oops or BUG line the console showed, and
+    //!   [`wait_for_guest_crash`](crate::Machine::wait_for_guest_crash)
+    //!   waits for one or for QEMU's `GUEST_PANICKED` event.
     //! - **Deadlines**: [`set_deadline`](crate::Machine::set_deadline) caps
     //!   every wait of the machine; inside a test the runner sets it to the
     //!   test's deadline.
