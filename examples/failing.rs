@@ -9,7 +9,7 @@
 //!
 //! - the reason: here a console wait that gave up;
 //! - the last 20 lines the guest printed on its console;
-//! - `artifacts: <target>/qemu-test/failing/waits_for_a_prompt_that_never_comes`,
+//! - `artifacts: <target>/qemu-test/qemu-test-examples/failing/waits_for_a_prompt_that_never_comes`,
 //!   a directory holding `qemu.log` (QEMU's output), `console.log` (the
 //!   whole console), `qmp.jsonl` (every QMP message, time-stamped),
 //!   `cmdline.txt` and `repro.sh`, which starts the same VM by hand with the

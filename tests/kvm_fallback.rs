@@ -113,7 +113,9 @@ fn run(tmpdir: &Path, envs: &[(&str, &Path)]) -> Run {
     let out = cmd.output().unwrap();
     let run = Run {
         out,
-        dir: root.path().join("security-fixture").join("accel::auto"),
+        dir: root
+            .path()
+            .join("qemu-test-suite/security-fixture/accel::auto"),
         _root: root,
     };
     assert_eq!(run.out.status.code(), Some(0), "{}", run.show());

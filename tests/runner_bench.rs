@@ -6,7 +6,7 @@
 //!
 //! ```sh
 //! cargo build -p qemu-test-suite --bin runner-bench
-//! QEMU_TEST_JUNIT=/tmp/bench.xml target/debug/runner-bench
+//! QEMU_TEST_JUNIT=/tmp/bench target/debug/runner-bench   # writes /tmp/bench/qemu-test-suite.runner-bench.xml
 //! ```
 //!
 //! and compare the run's wall time with Σ(testcase time) / cores from the

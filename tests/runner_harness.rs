@@ -46,8 +46,9 @@ impl Run {
     }
 }
 
+/// `<root>/<package>/<binary>/<test>`.
 fn artifact_dir(root: &Path, test: &str) -> PathBuf {
-    root.join("runner-fixture").join(test)
+    root.join("qemu-test-suite/runner-fixture").join(test)
 }
 
 /// The fixture with `args`, a fresh artifact root, no inherited
@@ -77,16 +78,17 @@ fn run(args: &[&str], envs: &[(&str, &str)]) -> Run {
 }
 
 #[test]
-fn list_shows_names_kinds_and_ignored_tests() {
+fn list_shows_libtest_names_and_ignored_tests() {
     let all = run(&["--list"], &[]);
     all.assert_code(0);
+    // Exactly what libtest would print for the functions: no prefix.
     for line in [
-        "[pc] basic::passes: test",
-        "[pc] basic::ignored: test",
-        "[pc] console::fails_after_boot: test",
+        "basic::passes: test",
+        "basic::ignored: test",
+        "console::fails_after_boot: test",
         "plain::no_vm: test",
         "skip::missing_binary: test",
-        "[no-such-machine] skip::missing_machine: test",
+        "skip::missing_machine: test",
     ] {
         assert!(
             all.stdout.lines().any(|l| l == line),
@@ -96,11 +98,7 @@ fn list_shows_names_kinds_and_ignored_tests() {
     }
     assert_eq!(all.stdout.lines().count(), 16, "{}", all.stdout);
     // Sorted by name, like libtest.
-    let names: Vec<&str> = all
-        .stdout
-        .lines()
-        .map(|l| l.rsplit_once("] ").map_or(l, |(_, n)| n))
-        .collect();
+    let names: Vec<&str> = all.stdout.lines().collect();
     let mut sorted = names.clone();
     sorted.sort();
     assert_eq!(names, sorted);
@@ -109,9 +107,9 @@ fn list_shows_names_kinds_and_ignored_tests() {
     let ignored = run(&["--list", "--format", "terse", "--ignored"], &[]);
     ignored.assert_code(0);
     for line in [
-        "[pc] basic::ignored: test",
+        "basic::ignored: test",
         "skip::missing_binary: test",
-        "[no-such-machine] skip::missing_machine: test",
+        "skip::missing_machine: test",
     ] {
         assert!(
             ignored.stdout.lines().any(|l| l == line),
@@ -137,15 +135,15 @@ fn a_passing_test_leaves_no_artifacts() {
     let r = run(&["--exact", "basic::passes"], &[]);
     r.assert_code(0);
     assert!(
-        r.stdout.contains("test [pc] basic::passes ... ok"),
+        r.stdout.contains("test basic::passes ... ok"),
         "{}",
         r.stdout
     );
     assert!(r.stdout.contains("1 passed; 0 failed"), "{}", r.stdout);
     assert!(!r.dir("basic::passes").exists());
     assert!(
-        !r.root.path().join("runner-fixture").exists(),
-        "no empty per-binary dir either"
+        !r.root.path().join("qemu-test-suite").exists(),
+        "no empty per-package or per-binary dir either"
     );
 }
 
@@ -219,10 +217,10 @@ fn shlex_words(line: &str) -> Vec<String> {
 #[test]
 fn failures_name_the_reason_and_keep_the_artifacts_and_junit_has_them() {
     let junit = tempfile::tempdir().unwrap();
-    let junit_path = junit.path().join("reports/junit.xml");
+    let junit_dir = junit.path().join("reports");
     let r = run(
         &["basic::", "--test-threads", "2"],
-        &[("QEMU_TEST_JUNIT", junit_path.to_str().unwrap())],
+        &[("QEMU_TEST_JUNIT", junit_dir.to_str().unwrap())],
     );
     r.assert_code(101);
     assert!(
@@ -282,58 +280,120 @@ fn failures_name_the_reason_and_keep_the_artifacts_and_junit_has_them() {
         "{no_fail}"
     );
 
-    // The JUnit report: well-formed, every test that ran or was ignored.
-    let xml = std::fs::read_to_string(&junit_path).unwrap();
-    let report =
-        quick_junit::Report::deserialize_from_str(&xml).unwrap_or_else(|e| panic!("{e}\n{xml}"));
-    let suite = &report.test_suites[0];
-    assert_eq!(suite.name.as_str(), "runner-fixture");
+    // Which VM, in the failure report (the name has no machine in it).
+    assert!(
+        err.contains("\nvm: machine pc, arch x86_64, accel "),
+        "{err}"
+    );
+
+    // The JUnit report: one file for the binary, named after its package
+    // and itself, with every test that ran or was ignored.
+    let files: Vec<_> = std::fs::read_dir(&junit_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(files, ["qemu-test-suite.runner-fixture.xml"]);
+    let xml = std::fs::read_to_string(junit_dir.join(&files[0])).unwrap();
+    let suite = qemu_test_suite::JunitSuite::parse(&xml);
+    assert_eq!(suite.name, "qemu-test-suite::runner-fixture");
     assert_eq!(
         (suite.tests, suite.failures, suite.skipped),
         (9, 4, 1),
         "{xml}"
     );
-    let case = suite
-        .test_cases
-        .iter()
-        .find(|c| c.name.as_str() == "basic::returns_err")
-        .unwrap();
-    match &case.status {
-        quick_junit::TestCaseStatus::NonSuccess {
-            message,
-            description,
-            ..
-        } => {
-            assert!(message
-                .as_ref()
-                .unwrap()
-                .as_str()
-                .contains("deliberate failure"));
-            assert!(description
-                .as_ref()
-                .unwrap()
-                .as_str()
-                .contains(&dir.display().to_string()));
-        }
-        other => panic!("{other:?}"),
-    }
+    let case = suite.case("basic::returns_err");
+    assert_eq!(case.classname, "qemu-test-suite::runner-fixture");
+    let (message, kind, text) = case.failure.clone().expect("a failure");
+    assert!(message.contains("deliberate failure"), "{message}");
+    assert_eq!(kind, "error");
+    assert!(text.contains(&dir.display().to_string()), "{text}");
+    assert_eq!(
+        case.property("artifacts"),
+        Some(&*dir.display().to_string())
+    );
+    assert_eq!(case.property("machine"), Some("pc"));
+    assert_eq!(case.property("arch"), Some("x86_64"));
+    assert!(case.property("accel").is_some(), "{case:?}");
     assert!(case
-        .properties
-        .iter()
-        .any(|p| p.name.as_str() == "artifacts" && p.value.as_str() == dir.display().to_string()));
+        .property("qemu")
+        .unwrap()
+        .ends_with("qemu-system-x86_64"));
+    let panic = suite.case("basic::panics");
+    assert_eq!(panic.failure.as_ref().unwrap().1, "panic");
+    let passed = suite.case("basic::passes");
+    assert!(passed.failure.is_none() && passed.skipped.is_none());
+    assert_eq!(passed.property("machine"), Some("pc"));
+    assert_eq!(passed.property("artifacts"), None);
+    assert_eq!(
+        suite.case("basic::ignored").skipped.as_deref(),
+        Some("not today")
+    );
+}
+
+#[test]
+fn each_binary_writes_its_own_junit_file() {
+    let junit = tempfile::tempdir().unwrap();
+    let envs = [("QEMU_TEST_JUNIT", junit.path().to_str().unwrap())];
+    run(&["--exact", "plain::no_vm"], &envs).assert_code(0);
+    // Another binary of the package, into the same directory.
+    let root = tempfile::tempdir().unwrap();
+    let snapshot_fixture = env!("CARGO_BIN_EXE_snapshot-fixture");
+    let out = isolated(Command::new(snapshot_fixture), &envs, root.path())
+        .args(["--exact", "no::such::test"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let mut files: Vec<_> = std::fs::read_dir(junit.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "qemu-test-suite.runner-fixture.xml",
+            "qemu-test-suite.snapshot-fixture.xml"
+        ]
+    );
+    let fixture = std::fs::read_to_string(junit.path().join(&files[0])).unwrap();
+    let suite = qemu_test_suite::JunitSuite::parse(&fixture);
+    assert_eq!(suite.tests, 1);
+    assert_eq!(suite.case("plain::no_vm").properties, []);
+
+    // The old meaning (a file) is refused rather than made a directory.
+    let file = junit.path().join("junit.xml");
+    let r = run(&["--list"], &[("QEMU_TEST_JUNIT", file.to_str().unwrap())]);
+    r.assert_code(1);
+    assert!(
+        r.stderr
+            .contains("expected a directory (each test binary writes its own"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
 fn a_failure_shows_the_last_console_lines() {
-    let r = run(&["--exact", "console::fails_after_boot"], &[]);
+    let junit = tempfile::tempdir().unwrap();
+    let r = run(
+        &["--exact", "console::fails_after_boot"],
+        &[("QEMU_TEST_JUNIT", junit.path().to_str().unwrap())],
+    );
     r.assert_code(101);
+    // In the JUnit report too: the console's tail as the case's output.
+    let xml = std::fs::read_to_string(junit.path().join("qemu-test-suite.runner-fixture.xml"));
+    let suite = qemu_test_suite::JunitSuite::parse(&xml.unwrap());
+    let case = suite.case("console::fails_after_boot");
+    let out = case.system_out.as_deref().unwrap_or_default();
+    assert!(out.trim_end().ends_with("No bootable device."), "{case:?}");
+    assert!(case.property("artifacts").is_some(), "{case:?}");
     let msg = r.failure("console::fails_after_boot");
     let (_, tail) = msg
         .split_once("--- last 20 console lines ---\n")
         .unwrap_or_else(|| panic!("{msg}"));
     let tail_lines: Vec<&str> = tail
         .lines()
-        .take_while(|l| !l.starts_with("artifacts: "))
+        .take_while(|l| !l.starts_with("vm: "))
         .collect();
     assert_eq!(tail_lines.len(), 20, "{msg}");
     assert_eq!(tail_lines.last(), Some(&"No bootable device."), "{msg}");
@@ -598,10 +658,10 @@ fn filters_exact_and_skip_work() {
         "{}",
         r.stdout
     );
-    // The kind is part of the name libtest-mimic matches exactly.
+    // The name is libtest's: no machine type in it to match.
     let r = run(&["--exact", "[pc] basic::passes"], &[]);
     r.assert_code(0);
-    assert!(r.stdout.contains("1 passed"), "{}", r.stdout);
+    assert!(r.stdout.contains("0 passed"), "{}", r.stdout);
 }
 
 #[test]

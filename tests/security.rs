@@ -280,7 +280,7 @@ mod quoting {
         .unwrap();
         assert_eq!(out.status.code(), Some(0), "{}", show(&out));
 
-        let dir = root.join("security-fixture").join("quoting::weird_args");
+        let dir = root.join("qemu-test-suite/security-fixture/quoting::weird_args");
         let seen: Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("seen.json")).unwrap()).unwrap();
         let strings = |v: &Value| -> Vec<String> {
@@ -338,7 +338,7 @@ mod quoting {
         .unwrap();
         // QEMU refuses fd 1023: the launch fails, the artifacts stay.
         assert_eq!(out.status.code(), Some(101), "{}", show(&out));
-        let dir = root.join("security-fixture").join("quoting::add_fd_note");
+        let dir = root.join("qemu-test-suite/security-fixture/quoting::add_fd_note");
         let value = "fd=1023,set=1,opaque=x\ntouch pwned-note #";
 
         let repro_text = std::fs::read_to_string(dir.join("repro.sh")).unwrap();
@@ -497,10 +497,20 @@ mod dirs {
         let state = tmpdir.path().join(format!("qemu-test-{uid}"));
         let mut suffixes = Vec::new();
         let mut dirs = Vec::new();
-        for (report, binary) in reports
-            .iter()
-            .zip(["security-fixture", "security-fixture-copy"])
-        {
+        // The copy is the same test binary (its package and name are built
+        // in): its run of the same test gets a dir of its own beside the
+        // first's.
+        let binary_dir = root.path().join("qemu-test-suite/security-fixture");
+        let mut test_dirs: Vec<PathBuf> = reports.iter().map(|r| r.artifacts.clone()).collect();
+        test_dirs.sort();
+        assert_eq!(
+            test_dirs,
+            [
+                binary_dir.join("dirs::report"),
+                binary_dir.join("dirs::report.2")
+            ]
+        );
+        for report in &reports {
             assert_eq!(report.tmpdir, tmpdir.path());
             assert!(pid_alive(report.qemu_pid), "{report:?}");
             for (dir, prefix) in [
@@ -515,10 +525,6 @@ mod dirs {
             }
             // The runner logs into the artifact dir: per binary and test.
             assert_eq!(report.log_dir, report.artifacts);
-            assert_eq!(
-                report.artifacts,
-                root.path().join(binary).join("dirs::report")
-            );
             assert_private(&report.artifacts);
             dirs.extend([
                 report.temp_dir.clone(),
@@ -633,10 +639,11 @@ mod dirs {
     }
 
     /// The same test of the same binary, started twice at once: the second
-    /// run waits for the first to finish with the artifact dir (it never
-    /// removes or writes into it while the first's VM runs), then has it.
+    /// run does not wait, and never removes or writes into the first's
+    /// dir: it takes `<test>.2/`. Both keep their artifacts
+    /// (`QEMU_TEST_KEEP=always`), each its own.
     #[test]
-    fn one_test_run_twice_at_once_takes_turns() {
+    fn one_test_run_twice_at_once_keeps_both_dirs() {
         let tmpdir = tempfile::tempdir().unwrap();
         let root = tempfile::tempdir().unwrap();
         let rendezvous = tempfile::tempdir().unwrap();
@@ -649,45 +656,39 @@ mod dirs {
         let first_seen = read_report(rendezvous.path(), first.pid());
         let log = first_seen.artifacts.join("qemu.log");
         assert!(log.is_file());
+        let first_log = std::fs::read_to_string(&log).unwrap();
         let second = start(fixture, tmpdir.path(), root.path(), rendezvous.path());
         let second_report = rendezvous.path().join(format!("{}.json", second.pid()));
-        // The second run opens the dir's lock file (in the state dir), and
-        // waits there.
-        let uid = rustix::process::getuid().as_raw();
-        let locks = tmpdir
-            .path()
-            .join(format!("qemu-test-{uid}"))
-            .join("runner")
-            .join("locks");
-        let fds = format!("/proc/{}/fd", second.pid());
-        wait_for(
-            "the second run to take the lock file",
-            Duration::from_secs(30),
-            || {
-                std::fs::read_dir(&fds).is_ok_and(|fds| {
-                    fds.flatten()
-                        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
-                        .any(|target| target.starts_with(&locks))
-                })
-            },
-        );
-        std::thread::sleep(Duration::from_secs(1));
-        assert!(!second_report.exists(), "the second run waits its turn");
-        assert!(log.is_file(), "and leaves the first run's files alone");
-        assert!(pid_alive(first_seen.qemu_pid));
-
-        release(rendezvous.path(), first.pid());
-        let out = first.finish(Duration::from_secs(30));
-        assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-        wait_for("the second VM", Duration::from_secs(60), || {
+        wait_for("the second VM, alongside", Duration::from_secs(60), || {
             second_report.exists()
         });
         let second_seen = read_report(rendezvous.path(), second.pid());
-        assert!(!pid_alive(first_seen.qemu_pid));
-        assert_eq!(second_seen.artifacts, first_seen.artifacts);
+        assert!(pid_alive(first_seen.qemu_pid) && pid_alive(second_seen.qemu_pid));
+        assert_eq!(
+            second_seen.artifacts,
+            first_seen.artifacts.with_file_name("dirs::report.2")
+        );
+        assert!(
+            std::fs::read_to_string(&log)
+                .unwrap()
+                .starts_with(&first_log),
+            "the first run's files are left alone"
+        );
         assert_ne!(second_seen.temp_dir, first_seen.temp_dir);
+        // The second ends first; then the first.
         release(rendezvous.path(), second.pid());
         let out = second.finish(Duration::from_secs(30));
         assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+        release(rendezvous.path(), first.pid());
+        let out = first.finish(Duration::from_secs(30));
+        assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+        for seen in [&first_seen, &second_seen] {
+            let qmp = std::fs::read_to_string(seen.artifacts.join("qmp.jsonl")).unwrap();
+            assert!(qmp.contains("quit"), "{}: {qmp}", seen.artifacts.display());
+        }
+        // Nothing waits on a lock file any more: none is left.
+        let uid = rustix::process::getuid().as_raw();
+        let locks = tmpdir.path().join(format!("qemu-test-{uid}/runner/locks"));
+        assert_eq!(dir_names(&locks), Vec::<String>::new());
     }
 }

@@ -66,7 +66,7 @@ fn snapshot_dirs(root: &Path, name: &str) -> Vec<PathBuf> {
 fn provenance(root: &Path, tests: &[&str]) -> (usize, usize) {
     let (mut made, mut found) = (0, 0);
     for test in tests {
-        let dir = root.join("snapshot-fixture").join(test);
+        let dir = root.join("qemu-test-suite/snapshot-fixture").join(test);
         let log = std::fs::read_to_string(dir.join("qemu.log")).unwrap_or_default();
         match (log.contains("(made by this test)"), log.contains("(found)")) {
             (true, false) => made += 1,
@@ -122,16 +122,18 @@ fn tests_share_one_snapshot_made_once() {
     for test in ECHO_TESTS {
         let console = std::fs::read_to_string(
             root.path()
-                .join("snapshot-fixture")
+                .join("qemu-test-suite/snapshot-fixture")
                 .join(test)
                 .join("console.log"),
         )
         .unwrap();
         assert!(console.starts_with("hi"), "{test}: {console:?}");
     }
-    let cmdline =
-        std::fs::read_to_string(root.path().join("snapshot-fixture/echo::first/cmdline.txt"))
-            .unwrap();
+    let cmdline = std::fs::read_to_string(
+        root.path()
+            .join("qemu-test-suite/snapshot-fixture/echo::first/cmdline.txt"),
+    )
+    .unwrap();
     assert!(cmdline.contains("-incoming"), "{cmdline}");
     assert!(
         cmdline.contains("memory-backend-file,id=mach-virt.ram,") && cmdline.contains(",share=off"),

@@ -97,7 +97,8 @@ pub mod prelude {
 }
 
 /// Expands to the `main` of a test binary (`harness = false`) that runs
-/// every `#[qemu_test]` in it through the runner.
+/// every `#[qemu_test]` in it through the runner, naming the binary by its
+/// package and target (see [`runner::run_suite`]).
 ///
 /// ```no_run
 /// qemu_test::main!();
@@ -106,7 +107,14 @@ pub mod prelude {
 macro_rules! main {
     () => {
         fn main() -> ::std::process::ExitCode {
-            $crate::runner::run_registered()
+            // Expanded in the user's crate: these are its package and target.
+            $crate::runner::run_suite(
+                ::core::env!("CARGO_PKG_NAME"),
+                match ::core::option_env!("CARGO_BIN_NAME") {
+                    ::core::option::Option::Some(bin) => bin,
+                    ::core::option::Option::None => ::core::env!("CARGO_CRATE_NAME"),
+                },
+            )
         }
     };
 }

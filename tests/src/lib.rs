@@ -125,7 +125,7 @@ impl Qmp {
 }
 
 /// `cmd` as the suite runs a `qemu_test::main!()` fixture: no inherited
-/// `QEMU_TEST_*` settings (except `QEMU_TEST_CACHE_DIR`), no
+/// `QEMU_TEST_*` settings (except `QEMU_TEST_CACHE_DIR`) or `NEXTEST*`, no
 /// `RUST_BACKTRACE`, artifacts under `root` (`QEMU_TEST_ARTIFACTS`), then
 /// `envs`.
 pub fn isolated(
@@ -133,11 +133,12 @@ pub fn isolated(
     envs: &[(&str, &str)],
     root: &Path,
 ) -> std::process::Command {
+    // Nor nextest's marker, should this suite itself run under nextest:
+    // the fixture is not one of its test processes.
     for (name, _) in std::env::vars_os() {
-        if name
-            .to_str()
-            .is_some_and(|n| n.starts_with("QEMU_TEST_") && n != "QEMU_TEST_CACHE_DIR")
-        {
+        if name.to_str().is_some_and(|n| {
+            (n.starts_with("QEMU_TEST_") && n != "QEMU_TEST_CACHE_DIR") || n.starts_with("NEXTEST")
+        }) {
             cmd.env_remove(name);
         }
     }
@@ -161,4 +162,97 @@ pub fn failure_section<'a>(stdout: &'a str, test: &str) -> &'a str {
         .or_else(|| rest.find("\n\nfailures:"))
         .unwrap_or(rest.len());
     rest[..end].trim_end()
+}
+
+/// One `<testcase>` of a JUnit report, as the tests read it.
+#[derive(Debug, Clone, Default)]
+pub struct JunitCase {
+    pub name: String,
+    pub classname: String,
+    /// `time`, in seconds.
+    pub time: f64,
+    /// `<property name value>`, in order.
+    pub properties: Vec<(String, String)>,
+    /// `<failure>`: its `message`, `type` and text.
+    pub failure: Option<(String, String, String)>,
+    /// `<skipped message>`.
+    pub skipped: Option<String>,
+    pub system_out: Option<String>,
+    pub system_err: Option<String>,
+}
+
+impl JunitCase {
+    /// The value of property `name`.
+    pub fn property(&self, name: &str) -> Option<&str> {
+        self.properties
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A JUnit report's one `<testsuite>`: its attributes, and its cases.
+#[derive(Debug, Clone, Default)]
+pub struct JunitSuite {
+    pub name: String,
+    pub tests: usize,
+    pub failures: usize,
+    pub skipped: usize,
+    pub cases: Vec<JunitCase>,
+}
+
+impl JunitSuite {
+    /// Parses the report in `xml` (panics, showing it, if it is not one).
+    pub fn parse(xml: &str) -> JunitSuite {
+        let doc = roxmltree::Document::parse(xml).unwrap_or_else(|e| panic!("{e}\n{xml}"));
+        let suite = doc
+            .descendants()
+            .find(|n| n.has_tag_name("testsuite"))
+            .unwrap_or_else(|| panic!("no <testsuite>:\n{xml}"));
+        let number = |name| suite.attribute(name).unwrap().parse().unwrap();
+        let cases = suite
+            .children()
+            .filter(|n| n.has_tag_name("testcase"))
+            .map(|case| {
+                let child = |tag| case.children().find(|n| n.has_tag_name(tag));
+                let text = |tag| child(tag).map(|n| n.text().unwrap_or("").to_string());
+                JunitCase {
+                    name: case.attribute("name").unwrap().into(),
+                    classname: case.attribute("classname").unwrap_or("").into(),
+                    time: case.attribute("time").unwrap().parse().unwrap(),
+                    properties: child("properties")
+                        .into_iter()
+                        .flat_map(|p| p.children().filter(|n| n.has_tag_name("property")))
+                        .map(|p| {
+                            let attr = |a| p.attribute(a).unwrap().to_string();
+                            (attr("name"), attr("value"))
+                        })
+                        .collect(),
+                    failure: child("failure").map(|f| {
+                        let attr = |a| f.attribute(a).unwrap_or("").to_string();
+                        (attr("message"), attr("type"), f.text().unwrap_or("").into())
+                    }),
+                    skipped: child("skipped")
+                        .map(|s| s.attribute("message").unwrap_or("").to_string()),
+                    system_out: text("system-out"),
+                    system_err: text("system-err"),
+                }
+            })
+            .collect();
+        JunitSuite {
+            name: suite.attribute("name").unwrap().into(),
+            tests: number("tests"),
+            failures: number("failures"),
+            skipped: number("skipped"),
+            cases,
+        }
+    }
+
+    /// The case named `name` (panics if there is none).
+    pub fn case(&self, name: &str) -> &JunitCase {
+        self.cases
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("no test case {name} in {self:#?}"))
+    }
 }

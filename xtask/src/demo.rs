@@ -114,7 +114,8 @@ pub fn demo() -> Result<(), String> {
             artifacts.display()
         );
     }
-    let dirs = fresh_test_dirs(&artifacts, since);
+    // `<root>/<package>/<binary>/<test>/`.
+    let dirs = fresh_test_dirs(&artifacts.join(PACKAGE), since);
     if dirs.is_empty() {
         println!("No artifact directories were written by this run.");
     } else {

@@ -11,16 +11,40 @@ pub(crate) fn uid() -> u32 {
     rustix::process::getuid().as_raw()
 }
 
+/// How many times [`create_private_dir_all`] starts over when a parent it
+/// made is removed before it could create `dir` in it.
+const CREATE_ATTEMPTS: usize = 1000;
+
 /// Creates `dir` (and its parents) with mode 0700, or checks that an
 /// existing `dir` belongs to us and is not accessible to others.
+///
+/// Safe against a concurrent remover of *empty* parents (`rmdir`, as
+/// [`ArtifactDir::finish`](crate::runner) prunes an empty per-binary dir):
+/// creating the parents and then `dir` is two steps, and a parent removed
+/// between them is created again. Once `dir` exists its parents are not
+/// empty, so no `rmdir` can take them away.
 pub(crate) fn create_private_dir_all(dir: &Path) -> io::Result<()> {
-    if let Some(parent) = dir.parent() {
-        fs::create_dir_all(parent)?;
-    }
-    match fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => return Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e),
+    use io::ErrorKind::{AlreadyExists, NotFound};
+    for attempt in 1.. {
+        let retry = attempt < CREATE_ATTEMPTS;
+        if let Some(parent) = dir.parent() {
+            match fs::create_dir_all(parent) {
+                Ok(()) => {}
+                // A parent went away under us: while `create_dir_all`
+                // made its own parent (NotFound), or between its `mkdir`
+                // finding it there and checking that it is a directory
+                // (AlreadyExists). Make it again.
+                Err(e) if matches!(e.kind(), NotFound | AlreadyExists) && retry => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        match fs::DirBuilder::new().mode(0o700).create(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == AlreadyExists => break,
+            // The parent went away before `dir` was made in it.
+            Err(e) if e.kind() == NotFound && retry => {}
+            Err(e) => return Err(e),
+        }
     }
     let meta = fs::symlink_metadata(dir)?;
     if !meta.is_dir() {

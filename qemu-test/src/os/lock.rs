@@ -60,6 +60,20 @@ fn flock_retrying(file: &File, op: FlockOperation) -> io::Result<()> {
     Ok(())
 }
 
+/// Locks the directory `dir` itself (an `flock` on the directory, no
+/// file in it), exclusively, if nobody else holds it: the lock, held until
+/// the returned file is dropped, or `None` when someone holds it. For
+/// telling a directory in use by a live process (the kernel releases a
+/// dead process's locks) from one left behind.
+pub(crate) fn try_lock_dir(dir: &Path) -> io::Result<Option<File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = File::options()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::DIRECTORY.bits() as i32)
+        .open(dir)?;
+    Ok(try_lock(&file, LockMode::Exclusive).then_some(file))
+}
+
 /// Opens the lock file at `path`, creating it if needed.
 pub(crate) fn open_lock(path: &Path) -> io::Result<File> {
     File::options()

@@ -22,7 +22,7 @@ mod socket;
 
 pub(crate) use fs::{create_private_dir_all, uid, user_temp_dir, write_atomically};
 pub(crate) use lock::{
-    flock_current, open_lock, try_flock_current, try_lock, unlock, FileLock, LockMode,
+    flock_current, open_lock, try_flock_current, try_lock, try_lock_dir, unlock, FileLock, LockMode,
 };
 pub(crate) use poll::{poll_readable, wait_readable};
 pub(crate) use process::{

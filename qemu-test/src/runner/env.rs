@@ -8,12 +8,17 @@
 //! | `QEMU_TEST_KEEP` | `failed`, `always`, `never`: which artifact dirs to keep | `failed` |
 //! | `QEMU_TEST_ARTIFACTS` | root of the artifact dirs | `<target>/qemu-test` |
 //! | `QEMU_TEST_REQUIRE` | `1`: a missing binary, machine type or accelerator fails the test instead of skipping it | `0` |
-//! | `QEMU_TEST_JUNIT` | path of a JUnit XML report to write | unset |
+//! | `QEMU_TEST_JUNIT` | a directory: each test binary writes its JUnit XML report there, as `<package>.<binary>.xml`; ignored under nextest (use its own JUnit) | unset |
 //! | `QEMU_TEST_JOBS` | how many vCPUs may run at once (host-wide) | the number of cores |
 //! | `QEMU_TEST_ON_FAILURE` | `report`, or `pause` to keep a failed test's VM running until Enter | `report` |
 //! | `QEMU_TEST_TIMEOUT_FACTOR` | a number > 0 that scales every test's deadline (a slow host: `3`) | `1` |
 //!
 //! A malformed value is an error at start-up, never silently ignored.
+//!
+//! One variable that is not ours is read too: `NEXTEST` (`1` in every test
+//! process `cargo nextest run` starts), because under nextest, which runs
+//! each test in a process of its own, a per-process JUnit file makes no
+//! sense.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -68,12 +73,14 @@ pub(crate) struct Config {
     pub(crate) artifacts: Option<PathBuf>,
     /// `QEMU_TEST_REQUIRE`.
     pub(crate) require: bool,
-    /// `QEMU_TEST_JUNIT`, made absolute.
+    /// `QEMU_TEST_JUNIT` (a directory), made absolute.
     pub(crate) junit: Option<PathBuf>,
     /// `QEMU_TEST_JOBS`.
     pub(crate) jobs: Option<usize>,
     /// `QEMU_TEST_ON_FAILURE`.
     pub(crate) on_failure: OnFailure,
+    /// `NEXTEST=1`: nextest started this process for one test.
+    pub(crate) nextest: bool,
     /// `QEMU_TEST_TIMEOUT_FACTOR` (`None`: 1).
     pub(crate) timeout_factor: Option<f64>,
 }
@@ -177,10 +184,11 @@ impl Config {
             keep,
             artifacts: get("QEMU_TEST_ARTIFACTS").map(absolute),
             require,
-            junit: get("QEMU_TEST_JUNIT").map(absolute),
+            junit: junit_dir(get("QEMU_TEST_JUNIT"))?,
             jobs,
             on_failure,
             timeout_factor,
+            nextest: get("NEXTEST").is_some_and(|v| v == "1"),
         })
     }
 
@@ -197,6 +205,21 @@ pub(crate) fn config() -> Result<&'static Config, ConfigError> {
         .get_or_init(Config::from_env)
         .as_ref()
         .map_err(Clone::clone)
+}
+
+/// `QEMU_TEST_JUNIT`: a directory, made absolute. It used to name the
+/// report file, so a name ending in `.xml` is refused rather than made a
+/// directory nobody expects.
+fn junit_dir(value: Option<OsString>) -> Result<Option<PathBuf>, ConfigError> {
+    let dir = value.map(absolute);
+    match dir.as_deref() {
+        Some(path) if path.extension().is_some_and(|e| e == "xml") => Err(ConfigError {
+            name: "QEMU_TEST_JUNIT",
+            value: path.display().to_string(),
+            expected: "a directory (each test binary writes its own <package>.<binary>.xml there)",
+        }),
+        _ => Ok(dir),
+    }
 }
 
 /// `path` made absolute against the current directory (tests may change
@@ -239,7 +262,7 @@ mod tests {
             ("QEMU_TEST_KEEP", "never"),
             ("QEMU_TEST_ARTIFACTS", "/tmp/a"),
             ("QEMU_TEST_REQUIRE", "1"),
-            ("QEMU_TEST_JUNIT", "/tmp/junit.xml"),
+            ("QEMU_TEST_JUNIT", "/tmp/junit"),
             ("QEMU_TEST_JOBS", "4"),
             ("QEMU_TEST_ON_FAILURE", "pause"),
             ("QEMU_TEST_TIMEOUT_FACTOR", "2.5"),
@@ -260,7 +283,7 @@ mod tests {
         );
         assert_eq!(
             config.junit.as_deref(),
-            Some(std::path::Path::new("/tmp/junit.xml"))
+            Some(std::path::Path::new("/tmp/junit"))
         );
     }
 
@@ -283,6 +306,7 @@ mod tests {
             ("QEMU_TEST_TIMEOUT_FACTOR", "0"),
             ("QEMU_TEST_TIMEOUT_FACTOR", "-1"),
             ("QEMU_TEST_TIMEOUT_FACTOR", "fast"),
+            ("QEMU_TEST_JUNIT", "/tmp/report.xml"),
         ] {
             let err = parse(&[(name, value)]).unwrap_err();
             assert_eq!(err.name, name);

@@ -4,9 +4,12 @@
 //! `--list`, `--ignored`, `--include-ignored`, `--test-threads`,
 //! `--format`, `--nocapture`), so `cargo test` and `cargo nextest run`
 //! drive a `qemu_test::main!()` binary like any test binary. A trial is
-//! named `module::function` (the module path without the crate, as libtest
-//! does) and its kind is the machine type, so `--list` prints
-//! `[virt] boot::echoes: test`.
+//! named exactly as libtest would name the function: `module::function`,
+//! the module path without the crate (`--list` prints `boot::echoes:
+//! test`), so `--exact`, nextest's `test(=NAME)` and CI history see the
+//! same name for a `#[qemu_test]` as for a `#[test]`. The machine, the
+//! architecture and the accelerator are in the failure report and the
+//! JUnit properties instead.
 //!
 //! Tests that cannot run here (no such QEMU binary, machine type or
 //! accelerator) are resolved when the trials are built and marked ignored,
@@ -14,7 +17,7 @@
 
 use std::process::ExitCode;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use libtest_mimic::{Arguments, Trial};
 
@@ -26,8 +29,18 @@ use crate::runner::registry::{Body, TestDef};
 use crate::runner::report::{junit, summary};
 use crate::runner::resolve::{self, Unrunnable};
 
+/// Which test binary this is: its package and its name, for artifact
+/// dirs and reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Identity {
+    /// The package the binary belongs to.
+    pub(crate) package: String,
+    /// The test target's name (`vm` for `tests/vm.rs`).
+    pub(crate) binary: String,
+}
+
 /// Runs `defs` as libtest-mimic trials with `args`; returns the exit code.
-pub(crate) fn run(defs: &'static [TestDef], mut args: Arguments) -> ExitCode {
+pub(crate) fn run(defs: &'static [TestDef], id: Identity, mut args: Arguments) -> ExitCode {
     let started = Instant::now();
     let config = match env::config() {
         Ok(config) => config,
@@ -42,7 +55,8 @@ pub(crate) fn run(defs: &'static [TestDef], mut args: Arguments) -> ExitCode {
     let ctx: &'static Context = Box::leak(Box::new(Context {
         config,
         root: artifacts::root(config.artifacts.as_deref()),
-        binary: artifacts::binary_name(),
+        package: id.package,
+        binary: id.binary,
         cwd: std::env::current_dir().unwrap_or_default(),
         records: Mutex::new(Vec::new()),
     }));
@@ -58,7 +72,13 @@ pub(crate) fn run(defs: &'static [TestDef], mut args: Arguments) -> ExitCode {
         .unwrap_or_else(|e| e.into_inner())
         .clone();
     records.extend(not_run);
-    match write_reports(&records, config, &ctx.binary, started.elapsed()) {
+    let suite = junit::Suite {
+        package: &ctx.package,
+        binary: &ctx.binary,
+        records: &records,
+        time: started.elapsed(),
+    };
+    match write_reports(&suite, config) {
         Ok(()) => conclusion.exit_code(),
         Err(e) => {
             eprintln!("error: {e}");
@@ -95,7 +115,6 @@ fn trials(
                 _ => None,
             };
             let trial = Trial::ignorable_test(case.name.clone(), move || case.run(ctx))
-                .with_kind(kind(case))
                 .with_ignored_flag(case.def.ignore.is_some() || skip.is_some());
             if !args.list && !args.is_filtered_out(&trial) && args.is_ignored(&trial) {
                 if let Some(reason) = &skip {
@@ -110,6 +129,7 @@ fn trials(
                 not_run.push(Record {
                     name: case.name.clone(),
                     outcome: Outcome::Skipped(reason.unwrap_or_else(|| "ignored".into())),
+                    vm: case.vm_facts(ctx, None),
                     duration: Default::default(),
                 });
             }
@@ -119,19 +139,27 @@ fn trials(
     (trials, not_run)
 }
 
-/// The summary of skips on stderr, and the JUnit file if asked for.
-fn write_reports(
-    records: &[Record],
-    config: &Config,
-    binary: &str,
-    elapsed: Duration,
-) -> Result<(), String> {
-    let _ = summary::write_skips(&mut std::io::stderr(), records);
-    if let Some(path) = &config.junit {
-        junit::write(path, &junit::report(binary, records, elapsed))
-            .map_err(|e| format!("cannot write the JUnit report {}: {e}", path.display()))?;
+/// The summary of skips on stderr, and the JUnit file if asked for (not
+/// under nextest, whose own JUnit covers the run: one file per test
+/// process would only overwrite the last).
+fn write_reports(suite: &junit::Suite, config: &Config) -> Result<(), String> {
+    let _ = summary::write_skips(&mut std::io::stderr(), suite.records);
+    match &config.junit {
+        Some(dir) if config.nextest => {
+            eprintln!(
+                "note: qemu-test: QEMU_TEST_JUNIT={} is not used under nextest, which runs each \
+                 test in a process of its own; use nextest's JUnit report ([profile.ci.junit] \
+                 in .config/nextest.toml)",
+                dir.display()
+            );
+            Ok(())
+        }
+        Some(dir) => suite
+            .write(dir)
+            .map(drop)
+            .map_err(|e| format!("cannot write the JUnit report into {}: {e}", dir.display())),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// Builds a test case, resolving its VM unless the filters leave it out.
@@ -147,9 +175,7 @@ fn case(def: &'static TestDef, args: &Arguments, config: &Config) -> TestCase {
     };
     if matches!(def.body, Body::Vm(_)) {
         // Marked ignored so that `--ignored` does not filter it out here.
-        let probe = Trial::test(case.name.clone(), || Ok(()))
-            .with_kind(kind(&case))
-            .with_ignored_flag(true);
+        let probe = Trial::test(case.name.clone(), || Ok(())).with_ignored_flag(true);
         if !args.is_filtered_out(&probe) {
             case.plan = Some(resolve::plan(&case.spec, config));
         }
@@ -162,18 +188,6 @@ fn test_name(def: &TestDef) -> String {
     match def.module_path.split_once("::") {
         Some((_crate, module)) => format!("{module}::{}", def.name),
         None => def.name.to_string(),
-    }
-}
-
-/// The trial's kind: the machine type, if any.
-fn kind(case: &TestCase) -> String {
-    match case.def.body {
-        Body::Vm(_) => case
-            .spec
-            .effective_machine()
-            .unwrap_or_default()
-            .to_string(),
-        Body::Plain(_) => String::new(),
     }
 }
 

@@ -1,8 +1,9 @@
 //! The test runner: registration, scheduling, per-test artifact
 //! directories, reports.
 //!
-//! `qemu_test::main!()` expands to a `main` calling [`run_registered`],
-//! which runs every `#[qemu_test]` of the binary through libtest-mimic.
+//! `qemu_test::main!()` expands to a `main` calling [`run_suite`] with the
+//! binary's package and target names, which runs every `#[qemu_test]` of
+//! the binary through libtest-mimic.
 //! One file per stage, in the order a test meets them:
 //!
 //! | module | concern |
@@ -35,7 +36,7 @@
 //! | `QEMU_TEST_KEEP` | keep artifact dirs: `failed` (default), `always`, `never` |
 //! | `QEMU_TEST_ARTIFACTS` | root of the artifact dirs (default `<target>/qemu-test`) |
 //! | `QEMU_TEST_REQUIRE` | `1`: a missing binary, machine type or accelerator fails instead of skipping |
-//! | `QEMU_TEST_JUNIT` | write a JUnit XML report there |
+//! | `QEMU_TEST_JUNIT` | a directory: each test binary writes its JUnit XML report there (`<package>.<binary>.xml`); not under nextest |
 //! | `QEMU_TEST_JOBS` | vCPUs running at once, host-wide (default: the number of cores) |
 //! | `QEMU_TEST_ON_FAILURE` | `pause`: keep a failed test's VM running until Enter |
 //! | `QEMU_TEST_TIMEOUT_FACTOR` | scales every test's deadline (a slow host: `3`) |
@@ -64,7 +65,14 @@ pub use sibling::Sibling;
 pub use vm::Vm;
 
 /// Runs every `#[qemu_test]` registered in this binary, with libtest's
-/// command line (`std::env::args`); what `qemu_test::main!()` calls.
+/// command line (`std::env::args`), as the test binary `binary` of the
+/// package `package`; what `qemu_test::main!()` calls, with the names cargo
+/// gives the crate it expands in.
+///
+/// The two names place the binary's artifact dirs
+/// (`<root>/<package>/<binary>/<test>/`) and its JUnit report
+/// (`<package>.<binary>.xml`), so that no two test binaries of a
+/// workspace share either.
 ///
 /// ```no_run
 /// // tests/vm.rs, with `harness = false` in Cargo.toml:
@@ -77,10 +85,34 @@ pub use vm::Vm;
 /// }
 ///
 /// fn main() -> std::process::ExitCode {
-///     // What `qemu_test::main!()` expands to.
+///     // What `qemu_test::main!()` expands to, near enough.
+///     qemu_test::runner::run_suite(env!("CARGO_PKG_NAME"), env!("CARGO_CRATE_NAME"))
+/// }
+/// ```
+pub fn run_suite(package: &str, binary: &str) -> std::process::ExitCode {
+    let id = harness::Identity {
+        package: package.to_string(),
+        binary: binary.to_string(),
+    };
+    harness::run(&registry::TESTS, id, libtest_mimic::Arguments::from_args())
+}
+
+/// Like [`run_suite`], with the names found at run time: the package from
+/// `CARGO_PKG_NAME` (which `cargo test` and `cargo nextest run` set for
+/// the test processes they start; `unknown-package` without it), the
+/// binary from the executable's file name (less the hash cargo appends).
+/// Prefer [`run_suite`] or `qemu_test::main!()`, which know both when the
+/// binary is built.
+///
+/// ```no_run
+/// fn main() -> std::process::ExitCode {
 ///     qemu_test::runner::run_registered()
 /// }
 /// ```
 pub fn run_registered() -> std::process::ExitCode {
-    harness::run(&registry::TESTS, libtest_mimic::Arguments::from_args())
+    let package = std::env::var("CARGO_PKG_NAME")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "unknown-package".to_string());
+    run_suite(&package, &artifacts::binary_name())
 }

@@ -1,7 +1,8 @@
 //! How a test ended, as typed data that flows from the body to every
 //! report: [`Outcome`] (passed, failed, skipped), [`Failure`] (what kind,
 //! the reason, the evidence: console tail, QEMU's output, where the
-//! artifacts are) and the [`Record`] a report reads. Reports format these
+//! artifacts are), [`VmFacts`] (which VM: machine, architecture,
+//! accelerator) and the [`Record`] a report reads. Reports format these
 //! fields; nothing formats a failure into text and parses it back.
 //!
 //! A body ends with a [`BodyResult`]: what [`IntoOutcome`] makes of its
@@ -231,6 +232,59 @@ impl Outcome {
             _ => None,
         }
     }
+
+    /// The outcome, its failure (if any) saying which VM it was.
+    pub(crate) fn with_vm(self, vm: Option<&VmFacts>) -> Outcome {
+        match self {
+            Outcome::Failed(mut failure) => {
+                failure.vm = vm.cloned();
+                Outcome::Failed(failure)
+            }
+            other => other,
+        }
+    }
+}
+
+/// Which VM a test ran in, or was to run in: what a report says about it
+/// besides the test's name (the failure message, JUnit's properties).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct VmFacts {
+    /// The QEMU binary: the path it was found at, else its name.
+    pub(crate) binary: Option<String>,
+    /// The target architecture (`aarch64`).
+    pub(crate) arch: Option<String>,
+    /// The machine type (`virt`).
+    pub(crate) machine: Option<String>,
+    /// The `-accel` value it ran with (`tcg`), or the one asked for
+    /// (`auto`) when it did not run.
+    pub(crate) accel: Option<String>,
+}
+
+impl VmFacts {
+    /// The facts as `(name, value)` pairs, in a fixed order, known ones
+    /// only: `machine`, `arch`, `accel`, `qemu`.
+    pub(crate) fn pairs(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("machine", &self.machine),
+            ("arch", &self.arch),
+            ("accel", &self.accel),
+            ("qemu", &self.binary),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| value.as_deref().map(|v| (name, v)))
+        .collect()
+    }
+}
+
+/// `machine virt, arch aarch64, accel tcg, qemu /usr/bin/qemu-system-aarch64`.
+impl fmt::Display for VmFacts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (name, value)) in self.pairs().into_iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}{name} {value}")?;
+        }
+        Ok(())
+    }
 }
 
 /// What kind of failure a test had.
@@ -295,8 +349,12 @@ pub(crate) enum ArtifactsFate {
 pub(crate) enum ConsoleEvidence {
     /// The test has no console.
     None,
-    /// The reason already ends with the console's last lines.
-    InReason,
+    /// The reason already ends with the console's last lines; they are
+    /// here too, for reports that show them apart.
+    InReason {
+        /// The console's last lines.
+        tail: String,
+    },
     /// The console's last lines (empty: the guest printed nothing).
     Tail(String),
 }
@@ -312,6 +370,8 @@ pub(crate) struct Failure {
     pub(crate) qemu_output: Option<String>,
     /// What else went wrong on the way (teardown, writing `repro.sh`).
     pub(crate) notes: Vec<String>,
+    /// Which VM (none for a test without one).
+    pub(crate) vm: Option<VmFacts>,
     pub(crate) artifacts: ArtifactsFate,
 }
 
@@ -324,6 +384,7 @@ impl Failure {
             console: ConsoleEvidence::None,
             qemu_output: None,
             notes: Vec::new(),
+            vm: None,
             artifacts: ArtifactsFate::NotMade,
         }
     }
@@ -348,7 +409,7 @@ pub(crate) const CONSOLE_TAIL: usize = 20;
 pub(crate) const QEMU_TAIL: usize = 10;
 
 /// The whole failure message: the reason, the console's last lines, QEMU's
-/// last words, notes, and where the artifacts are.
+/// last words, notes, which VM, and where the artifacts are.
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.reason.trim_end())?;
@@ -366,6 +427,9 @@ impl fmt::Display for Failure {
         for note in &self.notes {
             write!(f, "\nnote: {note}")?;
         }
+        if let Some(vm) = &self.vm {
+            write!(f, "\nvm: {vm}")?;
+        }
         match &self.artifacts {
             ArtifactsFate::NotMade => Ok(()),
             ArtifactsFate::Kept(dir) => write!(f, "\nartifacts: {}", dir.display()),
@@ -380,6 +444,8 @@ pub(crate) struct Record {
     /// The test's name.
     pub(crate) name: String,
     pub(crate) outcome: Outcome,
+    /// Which VM (none for a test without one).
+    pub(crate) vm: Option<VmFacts>,
     /// From admission (after any wait for the host budget) to the end.
     pub(crate) duration: Duration,
 }
@@ -446,10 +512,18 @@ mod tests {
         failure.qemu_output = Some("qemu: bye\n".into());
         failure.notes.push("teardown: slow".into());
         failure.artifacts = ArtifactsFate::Kept("/a/t".into());
+        failure.vm = Some(VmFacts {
+            binary: Some("/usr/bin/qemu-system-aarch64".into()),
+            arch: Some("aarch64".into()),
+            machine: Some("virt".into()),
+            accel: Some("tcg".into()),
+        });
         assert_eq!(
             failure.to_string(),
             "boom\n--- console: the guest printed nothing ---\n--- QEMU output (qemu.log) ---\n\
-             qemu: bye\nnote: teardown: slow\nartifacts: /a/t"
+             qemu: bye\nnote: teardown: slow\n\
+             vm: machine virt, arch aarch64, accel tcg, qemu /usr/bin/qemu-system-aarch64\n\
+             artifacts: /a/t"
         );
         failure.console = ConsoleEvidence::Tail("login:\n".into());
         failure.artifacts = ArtifactsFate::Removed;

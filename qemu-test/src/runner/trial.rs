@@ -46,13 +46,20 @@ impl TestCase {
     ) -> Result<libtest_mimic::Completion, libtest_mimic::Failed> {
         // Time spent waiting for the host budget is not the test's.
         let mut started = Instant::now();
-        let outcome = required(self.outcome(ctx, &mut started), ctx.config.require);
+        let accel = match &self.plan {
+            Some(Ok(plan)) => Some(resolve::choose_accel(plan)),
+            _ => None,
+        };
+        let vm = self.vm_facts(ctx, accel.as_ref());
+        let outcome = self.outcome(ctx, accel.as_ref(), &mut started);
+        let outcome = required(outcome, ctx.config.require).with_vm(vm.as_ref());
         ctx.records
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(Record {
                 name: self.name.clone(),
                 outcome: outcome.clone(),
+                vm,
                 duration: started.elapsed(),
             });
         match outcome {
@@ -63,17 +70,24 @@ impl TestCase {
     }
 
     /// The outcome, before `QEMU_TEST_REQUIRE` has its say.
-    fn outcome(&self, ctx: &Context, admitted: &mut Instant) -> Outcome {
-        match (&self.def.body, &self.plan) {
-            (Body::Plain(body), _) => self.run_plain(*body),
-            (Body::Vm(_), Some(Err(Unrunnable::Missing(reason)))) => {
+    fn outcome(
+        &self,
+        ctx: &Context,
+        accel: Option<&AccelChoice>,
+        admitted: &mut Instant,
+    ) -> Outcome {
+        match (&self.def.body, &self.plan, accel) {
+            (Body::Plain(body), _, _) => self.run_plain(*body),
+            (Body::Vm(_), Some(Err(Unrunnable::Missing(reason))), _) => {
                 Outcome::Skipped(reason.clone())
             }
-            (Body::Vm(_), Some(Err(Unrunnable::Invalid(reason)))) => {
+            (Body::Vm(_), Some(Err(Unrunnable::Invalid(reason))), _) => {
                 failed(Failure::new(FailureKind::Invalid, reason.clone()))
             }
-            (Body::Vm(body), Some(Ok(plan))) => VmTrial::run(self, *body, plan, ctx, admitted),
-            (Body::Vm(_), None) => failed(Failure::new(
+            (Body::Vm(body), Some(Ok(plan)), Some(accel)) => {
+                VmTrial::run(self, *body, (plan, accel), ctx, admitted)
+            }
+            (Body::Vm(_), _, _) => failed(Failure::new(
                 FailureKind::Runner,
                 "internal error: the test was not resolved",
             )),
@@ -116,12 +130,11 @@ impl<'a> VmTrial<'a> {
     fn run(
         case: &'a TestCase,
         body: fn(&mut Vm) -> BodyResult,
-        plan: &'a Plan,
+        (plan, accel): (&'a Plan, &AccelChoice),
         ctx: &'a Context,
         admitted: &mut Instant,
     ) -> Outcome {
         let spec = &plan.spec;
-        let accel = resolve::choose_accel(plan);
         // A booted snapshot is found or made before the test asks for its
         // host budget (making it takes a budget of its own): tests waiting
         // for someone else's snapshot hold none.
@@ -136,7 +149,7 @@ impl<'a> VmTrial<'a> {
         let need = Need::for_vm(spec.smp.cpus(), spec.memory_mib()).times(1 + spec.siblings);
         let _slots = scheduler(ctx.config.jobs).acquire(need);
         *admitted = Instant::now();
-        let dir = match ArtifactDir::prepare(&ctx.root, &ctx.binary, &case.name) {
+        let dir = match ArtifactDir::prepare(&ctx.binary_dir(), &case.name) {
             Ok(dir) => dir,
             Err(e) => {
                 let reason = format!("cannot create the artifact dir: {e}");
@@ -148,13 +161,13 @@ impl<'a> VmTrial<'a> {
             ctx,
             plan,
             dir,
-            notes: notes(&accel, snapshot.as_ref()),
+            notes: notes(accel, snapshot.as_ref()),
             problems: Vec::new(),
             pause_socket: None,
         };
         let timeout = spec.timeout;
         let deadline = deadline_after(timeout);
-        let (machine, siblings) = match trial.build(&accel, snapshot.as_ref(), deadline) {
+        let (machine, siblings) = match trial.build(accel, snapshot.as_ref(), deadline) {
             Ok(built) => built,
             Err(error) => {
                 let verdict = expected(
@@ -354,13 +367,14 @@ impl<'a> VmTrial<'a> {
             }
             Verdict::Failed(kind, error) => (kind, error),
         };
+        let tail = || match console {
+            Some(console) => console.tail(CONSOLE_TAIL),
+            None => artifacts::tail_file(&self.dir.file("console.log"), CONSOLE_TAIL),
+        };
         let console = match (self.plan.spec.console.is_some(), error.shows_console) {
             (false, _) => ConsoleEvidence::None,
-            (true, true) => ConsoleEvidence::InReason,
-            (true, false) => ConsoleEvidence::Tail(match console {
-                Some(console) => console.tail(CONSOLE_TAIL),
-                None => artifacts::tail_file(&self.dir.file("console.log"), CONSOLE_TAIL),
-            }),
+            (true, true) => ConsoleEvidence::InReason { tail: tail() },
+            (true, false) => ConsoleEvidence::Tail(tail()),
         };
         let qemu_output = artifacts::tail_file(&self.dir.file("qemu.log"), QEMU_TAIL);
         let qemu_output =
@@ -374,6 +388,8 @@ impl<'a> VmTrial<'a> {
             console,
             qemu_output,
             notes: self.problems,
+            // Filled in by `TestCase::run`, which knows it for every test.
+            vm: None,
             artifacts: kept.map_or(ArtifactsFate::Removed, ArtifactsFate::Kept),
         })
     }

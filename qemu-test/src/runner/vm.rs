@@ -124,7 +124,8 @@ impl Vm {
         Ok(self.siblings.make(name)?)
     }
 
-    /// The test's artifact directory, `target/qemu-test/<test-binary>/<test-name>/`:
+    /// The test's artifact directory, `target/qemu-test/<package>/<test-binary>/<test-name>/`
+    /// (`<test-name>.2/` while another run of the same test holds that):
     /// `qemu.log`, `console.log`, `qmp.jsonl`, `cmdline.txt`, `repro.sh`,
     /// and anything the body writes there. Kept when the test fails.
     ///

@@ -4,7 +4,7 @@
 //! | module | report |
 //! | --- | --- |
 //! | `summary` | what libtest's own output leaves out, on stderr: why each test was skipped |
-//! | `junit` | the JUnit XML file (`QEMU_TEST_JUNIT`) |
+//! | `junit` | the JUnit XML file of one test binary (`QEMU_TEST_JUNIT=DIR`) |
 
 pub(crate) mod junit;
 pub(crate) mod summary;

@@ -39,6 +39,7 @@ mod tests {
         let record = |name: &str, outcome| Record {
             name: name.into(),
             outcome,
+            vm: None,
             duration: Duration::ZERO,
         };
         let records = [
