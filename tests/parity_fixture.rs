@@ -19,4 +19,11 @@ fn sleeps_past_its_deadline() {
     std::thread::sleep(std::time::Duration::from_secs(4));
 }
 
+/// A matrix: one test per machine type.
+#[qemu_test(arch = "x86_64", machine = ["q35", "pc"], args = ["-S"])]
+fn per_machine(vm: &mut Vm) -> TestResult {
+    vm.command("query-status", json!({}))?;
+    Ok(())
+}
+
 qemu_test::main!();

@@ -44,6 +44,21 @@ fn require_turns_a_run_time_skip_into_a_failure() {
 }
 
 #[test]
+fn a_matrix_lists_one_test_per_value() {
+    let out = Command::new(FIXTURE).arg("--list").output().unwrap();
+    let list = String::from_utf8_lossy(&out.stdout);
+    for name in ["per_machine::q35", "per_machine::pc"] {
+        assert!(
+            list.lines().any(|l| l.ends_with(&format!("{name}: test"))),
+            "{list}"
+        );
+    }
+    let (out, text) = run("per_machine::pc", &[]);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("1 passed"), "{text}");
+}
+
+#[test]
 fn the_timeout_factor_scales_deadlines() {
     let (out, text) = run(
         "sleeps_past_its_deadline",

@@ -153,6 +153,21 @@ fn memory_and_smp_take_qemus_syntax(vm: &mut Vm) -> TestResult {
     Ok(())
 }
 
+/// One body, two targets: `version::x86_64` and `version::aarch64`, each
+/// skipped on its own if its QEMU is missing.
+#[qemu_test(arch = ["x86_64", "aarch64"], machine = "none", args = ["-S"])]
+fn version(vm: &mut Vm) -> TestResult {
+    let target = vm.command("query-target", json!({}))?;
+    let arch = target["arch"].as_str().unwrap_or_default().to_string();
+    assert!(
+        vm.test_name().ends_with(&format!("version::{arch}")),
+        "{arch} in {}",
+        vm.test_name()
+    );
+    assert!(vm.command("query-version", json!({}))?["qemu"]["major"].as_u64() >= Some(7));
+    Ok(())
+}
+
 /// The port `migrate-incoming` with port 0 is listening on.
 fn listening_port(dest: &mut Machine) -> Result<String, BoxError> {
     let info = dest.command("query-migrate", json!({}))?;

@@ -27,7 +27,7 @@ use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{FnArg, ItemFn, LitStr, ReturnType};
 
-use crate::parse::{self, Config, Errors, Image, Setting, Smp};
+use crate::parse::{self, Choice, Config, Errors, Image, Setting, Smp};
 use crate::validate;
 
 /// The attribute: parse, validate, emit.
@@ -69,13 +69,75 @@ fn token_stream_with_error(mut item: TokenStream, error: syn::Error) -> TokenStr
     item
 }
 
-/// The function as written, followed by its registration.
+/// The function as written, followed by its registration: one per
+/// variant (one, unless `arch` or `machine` lists several).
 fn expand(config: &Config, func: &ItemFn, item: TokenStream) -> TokenStream {
     let ident = &func.sig.ident;
     let name = ident.unraw().to_string();
-    let static_name = format_ident!("__QEMU_TEST_{}", name.to_uppercase());
-    let name = LitStr::new(&name, ident.span());
-    let spec = spec(config);
+    let variants = variants(config);
+    let registrations = variants.iter().enumerate().map(|(i, variant)| {
+        let static_name = match i {
+            0 => format_ident!("__QEMU_TEST_{}", name.to_uppercase()),
+            i => format_ident!("__QEMU_TEST_{}_{i}", name.to_uppercase()),
+        };
+        registration(config, func, &static_name, variant)
+    });
+    quote! {
+        #item
+        #(#registrations)*
+    }
+}
+
+/// One test of a matrix: the `arch` and `machine` it runs with, and the
+/// name it adds to the function's (`x86_64`, `q35`, `x86_64::q35`).
+struct Variant<'a> {
+    arch: Option<&'a LitStr>,
+    machine: Option<&'a LitStr>,
+    label: Option<String>,
+}
+
+/// Every combination of the `arch` and `machine` values.
+fn variants(config: &Config) -> Vec<Variant<'_>> {
+    fn options(setting: &Option<Setting<Choice>>) -> Vec<(Option<&LitStr>, bool)> {
+        match setting.as_ref().map(|s| &s.value) {
+            None => vec![(None, false)],
+            Some(Choice::One(value)) => vec![(Some(value), false)],
+            Some(Choice::Each(values)) => values.iter().map(|v| (Some(v), true)).collect(),
+        }
+    }
+    let mut variants = Vec::new();
+    for (arch, arch_named) in options(&config.arch) {
+        for (machine, machine_named) in options(&config.machine) {
+            let parts: Vec<String> = [(arch, arch_named), (machine, machine_named)]
+                .into_iter()
+                .filter(|(_, named)| *named)
+                .filter_map(|(value, _)| value.map(LitStr::value))
+                .collect();
+            let label = (!parts.is_empty()).then(|| parts.join("::"));
+            variants.push(Variant {
+                arch,
+                machine,
+                label,
+            });
+        }
+    }
+    variants
+}
+
+/// The registration of one variant of the test.
+fn registration(
+    config: &Config,
+    func: &ItemFn,
+    static_name: &syn::Ident,
+    variant: &Variant<'_>,
+) -> TokenStream {
+    let ident = &func.sig.ident;
+    let name = LitStr::new(&ident.unraw().to_string(), ident.span());
+    let spec = spec(config, variant);
+    let label = match &variant.label {
+        Some(label) => quote!(::core::option::Option::Some(#label)),
+        None => quote!(::core::option::Option::None),
+    };
     let body = body(config, func);
     let ignore = option_str(config.ignore.as_ref());
     let should_fail = match &config.should_fail {
@@ -121,8 +183,6 @@ fn expand(config: &Config, func: &ItemFn, item: TokenStream) -> TokenStream {
     let cfgs = func.attrs.iter().filter(|attr| attr.path().is_ident("cfg"));
 
     quote! {
-        #item
-
         #(#cfgs)*
         #[::qemu_test::__private::linkme::distributed_slice(::qemu_test::__private::TESTS)]
         #[linkme(crate = ::qemu_test::__private::linkme)]
@@ -130,6 +190,7 @@ fn expand(config: &Config, func: &ItemFn, item: TokenStream) -> TokenStream {
         #[allow(non_upper_case_globals)]
         static #static_name: ::qemu_test::__private::TestDef = ::qemu_test::__private::TestDef {
             name: #name,
+            variant: #label,
             module_path: ::core::module_path!(),
             file: ::core::file!(),
             line: ::core::line!(),
@@ -159,19 +220,19 @@ fn option_str(setting: Option<&Setting<Option<LitStr>>>) -> TokenStream {
     }
 }
 
-/// The `with_*` calls that follow `VmSpec::new()`, in the order of the
-/// keys' documentation.
-fn spec(config: &Config) -> TokenStream {
+/// The `with_*` calls that follow `VmSpec::new()` for one variant, in the
+/// order of the keys' documentation.
+fn spec(config: &Config, variant: &Variant<'_>) -> TokenStream {
     let mut calls = TokenStream::new();
-    let mut string = |method: &str, setting: &Option<Setting<LitStr>>| {
-        if let Some(Setting { value, .. }) = setting {
+    let mut string = |method: &str, value: Option<&LitStr>| {
+        if let Some(value) = value {
             calls.extend(call(method, value.span(), value.to_token_stream()));
         }
     };
-    string("with_binary", &config.binary);
-    string("with_arch", &config.arch);
-    string("with_machine", &config.machine);
-    string("with_cpu", &config.cpu);
+    string("with_binary", value(&config.binary));
+    string("with_arch", variant.arch);
+    string("with_machine", variant.machine);
+    string("with_cpu", value(&config.cpu));
     if let Some(smp) = &config.smp {
         calls.extend(match &smp.value {
             Smp::Count(count) => call("with_smp", count.span, u32_literal(count.value, count.span)),
@@ -251,6 +312,11 @@ fn spec(config: &Config) -> TokenStream {
         calls.extend(call("with_siblings", siblings.value.span, count));
     }
     calls
+}
+
+/// A setting's value, if it is set.
+fn value<T>(setting: &Option<Setting<T>>) -> Option<&T> {
+    setting.as_ref().map(|s| &s.value)
 }
 
 /// `.method(arg)`, with the method name at `span`.

@@ -61,11 +61,11 @@ use proc_macro::TokenStream;
 /// | key | value | meaning |
 /// | --- | --- | --- |
 /// | `binary` | `"qemu-system-aarch64"` | the QEMU executable: a name looked up in `QEMU_TEST_QEMU_DIR` and `PATH`, or a path; excludes `arch` |
-/// | `arch` | `"aarch64"` | run `qemu-system-<arch>`; excludes `binary`. Without either, a built-in guest's architecture is used |
-/// | `machine` | `"virt"` | `-machine`; defaults to a built-in guest's machine |
+/// | `arch` | `"aarch64"`, or `["x86_64", "aarch64"]` | run `qemu-system-<arch>`; excludes `binary`. Without either, a built-in guest's architecture is used. An array makes one test per value (see below) |
+/// | `machine` | `"virt"`, or `["q35", "pc"]` | `-machine`; defaults to a built-in guest's machine. An array makes one test per value |
 /// | `cpu` | `"max"` | `-cpu` |
-/// | `smp` | `2` (integer literal, at least 1) | `-smp`; also the host cores the scheduler reserves |
-/// | `memory` | `"256M"`, `"2G"` or `512` (MiB) | `-m`: digits with an optional `K`, `M`, `G` or `T` suffix; a bare number or an integer literal is MiB |
+/// | `smp` | `2`, or QEMU's syntax `"1,sockets=2,cores=2,maxcpus=8"` | `-smp`; the vCPUs the guest starts with are the host cores the scheduler reserves |
+/// | `memory` | `"256M"`, `"2G"`, `512` (MiB), or `"512M,slots=2,maxmem=4G"` | `-m`: digits with an optional `K`, `M`, `G` or `T` suffix (a bare number or an integer literal is MiB), optionally with hotplug room; the starting size is what the scheduler reserves |
 /// | `accel` | `"auto"`, `"kvm"` or `"tcg"` | the accelerator; `auto` (the default) uses KVM when it works, else TCG |
 /// | `kernel` | `"vmlinuz"` or an expression | `-kernel` (or `-bios` for a built-in firmware guest); see below |
 /// | `initrd` | `"initrd.img"` or an expression | `-initrd`; same values as `kernel` |
@@ -76,13 +76,36 @@ use proc_macro::TokenStream;
 /// | `console_index` | `1` (integer literal) | fill that many serial ports with `null` before the console; requires `console` |
 /// | `timeout` | `"60s"`, `"2m"`, `"1m 30s"`, `"500ms"` | the per-test deadline (default 60 s, `no_vm` tests too): the VM is killed and the test fails; a body still running is abandoned. Any [humantime] duration other than zero |
 /// | `snapshot` | `"name"` (letters, digits, `-`, `_`, `.`) | start from a shared booted snapshot: the VM is booted once (per key), got ready, saved, and every test with the same snapshot and VM starts from a restored copy; see below |
+/// | `qmp` | `false` | no QMP monitor: QEMU is only started, and the body judges how it ends (`vm.wait(None)`, `vm.exit_code()`, `vm.log()`), e.g. an expected launch failure |
+/// | `launch` | `false` | the runner does not launch the VM: the body gets it configured, adds what only it knows at run time (a port, a socket path) and calls `vm.launch()` |
+/// | `siblings` | `1` (integer literal, at least 1) | how many sibling machines the body may start with `vm.sibling("name")`, each configured like the test's VM and reserved with it at admission |
 /// | `setup` | a path: `setup = wait_for_shell` | the function (`fn(&mut Vm) -> TestResult`) that gets a `snapshot`'s VM ready before it is saved; requires `snapshot`. Without it, a built-in guest's ready marker (`login:`, the Linux shell's marker) is waited for |
 /// | `ignore` | flag, or `"reason"` | skip the test unless run with `--ignored` |
-/// | `should_fail` | flag, or `"message"` | the test must fail (return `Err` or panic), with a message containing the given text if there is one |
+/// | `should_fail` | flag, or `"message"` | the test must fail (return `Err`, panic, time out, or fail to launch QEMU), with a message containing the given text if there is one |
 /// | `no_vm` | flag | a plain test without a VM (it may drive `Machine`s itself): the function takes no parameters, and only `timeout` (default 60 s), `ignore` and `should_fail` may be combined with it |
 ///
 /// Several drives are given as one array (`drive = ["a", "b"]`), not by
 /// repeating the key: like every key, `drive` may appear only once.
+///
+/// ## One body, several targets
+///
+/// `arch = ["x86_64", "aarch64"]` registers one test per value, named after
+/// the function and the value (`version::x86_64`, `version::aarch64`, as
+/// rstest names its cases); each is filtered, skipped (its QEMU missing)
+/// and reported on its own. With arrays for both `arch` and `machine`, every
+/// combination runs (`version::x86_64::q35`). The values become parts of
+/// test names, so they are plain names (`virt`, not `virt,gic-version=3`).
+///
+/// ```no_run
+/// use qemu_test::prelude::*;
+///
+/// #[qemu_test(arch = ["x86_64", "aarch64"], machine = "none", args = ["-S"])]
+/// fn version(vm: &mut Vm) -> TestResult {
+///     assert!(vm.command("query-version", json!({}))?["qemu"]["major"].as_u64() >= Some(7));
+///     Ok(())
+/// }
+/// # fn main() {}
+/// ```
 ///
 /// ## `kernel` and `initrd` values
 ///

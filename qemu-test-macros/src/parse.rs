@@ -11,6 +11,7 @@ use std::time::Duration;
 use proc_macro2::{Span, TokenStream};
 use syn::parse::Parser;
 use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, Ident, Lit, LitInt, LitStr, Meta, Token};
 
 /// What each key accepts: its name, the type of value it expects and an
@@ -25,8 +26,8 @@ struct Key {
 #[rustfmt::skip]
 const KEYS: &[Key] = &[
     key("binary",        "a string literal",                                "binary = \"qemu-system-aarch64\""),
-    key("arch",          "a string literal",                                "arch = \"aarch64\""),
-    key("machine",       "a string literal",                                "machine = \"virt\""),
+    key("arch",          "a string literal or an array of them (one test each)", "arch = \"aarch64\""),
+    key("machine",       "a string literal or an array of them (one test each)", "machine = \"virt\""),
     key("cpu",           "a string literal",                                "cpu = \"max\""),
     key("smp",           "an integer literal of at least 1 or an -smp string", "smp = 2"),
     key("memory",        "a size string or an integer literal (MiB)",       "memory = \"256M\""),
@@ -76,6 +77,16 @@ pub(crate) struct Int {
     pub span: Span,
 }
 
+/// A value, or several: `arch = ["x86_64", "aarch64"]` makes one test per
+/// value (a matrix with `machine = [...]`).
+#[derive(Clone)]
+pub(crate) enum Choice {
+    /// `arch = "x86_64"`.
+    One(LitStr),
+    /// `arch = ["x86_64", "aarch64"]`.
+    Each(Vec<LitStr>),
+}
+
 /// An `-smp` value: a count, or QEMU's syntax.
 #[derive(Clone)]
 pub(crate) enum Smp {
@@ -116,8 +127,8 @@ pub(crate) enum Image {
 #[derive(Default)]
 pub(crate) struct Config {
     pub binary: Option<Setting<LitStr>>,
-    pub arch: Option<Setting<LitStr>>,
-    pub machine: Option<Setting<LitStr>>,
+    pub arch: Option<Setting<Choice>>,
+    pub machine: Option<Setting<Choice>>,
     pub cpu: Option<Setting<LitStr>>,
     pub smp: Option<Setting<Smp>>,
     pub memory: Option<Setting<Memory>>,
@@ -242,8 +253,8 @@ impl Config {
         };
         match name.as_str() {
             "binary" => site.store(&mut self.binary, ctx.string(value)?),
-            "arch" => site.store(&mut self.arch, ctx.string(value)?),
-            "machine" => site.store(&mut self.machine, ctx.string(value)?),
+            "arch" => site.store(&mut self.arch, ctx.choice(value)?),
+            "machine" => site.store(&mut self.machine, ctx.choice(value)?),
             "cpu" => site.store(&mut self.cpu, ctx.string(value)?),
             "smp" => site.store(&mut self.smp, ctx.smp(value)?),
             "memory" => site.store(&mut self.memory, ctx.memory(value)?),
@@ -404,6 +415,53 @@ impl Ctx<'_> {
                 ),
             )),
             Value::List(list) => Err(self.wrong_type(list)),
+        }
+    }
+
+    /// A string, or a non-empty array of distinct strings.
+    fn choice(&self, value: Value) -> syn::Result<Choice> {
+        match self.expr(value)? {
+            Expr::Lit(ExprLit {
+                lit: Lit::Str(lit), ..
+            }) => Ok(Choice::One(lit)),
+            array @ Expr::Array(_) => {
+                let span = array.span();
+                let items = self.string_array(Value::Expr(array))?;
+                if items.is_empty() {
+                    return Err(syn::Error::new(
+                        span,
+                        format!("`{}` needs at least one value", self.key),
+                    ));
+                }
+                for (i, item) in items.iter().enumerate() {
+                    if items[..i]
+                        .iter()
+                        .any(|earlier| earlier.value() == item.value())
+                    {
+                        return Err(syn::Error::new(
+                            item.span(),
+                            format!("`{}` lists {:?} twice", self.key, item.value()),
+                        ));
+                    }
+                    if !item
+                        .value()
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+                    {
+                        return Err(syn::Error::new(
+                            item.span(),
+                            format!(
+                                "{:?} cannot name a test: a `{}` list takes plain names (letters, digits, `_`, `-`, `.`), \
+                                 as each becomes part of its test's name",
+                                item.value(),
+                                self.key
+                            ),
+                        ));
+                    }
+                }
+                Ok(Choice::Each(items))
+            }
+            other => Err(self.wrong_type(other)),
         }
     }
 
@@ -794,8 +852,8 @@ mod tests {
             ignore = "slow",
             should_fail = "guest panic",
         ));
-        assert_eq!(config.arch.unwrap().value.value(), "aarch64");
-        assert_eq!(config.machine.unwrap().value.value(), "virt");
+        assert!(matches!(config.arch.unwrap().value, Choice::One(l) if l.value() == "aarch64"));
+        assert!(matches!(config.machine.unwrap().value, Choice::One(l) if l.value() == "virt"));
         assert_eq!(config.cpu.unwrap().value.value(), "max");
         assert!(matches!(
             config.smp.unwrap().value,
@@ -962,6 +1020,18 @@ mod tests {
     }
 
     #[test]
+    fn arrays_of_arches_and_machines_make_a_matrix() {
+        let config = parse(quote!(arch = ["x86_64", "aarch64"], machine = "virt"));
+        match config.arch.unwrap().value {
+            Choice::Each(items) => assert_eq!(items.len(), 2),
+            Choice::One(_) => panic!("an array"),
+        }
+        assert!(error(quote!(arch = [])).contains("`arch` needs at least one value"));
+        assert!(error(quote!(machine = ["q35", "q35"])).contains("`machine` lists \"q35\" twice"));
+        assert!(error(quote!(machine = ["virt,gic-version=3"])).contains("cannot name a test"));
+    }
+
+    #[test]
     fn wrong_value_types_say_what_is_expected() {
         assert_eq!(
             error(quote!(smp = 2.5)),
@@ -974,7 +1044,7 @@ mod tests {
         );
         assert_eq!(
             error(quote!(machine = 1)),
-            "`machine` expects a string literal, e.g. `machine = \"virt\"`"
+            "`machine` expects a string literal or an array of them (one test each), e.g. `machine = \"virt\"`"
         );
         assert!(error(quote!(machine)).starts_with("`machine` needs a value"));
         assert!(

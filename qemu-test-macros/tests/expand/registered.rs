@@ -73,6 +73,11 @@ fn plain_fails() -> Result<(), String> {
     Err("expected".to_string())
 }
 
+#[qemu_test(arch = ["x86_64", "aarch64"], machine = "none")]
+fn per_target(vm: &mut Vm) {
+    let _ = vm;
+}
+
 fn find(name: &str) -> &'static TestDef {
     TESTS
         .iter()
@@ -130,6 +135,19 @@ fn every_attribute_registers_what_it_describes() {
     assert_eq!(t.ignore, Some(""));
     assert_eq!(t.should_fail, ShouldFail::Yes);
     assert_eq!((t.spec)().builtin_guest(), Some(&TINY));
+
+    let variants: Vec<(Option<&str>, Option<String>)> = TESTS
+        .iter()
+        .filter(|t| t.name == "per_target")
+        .map(|t| (t.variant, (t.spec)().arch))
+        .collect();
+    assert_eq!(
+        variants,
+        [
+            (Some("x86_64"), Some("x86_64".to_string())),
+            (Some("aarch64"), Some("aarch64".to_string()))
+        ]
+    );
 
     let t = find("plain_passes");
     assert_eq!(t.ignore, None);

@@ -183,11 +183,17 @@ fn case(def: &'static TestDef, args: &Arguments, config: &Config) -> TestCase {
     case
 }
 
-/// `module::function`: the module path without the crate's name.
+/// `module::function`: the module path without the crate's name, then the
+/// variant of a matrix (`module::function::x86_64`, as rstest names its
+/// cases).
 fn test_name(def: &TestDef) -> String {
-    match def.module_path.split_once("::") {
+    let name = match def.module_path.split_once("::") {
         Some((_crate, module)) => format!("{module}::{}", def.name),
         None => def.name.to_string(),
+    };
+    match def.variant {
+        Some(variant) => format!("{name}::{variant}"),
+        None => name,
     }
 }
 
@@ -211,6 +217,7 @@ mod tests {
     fn def(module_path: &'static str) -> TestDef {
         TestDef {
             name: "boots",
+            variant: None,
             module_path,
             file: file!(),
             line: line!(),

@@ -16,6 +16,9 @@ pub static TESTS: [TestDef];
 pub struct TestDef {
     /// The function's name.
     pub name: &'static str,
+    /// Which test of a matrix this is (`arch = ["x86_64", "aarch64"]`):
+    /// `x86_64`, `x86_64::q35`; the test's name ends with it.
+    pub variant: Option<&'static str>,
     /// `module_path!()` at the function.
     pub module_path: &'static str,
     /// `file!()`.
