@@ -154,34 +154,33 @@ impl<T: Send + 'static> Watchdog<T> {
         (value, end)
     }
 
-    /// The guest crashed: let the console show the call trace, kill, then
-    /// give the body [`GRACE`].
+    /// The guest crashed: let the console show the call trace (even if the
+    /// body returns meanwhile), kill, then give the body [`GRACE`].
     fn after_crash(self, crash: GuestCrash, kill: impl FnOnce()) -> (Option<T>, BodyEnd) {
         let settled = Instant::now() + SETTLE;
+        let mut done = None;
         loop {
-            match self
-                .rx
-                .recv_timeout(settled.saturating_duration_since(Instant::now()))
-            {
-                Ok(Event::Done(value, result)) => {
-                    kill();
-                    let said = match result {
-                        BodyResult::Failed(said) => Some(said),
-                        _ => None,
-                    };
-                    let end = BodyEnd::Crashed {
-                        crash,
-                        said,
-                        abandoned: false,
-                    };
-                    return (Some(value), end);
-                }
+            let left = settled.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(Event::Done(value, result)) => done = Some((value, result)),
                 // A second sign of the same crash (pvpanic after the console).
                 Ok(Event::Crash(_)) => {}
                 Err(_) => break,
             }
         }
         kill();
+        if let Some((value, result)) = done {
+            let said = match result {
+                BodyResult::Failed(said) => Some(said),
+                _ => None,
+            };
+            let end = BodyEnd::Crashed {
+                crash,
+                said,
+                abandoned: false,
+            };
+            return (Some(value), end);
+        }
         let (value, said, abandoned) = self.grace();
         let end = BodyEnd::Crashed {
             crash,
