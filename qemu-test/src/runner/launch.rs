@@ -25,8 +25,8 @@ pub(crate) fn vm_args(spec: &VmSpec, accel: &str) -> std::io::Result<Vec<String>
 
 /// On a machine with PCI (`q35`, `pc`, Arm `virt`, and their versions): a
 /// `pvpanic-pci` device, so that QEMU reports a guest kernel panic
-/// (`GUEST_PANICKED`) even without a console (a guest with the driver:
-/// the Linux guests load it), and `-action panic=pause`, which keeps the
+/// (`GUEST_PANICKED`) even without a console (in a guest with the
+/// `pvpanic-pci` driver), and `-action panic=pause`, which keeps the
 /// crashed VM for a screenshot or a person instead of QEMU's default of
 /// shutting it down. Not added when the test's own arguments deal with
 /// either.
