@@ -97,7 +97,7 @@ pub(crate) fn function(func: &ItemFn, no_vm: Option<bool>) -> Option<syn::Error>
             "`#[qemu_test]` functions cannot be `async`: the API is synchronous; remove `async`",
         ));
     }
-    if let Some(unsafety) = &sig.unsafety {
+    if let syn::Safety::Unsafe(unsafety) = &sig.safety {
         errors.add(syn::Error::new_spanned(
             unsafety,
             "`#[qemu_test]` functions cannot be `unsafe`",
