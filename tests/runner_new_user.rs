@@ -1,6 +1,16 @@
-//! qemu-test as a new user meets it: a fresh crate outside the workspace
-//! that depends on `qemu-test` by path, with the quick-start example as its
-//! one `harness = false` test file, passes `cargo test`.
+//! qemu-test as a new user meets it when the dependency has another name: a
+//! fresh crate outside the workspace depends on `qemu-test` as `qt`
+//! (`qt = { package = "qemu-test", path = ... }`) and passes `cargo test`.
+//!
+//! - `tests/vm.rs` names the crate in each attribute (`crate = qt`, and
+//!   `crate = ::qt` in a nested module): an echo-guest VM test, a `no_vm`
+//!   test and a `should_fail` one.
+//! - `tests/aliased.rs` renames it back once, with `extern crate qt as
+//!   qemu_test;`, and uses the attribute without the key.
+//!
+//! (The quick-start example in a fresh crate, built from the packaged
+//! `.crate` sources rather than the workspace, is `cargo xtask test`'s
+//! `package` step.)
 //!
 //! The crate is written to a temp dir; it borrows the workspace's
 //! `Cargo.lock`, profiles and target dir so that nothing is downloaded and
@@ -34,8 +44,48 @@ fn profiles(path: &Path) -> String {
         .unwrap_or_default()
 }
 
+const VM_TESTS: &str = r#"
+use qt::prelude::*;
+
+#[qemu_test(crate = qt, machine = "virt", console, kernel = guest::ECHO_SHELL_AARCH64, timeout = "30s")]
+fn console_exchange(vm: &mut Vm) -> TestResult {
+    vm.console().wait_for("login:")?;
+    vm.console().exec_and_wait("hello", "you said: hello")?;
+    let status = vm.command("query-status", json!({}))?;
+    assert_eq!(status["status"], "running");
+    Ok(())
+}
+
+#[qemu_test(crate = qt, no_vm)]
+fn plain() {
+    assert_eq!(1 + 1, 2);
+}
+
+mod nested {
+    use qt::prelude::*;
+
+    #[qemu_test(crate = ::qt, no_vm, should_fail = "boom")]
+    fn fails_as_expected() -> TestResult {
+        Err("boom".into())
+    }
+}
+
+qt::main!();
+"#;
+
+const ALIASED_TESTS: &str = r#"
+extern crate qt as qemu_test;
+
+use qemu_test::prelude::*;
+
+#[qemu_test(no_vm)]
+fn without_the_key() {}
+
+qemu_test::main!();
+"#;
+
 #[test]
-fn a_fresh_crate_with_the_quickstart_passes_cargo_test() {
+fn a_fresh_crate_with_a_renamed_dependency_passes_cargo_test() {
     let root = workspace();
     let dir = tempfile::tempdir().unwrap();
     let manifest = format!(
@@ -46,10 +96,14 @@ edition = "2021"
 publish = false
 
 [dev-dependencies]
-qemu-test = {{ path = {path:?} }}
+qt = {{ package = "qemu-test", path = {path:?} }}
 
 [[test]]
 name = "vm"
+harness = false
+
+[[test]]
+name = "aliased"
 harness = false
 "#,
         path = root.join("qemu-test").to_str().unwrap(),
@@ -61,15 +115,12 @@ harness = false
     std::fs::create_dir_all(dir.path().join("src")).unwrap();
     std::fs::write(dir.path().join("src/lib.rs"), "").unwrap();
     std::fs::create_dir_all(dir.path().join("tests")).unwrap();
-    std::fs::copy(
-        root.join("examples/quickstart.rs"),
-        dir.path().join("tests/vm.rs"),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("tests/vm.rs"), VM_TESTS).unwrap();
+    std::fs::write(dir.path().join("tests/aliased.rs"), ALIASED_TESTS).unwrap();
     std::fs::copy(root.join("Cargo.lock"), dir.path().join("Cargo.lock")).unwrap();
 
     let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-        .args(["test", "--offline", "--test", "vm"])
+        .args(["test", "--offline", "--tests"])
         .current_dir(dir.path())
         .env("CARGO_TARGET_DIR", target_dir())
         .env_remove("QEMU_TEST_JUNIT")
@@ -78,9 +129,25 @@ harness = false
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
-    assert!(stdout.contains("test console_exchange ... ok"), "{stdout}");
+    for test in [
+        "console_exchange",
+        "plain",
+        "nested::fails_as_expected",
+        "without_the_key",
+    ] {
+        // libtest-mimic pads names (and may prefix a kind): compare words.
+        let passed = stdout.lines().any(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            words.first() == Some(&"test") && words.ends_with(&[test, "...", "ok"])
+        });
+        assert!(passed, "{test} did not pass:\n{stdout}");
+    }
     assert!(
-        stdout.contains("test result: ok. 5 passed; 0 failed"),
+        stdout.contains("test result: ok. 3 passed; 0 failed"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("test result: ok. 1 passed; 0 failed"),
         "{stdout}"
     );
 }

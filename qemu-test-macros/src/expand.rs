@@ -4,8 +4,10 @@
 //! the `::qemu_test::__private::TESTS` distributed slice whose `spec` builds
 //! a `VmSpec` with one `with_*` call per key, and whose `body` calls the
 //! function and converts what it returns through `IntoOutcome`. Paths are
-//! always absolute (`::qemu_test::...`), and values keep the user's spans so
-//! that type errors point at the user's tokens.
+//! always absolute: `::qemu_test::...`, or the path given with `crate =
+//! path` (a renamed dependency) in its place, tokens and spans as the user
+//! wrote them. Values keep the user's spans too, so that type errors point
+//! at the user's tokens.
 //!
 //! `kernel` and `initrd` values are passed to `VmSpec::with_kernel` /
 //! `with_initrd` (which take `impl Into<Image>`) as follows:
@@ -131,6 +133,7 @@ fn registration(
     static_name: &syn::Ident,
     variant: &Variant<'_>,
 ) -> TokenStream {
+    let krate = &crate_path(config);
     let ident = &func.sig.ident;
     let name = LitStr::new(&ident.unraw().to_string(), ident.span());
     let spec = spec(config, variant);
@@ -138,16 +141,16 @@ fn registration(
         Some(label) => quote!(::core::option::Option::Some(#label)),
         None => quote!(::core::option::Option::None),
     };
-    let body = body(config, func);
+    let body = body(config, func, krate);
     let ignore = option_str(config.ignore.as_ref());
     let should_fail = match &config.should_fail {
-        None => quote!(::qemu_test::__private::ShouldFail::No),
-        Some(Setting { value: None, .. }) => quote!(::qemu_test::__private::ShouldFail::Yes),
+        None => quote!(#krate::__private::ShouldFail::No),
+        Some(Setting { value: None, .. }) => quote!(#krate::__private::ShouldFail::Yes),
         Some(Setting {
             value: Some(message),
             ..
         }) => {
-            quote!(::qemu_test::__private::ShouldFail::WithMessage(#message))
+            quote!(#krate::__private::ShouldFail::WithMessage(#message))
         }
     };
 
@@ -159,19 +162,19 @@ fn registration(
             // The function is called through a `fn(&mut Vm)` wrapper, so a
             // wrong signature is a type error at the user's path.
             let setup_fn = quote_spanned! {span=>
-                let setup: fn(&mut ::qemu_test::Vm) -> _ = #path;
+                let setup: fn(&mut #krate::Vm) -> _ = #path;
             };
             let run = quote! {
                 {
-                    fn __qemu_test_setup(vm: &mut ::qemu_test::Vm) -> ::qemu_test::__private::BodyResult {
+                    fn __qemu_test_setup(vm: &mut #krate::Vm) -> #krate::__private::BodyResult {
                         #setup_fn
-                        ::qemu_test::__private::IntoOutcome::into_outcome(setup(vm))
+                        #krate::__private::IntoOutcome::into_outcome(setup(vm))
                     }
                     __qemu_test_setup
                 }
             };
             quote! {
-                ::core::option::Option::Some(::qemu_test::__private::Setup {
+                ::core::option::Option::Some(#krate::__private::Setup {
                     path: ::core::concat!(::core::module_path!(), "::", #text),
                     run: #run,
                 })
@@ -184,19 +187,19 @@ fn registration(
 
     quote! {
         #(#cfgs)*
-        #[::qemu_test::__private::linkme::distributed_slice(::qemu_test::__private::TESTS)]
-        #[linkme(crate = ::qemu_test::__private::linkme)]
+        #[#krate::__private::linkme::distributed_slice(#krate::__private::TESTS)]
+        #[linkme(crate = #krate::__private::linkme)]
         #[doc(hidden)]
         #[allow(non_upper_case_globals)]
-        static #static_name: ::qemu_test::__private::TestDef = ::qemu_test::__private::TestDef {
+        static #static_name: #krate::__private::TestDef = #krate::__private::TestDef {
             name: #name,
             variant: #label,
             module_path: ::core::module_path!(),
             file: ::core::file!(),
             line: ::core::line!(),
             spec: {
-                fn __qemu_test_spec() -> ::qemu_test::spec::VmSpec {
-                    ::qemu_test::spec::VmSpec::new() #spec
+                fn __qemu_test_spec() -> #krate::spec::VmSpec {
+                    #krate::spec::VmSpec::new() #spec
                 }
                 __qemu_test_spec
             },
@@ -206,6 +209,28 @@ fn registration(
             setup: #setup,
         };
     }
+}
+
+/// Where the generated code finds the runtime: `crate = path`, or
+/// `::qemu_test`.
+fn crate_path(config: &Config) -> TokenStream {
+    match &config.krate {
+        Some(Setting { value, .. }) => value.to_token_stream(),
+        None => quote!(::qemu_test),
+    }
+}
+
+/// `tokens` (a path: no groups) located at `span`, so that an error about
+/// the whole expression they start is reported there alone.
+fn respan(tokens: &TokenStream, span: Span) -> TokenStream {
+    tokens
+        .clone()
+        .into_iter()
+        .map(|mut token| {
+            token.set_span(Span::call_site().located_at(span));
+            token
+        })
+        .collect()
 }
 
 /// `Some("reason")`, `Some("")` for a bare flag, or `None`.
@@ -345,7 +370,7 @@ fn image(method: &str, image: &Image) -> TokenStream {
 
 /// `Body::Vm(..)` or `Body::Plain(..)`: a `fn` with the runtime's signature
 /// that calls the test and converts its return value.
-fn body(config: &Config, func: &ItemFn) -> TokenStream {
+fn body(config: &Config, func: &ItemFn, krate: &TokenStream) -> TokenStream {
     // The call is located at the return type (or the name, when there is
     // none), so that a return type without `IntoOutcome` is reported there;
     // its tokens still resolve at the call site.
@@ -356,12 +381,13 @@ fn body(config: &Config, func: &ItemFn) -> TokenStream {
     let at_ret = Span::call_site().located_at(ret_span);
     let mut ident = func.sig.ident.clone();
     ident.set_span(at_ret);
-    let into_outcome = quote_spanned!(at_ret=> ::qemu_test::__private::IntoOutcome::into_outcome);
+    let krate_at_ret = respan(krate, at_ret);
+    let into_outcome = quote_spanned!(at_ret=> #krate_at_ret::__private::IntoOutcome::into_outcome);
     if config.no_vm.is_some() {
         let call = quote_spanned!(at_ret=> #into_outcome(#ident()));
         return quote! {
-            ::qemu_test::__private::Body::Plain({
-                fn __qemu_test_body() -> ::qemu_test::__private::BodyResult {
+            #krate::__private::Body::Plain({
+                fn __qemu_test_body() -> #krate::__private::BodyResult {
                     #call
                 }
                 __qemu_test_body
@@ -375,8 +401,8 @@ fn body(config: &Config, func: &ItemFn) -> TokenStream {
     let vm = quote_spanned!(Span::call_site().located_at(arg_span)=> vm);
     let call = quote_spanned!(at_ret=> #into_outcome(#ident(#vm)));
     quote! {
-        ::qemu_test::__private::Body::Vm({
-            fn __qemu_test_body(vm: &mut ::qemu_test::Vm) -> ::qemu_test::__private::BodyResult {
+        #krate::__private::Body::Vm({
+            fn __qemu_test_body(vm: &mut #krate::Vm) -> #krate::__private::BodyResult {
                 #call
             }
             __qemu_test_body
@@ -534,6 +560,35 @@ mod tests {
             "{out}"
         );
         assert!(!registration.contains("inline"), "{out}");
+    }
+
+    #[test]
+    fn the_crate_key_replaces_every_path_to_the_runtime() {
+        for (args, item) in [
+            (
+                quote!(
+                    crate = qt,
+                    console,
+                    snapshot = "s",
+                    setup = ready,
+                    should_fail
+                ),
+                quote!(
+                    fn t(vm: &mut Vm) {}
+                ),
+            ),
+            (
+                quote!(no_vm, crate = ::qt),
+                quote!(
+                    fn t() {}
+                ),
+            ),
+        ] {
+            let out = expand_str(args, item);
+            assert!(!out.contains("qemu_test ::"), "{out}");
+            assert!(out.contains("# [qt :: __private :: linkme :: distributed_slice (qt :: __private :: TESTS)]")
+                || out.contains("# [:: qt :: __private :: linkme :: distributed_slice (:: qt :: __private :: TESTS)]"), "{out}");
+        }
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //!
 //! Use it through the runtime crate, which re-exports it as
 //! `qemu_test::qemu_test` and in `qemu_test::prelude`; the code it expands
-//! to refers to `::qemu_test`, so this crate is not useful on its own.
+//! to refers to `::qemu_test` (or the path given with `crate = ...`), so
+//! this crate is not useful on its own.
 //!
 //! The crate follows dtolnay's one-file-per-phase layout: `parse` turns the
 //! arguments into a `Config` that keeps every token, `validate` checks the
@@ -82,7 +83,8 @@ use proc_macro::TokenStream;
 /// | `setup` | a path: `setup = wait_for_shell` | the function (`fn(&mut Vm) -> TestResult`) that gets a `snapshot`'s VM ready before it is saved; requires `snapshot`. Without it, a built-in guest's ready marker (`login:`, the Linux shell's marker) is waited for |
 /// | `ignore` | flag, or `"reason"` | skip the test unless run with `--ignored` |
 /// | `should_fail` | flag, or `"message"` | the test must fail (return `Err`, panic, time out, or fail to launch QEMU), with a message containing the given text if there is one |
-/// | `no_vm` | flag | a plain test without a VM (it may drive `Machine`s itself): the function takes no parameters, and only `timeout` (default 60 s), `ignore` and `should_fail` may be combined with it |
+/// | `no_vm` | flag | a plain test without a VM (it may drive `Machine`s itself): the function takes no parameters, and only `timeout` (default 60 s), `ignore`, `should_fail` and `crate` may be combined with it |
+/// | `crate` | a path: `crate = qt` | where the generated code finds the runtime crate, for a renamed dependency (default `::qemu_test`); see below |
 ///
 /// Several drives are given as one array (`drive = ["a", "b"]`), not by
 /// repeating the key: like every key, `drive` may appear only once.
@@ -149,6 +151,34 @@ use proc_macro::TokenStream;
 /// the test binary), so a change makes a new one. Disks are opened with
 /// `-snapshot`: nothing a test writes reaches the image, and no test sees
 /// another's writes.
+///
+/// ## A renamed dependency
+///
+/// The generated code names the runtime crate as `::qemu_test`. If your
+/// `Cargo.toml` gives the dependency another name, say so with `crate`, a
+/// path (not a string, as tokio's and serde's `crate` keys take):
+///
+/// ```toml
+/// [dev-dependencies]
+/// qt = { package = "qemu-test", version = "0.1" }
+/// ```
+///
+/// ```ignore
+/// use qt::prelude::*;
+///
+/// #[qemu_test(crate = qt, machine = "virt", console, kernel = guest::ECHO_SHELL_AARCH64)]
+/// fn boots(vm: &mut Vm) -> TestResult {
+///     vm.console().wait_for("login:")?;
+///     Ok(())
+/// }
+///
+/// qt::main!();
+/// ```
+///
+/// Any path that leads to the crate works: `crate = ::qt`, or
+/// `crate = crate::support::qt` for a re-export. To rename once for a whole
+/// test file instead, alias the crate back at its top:
+/// `extern crate qt as qemu_test;`.
 ///
 /// # What it expands to
 ///

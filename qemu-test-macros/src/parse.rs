@@ -48,6 +48,7 @@ const KEYS: &[Key] = &[
     key("ignore",        "no value or a reason string",                     "ignore = \"needs KVM\""),
     key("should_fail",   "no value or an expected message string",          "should_fail = \"guest panic\""),
     key("no_vm",         "no value",                                        "no_vm"),
+    key("crate",         "a path to the qemu-test crate",                   "crate = qt"),
 ];
 
 const fn key(name: &'static str, expects: &'static str, example: &'static str) -> Key {
@@ -156,6 +157,9 @@ pub(crate) struct Config {
     /// `should_fail` (`None`) or `should_fail = "message"`.
     pub should_fail: Option<Setting<Option<LitStr>>>,
     pub no_vm: Option<Setting<()>>,
+    /// `crate = path`: where the runtime crate is, for a renamed
+    /// dependency.
+    pub krate: Option<Setting<syn::Path>>,
 }
 
 /// The result of parsing: the settings that were understood, and the errors
@@ -290,6 +294,7 @@ impl Config {
                 site.store(&mut self.no_vm, ())?;
                 flag
             }
+            "crate" => site.store(&mut self.krate, ctx.crate_path(value)?),
             _ => unreachable!("every key in KEYS is handled"),
         }
     }
@@ -639,6 +644,34 @@ impl Ctx<'_> {
     fn path(&self, value: Value) -> syn::Result<syn::ExprPath> {
         match ungroup(&self.expr(value)?) {
             Expr::Path(path) => Ok(path.clone()),
+            other => Err(self.wrong_type(other)),
+        }
+    }
+
+    /// The runtime crate's path: `qt`, `::qt` or `crate::reexported`, with
+    /// no generic arguments. A string (tokio's and serde's spelling) gets a
+    /// message with the path to write instead.
+    fn crate_path(&self, value: Value) -> syn::Result<syn::Path> {
+        match ungroup(&self.expr(value)?) {
+            Expr::Path(syn::ExprPath {
+                qself: None, path, ..
+            }) if path
+                .segments
+                .iter()
+                .all(|segment| segment.arguments.is_none()) =>
+            {
+                Ok(path.clone())
+            }
+            Expr::Lit(ExprLit {
+                lit: Lit::Str(lit), ..
+            }) => Err(syn::Error::new(
+                lit.span(),
+                format!(
+                    "`crate` takes a path, not a string: write `crate = {}` (the name the \
+                     dependency has in your Cargo.toml, with `-` as `_`)",
+                    lit.value().trim().replace('-', "_")
+                ),
+            )),
             other => Err(self.wrong_type(other)),
         }
     }
@@ -1058,6 +1091,36 @@ mod tests {
         );
         assert_eq!(error(quote!(smp = 0)), "`smp` must be at least 1");
         assert!(error(quote!(smp = 5000000000)).starts_with("invalid `smp`"));
+    }
+
+    #[test]
+    fn the_crate_key_takes_a_path() {
+        let path = |tokens| {
+            let krate = parse(tokens).krate.unwrap().value;
+            quote::ToTokens::to_token_stream(&krate).to_string()
+        };
+        assert_eq!(path(quote!(crate = qt)), "qt");
+        assert_eq!(path(quote!(crate = ::qt)), ":: qt");
+        assert_eq!(
+            path(quote!(crate = crate::support::qemu_test)),
+            "crate :: support :: qemu_test"
+        );
+        assert_eq!(
+            error(quote!(crate = "my-qt")),
+            "`crate` takes a path, not a string: write `crate = my_qt` (the name the \
+             dependency has in your Cargo.toml, with `-` as `_`)"
+        );
+        assert_eq!(
+            error(quote!(crate = qt::<u8>)),
+            "`crate` expects a path to the qemu-test crate, e.g. `crate = qt`"
+        );
+        assert!(error(quote!(crate)).starts_with("`crate` needs a value"));
+        assert_eq!(
+            error(quote!(crate = qt, crate = qt)),
+            "duplicate `crate` key"
+        );
+        // Not a VM key: a `no_vm` test may name the crate too.
+        assert!(parse(quote!(no_vm, crate = qt)).vm_keys().is_empty());
     }
 
     #[test]
