@@ -108,15 +108,27 @@ mod skip {
         Ok(())
     }
 
-    #[qemu_test(arch = "x86_64", machine = "no-such-machine", args = ["-S"])]
-    fn missing_machine(_vm: &mut Vm) {}
-
     #[qemu_test(arch = "x86_64", machine = "pc", accel = "kvm", args = ["-S", "-nodefaults"], timeout = "30s")]
     fn needs_kvm(vm: &mut Vm) -> TestResult {
         let kvm = vm.command("query-kvm", json!({}))?;
         assert_eq!(kvm["enabled"], true);
         Ok(())
     }
+}
+
+/// Names the QEMU does not have: mistakes, which fail (never skip), with
+/// the near matches.
+mod mistakes {
+    use super::*;
+
+    #[qemu_test(arch = "x86_64", machine = "q53", args = ["-S"])]
+    fn machine_typo(_vm: &mut Vm) {}
+
+    #[qemu_test(arch = "x86_64", machine = "pc", cpu = "Haswel", args = ["-S"])]
+    fn cpu_typo(_vm: &mut Vm) {}
+
+    #[qemu_test(arch = "x86_64", machine = "pc", args = ["-S", "-device", "virtio-rng-pcii"])]
+    fn device_typo(_vm: &mut Vm) {}
 }
 
 /// A test without a VM.

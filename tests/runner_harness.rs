@@ -88,7 +88,7 @@ fn list_shows_libtest_names_and_ignored_tests() {
         "console::fails_after_boot: test",
         "plain::no_vm: test",
         "skip::missing_binary: test",
-        "skip::missing_machine: test",
+        "mistakes::machine_typo: test",
     ] {
         assert!(
             all.stdout.lines().any(|l| l == line),
@@ -96,7 +96,7 @@ fn list_shows_libtest_names_and_ignored_tests() {
             all.stdout
         );
     }
-    assert_eq!(all.stdout.lines().count(), 16, "{}", all.stdout);
+    assert_eq!(all.stdout.lines().count(), 18, "{}", all.stdout);
     // Sorted by name, like libtest.
     let names: Vec<&str> = all.stdout.lines().collect();
     let mut sorted = names.clone();
@@ -106,28 +106,37 @@ fn list_shows_libtest_names_and_ignored_tests() {
     // What nextest asks: the ignored ones, terse.
     let ignored = run(&["--list", "--format", "terse", "--ignored"], &[]);
     ignored.assert_code(0);
-    for line in [
-        "basic::ignored: test",
-        "skip::missing_binary: test",
-        "skip::missing_machine: test",
-    ] {
+    for line in ["basic::ignored: test", "skip::missing_binary: test"] {
         assert!(
             ignored.stdout.lines().any(|l| l == line),
             "missing {line:?} in\n{}",
             ignored.stdout
         );
     }
-    assert!(
-        !ignored.stdout.contains("basic::passes"),
-        "{}",
-        ignored.stdout
-    );
-    assert!(
-        all.stderr.is_empty() && ignored.stderr.is_empty(),
-        "--list prints nothing else: {}{}",
-        all.stderr,
-        ignored.stderr
-    );
+    // A mistake is not a skip: it is listed to run (and fail).
+    for test in ["basic::passes", "mistakes::machine_typo"] {
+        assert!(!ignored.stdout.contains(test), "{}", ignored.stdout);
+    }
+    // Why a test is listed as ignored, on stderr (stdout is the list):
+    // the missing binary, and KVM if this host has none that works.
+    for r in [&all, &ignored] {
+        let notes: Vec<&str> = r.stderr.lines().collect();
+        assert!(
+            notes.contains(
+                &"note: skip::missing_binary is listed as ignored: \
+                  qemu-system-nonexistent not found in QEMU_TEST_QEMU_DIR or PATH"
+            ),
+            "{}",
+            r.stderr
+        );
+        let kvm =
+            "note: skip::needs_kvm is listed as ignored: accelerator kvm is not usable here: ";
+        assert!(
+            notes.len() == 1 || (notes.len() == 2 && notes.iter().any(|n| n.starts_with(kvm))),
+            "{}",
+            r.stderr
+        );
+    }
 }
 
 #[test]
@@ -545,23 +554,16 @@ fn repro_sh_relaunches_the_vm() {
 }
 
 #[test]
-fn missing_binaries_and_machines_are_skipped_with_the_reason() {
+fn missing_binaries_are_skipped_with_the_reason() {
     let r = run(&["skip::missing"], &[]);
     r.assert_code(0);
     assert!(
-        r.stdout.contains("0 passed; 0 failed; 2 ignored"),
+        r.stdout.contains("0 passed; 0 failed; 1 ignored"),
         "{}",
         r.stdout
     );
     assert!(
         r.stderr.contains("skipping skip::missing_binary: qemu-system-nonexistent not found in QEMU_TEST_QEMU_DIR or PATH"),
-        "{}",
-        r.stderr
-    );
-    assert!(
-        r.stderr.contains(
-            "skipping skip::missing_machine: machine type no-such-machine is not supported by"
-        ),
         "{}",
         r.stderr
     );
@@ -584,13 +586,58 @@ fn missing_binaries_and_machines_are_skipped_with_the_reason() {
 fn require_turns_skips_into_failures() {
     let r = run(&["skip::missing"], &[("QEMU_TEST_REQUIRE", "1")]);
     r.assert_code(101);
-    assert!(r.stdout.contains("0 passed; 2 failed"), "{}", r.stdout);
+    assert!(r.stdout.contains("0 passed; 1 failed"), "{}", r.stdout);
     let msg = r.failure("skip::missing_binary");
     assert!(
         msg.starts_with("qemu-system-nonexistent not found in QEMU_TEST_QEMU_DIR or PATH"),
         "{msg}"
     );
     assert!(msg.contains("QEMU_TEST_REQUIRE=1"), "{msg}");
+}
+
+#[test]
+fn names_the_qemu_lacks_are_mistakes_with_near_matches() {
+    let junit = tempfile::tempdir().unwrap();
+    // Not skips, even without QEMU_TEST_REQUIRE: failures that say what
+    // was meant.
+    let r = run(
+        &["mistakes::"],
+        &[("QEMU_TEST_JUNIT", junit.path().to_str().unwrap())],
+    );
+    r.assert_code(101);
+    assert!(
+        r.stdout.contains("0 passed; 3 failed; 0 ignored"),
+        "{}",
+        r.stdout
+    );
+    for (test, start, near) in [
+        (
+            "mistakes::machine_typo",
+            "machine type `q53` is not one ",
+            "`q35`",
+        ),
+        (
+            "mistakes::cpu_typo",
+            "CPU model `Haswel` is not one ",
+            "`Haswell`",
+        ),
+        (
+            "mistakes::device_typo",
+            "device type `virtio-rng-pcii` is not one ",
+            "`virtio-rng-pci`",
+        ),
+    ] {
+        let msg = r.failure(test);
+        assert!(msg.starts_with(start), "{msg}");
+        assert!(msg.contains(&format!("did you mean {near}?")), "{msg}");
+        assert!(msg.contains("help` lists them all)"), "{msg}");
+        assert!(!r.dir(test).exists(), "no VM, no artifacts");
+    }
+    let xml = std::fs::read_to_string(junit.path().join("qemu-test-suite.runner-fixture.xml"));
+    let suite = qemu_test_suite::JunitSuite::parse(&xml.unwrap());
+    let case = suite.case("mistakes::cpu_typo");
+    assert_eq!(case.failure.as_ref().unwrap().1, "invalid");
+    assert_eq!(case.property("machine"), Some("pc"));
 }
 
 #[test]
@@ -647,7 +694,7 @@ fn filters_exact_and_skip_work() {
     r.assert_code(0);
     assert!(
         r.stdout
-            .contains("2 passed; 0 failed; 0 ignored; 0 measured; 14 filtered out"),
+            .contains("2 passed; 0 failed; 0 ignored; 0 measured; 16 filtered out"),
         "{}",
         r.stdout
     );

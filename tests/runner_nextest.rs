@@ -2,14 +2,19 @@
 //! `--list --format terse` (and `--ignored`) and runs each test in its own
 //! process with `--exact NAME --nocapture`: the whole suite passes,
 //! `--partition count:1/2` and `count:2/2` add up to it, and the host
-//! budget holds across the test processes.
+//! budget holds across the test processes. Skips: one known when listing
+//! shows as SKIP, one found while running passes with its reason in the
+//! output, and no process writes a JUnit file of its own. And a suite
+//! archived here runs from its archive in another directory, in two
+//! `--partition hash` halves, with everything it writes in that run's
+//! dirs and nothing pointing back here.
 //!
 //! Needs `cargo-nextest`; without it these tests pass with a note, unless
 //! `QEMU_TEST_REQUIRE=1`.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 use serde_json::Value;
 
@@ -185,6 +190,224 @@ fn the_budget_holds_across_test_processes() {
             "{} and {} ran at the same time: {lives:?}",
             pair[0].2,
             pair[1].2
+        );
+    }
+}
+
+/// `cargo nextest ARGS` in `dir` with no inherited `QEMU_TEST_*` (CI's
+/// `QEMU_TEST_REQUIRE=1` would fail the skips) or nextest settings, then
+/// `envs`; its output, stdout and stderr together.
+fn nextest_in(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> (Output, String) {
+    let mut cmd = cargo();
+    cmd.current_dir(dir).arg("nextest").args(args);
+    for (name, _) in std::env::vars_os() {
+        if name
+            .to_str()
+            .is_some_and(|n| n.starts_with("QEMU_TEST_") || n.starts_with("NEXTEST"))
+        {
+            cmd.env_remove(name);
+        }
+    }
+    let out = cmd.envs(envs.iter().copied()).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out, text)
+}
+
+/// The tests of `binary` nextest's output shows with `status` (`PASS`,
+/// `SKIP`, ...).
+fn with_status(text: &str, status: &str, binary: &str) -> BTreeSet<String> {
+    let prefix = format!("qemu-test-suite::{binary} ");
+    text.lines()
+        .filter(|l| l.trim_start().starts_with(&format!("{status} ")))
+        .filter_map(|l| l.split_once(&prefix).map(|(_, n)| n.trim().to_string()))
+        .collect()
+}
+
+#[test]
+fn skips_show_as_skip_or_say_why_and_no_process_writes_junit() {
+    if !have_nextest() {
+        return;
+    }
+    let junit = tempfile::tempdir().unwrap();
+    let ours = junit.path().join("ours");
+    let store = junit.path().join("store");
+    let config = junit.path().join("nextest.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\ndir = {:?}\n\n[profile.ci.junit]\npath = \"junit.xml\"\nstore-success-output = true\n",
+            store.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let (out, text) = nextest_in(
+        &workspace(),
+        &[
+            "run",
+            "--config-file",
+            config.to_str().unwrap(),
+            "--profile",
+            "ci",
+            "--color",
+            "never",
+            "--success-output",
+            "final",
+            "-p",
+            "qemu-test-suite",
+            "--test",
+            "runner_skips",
+        ],
+        &[("QEMU_TEST_JUNIT", ours.to_str().unwrap())],
+    );
+    assert!(out.status.success(), "{text}");
+    // Known when listing (no such QEMU): nextest never runs it.
+    assert!(text.contains("2 tests run: 2 passed, 1 skipped"), "{text}");
+    let passed = with_status(&text, "PASS", "runner_skips");
+    assert!(!passed.contains("skips::missing_binary"), "{text}");
+    // Found while running: a pass to nextest, with the reason in its output.
+    assert!(passed.contains("skips::at_run_time"), "{text}");
+    assert!(
+        text.contains("skips::at_run_time: the fixture skips itself at run time"),
+        "{text}"
+    );
+    // No test process wrote a JUnit file (each would overwrite the last);
+    // each says to use nextest's, which has the run-time skip's reason.
+    assert!(!ours.exists(), "{text}");
+    assert!(
+        text.contains("is not used under nextest, which runs each test in a process of its own"),
+        "{text}"
+    );
+    let xml = std::fs::read_to_string(store.join("ci/junit.xml")).unwrap();
+    assert!(
+        xml.contains("the fixture skips itself at run time"),
+        "{xml}"
+    );
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+#[test]
+fn an_archive_runs_elsewhere_in_hash_partitions() {
+    if !have_nextest() {
+        return;
+    }
+    // Built here; run from another directory with another target dir, as
+    // on another CI host.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let archive = elsewhere.path().join("suite.tar.zst");
+    let (out, text) = nextest_in(
+        &workspace(),
+        &[
+            "archive",
+            "-p",
+            "qemu-test-suite",
+            "--test",
+            SUITE,
+            "--archive-file",
+            archive.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(out.status.success(), "{text}");
+    // That host's checkout of the workspace, as much of it as nextest
+    // reads: the manifests, its config, the package dir the tests run in.
+    let checkout = elsewhere.path().join("checkout");
+    std::fs::create_dir_all(checkout.join(".config")).unwrap();
+    std::fs::create_dir_all(checkout.join("tests")).unwrap();
+    for file in ["Cargo.toml", "tests/Cargo.toml", ".config/nextest.toml"] {
+        std::fs::copy(workspace().join(file), checkout.join(file)).unwrap();
+    }
+
+    let mut ran = Vec::new();
+    for k in 1..=2 {
+        let extract = elsewhere.path().join(format!("host-{k}"));
+        std::fs::create_dir(&extract).unwrap();
+        let partition = format!("hash:{k}/2");
+        let (out, text) = nextest_in(
+            elsewhere.path(),
+            &[
+                "run",
+                "--archive-file",
+                archive.to_str().unwrap(),
+                "--workspace-remap",
+                checkout.to_str().unwrap(),
+                "--extract-to",
+                extract.to_str().unwrap(),
+                "--partition",
+                &partition,
+                "--color",
+                "never",
+                "-E",
+                "test(/^echo::/)",
+            ],
+            &[("QEMU_TEST_KEEP", "always")],
+        );
+        assert!(out.status.success(), "{text}");
+        ran.push((extract, with_status(&text, "PASS", SUITE), text));
+    }
+    let all: BTreeSet<String> = listed()
+        .into_iter()
+        .filter(|t| t.starts_with("echo::"))
+        .collect();
+    let (one, two) = (&ran[0].1, &ran[1].1);
+    assert!(one.is_disjoint(two), "{one:?} {two:?}");
+    assert_eq!(one.union(two).cloned().collect::<BTreeSet<_>>(), all);
+
+    let here = [workspace(), qemu_test_suite::target_dir()];
+    for (extract, passed, text) in &ran {
+        // Artifacts (and the snapshot store) in that host's extracted
+        // target dir, one dir per test that ran there.
+        let root = extract.join("target/qemu-test");
+        let binary_dir = root.join("qemu-test-suite").join(SUITE);
+        for test in passed {
+            assert!(
+                binary_dir.join(test).join("cmdline.txt").is_file(),
+                "{test}: {text}"
+            );
+        }
+        if passed.contains("echo::from_a_snapshot") {
+            let store = root.join("snapshots");
+            assert!(
+                std::fs::read_dir(&store).unwrap().next().is_some(),
+                "{text}"
+            );
+        }
+        // Nothing written there names this host's workspace or target dir.
+        for file in files_under(&root) {
+            let Ok(content) = std::fs::read_to_string(&file) else {
+                continue; // a saved VM state or RAM file: not text
+            };
+            for path in &here {
+                let path = path.to_str().unwrap();
+                assert!(
+                    !content.contains(path),
+                    "{} names {path}:\n{content}",
+                    file.display()
+                );
+            }
+        }
+        // repro.sh starts from that host's checkout.
+        let test = passed.iter().next().expect("a test ran");
+        let repro = std::fs::read_to_string(binary_dir.join(test).join("repro.sh")).unwrap();
+        assert!(
+            repro.contains(&format!("cd {}", checkout.join("tests").display())),
+            "{repro}"
         );
     }
 }

@@ -62,6 +62,15 @@ mod echo {
         assert_eq!(cpus.as_array().map(Vec::len), Some(2));
         Ok(())
     }
+
+    /// Starts from a booted snapshot, made by the first test that needs it
+    /// in the artifact root's store (`snapshots/`).
+    #[qemu_test(machine = "virt", console, kernel = guest::ECHO_SHELL_AARCH64, snapshot = "echo-login", timeout = "30s")]
+    fn from_a_snapshot(vm: &mut Vm) -> TestResult {
+        vm.console()
+            .exec_and_wait("restored", "you said: restored")?;
+        Ok(())
+    }
 }
 
 mod runner {

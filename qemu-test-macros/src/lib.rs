@@ -13,6 +13,7 @@
 //! [qemu-test]: https://docs.rs/qemu-test
 
 mod expand;
+mod guard;
 mod parse;
 mod validate;
 
@@ -188,8 +189,14 @@ use proc_macro::TokenStream;
 /// converts its return value, the `ignore` and `should_fail` settings, and
 /// the `setup` function (wrapped like the body).
 ///
+/// In a target built with libtest's harness (no `harness = false`), it
+/// also expands to a `#[test]` that fails and says to add `harness =
+/// false`: libtest would never run the function.
+///
 /// [humantime]: https://docs.rs/humantime
 #[proc_macro_attribute]
 pub fn qemu_test(args: TokenStream, item: TokenStream) -> TokenStream {
-    expand::qemu_test(args.into(), item.into()).into()
+    let mut out = expand::qemu_test(args.into(), item.clone().into());
+    out.extend(guard::libtest_guard(item.into()));
+    out.into()
 }

@@ -153,6 +153,20 @@ pub enum Error {
     },
 }
 
+/// `: did you mean `virt`? (`qemu-system-aarch64 -machine help` lists
+/// them all)`.
+fn did_you_mean(near: &[String], binary: &str, option: &str) -> String {
+    let list = format!("`{binary} {option} help` lists them all");
+    match near {
+        [] => format!(" ({list})"),
+        [one] => format!(": did you mean `{one}`? ({list})"),
+        many => {
+            let quoted: Vec<String> = many.iter().map(|n| format!("`{n}`")).collect();
+            format!(": did you mean one of {}? ({list})", quoted.join(", "))
+        }
+    }
+}
+
 fn fmt_code(code: Option<i32>) -> String {
     code.map_or_else(
         || "none, still running or not started".to_string(),
@@ -293,9 +307,10 @@ pub enum EventError {
     },
 }
 
-/// A failure to find or prepare what a test needs (not a failure of the
-/// test itself): reported as a skip, or as a failure under
-/// `QEMU_TEST_REQUIRE=1`.
+/// A failure to find or prepare what a test needs: what the host lacks
+/// (no binary, no accelerator, no guest image) is reported as a skip, or as
+/// a failure under `QEMU_TEST_REQUIRE=1`; a name the test got wrong
+/// ([`UnknownName`](SetupError::UnknownName)) always fails it.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SetupError {
@@ -313,13 +328,20 @@ pub enum SetupError {
         /// Why.
         reason: String,
     },
-    /// The machine type is not supported by the binary.
-    #[error("machine type {machine} is not supported by {binary}")]
-    Machine {
-        /// The machine type.
-        machine: String,
+    /// The test names a machine type, CPU model or device type that its
+    /// QEMU binary does not have: a typo, or the test needs another QEMU.
+    #[error("{what} `{name}` is not one {binary} has{}", did_you_mean(.near, .binary, .option))]
+    UnknownName {
+        /// What kind of name: `machine type`, `CPU model`, `device type`.
+        what: &'static str,
+        /// The name as the test gives it.
+        name: String,
         /// The QEMU binary.
         binary: String,
+        /// The option that lists what it has: `-machine`, `-cpu`, `-device`.
+        option: &'static str,
+        /// The names it has that are nearest, nearest first.
+        near: Vec<String>,
     },
     /// A guest image is missing.
     #[error("guest image {path} is missing: {hint}")]

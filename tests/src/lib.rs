@@ -256,3 +256,68 @@ impl JunitSuite {
             .unwrap_or_else(|| panic!("no test case {name} in {self:#?}"))
     }
 }
+
+/// The workspace's root directory.
+pub fn workspace() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The cargo target dir the running test binary is in
+/// (`<target>/debug/deps/<exe>`).
+pub fn target_dir() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.ancestors()
+        .find(|dir| dir.join("CACHEDIR.TAG").is_file())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| workspace().join("target"))
+}
+
+/// A crate outside the workspace, as a user would have it, in a temp dir:
+/// `manifest` (a `[package]` and the rest; `{qemu_test}` stands for the
+/// path of the qemu-test crate) followed by the workspace's `[profile.*]`
+/// sections, `src/lib.rs` empty, `files` (path, text), and the
+/// workspace's `Cargo.lock`, so that nothing is downloaded and the
+/// dependencies already built in [`target_dir`] are reused (see
+/// [`scratch_cargo`]).
+pub fn scratch_crate(manifest: &str, files: &[(&str, &str)]) -> tempfile::TempDir {
+    let root = workspace();
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let profiles = text
+        .find("\n[profile.")
+        .map(|at| text[at..].to_string())
+        .unwrap_or_default();
+    let qemu_test = format!("{:?}", root.join("qemu-test").to_str().unwrap());
+    let manifest = manifest.replace("{qemu_test}", &qemu_test) + &profiles;
+    std::fs::write(dir.path().join("Cargo.toml"), manifest).unwrap();
+    for (path, text) in [("src/lib.rs", "")].iter().chain(files) {
+        let path = dir.path().join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    std::fs::copy(root.join("Cargo.lock"), dir.path().join("Cargo.lock")).unwrap();
+    dir
+}
+
+/// `cargo ARGS` in a [`scratch_crate`], offline, with the workspace's
+/// target dir and no inherited `QEMU_TEST_*` or nextest settings.
+pub fn scratch_cargo(dir: &Path, args: &[&str]) -> std::process::Output {
+    let mut cmd =
+        std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.args(args)
+        .arg("--offline")
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", target_dir());
+    for (name, _) in std::env::vars_os() {
+        if name
+            .to_str()
+            .is_some_and(|n| n.starts_with("QEMU_TEST_") || n.starts_with("NEXTEST"))
+        {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.output().unwrap()
+}

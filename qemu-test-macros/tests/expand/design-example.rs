@@ -6,3 +6,6 @@ fn guest_echoes(vm: &mut Vm) -> TestResult {
     let _ = vm.artifacts();
     Ok(())
 }
+
+// A `harness = false` target: compiling is the test.
+fn main() {}

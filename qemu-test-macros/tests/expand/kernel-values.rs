@@ -69,3 +69,6 @@ fn expressions(vm: &mut Vm) {
 fn guest_reference(vm: &mut Vm) {
     let _ = vm;
 }
+
+// A `harness = false` target: compiling is the test.
+fn main() {}

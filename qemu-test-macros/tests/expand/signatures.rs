@@ -48,3 +48,6 @@ mod nested {
         let _ = vm;
     }
 }
+
+// A `harness = false` target: compiling is the test.
+fn main() {}

@@ -7,7 +7,7 @@
 //! | `QEMU_TEST_ACCEL` | `auto`, `kvm`, `tcg` or any `-accel` value; overrides every test's `accel` | unset |
 //! | `QEMU_TEST_KEEP` | `failed`, `always`, `never`: which artifact dirs to keep | `failed` |
 //! | `QEMU_TEST_ARTIFACTS` | root of the artifact dirs | `<target>/qemu-test` |
-//! | `QEMU_TEST_REQUIRE` | `1`: a missing binary, machine type or accelerator fails the test instead of skipping it | `0` |
+//! | `QEMU_TEST_REQUIRE` | `1`: every skip fails instead (a missing binary, accelerator or guest image; a `Skip` from the body) | `0` |
 //! | `QEMU_TEST_JUNIT` | a directory: each test binary writes its JUnit XML report there, as `<package>.<binary>.xml`; ignored under nextest (use its own JUnit) | unset |
 //! | `QEMU_TEST_JOBS` | how many vCPUs may run at once (host-wide) | the number of cores |
 //! | `QEMU_TEST_ON_FAILURE` | `report`, or `pause` to keep a failed test's VM running until Enter | `report` |

@@ -11,9 +11,13 @@
 //! architecture and the accelerator are in the failure report and the
 //! JUnit properties instead.
 //!
-//! Tests that cannot run here (no such QEMU binary, machine type or
-//! accelerator) are resolved when the trials are built and marked ignored,
-//! with the reason on stderr; under `QEMU_TEST_REQUIRE=1` they run and fail.
+//! Tests that cannot run here (no such QEMU binary, no usable KVM for
+//! `accel = "kvm"`, a guest image not built) are resolved when the trials
+//! are built and marked ignored, at `--list` time too (so nextest, which
+//! lists with `--list --ignored`, shows them as skipped), with the reason
+//! on stderr; under `QEMU_TEST_REQUIRE=1` they run and fail. A test that
+//! names a machine, CPU or device its QEMU does not have is not ignored:
+//! it runs and fails with the near matches.
 
 use std::process::ExitCode;
 use std::sync::Mutex;
@@ -116,6 +120,13 @@ fn trials(
             };
             let trial = Trial::ignorable_test(case.name.clone(), move || case.run(ctx))
                 .with_ignored_flag(case.def.ignore.is_some() || skip.is_some());
+            if args.list && !args.is_filtered_out(&trial) {
+                // Listed as ignored, so that nextest and libtest show a
+                // skip; why is only said here.
+                if let Some(reason) = &skip {
+                    eprintln!("note: {} is listed as ignored: {reason}", case.name);
+                }
+            }
             if !args.list && !args.is_filtered_out(&trial) && args.is_ignored(&trial) {
                 if let Some(reason) = &skip {
                     eprintln!("note: skipping {}: {reason}", case.name);

@@ -12,7 +12,8 @@
 //! | `env` | the `QEMU_TEST_*` variables, parsed once |
 //! | `harness` | libtest-mimic glue: cases → trials → run → reports |
 //! | `case` | a registered test ready to run, and what all tests share |
-//! | `resolve` | spec → QEMU binary, machine type, accelerator, or why it cannot run |
+//! | `resolve` | spec → QEMU binary, accelerator, or why it cannot run (missing here: skip; a wrong name: error) |
+//! | `catalog` | what a QEMU binary has (machines, CPUs, devices), cached; near matches for a typo |
 //! | `accel` | the KVM probe (does KVM really run a guest here?) |
 //! | `booted` | `snapshot = "name"`: find or make the booted snapshot a test starts from |
 //! | `scheduler` | the host budget (vCPUs, memory), shared across processes with slot files |
@@ -35,7 +36,7 @@
 //! | `QEMU_TEST_ACCEL` | `kvm`, `tcg` or `auto`: overrides every test's `accel` |
 //! | `QEMU_TEST_KEEP` | keep artifact dirs: `failed` (default), `always`, `never` |
 //! | `QEMU_TEST_ARTIFACTS` | root of the artifact dirs (default `<target>/qemu-test`) |
-//! | `QEMU_TEST_REQUIRE` | `1`: a missing binary, machine type or accelerator fails instead of skipping |
+//! | `QEMU_TEST_REQUIRE` | `1`: every skip fails instead (a missing binary, accelerator or guest image; a `Skip` from the body) |
 //! | `QEMU_TEST_JUNIT` | a directory: each test binary writes its JUnit XML report there (`<package>.<binary>.xml`); not under nextest |
 //! | `QEMU_TEST_JOBS` | vCPUs running at once, host-wide (default: the number of cores) |
 //! | `QEMU_TEST_ON_FAILURE` | `pause`: keep a failed test's VM running until Enter |
@@ -45,6 +46,7 @@ mod accel;
 mod artifacts;
 mod booted;
 mod case;
+mod catalog;
 mod env;
 mod harness;
 mod launch;

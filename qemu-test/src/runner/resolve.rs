@@ -1,22 +1,27 @@
 //! From a [`VmSpec`] to what can be launched: the QEMU binary's path, the
-//! machine type's support, and the accelerator. (A built-in guest's CPU
-//! model is the spec's business: [`VmSpec::qemu_args`].)
+//! names the test gives checked against it, and the accelerator. (A
+//! built-in guest's CPU model is the spec's business:
+//! [`VmSpec::qemu_args`].)
 //!
-//! The cheap checks (binary lookup, `-machine help`, an explicitly requested
-//! accelerator) run when the trials are built, so that a test that cannot
-//! run here is listed as ignored; `accel = "auto"` is decided when the test
-//! runs (it may need the KVM probe, see [`super::accel`]).
+//! What the host lacks is [`Unrunnable::Missing`], a skip (a failure under
+//! `QEMU_TEST_REQUIRE=1`): the QEMU binary, a usable KVM for `accel =
+//! "kvm"`, a guest image not built. What the test got wrong is
+//! [`Unrunnable::Invalid`], always a failure: no QEMU named at all, or a
+//! machine type, CPU model or device type (`machine`, `cpu`, a `console`
+//! device, a `-device` in `args`) that the binary does not have, with the
+//! nearest names it does have (see [`catalog`](super::catalog)).
+//!
+//! These checks are cheap and run when the trials are built, so that a
+//! test that cannot run here is listed as ignored; `accel = "auto"` is
+//! decided when the test runs (it may need the KVM probe, see
+//! [`super::accel`]).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::error::SetupError;
 use crate::runner::accel;
+use crate::runner::catalog::{self, Catalog};
 use crate::runner::env::Config;
-use crate::runner::state::{fnv1a, state_dir};
-use crate::snapshot::file_identity;
 use crate::spec::{Accel, VmSpec};
 
 /// A spec resolved against this host, minus the accelerator.
@@ -70,24 +75,11 @@ pub(crate) fn plan(spec: &VmSpec, config: &Config) -> Result<Plan, Unrunnable> {
             .to_string(),
         )
     })?;
+    check_names(spec, &binary)?;
     // A guest image that is not built (the Linux guest before `cargo xtask
     // guests`) is missing like a binary: skipped, or failed under REQUIRE.
     spec.check_images()
         .map_err(|e| Unrunnable::Missing(e.to_string()))?;
-    if let Some(machine) = spec.effective_machine() {
-        let wanted = machine_type_name(machine);
-        if let Some(supported) = machine_types(&binary) {
-            if !supported.iter().any(|m| m == wanted) {
-                return Err(Unrunnable::Missing(
-                    SetupError::Machine {
-                        machine: wanted.to_string(),
-                        binary: binary.display().to_string(),
-                    }
-                    .to_string(),
-                ));
-            }
-        }
-    }
     let spec = spec.clone();
     let accel = config.accel.clone().unwrap_or_else(|| spec.accel.clone());
     if accel == Accel::Kvm {
@@ -177,79 +169,67 @@ fn machine_type_name(value: &str) -> &str {
         .unwrap_or_else(|| value.split(',').next().unwrap_or(value))
 }
 
-/// A binary's machine types, if `-machine help` worked.
-type MachineTypes = Option<Arc<Vec<String>>>;
-
-/// The machine types `binary` supports (`-machine help`); `None` when
-/// that does not work, in which case the launch reports the problem.
-///
-/// Asked once per binary and process, and kept in a file of the state dir
-/// keyed by the binary's [`file_identity`] (canonical path, size, mtime,
-/// inode), as snapshot keys identify it, so that a nextest
-/// run (one process per test) does not pay for a QEMU start (25-35 ms)
-/// in every test. A failure is not kept.
-fn machine_types(binary: &Path) -> MachineTypes {
-    static CACHE: OnceLock<Mutex<HashMap<PathBuf, MachineTypes>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    if let Some(hit) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(binary) {
-        return hit.clone();
+/// Checks the machine type, CPU model and device types the spec names
+/// against what `binary` has: a name it lacks is the test's mistake.
+fn check_names(spec: &VmSpec, binary: &Path) -> Result<(), Unrunnable> {
+    for (catalog, name) in named(spec) {
+        let Some(known) = catalog::names(binary, catalog) else {
+            continue;
+        };
+        if known
+            .iter()
+            .any(|k| k == name || k.eq_ignore_ascii_case(name))
+        {
+            continue;
+        }
+        let error = SetupError::UnknownName {
+            what: catalog.what(),
+            name: name.to_string(),
+            binary: binary.display().to_string(),
+            option: catalog.option(),
+            near: catalog::near(name, &known)
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
+        };
+        return Err(Unrunnable::Invalid(error.to_string()));
     }
-    let canonical = std::fs::canonicalize(binary).unwrap_or_else(|_| binary.to_path_buf());
-    let key = fnv1a(file_identity(&canonical).to_string().as_bytes());
-    let file = state_dir().join(format!("machine-types-{key:016x}.txt"));
-    let kept = std::fs::read_to_string(&file)
-        .ok()
-        .map(|text| parse_kept(&text))
-        .filter(|types| !types.is_empty());
-    let types = kept.or_else(|| {
-        let output = Command::new(binary)
-            .args(["-machine", "help"])
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .output()
-            .ok()
-            .filter(|o| o.status.success())?;
-        let types = parse_machine_help(&String::from_utf8_lossy(&output.stdout));
-        keep(&file, &types);
-        Some(types)
-    });
-    let types = types.map(Arc::new);
-    cache
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(binary.to_path_buf(), types.clone());
-    types
+    Ok(())
 }
 
-/// The end line of a kept list. [`keep`]'s rename is atomic, but nothing is
-/// fsynced: after a crash the file may be there with its data cut short,
-/// and then it lacks this line and is asked again.
-const KEPT_END: &str = "# end";
-
-/// Writes `types` to `file`, one per line, through a temp file renamed into
-/// place: concurrent readers see the whole list or none. Best effort.
-fn keep(file: &Path, types: &[String]) {
-    let text = format!("{}\n{KEPT_END}\n", types.join("\n"));
-    let _ = crate::os::write_atomically(file, text.as_bytes());
-}
-
-/// A list [`keep`] wrote; empty if it is incomplete.
-fn parse_kept(text: &str) -> Vec<String> {
-    let mut lines: Vec<&str> = text.lines().collect();
-    if lines.pop() != Some(KEPT_END) {
-        return Vec::new();
+/// The names a spec gives that a binary must have: its machine type, its
+/// explicit CPU model (but `host`, which only KVM has: that is the
+/// accelerator's business), its console's device type and every
+/// `-device` type in its arguments.
+fn named(spec: &VmSpec) -> Vec<(Catalog, &str)> {
+    let mut names = Vec::new();
+    if let Some(machine) = spec.effective_machine() {
+        names.push((Catalog::Machines, machine_type_name(machine)));
     }
-    lines.into_iter().map(str::to_string).collect()
+    if let Some(cpu) = spec.cpu.as_deref().map(option_head) {
+        if cpu != "host" {
+            names.push((Catalog::Cpus, cpu));
+        }
+    }
+    let console = spec.console.as_ref().and_then(|c| c.device.as_deref());
+    let devices = spec
+        .args
+        .windows(2)
+        .filter(|w| w[0] == "-device")
+        .map(|w| w[1].as_str());
+    for device in console.into_iter().chain(devices) {
+        let head = option_head(device);
+        let head = head.strip_prefix("driver=").unwrap_or(head);
+        if head != "help" && !device.contains("help") {
+            names.push((Catalog::Devices, head));
+        }
+    }
+    names
 }
 
-/// Parses `-machine help`: a header line, then `name   description` lines.
-fn parse_machine_help(text: &str) -> Vec<String> {
-    text.lines()
-        .filter(|line| !line.is_empty() && !line.starts_with(char::is_whitespace))
-        .filter(|line| !line.starts_with("Supported machines"))
-        .filter_map(|line| line.split_whitespace().next())
-        .map(str::to_string)
-        .collect()
+/// The part of an option value before its first `,` (`max,+sve` → `max`).
+fn option_head(value: &str) -> &str {
+    value.split(',').next().unwrap_or(value)
 }
 
 #[cfg(test)]
@@ -257,25 +237,69 @@ mod tests {
     use super::*;
 
     #[test]
-    fn kept_lists_round_trip_and_cut_ones_are_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("machine-types-x.txt");
-        let types = vec!["pc".to_string(), "q35".to_string()];
-        keep(&file, &types);
-        let text = std::fs::read_to_string(&file).unwrap();
-        assert_eq!(parse_kept(&text), types);
-        assert!(parse_kept("pc\nq3").is_empty());
-        assert!(parse_kept("").is_empty());
+    fn the_names_a_spec_gives_are_checked() {
+        let spec = VmSpec::new()
+            .with_arch("x86_64")
+            .with_machine("q35,accel=tcg")
+            .with_cpu("Haswell,-hle")
+            .with_console()
+            .with_console_device("isa-debugcon,iobase=0x402")
+            .with_args([
+                "-device",
+                "virtio-rng-pci",
+                "-device",
+                "driver=e1000,id=n",
+                "-S",
+            ]);
+        assert_eq!(
+            named(&spec),
+            [
+                (Catalog::Machines, "q35"),
+                (Catalog::Cpus, "Haswell"),
+                (Catalog::Devices, "isa-debugcon"),
+                (Catalog::Devices, "virtio-rng-pci"),
+                (Catalog::Devices, "e1000"),
+            ]
+        );
+        let host = VmSpec::new().with_arch("x86_64").with_cpu("host");
+        assert_eq!(named(&host), []);
     }
 
+    /// Against a real QEMU: a typo is an error naming the near match.
     #[test]
-    fn machine_help_is_parsed() {
-        let text = "Supported machines are:\n\
-                    microvm              microvm (i386)\n\
-                    pc                   Standard PC (i440FX + PIIX, 1996) (alias of pc-i440fx-7.2)\n\
-                    q35                  Standard PC (Q35 + ICH9, 2009) (alias of pc-q35-7.2)\n\
-                    none                 empty machine\n";
-        assert_eq!(parse_machine_help(text), ["microvm", "pc", "q35", "none"]);
+    fn typos_are_errors_with_near_matches() {
+        let Some(binary) = find_binary("qemu-system-x86_64", None) else {
+            return;
+        };
+        let wrong = |spec: VmSpec| match check_names(&spec, &binary) {
+            Err(Unrunnable::Invalid(reason)) => reason,
+            other => panic!("{other:?}"),
+        };
+        let x86 = || VmSpec::new().with_arch("x86_64");
+        let reason = wrong(x86().with_machine("q53"));
+        assert!(
+            reason.starts_with("machine type `q53` is not one "),
+            "{reason}"
+        );
+        assert!(reason.contains(": did you mean `q35`? ("), "{reason}");
+        assert!(
+            reason.ends_with(" -machine help` lists them all)"),
+            "{reason}"
+        );
+        let reason = wrong(x86().with_machine("pc").with_cpu("Haswel"));
+        assert!(reason.contains("CPU model `Haswel`"), "{reason}");
+        assert!(reason.contains("`Haswell`"), "{reason}");
+        let reason = wrong(x86().with_args(["-device", "virtio-rng-pcii"]));
+        assert!(reason.contains("device type `virtio-rng-pcii`"), "{reason}");
+        assert!(
+            reason.contains("did you mean `virtio-rng-pci`?"),
+            "{reason}"
+        );
+        let fine = x86()
+            .with_machine("pc")
+            .with_cpu("max")
+            .with_args(["-device", "virtio-rng-pci,id=r"]);
+        assert!(check_names(&fine, &binary).is_ok());
     }
 
     #[test]
