@@ -4,7 +4,7 @@
 //! harness (no `harness = false`), which libtest would otherwise pass as
 //! "running 0 tests".
 
-use qemu_test_suite::{scratch_cargo, scratch_crate};
+use qemu_test_suite::{scratch_cargo, scratch_cargo_env, scratch_crate};
 
 /// One file of `#[qemu_test]`s, as the quick start has it.
 const TESTS: &str = r#"
@@ -27,6 +27,14 @@ mod more {
 qemu_test::main!();
 "#;
 
+/// [`TESTS`] with a `main` of its own, as a user may write it.
+fn by_hand() -> String {
+    TESTS.replace(
+        "qemu_test::main!();",
+        "fn main() -> std::process::ExitCode {\n    qemu_test::runner::run_registered()\n}",
+    )
+}
+
 #[test]
 fn a_qemu_test_in_a_libtest_target_fails_and_names_the_fix() {
     let dir = scratch_crate(
@@ -46,8 +54,16 @@ name = "forgot"
 [[test]]
 name = "right"
 harness = false
+
+[[test]]
+name = "by-hand"
+harness = false
 "#,
-        &[("tests/forgot.rs", TESTS), ("tests/right.rs", TESTS)],
+        &[
+            ("tests/forgot.rs", TESTS),
+            ("tests/right.rs", TESTS),
+            ("tests/by-hand.rs", &by_hand()),
+        ],
     );
 
     let out = scratch_cargo(dir.path(), &["test", "--test", "forgot"]);
@@ -94,4 +110,26 @@ harness = false
     }
     assert!(stdout.contains("2 passed; 0 failed"), "{stdout}");
     assert!(!stdout.contains("needs_harness_false"), "{stdout}");
+
+    // A `main` of one's own names the binary from the run (the package
+    // from cargo's CARGO_PKG_NAME, the binary from the executable): its
+    // JUnit report is the package's and the binary's like any other.
+    let junit = tempfile::tempdir().unwrap();
+    let dir_arg = junit.path().to_str().unwrap();
+    let out = scratch_cargo_env(
+        dir.path(),
+        &["test", "--test", "by-hand", "--test", "right"],
+        &[("QEMU_TEST_JUNIT", dir_arg)],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let mut files: Vec<_> = std::fs::read_dir(junit.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    // (cargo names a test executable after its crate: `by_hand`.)
+    assert_eq!(
+        files,
+        ["misuse-check.by_hand.xml", "misuse-check.right.xml"]
+    );
 }

@@ -117,8 +117,11 @@ use proc_macro::TokenStream;
 /// from:
 ///
 /// - a string literal is a path on the host: `kernel = "/boot/vmlinuz"`;
-/// - a path such as `guest::ECHO_SHELL_AARCH64` names a `static Guest` (a
-///   guest built into the crate) and is passed by reference;
+/// - a path names a `static` or `const` and is passed by reference: a
+///   `Guest` such as `guest::ECHO_SHELL_AARCH64` (a guest built into the
+///   crate, or one of yours), or a path of your own of type `&str`,
+///   `String`, `PathBuf`, `&Path` or `&Guest` (`const KERNEL: &str =
+///   "/boot/vmlinuz"; ... kernel = KERNEL`);
 /// - any other expression is passed as is and must evaluate to a `String`,
 ///   `PathBuf`, `&str`, `&Path` or `&'static Guest`, for example
 ///   `kernel = kernel_path()` or `kernel = env!("KERNEL")`.

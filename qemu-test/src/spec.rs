@@ -61,6 +61,35 @@ impl From<&std::path::Path> for Image {
     }
 }
 
+// `#[qemu_test(kernel = SOME_PATH)]` borrows the item a path names (it may
+// be a `static Guest`), so a constant or static of the user's of any path
+// type arrives borrowed: `&&str` for `const KERNEL: &str = "..."`.
+impl From<&&str> for Image {
+    fn from(path: &&str) -> Self {
+        Image::Path(path.into())
+    }
+}
+impl From<&String> for Image {
+    fn from(path: &String) -> Self {
+        Image::Path(path.into())
+    }
+}
+impl From<&PathBuf> for Image {
+    fn from(path: &PathBuf) -> Self {
+        Image::Path(path.clone())
+    }
+}
+impl From<&&std::path::Path> for Image {
+    fn from(path: &&std::path::Path) -> Self {
+        Image::Path(path.to_path_buf())
+    }
+}
+impl From<&&'static Guest> for Image {
+    fn from(guest: &&'static Guest) -> Self {
+        Image::Guest(guest)
+    }
+}
+
 /// Which accelerator to use.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -480,6 +509,25 @@ fn image_path(image: &Image) -> std::io::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn borrowed_path_constants_are_images() {
+        // What `kernel = KERNEL` expands to for constants of the user's.
+        const KERNEL: &str = "/boot/k";
+        static GUEST: &Guest = &crate::guest::ECHO_SHELL_AARCH64;
+        let string = String::from("/boot/s");
+        let buf = PathBuf::from("/boot/b");
+        let path = std::path::Path::new("/boot/p");
+        let kernel = |image: Image| VmSpec::new().with_kernel(image).kernel.unwrap();
+        assert_eq!(kernel((&KERNEL).into()), Image::Path("/boot/k".into()));
+        assert_eq!(kernel((&string).into()), Image::Path("/boot/s".into()));
+        assert_eq!(kernel((&buf).into()), Image::Path("/boot/b".into()));
+        assert_eq!(kernel((&path).into()), Image::Path("/boot/p".into()));
+        assert_eq!(
+            kernel((&GUEST).into()),
+            Image::Guest(&crate::guest::ECHO_SHELL_AARCH64)
+        );
+    }
 
     #[test]
     fn memory_sizes_parse_like_qemu() {

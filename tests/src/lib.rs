@@ -305,6 +305,11 @@ pub fn scratch_crate(manifest: &str, files: &[(&str, &str)]) -> tempfile::TempDi
 /// `cargo ARGS` in a [`scratch_crate`], offline, with the workspace's
 /// target dir and no inherited `QEMU_TEST_*` or nextest settings.
 pub fn scratch_cargo(dir: &Path, args: &[&str]) -> std::process::Output {
+    scratch_cargo_env(dir, args, &[])
+}
+
+/// [`scratch_cargo`] with `envs` set.
+pub fn scratch_cargo_env(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
     let mut cmd =
         std::process::Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.args(args)
@@ -319,5 +324,5 @@ pub fn scratch_cargo(dir: &Path, args: &[&str]) -> std::process::Output {
             cmd.env_remove(name);
         }
     }
-    cmd.output().unwrap()
+    cmd.envs(envs.iter().copied()).output().unwrap()
 }

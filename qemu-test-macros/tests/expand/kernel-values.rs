@@ -70,5 +70,29 @@ fn guest_reference(vm: &mut Vm) {
     let _ = vm;
 }
 
+// Path constants and statics of the user's own, of any path type: the path
+// form borrows them (`&KERNEL` is a `&&str`).
+const KERNEL: &str = "/boot/vmlinuz-test";
+static INITRD: &str = "/boot/initrd-test.img";
+static GUEST_REF: &Guest = &TINY;
+static KERNEL_STRING: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| "/boot/vmlinuz-lazy".to_string());
+
+#[qemu_test(kernel = KERNEL, initrd = INITRD)]
+fn str_constants(vm: &mut Vm) {
+    let _ = vm;
+}
+
+#[qemu_test(kernel = GUEST_REF)]
+fn guest_reference_static(vm: &mut Vm) {
+    let _ = vm;
+}
+
+// A lazily made value is an expression: dereference it.
+#[qemu_test(kernel = &*KERNEL_STRING)]
+fn lazy_string(vm: &mut Vm) {
+    let _ = vm;
+}
+
 // A `harness = false` target: compiling is the test.
 fn main() {}
