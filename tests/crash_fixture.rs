@@ -5,8 +5,8 @@ use qemu_test::prelude::*;
 
 /// Crashes the guest without expecting it, under a long deadline: the
 /// runner fails it as soon as the panic shows, with the panic and its call
-/// trace in the message.
-#[qemu_test(console, kernel = guest::LINUX_X86_64, timeout = "300s")]
+/// trace in the message, and keeps a picture of its display.
+#[qemu_test(console, kernel = guest::LINUX_X86_64, args = ["-vga", "std"], timeout = "300s")]
 fn unexpected_panic(vm: &mut Vm) -> TestResult {
     vm.shell().succeed("true")?;
     vm.console().send_line("echo c > /proc/sysrq-trigger")?;

@@ -9,7 +9,8 @@ const FIXTURE: &str = env!("CARGO_BIN_EXE_crash-fixture");
 
 /// Runs one fixture test; `None` when it was skipped (no Linux guest
 /// here, and not `QEMU_TEST_REQUIRE=1`, under which it fails instead).
-fn run(test: &str) -> Option<(std::process::Output, Duration)> {
+/// The artifact root goes with the output.
+fn run(test: &str) -> Option<(std::process::Output, Duration, tempfile::TempDir)> {
     let artifacts = tempfile::tempdir().unwrap();
     let started = Instant::now();
     let out = Command::new(FIXTURE)
@@ -22,12 +23,12 @@ fn run(test: &str) -> Option<(std::process::Output, Duration)> {
         eprintln!("{stderr}");
         return None;
     }
-    Some((out, started.elapsed()))
+    Some((out, started.elapsed(), artifacts))
 }
 
 #[test]
 fn an_unexpected_kernel_panic_fails_the_test_at_once() {
-    let Some((out, took)) = run("unexpected_panic") else {
+    let Some((out, took, artifacts)) = run("unexpected_panic") else {
         return;
     };
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -42,11 +43,17 @@ fn an_unexpected_kernel_panic_fails_the_test_at_once() {
     assert!(!stdout.contains("timed out"), "{stdout}");
     // The deadline is 300 s: the failure came from the crash watch.
     assert!(took < Duration::from_secs(120), "{took:?}\n{stdout}");
+    // The VM has a display: its picture was taken before the kill.
+    let shot = artifacts
+        .path()
+        .join("qemu-test-suite/crash-fixture/unexpected_panic/screen.png");
+    let png = std::fs::read(&shot).unwrap_or_else(|e| panic!("{}: {e}\n{stdout}", shot.display()));
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
 }
 
 #[test]
 fn an_expected_crash_is_waited_for() {
-    let Some((out, _)) = run("expected_panic") else {
+    let Some((out, _, _)) = run("expected_panic") else {
         return;
     };
     let stdout = String::from_utf8_lossy(&out.stdout);

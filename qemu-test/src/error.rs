@@ -133,6 +133,10 @@ pub enum Error {
         timeout: Duration,
     },
 
+    /// A screenshot was asked of a machine without a display.
+    #[error("the machine has no display to take a screenshot of: add one to its arguments (e.g. `-vga std` or `-device VGA`; the runner's VMs start with `-display none -vga none`)")]
+    NoDisplay,
+
     /// QEMU did not exit within the time given to `wait()`.
     #[error("QEMU (pid {pid}) did not exit within {timeout:?}")]
     WaitTimeout {

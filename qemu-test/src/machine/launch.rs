@@ -10,7 +10,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use super::cmdline::{self, BaseArgs, ConsoleArg, MonitorArg};
@@ -70,7 +70,7 @@ impl Machine {
             Some((stream, _)) => Some(self.attach_console(stream, &dirs, p)?),
             None => None,
         };
-        let qmp = self.connect_qmp(monitor, pid, &dirs)?;
+        let qmp = self.connect_qmp(monitor, pid, &dirs)?.map(Arc::new);
         if let Some(path) = self.restore_from.clone() {
             let qmp = qmp.as_ref().ok_or(Error::State(
                 "restoring a saved state needs the QMP monitor (set_qmp_monitor(true))",
@@ -90,6 +90,8 @@ impl Machine {
             },
             temp_dir: p.temp_dir.take().expect("temp dir was set above"),
         });
+        self.remote
+            .set(self.run.as_ref().and_then(|r| r.qmp.clone()));
         self.attach_crash_listener();
         Ok(())
     }

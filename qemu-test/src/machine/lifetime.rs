@@ -126,6 +126,7 @@ impl Machine {
 
     fn post_shutdown(&mut self) {
         self.kill_switch.disarm();
+        self.remote.set(None);
         let Some(mut run) = self.run.take() else {
             return;
         };

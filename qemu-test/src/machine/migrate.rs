@@ -82,7 +82,7 @@ impl Machine {
         qmp.send_fd_scm(file.as_fd())?;
         qmp.command("getfd", serde_json::json!({"fdname": "qemu-test-state"}))?;
         qmp.command("migrate", serde_json::json!({"uri": "fd:qemu-test-state"}))?;
-        let qmp = self.run.as_ref().and_then(|r| r.qmp.as_ref());
+        let qmp = self.run.as_ref().and_then(|r| r.qmp.as_deref());
         wait_migration(&mut self.events, qmp, timeout)
     }
 

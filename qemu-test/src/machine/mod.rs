@@ -38,13 +38,15 @@ mod launch;
 mod lifetime;
 mod migrate;
 mod owned_dir;
+mod remote;
+mod screen;
 
 use std::fs::{self, File};
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Child;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -60,6 +62,7 @@ pub(crate) use crash::CrashListener;
 pub use crash::GuestCrash;
 pub(crate) use kill_switch::KillSwitch;
 use owned_dir::OwnedDir;
+pub(crate) use remote::Remote;
 
 /// The default QMP timeout (as upstream's `qmp_timer`).
 pub const DEFAULT_QMP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -202,6 +205,7 @@ impl MachineBuilder {
             restore_from: None,
             ram: None,
             kill_switch: KillSwitch::default(),
+            remote: Remote::default(),
             crash_listener: None,
         }
     }
@@ -211,7 +215,7 @@ impl MachineBuilder {
 #[derive(Debug)]
 struct Running {
     child: Child,
-    qmp: Option<QmpClient>,
+    qmp: Option<Arc<QmpClient>>,
     drain: Option<Drain>,
     qemu_log: PathBuf,
     /// Where the socket dir is (or would be) created.
@@ -251,6 +255,8 @@ pub struct Machine {
     ram: Option<migrate::MappedRam>,
     user_killed: bool,
     kill_switch: KillSwitch,
+    /// The current QMP client, for other threads (the watchdog).
+    remote: Remote,
     /// Told about the guest's crash signs (the runner's watchdog).
     crash_listener: Option<CrashListener>,
 }
@@ -505,6 +511,13 @@ impl Machine {
         self.kill_switch.clone()
     }
 
+    /// A handle on the QMP monitor of this machine's QEMU from any thread,
+    /// whichever launch it is from (the runner's watchdog takes a failing
+    /// test's screenshot through it).
+    pub(crate) fn remote(&self) -> Remote {
+        self.remote.clone()
+    }
+
     /// QEMU's process id while launched (the wrapper's, with a wrapper).
     pub fn pid(&self) -> Option<u32> {
         self.run.as_ref().map(|r| r.child.id())
@@ -643,7 +656,7 @@ impl Machine {
         let wanted: Vec<(&str, Option<&Value>)> =
             events.iter().map(|(n, p)| (*n, p.as_ref())).collect();
         // Not running: only the events kept from before shutdown match.
-        let qmp = self.run.as_ref().and_then(|r| r.qmp.as_ref());
+        let qmp = self.run.as_ref().and_then(|r| r.qmp.as_deref());
         Ok(self.events.wait_any(qmp, &wanted, timeout)?)
     }
 }

@@ -23,6 +23,7 @@
 //! | `watchdog` | a body on its own thread under the test's deadline |
 //! | `vm` | [`Vm`], what a test body receives |
 //! | `sibling` | more machines in one test, configured like its own ([`Sibling`]) |
+//! | `evidence` | what a failing test keeps besides its logs: `screen.png` |
 //! | `pause` | `QEMU_TEST_ON_FAILURE=pause` |
 //! | `outcome` | the typed result every report reads: [`Skip`], outcomes, failures |
 //! | `report` | the skip summary and the JUnit XML report |
@@ -48,6 +49,7 @@ mod booted;
 mod case;
 mod catalog;
 mod env;
+mod evidence;
 mod harness;
 mod launch;
 pub(crate) mod outcome;

@@ -15,6 +15,7 @@ use crate::runner::artifacts::{self, ArtifactDir};
 use crate::runner::booted::{self, Prepared};
 use crate::runner::case::{Context, TestCase};
 use crate::runner::env::OnFailure;
+use crate::runner::evidence::Evidence;
 use crate::runner::launch::{build_machine, vm_args};
 use crate::runner::outcome::{
     ArtifactsFate, BodyError, BodyResult, ConsoleEvidence, Failure, FailureKind, Outcome, Record,
@@ -193,7 +194,9 @@ impl<'a> VmTrial<'a> {
             }
         };
         let console = machine.console();
-        let (vm, end) = match trial.run_body(machine, siblings, body, (deadline, timeout)) {
+        let evidence = Evidence::new(trial.dir.path(), machine.remote());
+        let ran = trial.run_body(machine, siblings, body, (deadline, timeout), &evidence);
+        let (vm, end) = match ran {
             Ok(ran) => ran,
             Err(reason) => {
                 let error = BodyError::new(reason);
@@ -202,8 +205,9 @@ impl<'a> VmTrial<'a> {
         };
         let verdict = with_crash_report(judge(end, case.def.should_fail), &console);
         if let Some(vm) = vm {
-            trial.tear_down(vm, &verdict);
+            trial.tear_down(vm, &verdict, &evidence);
         }
+        trial.problems.extend(evidence.problems());
         trial.collect(verdict, Some(&console))
     }
 
@@ -284,10 +288,14 @@ impl<'a> VmTrial<'a> {
         siblings: Siblings,
         body: fn(&mut Vm) -> BodyResult,
         deadline: (Instant, Duration),
+        evidence: &Evidence,
     ) -> Result<(Option<Vm>, BodyEnd), String> {
         let kill_main = killer(&machine);
         let sibling_kills = siblings.kill_switches();
+        let evidence = evidence.clone();
         let kill = move || {
+            // The picture before the VM goes (deadline or crash).
+            evidence.screenshot();
             kill_main();
             for switch in sibling_kills
                 .lock()
@@ -328,10 +336,13 @@ impl<'a> VmTrial<'a> {
 
     /// Pauses for a human if asked to and the test failed, then shuts the
     /// VM down.
-    fn tear_down(&mut self, mut vm: Vm, verdict: &Verdict) {
+    fn tear_down(&mut self, mut vm: Vm, verdict: &Verdict, evidence: &Evidence) {
         if !self.plan.spec.launch {
             // The body launched it (or did not): its last command line.
             self.write_repro(&vm);
+        }
+        if matches!(verdict, Verdict::Failed(..)) && vm.is_running() {
+            evidence.screenshot();
         }
         if let (Verdict::Failed(_, error), Some(socket)) = (verdict, &self.pause_socket) {
             pause::pause(
