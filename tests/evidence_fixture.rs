@@ -65,4 +65,20 @@ mod screen {
     }
 }
 
+mod linux {
+    use super::*;
+
+    /// Runs shell commands (one writes to the kernel log, below the
+    /// console's log level), then fails: the runner keeps `dmesg.txt` and
+    /// the timeline shows each command.
+    #[qemu_test(console, kernel = guest::LINUX_X86_64, timeout = "120s")]
+    fn fails_after_commands(vm: &mut Vm) -> TestResult {
+        vm.shell().succeed("echo hello")?;
+        vm.shell()
+            .succeed("echo '<6>qemu-test-evidence-marker' > /dev/kmsg")?;
+        vm.shell().fail("false")?;
+        Err("failing on purpose, after three commands".into())
+    }
+}
+
 qemu_test::main!();

@@ -324,6 +324,12 @@ fn lower_layers_do_not_reach_up() {
             ],
         ),
         ("shell", &["machine", "runner", "spec", "snapshot"]),
+        (
+            "timeline",
+            &[
+                "machine", "runner", "spec", "snapshot", "qmp", "console", "shell", "guest",
+            ],
+        ),
     ];
     let mut wrong = Vec::new();
     for (module, not) in forbidden {

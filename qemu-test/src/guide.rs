@@ -318,12 +318,53 @@ pub mod runner {
     //! | `qmp.jsonl` | every QMP message both ways, time-stamped |
     //! | `cmdline.txt` | the whole QEMU command line, shell-quoted |
     //! | `repro.sh` | relaunches the same VM by hand: the console on your terminal, QMP on a Unix socket next to it |
+    //! | `timeline.jsonl` | each step of the test with its time (see below) |
+    //! | `screen.png` | after a failure, what the VM's display showed (a VM with a display) |
+    //! | `dmesg.txt` | after a failure, the guest kernel's whole log (a Linux guest whose shell answers) |
     //! | `<name>/` | the same files for each [sibling](crate::Vm::sibling) |
     //!
     //! A stale directory from an earlier run is removed before the test
     //! starts. After the test the directory is kept if the test failed and
     //! removed if it passed; `QEMU_TEST_KEEP=always` or `never` changes that.
     //! Two runs of one test at once take turns with its directory.
+    //!
+    //! # The evidence of a failure
+    //!
+    //! A failed test keeps, besides its logs:
+    //!
+    //! - `screen.png`, a picture of its display, taken before the VM is torn
+    //!   down, or killed at the deadline or after a guest crash. The runner's
+    //!   VMs start with `-display none -vga none`; a test that adds a display
+    //!   device (`args = ["-vga", "std"]`, `-device virtio-gpu-pci`,
+    //!   `-device ramfb`...) gets the picture. A body takes its own with
+    //!   [`vm.screendump(path)`](crate::Machine::screendump) (PNG, or PPM for
+    //!   a `.ppm` path).
+    //! - `dmesg.txt`, the guest kernel's whole log, when the VM still runs
+    //!   after the failure and a [`Shell`](crate::Shell) answers on its
+    //!   console within 5 s. The console shows only the messages at the
+    //!   console's log level; `dmesg` has them all.
+    //! - `timeline.jsonl`, every step of the test with its start (`t`,
+    //!   seconds since the test started) and duration (`ms`): the wait for
+    //!   the host budget (`queue`), the booted snapshot, the launch and its
+    //!   phases (`launch.spawn`, `launch.qmp`, `launch.restore`), each QMP
+    //!   command (its name and error class; `qmp.jsonl` has the messages),
+    //!   each event and console wait with what it matched, each shell
+    //!   command with its exit status, the screenshot, the kernel log, the
+    //!   teardown and the verdict. A slow test shows where its time went:
+    //!
+    //! ```text
+    //! {"t":0.0,"step":"start","test":"boot::echoes","unix":1796491933.522}
+    //! {"t":0.0,"step":"queue","ms":0.178}
+    //! {"t":0.0012,"step":"launch","ms":326.362,"pid":31612}
+    //! {"t":0.3291,"step":"body","ms":5560.3,"end":"failed"}
+    //! {"t":0.3318,"step":"shell","ms":5507.2,"command":"echo hello","status":0}
+    //! {"t":5.8399,"step":"qmp","ms":0.21,"command":"query-status"}
+    //! {"t":5.8402,"step":"verdict","result":"error"}
+    //! ```
+    //!
+    //! Steps of a [sibling](crate::Vm::sibling) carry its name (`"vm"`).
+    //! The timeline is written into every kept directory (so a passing test
+    //! has one under `QEMU_TEST_KEEP=always`).
     //!
     //! # Failure messages
     //!

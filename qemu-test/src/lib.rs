@@ -70,6 +70,7 @@ pub mod runner;
 pub mod shell;
 pub mod snapshot;
 pub mod spec;
+mod timeline;
 
 pub use console::{Console, Crash, Pattern};
 pub use error::{

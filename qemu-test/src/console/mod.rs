@@ -24,12 +24,14 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::deadline::DeadlineCap;
 use crate::error::ConsoleError;
+use crate::timeline::{self, Timeline};
 
 mod crash;
 mod pattern;
@@ -61,6 +63,8 @@ struct Inner {
     writer: Mutex<Option<UnixStream>>,
     configured: bool,
     crash: Mutex<CrashWatch>,
+    /// A [`Shell`](crate::Shell) got an answer on this console.
+    shell_answered: AtomicBool,
 }
 
 impl Inner {
@@ -79,6 +83,8 @@ pub struct Console {
     inner: Arc<Inner>,
     timeout: Duration,
     cap: DeadlineCap,
+    /// Where this handle's waits are recorded (nowhere by default).
+    timeline: Timeline,
 }
 
 /// The drain thread of a console; joined when the machine shuts down.
@@ -105,6 +111,7 @@ impl Console {
             inner: Arc::new(Inner::default()),
             timeout: DEFAULT_TIMEOUT,
             cap: DeadlineCap::default(),
+            timeline: Timeline::default(),
         }
     }
 
@@ -131,6 +138,7 @@ impl Console {
                 inner,
                 timeout: DEFAULT_TIMEOUT,
                 cap,
+                timeline: Timeline::default(),
             },
             Drain {
                 handle: Some(handle),
@@ -145,6 +153,25 @@ impl Console {
             timeout,
             ..self.clone()
         }
+    }
+
+    /// A handle whose waits are recorded in `timeline`.
+    pub(crate) fn timed(&self, timeline: Timeline) -> Console {
+        Console {
+            timeline,
+            ..self.clone()
+        }
+    }
+
+    /// A handle whose waits are not recorded (a [`Shell`](crate::Shell)
+    /// records its commands instead of the waits inside them).
+    pub(crate) fn untimed(&self) -> Console {
+        self.timed(Timeline::default())
+    }
+
+    /// Where this handle's waits are recorded.
+    pub(crate) fn timeline(&self) -> &Timeline {
+        &self.timeline
     }
 
     /// The default timeout of this handle's waits.
@@ -173,6 +200,27 @@ impl Console {
     /// Waits until one of `patterns` appears; the earliest match wins. A
     /// [failure pattern](Pattern::fails) that matches first fails the wait.
     pub fn wait_for_any(&self, patterns: &[Pattern]) -> Result<Match, ConsoleError> {
+        let started = Instant::now();
+        let result = self.wait_untimed(patterns);
+        self.timeline.step("console", started, || {
+            let wanted: Vec<String> = patterns.iter().map(ToString::to_string).collect();
+            let outcome = match &result {
+                Ok(m) => (
+                    "matched",
+                    timeline::excerpt(&String::from_utf8_lossy(&m.matched), 80),
+                ),
+                Err(e) => ("error", error_kind(e).to_string()),
+            };
+            timeline::detail([
+                ("wait", wanted.join(" or ").into()),
+                (outcome.0, outcome.1.into()),
+            ])
+        });
+        result
+    }
+
+    /// [`wait_for_any`](Self::wait_for_any), not recorded.
+    fn wait_untimed(&self, patterns: &[Pattern]) -> Result<Match, ConsoleError> {
         self.check()?;
         let (deadline, timeout) = self.cap.after(self.timeout);
         let expected = || {
@@ -269,6 +317,17 @@ impl Console {
         }
     }
 
+    /// Notes that a shell answered on this console.
+    pub(crate) fn mark_shell_answered(&self) {
+        self.inner.shell_answered.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a [`Shell`](crate::Shell) ever got an answer on this
+    /// console (the runner then asks it for the kernel log on failure).
+    pub(crate) fn shell_answered(&self) -> bool {
+        self.inner.shell_answered.load(Ordering::Relaxed)
+    }
+
     /// Sends bytes to the guest as they are.
     pub fn send(&self, bytes: impl AsRef<[u8]>) -> Result<(), ConsoleError> {
         self.check()?;
@@ -319,6 +378,16 @@ impl Console {
     /// Whether the guest side is closed (QEMU exited).
     pub fn is_closed(&self) -> bool {
         self.inner.lock().closed
+    }
+}
+
+/// How a console wait failed, in a word (for the timeline).
+fn error_kind(e: &ConsoleError) -> &'static str {
+    match e {
+        ConsoleError::Timeout { .. } => "timeout",
+        ConsoleError::Failure { .. } => "failure pattern",
+        ConsoleError::Closed { .. } => "closed",
+        _ => "error",
     }
 }
 

@@ -11,7 +11,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::cmdline::{self, BaseArgs, ConsoleArg, MonitorArg};
 use super::owned_dir::{self, OwnedDir};
@@ -21,6 +21,7 @@ use crate::deadline::DeadlineCap;
 use crate::error::{Error, QmpError, Result};
 use crate::os::{self, Signal};
 use crate::qmp::{QmpClient, Stream, Transcript};
+use crate::timeline;
 
 impl Machine {
     /// Starts QEMU and connects to its monitor.
@@ -38,7 +39,13 @@ impl Machine {
         self.events.clear();
         self.console_handle = Console::detached();
         let mut pending = Pending::default();
-        match self.try_launch(&mut pending) {
+        let started = Instant::now();
+        let launched = self.try_launch(&mut pending);
+        self.timeline.step("launch", started, || match &launched {
+            Ok(()) => timeline::detail([("pid", self.pid().into())]),
+            Err(e) => timeline::detail([("error", timeline::excerpt(&e.to_string(), 200).into())]),
+        });
+        match launched {
             Ok(()) => Ok(()),
             Err(cause) => {
                 let (exit_code, output) = pending.abort();
@@ -60,6 +67,7 @@ impl Machine {
     /// The launch, step by step; what each step starts is kept in `p`
     /// until the machine runs.
     fn try_launch(&mut self, p: &mut Pending) -> Result<()> {
+        let started = Instant::now();
         let dirs = self.prepare_dirs(p)?;
         let mut qemu_fds = Vec::new();
         let monitor = self.open_monitor(&dirs, p, &mut qemu_fds)?;
@@ -70,12 +78,20 @@ impl Machine {
             Some((stream, _)) => Some(self.attach_console(stream, &dirs, p)?),
             None => None,
         };
+        self.timeline
+            .step("launch.spawn", started, serde_json::Map::new);
+        let started = Instant::now();
         let qmp = self.connect_qmp(monitor, pid, &dirs)?.map(Arc::new);
+        self.timeline
+            .step("launch.qmp", started, serde_json::Map::new);
         if let Some(path) = self.restore_from.clone() {
             let qmp = qmp.as_ref().ok_or(Error::State(
                 "restoring a saved state needs the QMP monitor (set_qmp_monitor(true))",
             ))?;
+            let started = Instant::now();
             self.incoming(qmp, &path)?;
+            self.timeline
+                .step("launch.restore", started, serde_json::Map::new);
         }
         self.console_handle = console.unwrap_or_else(Console::detached);
         self.run = Some(Running {
@@ -265,7 +281,7 @@ impl Machine {
         let (console, drain) = Console::attach(stream, log, self.cap.clone())
             .map_err(|e| Error::io("starting the console drain thread", e))?;
         p.drain = Some(drain);
-        Ok(console)
+        Ok(console.timed(self.timeline.clone()))
     }
 
     /// The QMP client, after the greeting and capabilities negotiation,
@@ -285,12 +301,14 @@ impl Machine {
             .unwrap_or_else(|| dirs.log_dir.join(format!("{}-qmp.jsonl", self.name)));
         let transcript = Transcript::create(&transcript_path)
             .map_err(|e| Error::io(format!("creating {}", transcript_path.display()), e))?;
-        Ok(Some(QmpClient::connect_with(
+        let mut client = QmpClient::connect_with(
             stream,
             self.cfg.qmp_timeout,
             Some(transcript.into()),
             self.cap.clone(),
-        )?))
+        )?;
+        client.set_timeline(self.timeline.clone());
+        Ok(Some(client))
     }
 }
 

@@ -57,6 +57,7 @@ use crate::error::{Error, Result};
 use crate::qemu_opts::escape_opt;
 pub use crate::qmp::Wait;
 use crate::qmp::{self, EventCache, QmpClient};
+use crate::timeline::{self, Timeline};
 use cmdline::{BaseArgs, ConsoleArg};
 pub(crate) use crash::CrashListener;
 pub use crash::GuestCrash;
@@ -207,6 +208,7 @@ impl MachineBuilder {
             kill_switch: KillSwitch::default(),
             remote: Remote::default(),
             crash_listener: None,
+            timeline: Timeline::default(),
         }
     }
 }
@@ -259,6 +261,9 @@ pub struct Machine {
     remote: Remote,
     /// Told about the guest's crash signs (the runner's watchdog).
     crash_listener: Option<CrashListener>,
+    /// Where the launch, QMP commands, event and console waits are
+    /// recorded (the runner's per-test timeline; nowhere by default).
+    timeline: Timeline,
 }
 
 impl Machine {
@@ -511,6 +516,12 @@ impl Machine {
         self.kill_switch.clone()
     }
 
+    /// Records this machine's steps in `timeline` from the next launch on
+    /// (the runner's per-test `timeline.jsonl`).
+    pub(crate) fn set_timeline(&mut self, timeline: Timeline) {
+        self.timeline = timeline;
+    }
+
     /// A handle on the QMP monitor of this machine's QEMU from any thread,
     /// whichever launch it is from (the runner's watchdog takes a failing
     /// test's screenshot through it).
@@ -653,11 +664,21 @@ impl Machine {
         events: &[(&str, Option<Value>)],
         timeout: Duration,
     ) -> Result<Value> {
+        let started = Instant::now();
         let wanted: Vec<(&str, Option<&Value>)> =
             events.iter().map(|(n, p)| (*n, p.as_ref())).collect();
         // Not running: only the events kept from before shutdown match.
         let qmp = self.run.as_ref().and_then(|r| r.qmp.as_deref());
-        Ok(self.events.wait_any(qmp, &wanted, timeout)?)
+        let got = self.events.wait_any(qmp, &wanted, timeout);
+        self.timeline.step("event", started, || {
+            let names: Vec<&str> = events.iter().map(|(n, _)| *n).collect();
+            let outcome = match &got {
+                Ok(event) => ("matched", event["event"].clone()),
+                Err(e) => ("error", e.to_string().into()),
+            };
+            timeline::detail([("wait", names.join(" or ").into()), outcome])
+        });
+        Ok(got?)
     }
 }
 

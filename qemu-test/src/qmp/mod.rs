@@ -54,6 +54,7 @@ use serde_json::{Map, Value};
 
 use crate::deadline::DeadlineCap;
 use crate::error::{Error, QmpError};
+use crate::timeline::{self, Timeline};
 pub(crate) use log::{Dir, Transcript};
 use read::{NoReply, ReadSide};
 
@@ -285,6 +286,8 @@ pub struct QmpClient {
     timeout: Duration,
     cap: DeadlineCap,
     transcript: Option<Arc<Transcript>>,
+    /// Where each command is recorded (nowhere by default).
+    timeline: Timeline,
 }
 
 impl QmpClient {
@@ -344,6 +347,7 @@ impl QmpClient {
             timeout,
             cap,
             transcript,
+            timeline: Timeline::default(),
         };
         client.handshake()?;
         Ok(client)
@@ -426,6 +430,11 @@ impl QmpClient {
         self.qmp_raw(cmd, args, timeout, false)
     }
 
+    /// Records each command from now on in `timeline`.
+    pub(crate) fn set_timeline(&mut self, timeline: Timeline) {
+        self.timeline = timeline;
+    }
+
     /// Sends `cmd` and returns the `return` value, or `Error::Qmp` with
     /// QEMU's error class and description.
     pub fn command(&self, cmd: &str, args: Value) -> Result<Value, Error> {
@@ -434,6 +443,30 @@ impl QmpClient {
     }
 
     fn qmp_raw(
+        &self,
+        cmd: &str,
+        args: Value,
+        timeout: Duration,
+        capped: bool,
+    ) -> Result<Value, QmpError> {
+        let started = Instant::now();
+        let reply = self.exchange(cmd, args, timeout, capped);
+        // The name and the outcome: the transcript has the messages.
+        self.timeline.step("qmp", started, || {
+            let outcome = match &reply {
+                Ok(reply) => match reply.get("error") {
+                    None => return timeline::detail([("command", cmd.into())]),
+                    Some(error) => error.get("class").cloned().unwrap_or(Value::Null),
+                },
+                Err(e) => e.to_string().into(),
+            };
+            timeline::detail([("command", cmd.into()), ("error", outcome)])
+        });
+        reply
+    }
+
+    /// Sends `cmd` and waits for its reply (see [`qmp_raw`](Self::qmp_raw)).
+    fn exchange(
         &self,
         cmd: &str,
         args: Value,

@@ -13,6 +13,9 @@
 //! | `qmp.jsonl` | every QMP message both ways, time-stamped |
 //! | `cmdline.txt` | the full QEMU command line, shell-quoted |
 //! | `repro.sh` | relaunches the same VM by hand: console on the terminal, QMP on a Unix socket |
+//! | `timeline.jsonl` | each step of the test with its time: launch, QMP commands, waits, shell commands, verdict |
+//! | `screen.png` | a failed test's display, if its VM has one |
+//! | `dmesg.txt` | a failed Linux guest's whole kernel log, if its shell answered |
 //!
 //! After the test the directory is kept or removed as `QEMU_TEST_KEEP`
 //! says; a removed test's empty per-binary and per-package dirs go too.

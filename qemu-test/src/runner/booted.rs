@@ -174,6 +174,7 @@ impl Maker<'_> {
             dir: logs.to_path_buf(),
             test: self.case.name.clone(),
             cwd: self.ctx.cwd.clone(),
+            timeline: Default::default(),
         };
         let vm = Vm::new(
             machine,

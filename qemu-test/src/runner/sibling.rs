@@ -19,6 +19,7 @@ use crate::machine::{KillSwitch, Machine};
 use crate::runner::artifacts;
 use crate::runner::launch::build_machine;
 use crate::runner::resolve::Plan;
+use crate::timeline::Timeline;
 
 /// A machine started next to a test's own VM, configured like it; get one
 /// with [`Vm::sibling`](crate::Vm::sibling). It derefs to [`Machine`]: add
@@ -90,6 +91,7 @@ pub(crate) struct Siblings {
     dir: PathBuf,
     test: String,
     cwd: PathBuf,
+    timeline: Timeline,
     declared: u32,
     made: Mutex<Vec<String>>,
     /// Every sibling's kill switch, for the watchdog.
@@ -104,6 +106,8 @@ pub(crate) struct SiblingTemplate {
     pub(crate) dir: PathBuf,
     pub(crate) test: String,
     pub(crate) cwd: PathBuf,
+    /// The test's timeline: each sibling records its steps there.
+    pub(crate) timeline: Timeline,
 }
 
 impl Siblings {
@@ -116,6 +120,7 @@ impl Siblings {
             dir,
             test,
             cwd,
+            timeline,
         } = template;
         Siblings {
             plan,
@@ -124,6 +129,7 @@ impl Siblings {
             dir,
             test,
             cwd,
+            timeline,
             declared,
             made: Mutex::new(Vec::new()),
             kills: Arc::default(),
@@ -162,6 +168,7 @@ impl Siblings {
         })?;
         let mut machine = build_machine(&self.plan, self.args.clone(), &dir);
         machine.set_deadline(Some(self.deadline));
+        machine.set_timeline(self.timeline.for_vm(name));
         self.kills
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -29,6 +29,7 @@ use crate::runner::watchdog::{
     deadline_after, killer, run_body, seconds, BodyEnd, Watchdog, GRACE,
 };
 use crate::runner::{pause, Vm};
+use crate::timeline::{self, Timeline};
 
 /// A verdict before the evidence (console, QEMU's output, artifacts) is
 /// gathered.
@@ -124,6 +125,8 @@ struct VmTrial<'a> {
     problems: Vec<String>,
     /// Where the pause-mode monitor listens (`QEMU_TEST_ON_FAILURE=pause`).
     pause_socket: Option<PathBuf>,
+    /// The test's steps, for `timeline.jsonl`.
+    timeline: Timeline,
 }
 
 impl<'a> VmTrial<'a> {
@@ -136,19 +139,19 @@ impl<'a> VmTrial<'a> {
         admitted: &mut Instant,
     ) -> Outcome {
         let spec = &plan.spec;
+        let timeline = Timeline::start();
         // A booted snapshot is found or made before the test asks for its
         // host budget (making it takes a budget of its own): tests waiting
         // for someone else's snapshot hold none.
-        let snapshot = match &spec.snapshot {
-            Some(name) => match booted::prepare(name, case, plan, &accel.value, ctx) {
-                Ok(prepared) => Some(prepared),
-                Err(reason) => return failed(Failure::new(FailureKind::Snapshot, reason)),
-            },
-            None => None,
+        let snapshot = match booted_snapshot(case, (plan, accel), ctx, &timeline) {
+            Ok(snapshot) => snapshot,
+            Err(reason) => return failed(Failure::new(FailureKind::Snapshot, reason)),
         };
         // The test's own VM and every sibling it declares, all or nothing.
         let need = Need::for_vm(spec.smp.cpus(), spec.memory_mib()).times(1 + spec.siblings);
+        let started = Instant::now();
         let _slots = scheduler(ctx.config.jobs).acquire(need);
+        timeline.step("queue", started, serde_json::Map::new);
         *admitted = Instant::now();
         let dir = match ArtifactDir::prepare(&ctx.binary_dir(), &case.name) {
             Ok(dir) => dir,
@@ -165,18 +168,13 @@ impl<'a> VmTrial<'a> {
             notes: notes(accel, snapshot.as_ref()),
             problems: Vec::new(),
             pause_socket: None,
+            timeline,
         };
         let timeout = spec.timeout;
         let deadline = deadline_after(timeout);
         let (machine, siblings) = match trial.build(accel, snapshot.as_ref(), deadline) {
             Ok(built) => built,
-            Err(error) => {
-                let verdict = expected(
-                    Verdict::Failed(FailureKind::Launch, error),
-                    case.def.should_fail,
-                );
-                return trial.collect(verdict, None);
-            }
+            Err(error) => return trial.launch_failed(error),
         };
         let launched = match spec.launch {
             true => trial.launch(machine, snapshot),
@@ -185,16 +183,10 @@ impl<'a> VmTrial<'a> {
         };
         let machine = match launched {
             Ok(machine) => machine,
-            Err(error) => {
-                let verdict = expected(
-                    Verdict::Failed(FailureKind::Launch, error),
-                    case.def.should_fail,
-                );
-                return trial.collect(verdict, None);
-            }
+            Err(error) => return trial.launch_failed(error),
         };
         let console = machine.console();
-        let evidence = Evidence::new(trial.dir.path(), machine.remote());
+        let evidence = Evidence::new(trial.dir.path(), machine.remote(), trial.timeline.clone());
         let ran = trial.run_body(machine, siblings, body, (deadline, timeout), &evidence);
         let (vm, end) = match ran {
             Ok(ran) => ran,
@@ -209,6 +201,13 @@ impl<'a> VmTrial<'a> {
         }
         trial.problems.extend(evidence.problems());
         trial.collect(verdict, Some(&console))
+    }
+
+    /// The outcome of a test whose VM did not launch.
+    fn launch_failed(self, error: BodyError) -> Outcome {
+        let verdict = Verdict::Failed(FailureKind::Launch, error);
+        let verdict = expected(verdict, self.case.def.should_fail);
+        self.collect(verdict, None)
     }
 
     /// Builds the test's machine (set to restore the snapshot, if any)
@@ -228,6 +227,7 @@ impl<'a> VmTrial<'a> {
             dir: self.dir.path().to_path_buf(),
             test: self.case.name.clone(),
             cwd: self.ctx.cwd.clone(),
+            timeline: self.timeline.clone(),
         };
         let siblings = Siblings::new(template, self.plan.spec.siblings);
         if self.ctx.config.on_failure == OnFailure::Pause {
@@ -237,6 +237,7 @@ impl<'a> VmTrial<'a> {
             self.pause_socket = Some(socket);
         }
         let mut machine = build_machine(self.plan, args, self.dir.path());
+        machine.set_timeline(self.timeline.clone());
         if let Some(snapshot) = snapshot {
             machine.restore_snapshot(snapshot.snapshot.state());
         }
@@ -324,7 +325,11 @@ impl<'a> VmTrial<'a> {
             siblings,
             watchdog.crash_expected(),
         );
+        let started = Instant::now();
         let (vm, end) = watchdog.run(vm, body, kill)?;
+        self.timeline.step("body", started, || {
+            timeline::detail([("end", end.name().into())])
+        });
         if vm.is_none() {
             // Abandoned: its QEMU was killed, nothing uses them any more.
             for dir in &machine_dirs {
@@ -343,6 +348,7 @@ impl<'a> VmTrial<'a> {
         }
         if matches!(verdict, Verdict::Failed(..)) && vm.is_running() {
             evidence.screenshot();
+            evidence.dmesg(&mut vm);
         }
         if let (Verdict::Failed(_, error), Some(socket)) = (verdict, &self.pause_socket) {
             pause::pause(
@@ -353,18 +359,22 @@ impl<'a> VmTrial<'a> {
                 self.dir.path(),
             );
         }
+        let started = Instant::now();
         if let Err(e) = vm.teardown() {
             let text = e.to_string();
             let first = text.lines().next().unwrap_or("");
             self.problems.push(format!("teardown: {first}"));
         }
+        self.timeline
+            .step("teardown", started, serde_json::Map::new);
     }
 
     /// The outcome with its evidence: the console's last lines (from
     /// `console`, or the console log once the VM is gone), QEMU's last
     /// words, the problems on the way; the artifact dir kept or removed.
-    fn collect(self, verdict: Verdict, console: Option<&Console>) -> Outcome {
+    fn collect(mut self, verdict: Verdict, console: Option<&Console>) -> Outcome {
         let keep = self.ctx.config.keep;
+        self.write_timeline(&verdict);
         let (kind, error) = match verdict {
             Verdict::Passed => {
                 append_notes(&self.dir, &self.notes);
@@ -404,6 +414,47 @@ impl<'a> VmTrial<'a> {
             artifacts: kept.map_or(ArtifactsFate::Removed, ArtifactsFate::Kept),
         })
     }
+}
+
+impl VmTrial<'_> {
+    /// Marks the verdict and writes `timeline.jsonl`, if the artifact dir
+    /// is to be kept.
+    fn write_timeline(&mut self, verdict: &Verdict) {
+        let (result, passed) = match verdict {
+            Verdict::Passed => ("passed", true),
+            Verdict::Skipped(_) => ("skipped", true),
+            Verdict::Failed(kind, _) => (kind.name(), false),
+        };
+        self.timeline
+            .mark("verdict", || timeline::detail([("result", result.into())]));
+        if !self.ctx.config.keep.keeps(passed) {
+            return;
+        }
+        let path = self.dir.file("timeline.jsonl");
+        if let Err(e) = self.timeline.write(&path, &self.case.name) {
+            self.problems
+                .push(format!("could not write timeline.jsonl: {e}"));
+        }
+    }
+}
+
+/// The booted snapshot the test starts from, if any, found or made
+/// (recorded in `timeline`); the error says why there is none.
+fn booted_snapshot(
+    case: &TestCase,
+    (plan, accel): (&Plan, &AccelChoice),
+    ctx: &Context,
+    timeline: &Timeline,
+) -> Result<Option<Prepared>, String> {
+    let Some(name) = &plan.spec.snapshot else {
+        return Ok(None);
+    };
+    let started = Instant::now();
+    let prepared = booted::prepare(name, case, plan, &accel.value, ctx)?;
+    timeline.step("snapshot", started, || {
+        timeline::detail([("name", name.as_str().into())])
+    });
+    Ok(Some(prepared))
 }
 
 /// The notes for `cmdline.txt` and `repro.sh`: the accelerator and why,

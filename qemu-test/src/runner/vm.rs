@@ -127,7 +127,9 @@ impl Vm {
     /// The test's artifact directory, `target/qemu-test/<package>/<test-binary>/<test-name>/`
     /// (`<test-name>.2/` while another run of the same test holds that):
     /// `qemu.log`, `console.log`, `qmp.jsonl`, `cmdline.txt`, `repro.sh`,
-    /// and anything the body writes there. Kept when the test fails.
+    /// `timeline.jsonl`, after a failure `screen.png` (a VM with a display)
+    /// and `dmesg.txt` (a Linux guest), and anything the body writes
+    /// there. Kept when the test fails.
     ///
     /// ```no_run
     /// # use qemu_test::prelude::*;

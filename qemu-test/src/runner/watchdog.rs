@@ -55,6 +55,19 @@ pub(crate) enum BodyEnd {
     },
 }
 
+impl BodyEnd {
+    /// How it ended, in a word (for the timeline).
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            BodyEnd::Passed => "passed",
+            BodyEnd::Failed(_) => "failed",
+            BodyEnd::Skipped(_) => "skipped",
+            BodyEnd::TimedOut { .. } => "timed out",
+            BodyEnd::Crashed { .. } => "guest crashed",
+        }
+    }
+}
+
 /// What reaches the watchdog: the body's result, or a crash sign.
 enum Event<T> {
     Done(T, BodyResult),

@@ -86,6 +86,7 @@ use std::time::{Duration, Instant};
 
 use crate::console::{Console, Pattern};
 use crate::error::{ConsoleError, ShellError};
+use crate::timeline::{self, Timeline};
 
 mod copy;
 mod parse;
@@ -155,6 +156,9 @@ pub struct Shell {
     console: Console,
     timeout: Duration,
     state: Arc<Mutex<State>>,
+    /// Where each command is recorded (the console's timeline; the waits
+    /// inside a command are not).
+    timeline: Timeline,
 }
 
 #[derive(Debug, Default)]
@@ -170,7 +174,8 @@ impl Shell {
     pub fn new(console: Console) -> Shell {
         let timeout = console.timeout();
         Shell {
-            console,
+            timeline: console.timeline().clone(),
+            console: console.untimed(),
             timeout,
             state: Arc::default(),
         }
@@ -302,7 +307,25 @@ impl Shell {
         }
     }
 
+    /// Runs `command` until `deadline`, recorded in the timeline.
     fn run_until(&self, command: &str, deadline: Instant) -> Result<Output, ShellError> {
+        let started = Instant::now();
+        let result = self.run_untimed(command, deadline);
+        self.timeline.step("shell", started, || {
+            let outcome = match &result {
+                Ok(out) => ("status", out.status.into()),
+                Err(e) => {
+                    let text = e.to_string();
+                    let first = text.lines().next().unwrap_or_default();
+                    ("error", timeline::excerpt(first, 200).into())
+                }
+            };
+            timeline::detail([("command", timeline::excerpt(command, 200).into()), outcome])
+        });
+        result
+    }
+
+    fn run_untimed(&self, command: &str, deadline: Instant) -> Result<Output, ShellError> {
         let nonce = nonce();
         let script = script(command, &nonce)?;
         let mut state = self.lock();
@@ -392,6 +415,23 @@ impl Shell {
     /// only probe and the shell did not echo it, turns echo off with a last
     /// probe that is answered after any queued ones.
     fn sync_locked(&self, state: &mut State, deadline: Instant) -> Result<(), ShellError> {
+        let started = Instant::now();
+        let synced = self.sync_untimed(state, deadline);
+        if synced.is_ok() {
+            self.console.mark_shell_answered();
+        }
+        self.timeline
+            .step("shell.ready", started, || match &synced {
+                Ok(()) => serde_json::Map::new(),
+                Err(e) => {
+                    timeline::detail([("error", timeline::excerpt(&e.to_string(), 200).into())])
+                }
+            });
+        synced
+    }
+
+    /// Waits for the shell to answer a probe (see [`sync`](Self::sync)).
+    fn sync_untimed(&self, state: &mut State, deadline: Instant) -> Result<(), ShellError> {
         let started = Instant::now();
         let not_ready = |tail| ShellError::NotReady {
             timeout: deadline.saturating_duration_since(started),
