@@ -2,7 +2,8 @@
 //!
 //! To use it in your own crate:
 //!
-//! 1. `cargo add --dev qemu-test` (or a path/git dependency);
+//! 1. add `qemu-test` as a dev-dependency (a path or git dependency: the
+//!    crates.io crate of that name is an unrelated project);
 //! 2. copy this file to `tests/vm.rs`;
 //! 3. add to `Cargo.toml`:
 //!    ```toml

@@ -19,6 +19,38 @@ fn sleeps_past_its_deadline() {
     std::thread::sleep(std::time::Duration::from_secs(4));
 }
 
+/// Needs a device no QEMU has: skipped before launch, and at list time.
+#[qemu_test(arch = "x86_64", machine = "none", args = ["-S"], requires = [device("qemu-test-no-such-device")])]
+fn requires_a_missing_device(_vm: &mut Vm) -> TestResult {
+    Err("ran although its requirement is not met".into())
+}
+
+fn never() -> Result<(), String> {
+    Err("this host has no frobnicator".into())
+}
+
+/// A test's own check decides.
+#[qemu_test(no_vm, requires = [check("a frobnicator", never)])]
+fn requires_its_own_check() {
+    panic!("ran although its check failed");
+}
+
+/// Needs what this host has: runs.
+#[qemu_test(
+    arch = "x86_64",
+    machine = "none",
+    args = ["-S"],
+    requires = [device("virtio-net-pci"), netdev("user"), machine("q35"), command("sh"), memlock("1K"), accel("tcg")]
+)]
+fn requires_what_is_there(vm: &mut Vm) -> TestResult {
+    vm.command("query-status", json!({}))?;
+    Ok(())
+}
+
+/// A test without a VM cannot need a device of its QEMU: a mistake.
+#[qemu_test(no_vm, requires = [device("virtio-net-pci")])]
+fn no_vm_requires_a_device() {}
+
 /// A matrix: one test per machine type.
 #[qemu_test(arch = "x86_64", machine = ["q35", "pc"], args = ["-S"])]
 fn per_machine(vm: &mut Vm) -> TestResult {

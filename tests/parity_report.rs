@@ -44,6 +44,39 @@ fn require_turns_a_run_time_skip_into_a_failure() {
 }
 
 #[test]
+fn unmet_requirements_skip_at_list_time_with_the_reason() {
+    let out = Command::new(FIXTURE)
+        .args(["--list", "--ignored"])
+        .output()
+        .unwrap();
+    let list = String::from_utf8_lossy(&out.stdout);
+    let notes = String::from_utf8_lossy(&out.stderr);
+    for name in ["requires_a_missing_device", "requires_its_own_check"] {
+        assert!(list.lines().any(|l| l == format!("{name}: test")), "{list}");
+    }
+    assert!(!list.contains("requires_what_is_there"), "{list}");
+    assert!(
+        notes.contains("requires device qemu-test-no-such-device, which"),
+        "{notes}"
+    );
+    assert!(
+        notes.contains("requires a frobnicator: this host has no frobnicator"),
+        "{notes}"
+    );
+    let (out, text) = run("requires_a_missing_device", &[]);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("1 ignored"), "{text}");
+    let (out, text) = run("requires_what_is_there", &[]);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("1 passed"), "{text}");
+    let (out, text) = run("requires_its_own_check", &[("QEMU_TEST_REQUIRE", "1")]);
+    assert_eq!(out.status.code(), Some(101), "{text}");
+    let (out, text) = run("no_vm_requires_a_device", &[]);
+    assert_eq!(out.status.code(), Some(101), "{text}");
+    assert!(text.contains("a `no_vm` test has none"), "{text}");
+}
+
+#[test]
 fn a_matrix_lists_one_test_per_value() {
     let out = Command::new(FIXTURE).arg("--list").output().unwrap();
     let list = String::from_utf8_lossy(&out.stdout);

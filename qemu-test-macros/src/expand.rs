@@ -136,7 +136,7 @@ fn registration(
     let krate = &crate_path(config);
     let ident = &func.sig.ident;
     let name = LitStr::new(&ident.unraw().to_string(), ident.span());
-    let spec = spec(config, variant);
+    let spec = spec(config, variant, krate);
     let label = match &variant.label {
         Some(label) => quote!(::core::option::Option::Some(#label)),
         None => quote!(::core::option::Option::None),
@@ -247,7 +247,7 @@ fn option_str(setting: Option<&Setting<Option<LitStr>>>) -> TokenStream {
 
 /// The `with_*` calls that follow `VmSpec::new()` for one variant, in the
 /// order of the keys' documentation.
-fn spec(config: &Config, variant: &Variant<'_>) -> TokenStream {
+fn spec(config: &Config, variant: &Variant<'_>, krate: &TokenStream) -> TokenStream {
     let mut calls = TokenStream::new();
     let mut string = |method: &str, value: Option<&LitStr>| {
         if let Some(value) = value {
@@ -331,6 +331,19 @@ fn spec(config: &Config, variant: &Variant<'_>) -> TokenStream {
         if let Some(Setting { value, .. }) = setting {
             calls.extend(call(method, value.span(), value.to_token_stream()));
         }
+    }
+    if let Some(requires) = &config.requires {
+        let items = &requires.value;
+        let span = requires.key.span();
+        // The requirement functions are in scope without an import.
+        let list = quote_spanned! {span=>
+            {
+                #[allow(unused_imports)]
+                use #krate::requires::*;
+                [#(#items),*]
+            }
+        };
+        calls.extend(call("with_requirements", span, list));
     }
     if let Some(siblings) = &config.siblings {
         let count = u32_literal(siblings.value.value, siblings.value.span);

@@ -82,6 +82,7 @@ use proc_macro::TokenStream;
 /// | `launch` | `false` | the runner does not launch the VM: the body gets it configured, adds what only it knows at run time (a port, a socket path) and calls `vm.launch()` |
 /// | `siblings` | `1` (integer literal, at least 1) | how many sibling machines the body may start with `vm.sibling("name")`, each configured like the test's VM and reserved with it at admission |
 /// | `setup` | a path: `setup = wait_for_shell` | the function (`fn(&mut Vm) -> TestResult`) that gets a `snapshot`'s VM ready before it is saved; requires `snapshot`. Without it, a built-in guest's ready marker (`login:`, the Linux shell's marker) is waited for |
+/// | `requires` | `[device("virtio-9p-pci"), netdev("user"), command("ncat")]` | what the host must offer, else the test is skipped with the reason (checked before launch, when the tests are listed); the functions of `qemu_test::requires` are in scope: `device`, `netdev`, `machine`, `accel`, `command`, `memlock`, `check(what, fn)`. Allowed with `no_vm` (but not the ones that need a QEMU) |
 /// | `ignore` | flag, or `"reason"` | skip the test unless run with `--ignored` |
 /// | `should_fail` | flag, or `"message"` | the test must fail (return `Err`, panic, time out, or fail to launch QEMU), with a message containing the given text if there is one |
 /// | `no_vm` | flag | a plain test without a VM (it may drive `Machine`s itself): the function takes no parameters, and only `timeout` (default 60 s), `ignore`, `should_fail` and `crate` may be combined with it |

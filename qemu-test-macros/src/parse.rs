@@ -45,6 +45,7 @@ const KEYS: &[Key] = &[
     key("siblings",      "an integer literal of at least 1",                "siblings = 1"),
     key("snapshot",      "a name string (letters, digits, `-`, `_`, `.`)",  "snapshot = \"booted\""),
     key("setup",         "a path to a function `fn(&mut Vm) -> TestResult`", "setup = wait_for_shell"),
+    key("requires",      "an array of requirements",                         "requires = [device(\"virtio-9p-pci\"), command(\"ncat\")]"),
     key("ignore",        "no value or a reason string",                     "ignore = \"needs KVM\""),
     key("should_fail",   "no value or an expected message string",          "should_fail = \"guest panic\""),
     key("no_vm",         "no value",                                        "no_vm"),
@@ -152,6 +153,9 @@ pub(crate) struct Config {
     pub siblings: Option<Setting<Int>>,
     /// `setup = path`: the snapshot's setup function.
     pub setup: Option<Setting<syn::ExprPath>>,
+    /// `requires = [device("..."), ...]`: expressions of
+    /// `qemu_test::requires`.
+    pub requires: Option<Setting<Vec<Expr>>>,
     /// `ignore` (`None`) or `ignore = "reason"`.
     pub ignore: Option<Setting<Option<LitStr>>>,
     /// `should_fail` (`None`) or `should_fail = "message"`.
@@ -285,6 +289,7 @@ impl Config {
                 site.store(&mut self.siblings, count)
             }
             "setup" => site.store(&mut self.setup, ctx.path(value)?),
+            "requires" => site.store(&mut self.requires, ctx.expr_array(value)?),
             "ignore" => site.store(&mut self.ignore, ctx.flag_or_string(value)?),
             "should_fail" => site.store(&mut self.should_fail, ctx.flag_or_string(value)?),
             "no_vm" => {
@@ -420,6 +425,14 @@ impl Ctx<'_> {
                 ),
             )),
             Value::List(list) => Err(self.wrong_type(list)),
+        }
+    }
+
+    /// An array of expressions (checked by the compiler in the expansion).
+    fn expr_array(&self, value: Value) -> syn::Result<Vec<Expr>> {
+        match self.expr(value)? {
+            Expr::Array(array) => Ok(array.elems.into_iter().collect()),
+            other => Err(self.wrong_type(other)),
         }
     }
 

@@ -144,6 +144,7 @@ pub mod attribute {
     //! | `siblings` | `1` | how many more machines the body may start with [`Vm::sibling`](crate::Vm::sibling) |
     //! | `snapshot` | `"name"` (letters, digits, `-`, `_`, `.`) | starts from a shared booted snapshot; see [booted snapshots](crate::guide::snapshots) |
     //! | `setup` | a function path: `setup = configure` | the `fn(&mut Vm) -> TestResult` that gets a snapshot's VM ready before it is saved. Needs `snapshot` |
+    //! | `requires` | `[device("virtio-9p-pci"), netdev("user"), command("ncat"), memlock("64M"), check("what", f)]` | what the host must offer, else the test is skipped with the reason, decided before launch and when the tests are listed; see [`requires`](crate::requires) |
     //! | `ignore` | a flag, or `"reason"` | as libtest's `#[ignore]`: runs only with `--ignored` or `--include-ignored` |
     //! | `should_fail` | a flag, or `"expected text"` | the test must fail; see [below](#expected-failures) |
     //! | `no_vm` | a flag | a plain test in the same binary, without a VM. Only `timeout`, `ignore` and `should_fail` go with it |

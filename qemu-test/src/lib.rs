@@ -66,6 +66,7 @@ pub mod machine;
 mod os;
 mod qemu_opts;
 pub mod qmp;
+pub mod requires;
 pub mod runner;
 pub mod shell;
 pub mod snapshot;

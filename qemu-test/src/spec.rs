@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use crate::error::SetupError;
 use crate::guest::{Guest, Load};
+use crate::requires::Requirement;
 
 /// The default per-test timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
@@ -235,6 +236,9 @@ pub struct VmSpec {
     /// ([`Vm::sibling`](crate::Vm::sibling)), each reserved at admission
     /// with the same vCPUs and memory as the test's own.
     pub siblings: u32,
+    /// What the host must offer for the test to run (else it is skipped);
+    /// see [`requires`](crate::requires).
+    pub requires: Vec<Requirement>,
 }
 
 impl Default for VmSpec {
@@ -258,6 +262,7 @@ impl Default for VmSpec {
             qmp: true,
             launch: true,
             siblings: 0,
+            requires: Vec::new(),
         }
     }
 }
@@ -367,6 +372,11 @@ impl VmSpec {
     /// or leaves that to the body.
     pub fn with_launch(mut self, launch: bool) -> Self {
         self.launch = launch;
+        self
+    }
+    /// Adds what the host must offer for the test to run.
+    pub fn with_requirements(mut self, requires: impl IntoIterator<Item = Requirement>) -> Self {
+        self.requires.extend(requires);
         self
     }
     /// Lets the body start `count` sibling machines.

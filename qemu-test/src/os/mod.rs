@@ -26,6 +26,6 @@ pub(crate) use lock::{
 };
 pub(crate) use poll::{poll_readable, wait_readable};
 pub(crate) use process::{
-    exit_code, kill_group, kill_one, kill_pidfd, pidfd, spawn, wait_timeout, Signal,
+    exit_code, kill_group, kill_one, kill_pidfd, memlock_limit, pidfd, spawn, wait_timeout, Signal,
 };
 pub(crate) use socket::{recv_now, send_fd};

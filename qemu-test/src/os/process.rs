@@ -154,6 +154,12 @@ pub(crate) fn wait_timeout(
     }
 }
 
+/// The soft `RLIMIT_MEMLOCK` in bytes (`u64::MAX` when unlimited).
+pub(crate) fn memlock_limit() -> Option<u64> {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Memlock);
+    Some(limit.current.unwrap_or(u64::MAX))
+}
+
 /// Python-style return code: the exit code, or minus the signal number.
 pub(crate) fn exit_code(status: std::process::ExitStatus) -> Option<i32> {
     use std::os::unix::process::ExitStatusExt;

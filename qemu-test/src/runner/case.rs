@@ -37,6 +37,8 @@ pub(crate) struct TestCase {
     pub(crate) spec: VmSpec,
     /// The resolved VM, for a body that takes one.
     pub(crate) plan: Option<Result<Plan, Unrunnable>>,
+    /// Why a body without a VM cannot run here (a requirement not met).
+    pub(crate) unmet: Option<Unrunnable>,
 }
 
 impl Context {
@@ -47,6 +49,15 @@ impl Context {
 }
 
 impl TestCase {
+    /// Why the test cannot run here, if it cannot (known when the tests
+    /// are listed).
+    pub(crate) fn unrunnable(&self) -> Option<&Unrunnable> {
+        match &self.plan {
+            Some(Err(why)) => Some(why),
+            _ => self.unmet.as_ref(),
+        }
+    }
+
     /// Which VM the test runs in, for the reports: the binary found (else
     /// its name), the architecture, the machine type, and the accelerator
     /// chosen (else the one asked for). `None` for a test without a VM.

@@ -29,6 +29,8 @@ pub(crate) enum Catalog {
     Cpus,
     /// `-device help`.
     Devices,
+    /// `-netdev help`.
+    Netdevs,
 }
 
 impl Catalog {
@@ -38,6 +40,7 @@ impl Catalog {
             Catalog::Machines => "-machine",
             Catalog::Cpus => "-cpu",
             Catalog::Devices => "-device",
+            Catalog::Netdevs => "-netdev",
         }
     }
 
@@ -47,6 +50,7 @@ impl Catalog {
             Catalog::Machines => "machine type",
             Catalog::Cpus => "CPU model",
             Catalog::Devices => "device type",
+            Catalog::Netdevs => "netdev backend",
         }
     }
 
@@ -56,6 +60,7 @@ impl Catalog {
             Catalog::Machines => "machine-types",
             Catalog::Cpus => "cpu-models",
             Catalog::Devices => "device-types",
+            Catalog::Netdevs => "netdev-backends",
         }
     }
 
@@ -66,6 +71,7 @@ impl Catalog {
             Catalog::Machines => parse_machine_help(text),
             Catalog::Cpus => parse_cpu_help(text)?,
             Catalog::Devices => parse_device_help(text),
+            Catalog::Netdevs => parse_netdev_help(text)?,
         };
         (!names.is_empty()).then_some(names)
     }
@@ -179,6 +185,21 @@ fn parse_device_help(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// `-netdev help`: `Available netdev backend types:`, then one per line.
+fn parse_netdev_help(text: &str) -> Option<Vec<String>> {
+    let mut lines = text
+        .lines()
+        .skip_while(|l| !l.starts_with("Available netdev backend types"));
+    lines.next()?;
+    Some(
+        lines
+            .map(str::trim)
+            .take_while(|l| !l.is_empty() && !l.contains(' '))
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
 /// Up to three of `known` nearest to `wanted`, nearest first: the same
 /// name in another case, then those within a few edits (a third of the
 /// name's length, at least one, at most three).
@@ -240,6 +261,16 @@ mod tests {
         assert_eq!(parse_kept(&text), types);
         assert!(parse_kept("pc\nq3").is_empty());
         assert!(parse_kept("").is_empty());
+    }
+
+    #[test]
+    fn netdev_help_is_parsed() {
+        let text = "Available netdev backend types:\nsocket\nstream\nuser\nvde\n";
+        assert_eq!(
+            Catalog::Netdevs.parse(text).unwrap(),
+            ["socket", "stream", "user", "vde"]
+        );
+        assert!(Catalog::Netdevs.parse("nothing known\n").is_none());
     }
 
     #[test]

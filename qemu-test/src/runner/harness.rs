@@ -31,6 +31,7 @@ use crate::runner::env::{self, Config};
 use crate::runner::outcome::{Outcome, Record};
 use crate::runner::registry::{Body, TestDef};
 use crate::runner::report::{junit, summary};
+use crate::runner::requirements;
 use crate::runner::resolve::{self, Unrunnable};
 
 /// Which test binary this is: its package and its name, for artifact
@@ -112,10 +113,8 @@ fn trials(
     let trials = cases
         .iter()
         .map(|&case| {
-            let skip = match &case.plan {
-                Some(Err(Unrunnable::Missing(reason))) if !ctx.config.require => {
-                    Some(reason.clone())
-                }
+            let skip = match case.unrunnable() {
+                Some(Unrunnable::Missing(reason)) if !ctx.config.require => Some(reason.clone()),
                 _ => None,
             };
             let trial = Trial::ignorable_test(case.name.clone(), move || case.run(ctx))
@@ -183,13 +182,16 @@ fn case(def: &'static TestDef, args: &Arguments, config: &Config) -> TestCase {
         name,
         spec,
         plan: None,
+        unmet: None,
     };
-    if matches!(def.body, Body::Vm(_)) {
-        // Marked ignored so that `--ignored` does not filter it out here.
-        let probe = Trial::test(case.name.clone(), || Ok(())).with_ignored_flag(true);
-        if !args.is_filtered_out(&probe) {
-            case.plan = Some(resolve::plan(&case.spec, config));
-        }
+    // Marked ignored so that `--ignored` does not filter it out here.
+    let probe = Trial::test(case.name.clone(), || Ok(())).with_ignored_flag(true);
+    if args.is_filtered_out(&probe) {
+        return case;
+    }
+    match def.body {
+        Body::Vm(_) => case.plan = Some(resolve::plan(&case.spec, config)),
+        Body::Plain(_) => case.unmet = requirements::check(&case.spec.requires, None, config).err(),
     }
     case
 }

@@ -56,6 +56,7 @@ pub(crate) mod outcome;
 mod pause;
 pub mod registry;
 mod report;
+mod requirements;
 mod resolve;
 mod scheduler;
 mod sibling;

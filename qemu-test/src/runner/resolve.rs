@@ -19,9 +19,9 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::SetupError;
-use crate::runner::accel;
 use crate::runner::catalog::{self, Catalog};
 use crate::runner::env::Config;
+use crate::runner::{accel, requirements};
 use crate::spec::{Accel, VmSpec};
 
 /// A spec resolved against this host, minus the accelerator.
@@ -76,6 +76,7 @@ pub(crate) fn plan(spec: &VmSpec, config: &Config) -> Result<Plan, Unrunnable> {
         )
     })?;
     check_names(spec, &binary)?;
+    requirements::check(&spec.requires, Some(&binary), config)?;
     // A guest image that is not built (the Linux guest before `cargo xtask
     // guests`) is missing like a binary: skipped, or failed under REQUIRE.
     spec.check_images()

@@ -78,14 +78,15 @@ impl TestCase {
         accel: Option<&AccelChoice>,
         admitted: &mut Instant,
     ) -> Outcome {
+        match self.unrunnable() {
+            Some(Unrunnable::Missing(reason)) => return Outcome::Skipped(reason.clone()),
+            Some(Unrunnable::Invalid(reason)) => {
+                return failed(Failure::new(FailureKind::Invalid, reason.clone()))
+            }
+            None => {}
+        }
         match (&self.def.body, &self.plan, accel) {
             (Body::Plain(body), _, _) => self.run_plain(*body),
-            (Body::Vm(_), Some(Err(Unrunnable::Missing(reason))), _) => {
-                Outcome::Skipped(reason.clone())
-            }
-            (Body::Vm(_), Some(Err(Unrunnable::Invalid(reason))), _) => {
-                failed(Failure::new(FailureKind::Invalid, reason.clone()))
-            }
             (Body::Vm(body), Some(Ok(plan)), Some(accel)) => {
                 VmTrial::run(self, *body, (plan, accel), ctx, admitted)
             }
