@@ -7,9 +7,10 @@ use std::sync::Mutex;
 
 use crate::qemu_opts::target_arch;
 use crate::runner::env::Config;
+use crate::runner::outcome::Unrunnable;
 use crate::runner::outcome::{Record, VmFacts};
 use crate::runner::registry::{Body, TestDef};
-use crate::runner::resolve::{AccelChoice, Plan, Unrunnable};
+use crate::runner::resolve::{AccelChoice, Plan};
 use crate::spec::{Accel, VmSpec};
 
 /// What is shared by every trial of the process.

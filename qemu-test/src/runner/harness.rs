@@ -28,11 +28,12 @@ use libtest_mimic::{Arguments, Trial};
 use crate::runner::artifacts;
 use crate::runner::case::{Context, TestCase};
 use crate::runner::env::{self, Config};
+use crate::runner::outcome::Unrunnable;
 use crate::runner::outcome::{Outcome, Record};
 use crate::runner::registry::{Body, TestDef};
 use crate::runner::report::{junit, summary};
 use crate::runner::requirements;
-use crate::runner::resolve::{self, Unrunnable};
+use crate::runner::resolve;
 
 /// Which test binary this is: its package and its name, for artifact
 /// dirs and reports.

@@ -13,6 +13,8 @@
 //! | `harness` | libtest-mimic glue: cases → trials → run → reports |
 //! | `case` | a registered test ready to run, and what all tests share |
 //! | `resolve` | spec → QEMU binary, accelerator, or why it cannot run (missing here: skip; a wrong name: error) |
+//! | `requirements` | a test's `requires`, checked against this host |
+//! | `path` | finding programs on `QEMU_TEST_QEMU_DIR` and `PATH` |
 //! | `catalog` | what a QEMU binary has (machines, CPUs, devices), cached; near matches for a typo |
 //! | `accel` | the KVM probe (does KVM really run a guest here?) |
 //! | `booted` | `snapshot = "name"`: find or make the booted snapshot a test starts from |
@@ -53,6 +55,7 @@ mod evidence;
 mod harness;
 mod launch;
 pub(crate) mod outcome;
+mod path;
 mod pause;
 pub mod registry;
 mod report;

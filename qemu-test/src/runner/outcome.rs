@@ -213,6 +213,16 @@ fn shows_qemu_output(err: &(dyn std::error::Error + 'static)) -> bool {
     )
 }
 
+/// Why a spec cannot run here.
+#[derive(Debug, Clone)]
+pub(crate) enum Unrunnable {
+    /// Something the host lacks: skipped, or a failure under
+    /// `QEMU_TEST_REQUIRE=1`.
+    Missing(String),
+    /// The test itself is wrong: always a failure.
+    Invalid(String),
+}
+
 /// How a test ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Outcome {

@@ -11,7 +11,8 @@ use crate::requires::Requirement;
 use crate::runner::accel;
 use crate::runner::catalog::{self, Catalog};
 use crate::runner::env::Config;
-use crate::runner::resolve::{find_binary, Unrunnable};
+use crate::runner::outcome::Unrunnable;
+use crate::runner::path::find_binary;
 
 /// Checks `requires` in order; `binary` is the test's QEMU (`None` for a
 /// test without a VM, which then cannot require anything of one).

@@ -21,6 +21,8 @@ use std::path::{Path, PathBuf};
 use crate::error::SetupError;
 use crate::runner::catalog::{self, Catalog};
 use crate::runner::env::Config;
+use crate::runner::outcome::Unrunnable;
+use crate::runner::path::find_binary;
 use crate::runner::{accel, requirements};
 use crate::spec::{Accel, VmSpec};
 
@@ -33,16 +35,6 @@ pub(crate) struct Plan {
     pub(crate) spec: VmSpec,
     /// The accelerator asked for (`QEMU_TEST_ACCEL` over the spec).
     pub(crate) accel: Accel,
-}
-
-/// Why a spec cannot run here.
-#[derive(Debug, Clone)]
-pub(crate) enum Unrunnable {
-    /// Something the host lacks: skipped, or a failure under
-    /// `QEMU_TEST_REQUIRE=1`.
-    Missing(String),
-    /// The test itself is wrong: always a failure.
-    Invalid(String),
 }
 
 /// The accelerator a test runs with, and why, when that is not obvious.
@@ -137,28 +129,6 @@ pub(crate) fn choose_accel(plan: &Plan) -> AccelChoice {
             surprising: false,
         },
     }
-}
-
-/// Finds a QEMU binary: a name containing `/` is a path; otherwise
-/// `QEMU_TEST_QEMU_DIR`, then each `PATH` entry.
-pub(crate) fn find_binary(name: &str, qemu_dir: Option<&Path>) -> Option<PathBuf> {
-    if name.contains('/') {
-        let path = PathBuf::from(name);
-        return is_executable(&path).then_some(path);
-    }
-    let path_var = std::env::var_os("PATH").unwrap_or_default();
-    qemu_dir
-        .map(Path::to_path_buf)
-        .into_iter()
-        .chain(std::env::split_paths(&path_var))
-        .filter(|dir| !dir.as_os_str().is_empty())
-        .map(|dir| dir.join(name))
-        .find(|candidate| is_executable(candidate))
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 /// The machine type's name in a `-machine` value (`virt,gic-version=3`,

@@ -17,12 +17,13 @@ use crate::runner::case::{Context, TestCase};
 use crate::runner::env::OnFailure;
 use crate::runner::evidence::Evidence;
 use crate::runner::launch::{build_machine, vm_args};
+use crate::runner::outcome::Unrunnable;
 use crate::runner::outcome::{
     ArtifactsFate, BodyError, BodyResult, ConsoleEvidence, Failure, FailureKind, Outcome, Record,
     CONSOLE_TAIL, QEMU_TAIL,
 };
 use crate::runner::registry::{Body, ShouldFail};
-use crate::runner::resolve::{self, AccelChoice, Plan, Unrunnable};
+use crate::runner::resolve::{self, AccelChoice, Plan};
 use crate::runner::scheduler::{scheduler, Need};
 use crate::runner::sibling::{SiblingTemplate, Siblings};
 use crate::runner::watchdog::{
