@@ -47,6 +47,7 @@ fn require_turns_a_run_time_skip_into_a_failure() {
 fn unmet_requirements_skip_at_list_time_with_the_reason() {
     let out = Command::new(FIXTURE)
         .args(["--list", "--ignored"])
+        .env_remove("QEMU_TEST_REQUIRE")
         .output()
         .unwrap();
     let list = String::from_utf8_lossy(&out.stdout);
