@@ -247,9 +247,13 @@ pub mod runner {
     //! `--exact`, `--skip`, `--list`, `--ignored`, `--include-ignored`,
     //! `--test-threads`, `--nocapture`, `--format`. A test is named like a
     //! libtest test, `module::function` (the module path without the
-    //! crate), and `--list` shows the machine type before the name:
-    //! `[virt] boot::echoes: test`. `cargo test` and `cargo nextest run`
-    //! drive it like any test binary.
+    //! crate; a matrix adds the variant: `version::x86_64`), and `--list`
+    //! prints `boot::echoes: test`, so `--exact`, nextest's `test(=NAME)`
+    //! and CI history see one name. The machine type, architecture,
+    //! accelerator and QEMU binary are in a failure's `vm:` line and the
+    //! JUnit properties. `cargo test` and `cargo nextest run` drive it like
+    //! any test binary. A `#[qemu_test]` in a test target that keeps
+    //! libtest's own harness fails with the `harness = false` lines to add.
     //!
     //! A body may write its own files into [`vm.artifacts()`](crate::Vm::artifacts),
     //! and [`vm.test_name()`](crate::Vm::test_name) is its name.
@@ -309,8 +313,10 @@ pub mod runner {
     //! # Artifacts
     //!
     //! Each VM test gets a directory (mode 0700),
-    //! `<target>/qemu-test/<test-binary>/<test-name>/` (or under
-    //! `QEMU_TEST_ARTIFACTS`):
+    //! `<target>/qemu-test/<package>/<binary>/<test>/` (or under
+    //! `QEMU_TEST_ARTIFACTS`); a second run of the same test at the same
+    //! time takes `<test>.2/`, and a new run replaces only what finished
+    //! runs left:
     //!
     //! | file | what |
     //! | --- | --- |
@@ -420,12 +426,17 @@ pub mod runner {
     //!
     //! A test is skipped, not failed, when the host lacks what it needs:
     //!
-    //! - found when the tests are listed: the `qemu-system-*` binary, the
-    //!   machine type in that binary, an explicitly requested KVM, or a
-    //!   built-in guest that is not built yet (the Linux guests). The test is
+    //! - found when the tests are listed: the `qemu-system-*` binary, an
+    //!   explicitly requested KVM, a built-in guest that cannot be had here,
+    //!   or a [requirement](crate::requires) (`requires = [...]`). The test is
     //!   listed as ignored and the reason is printed on stderr;
     //! - found while it runs: the body returns [`Skip`](crate::Skip) as its
     //!   error.
+    //!
+    //! A machine type, CPU model or device type named in the attribute
+    //! (`machine`, `cpu`, `console = "device"`, `-device` in `args`) that
+    //! the QEMU binary lacks is not a skip but a mistake: the test fails
+    //! with the nearest names ("did you mean `q35`?").
     //!
     //! ```no_run
     //! use qemu_test::prelude::*;
@@ -477,7 +488,7 @@ pub mod configuration {
     //! | `QEMU_TEST_KEEP` | which artifact directories to keep: `failed`, `always`, `never` | `failed` |
     //! | `QEMU_TEST_ARTIFACTS` | the root of the artifact directories (and of the booted snapshots) | `<target>/qemu-test` |
     //! | `QEMU_TEST_REQUIRE` | `1`: a test that cannot run here, or skips itself, fails instead of being skipped | `0` |
-    //! | `QEMU_TEST_JUNIT` | write a JUnit XML report to this path | unset |
+    //! | `QEMU_TEST_JUNIT` | a directory: each test binary writes its JUnit XML report there as `<package>.<binary>.xml` (a path ending in `.xml` is an error); not under nextest | unset |
     //! | `QEMU_TEST_JOBS` | how many vCPUs may run at once, host-wide | the number of cores |
     //! | `QEMU_TEST_ON_FAILURE` | `report`, or `pause`: keep a failed test's VM running until Enter | `report` |
     //! | `QEMU_TEST_TIMEOUT_FACTOR` | a number greater than 0 (at most 1000) that scales every test's deadline: `3` on a slow host | `1` |
@@ -797,12 +808,16 @@ pub mod ci {
     //!
     //! # JUnit
     //!
-    //! Under `cargo test`, `QEMU_TEST_JUNIT=path` makes a test binary write
-    //! a JUnit XML report there: one `<testcase>` per test that ran or was
-    //! skipped, with the whole failure message as its `<failure>` and the
-    //! kept artifact directory as a property. Each test binary writes the
-    //! file anew, so run one binary per path (`cargo test --test vm`).
-    //! Under nextest use nextest's own JUnit report instead (below).
+    //! Under `cargo test`, `QEMU_TEST_JUNIT=DIR` makes each test binary
+    //! write its JUnit XML report into `DIR` as `<package>.<binary>.xml`
+    //! (its test suite is named `<package>::<binary>`, as nextest names
+    //! binaries): one `<testcase>` per test that ran or was skipped; a
+    //! failure carries its kind as the type, the whole message, the console
+    //! tail in `<system-out>`, QEMU's output in `<system-err>`, and the
+    //! machine, architecture, accelerator, QEMU binary and kept artifact
+    //! directory as properties. Under nextest no file is written (one
+    //! process per test would overwrite it): use nextest's own JUnit report
+    //! (below).
     //!
     //! # nextest
     //!
