@@ -9,12 +9,12 @@
 //! Run it:
 //!
 //! ```text
-//! cargo xtask guests                      # once: builds the Linux guest
 //! cargo run -p qemu-test-examples --example linux_program
 //! ```
 //!
-//! Without the guest the tests are skipped (they fail under
-//! `QEMU_TEST_REQUIRE=1`); without `gcc` (and glibc's static `libc.a`,
+//! The first run builds the Linux guest into the per-user cache (a few
+//! seconds to half a minute, once). On a host that cannot build it the
+//! tests are skipped (they fail under `QEMU_TEST_REQUIRE=1`); without `gcc` (and glibc's static `libc.a`,
 //! Debian's `libc6-dev`) they fail with the compiler's message.
 //!
 //! What to copy into your own suite:

@@ -1,5 +1,5 @@
-//! `Shell` against the real Linux guest (`guest::LINUX_X86_64`, built by
-//! `cargo xtask guests`; skipped until then, a failure under
+//! `Shell` against the real Linux guest (`guest::LINUX_X86_64`, built on
+//! first use; skipped on a host that cannot build it, a failure under
 //! `QEMU_TEST_REQUIRE=1`): status and output round trips, byte-exact
 //! megabytes, marker look-alikes, commands that hang, file copies.
 //!

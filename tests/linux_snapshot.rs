@@ -1,4 +1,4 @@
-//! Booted snapshots of the Linux guest (`cargo xtask guests`): every test
+//! Booted snapshots of the Linux guest (built on first use): every test
 //! resumes at the shell, with its own copy of the guest's memory and disks.
 //! Each pair of tests checks, in either order, that the other's writes are
 //! not there.

@@ -347,13 +347,42 @@ pub enum SetupError {
         /// The names it has that are nearest, nearest first.
         near: Vec<String>,
     },
-    /// A guest image is missing.
-    #[error("guest image {path} is missing: {hint}")]
-    Image {
-        /// The missing file.
-        path: PathBuf,
-        /// What to do.
-        hint: String,
+}
+
+/// Why a Linux guest ([`LINUX_X86_64`](crate::guest::LINUX_X86_64),
+/// [`LINUX_AARCH64`](crate::guest::LINUX_AARCH64)) could not be found or
+/// built. The runner skips a test whose guest is `Unavailable` (a failure
+/// under `QEMU_TEST_REQUIRE=1`) and fails one on the others.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum GuestError {
+    /// This host cannot build the guest (no apt, or its package archive
+    /// lacks the packages) and no build of it will do; the reason says what
+    /// to install or set.
+    #[error("the Linux guest {guest} cannot be had on this host: {reason}")]
+    Unavailable {
+        /// The guest, e.g. `linux-x86_64`.
+        guest: String,
+        /// Why, and what to do.
+        reason: String,
+    },
+    /// The files the builder was pointed at (environment or
+    /// [`LinuxSource`](crate::guest::LinuxSource)) are wrong.
+    #[error("the Linux guest {guest}: {reason}")]
+    Config {
+        /// The guest.
+        guest: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The build ran and failed: a download, a damaged package, a full
+    /// disk.
+    #[error("building the Linux guest {guest} failed: {cause}")]
+    Build {
+        /// The guest.
+        guest: String,
+        /// What failed.
+        cause: String,
     },
 }
 

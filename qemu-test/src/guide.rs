@@ -492,8 +492,9 @@ pub mod configuration {
     //! | `QEMU_TEST_JOBS` | how many vCPUs may run at once, host-wide | the number of cores |
     //! | `QEMU_TEST_ON_FAILURE` | `report`, or `pause`: keep a failed test's VM running until Enter | `report` |
     //! | `QEMU_TEST_TIMEOUT_FACTOR` | a number greater than 0 (at most 1000) that scales every test's deadline: `3` on a slow host | `1` |
-    //! | `QEMU_TEST_GUESTS_DIR` | where the Linux guests are built and found | `<target>/qemu-test/guests` |
-    //! | `QEMU_TEST_CACHE_DIR` | the cache directory: the embedded guests' images are written to its `guests/` for QEMU to load | `$XDG_CACHE_HOME/qemu-test`, else `$TMPDIR/qemu-test-<uid>` |
+    //! | `QEMU_TEST_CACHE_DIR` | the per-user cache: the embedded guests' images (`guests/`), the Linux guests' builds, packages and package lists (`linux-<arch>/`) | `$XDG_CACHE_HOME/qemu-test`, else `~/.cache/qemu-test` |
+    //! | `QEMU_TEST_LINUX_KERNEL`, `QEMU_TEST_BUSYBOX`, `QEMU_TEST_LINUX_MODULES` | build the Linux guest from this kernel, static busybox and `lib/modules/<release>` instead of Debian's packages (`_X86_64`, `_AARCH64` suffixes: one guest's) | unset |
+    //! | `QEMU_TEST_GUESTS_DIR` | a directory of Linux guests built elsewhere, used instead of the cache (never built) | unset |
     //!
     //! `<target>` is the cargo target directory the test binary was built
     //! in. Relative paths are taken from the directory the test binary
@@ -606,36 +607,37 @@ pub mod linux {
     //!
     //! # Getting the Linux guests
     //!
-    //! The Linux guests are not embedded: they are built from Debian
-    //! packages (fetched with `apt-get download` and unpacked, never
-    //! installed; a manifest records their versions and hashes) into the
-    //! guests directory. In a checkout of this repository, on a Debian host
-    //! that can reach the package archive:
+    //! The Linux guests are not embedded: a test that uses one builds it on
+    //! first use, before its deadline starts, into the per-user cache
+    //! (`QEMU_TEST_CACHE_DIR`, else `~/.cache/qemu-test`), from Debian's
+    //! packages (fetched with apt through private package lists: no root,
+    //! nothing installed; a manifest records their versions and hashes).
+    //! The first time takes a few seconds to half a minute, with a line per
+    //! step on stderr; later uses find it. Test processes that start
+    //! together (nextest) build it once.
     //!
-    //! ```sh
-    //! cargo xtask guests             # LINUX_X86_64
-    //! cargo xtask guests --aarch64   # LINUX_AARCH64 too
-    //! ```
+    //! On a host without apt, or without Debian's cloud kernel (Ubuntu),
+    //! point the builder at a kernel and a static busybox:
+    //! `QEMU_TEST_LINUX_KERNEL`, `QEMU_TEST_BUSYBOX`, and
+    //! `QEMU_TEST_LINUX_MODULES` if the kernel has the guest's drivers as
+    //! modules (see [`LinuxSource`](crate::guest::LinuxSource)). Otherwise a
+    //! test that uses a guest is skipped, saying what to install or set (a
+    //! failure under `QEMU_TEST_REQUIRE=1`); a build that fails fails the
+    //! test with its cause. [`LinuxBuilder`](crate::guest::LinuxBuilder)
+    //! builds one from code, and `QEMU_TEST_GUESTS_DIR` names a directory
+    //! of guests built elsewhere.
     //!
-    //! A guest that is up to date is not built again. The arm64 packages
-    //! come through private package lists: the host's apt and dpkg set-up
-    //! are not touched. Tests need no network.
-    //!
-    //! A test binary looks for them in `QEMU_TEST_GUESTS_DIR`, else in
-    //! `<target>/qemu-test/guests` of its own target directory (see
-    //! [`guests_dir`](crate::guest::guests_dir)). A suite in another
-    //! workspace sets `QEMU_TEST_GUESTS_DIR` to the checkout's
-    //! `target/qemu-test/guests`, or to any directory used for both the
-    //! build and the tests. A test that uses a guest that is not built is
-    //! skipped with this hint (a failure under `QEMU_TEST_REQUIRE=1`).
+    //! The caches are listed with their sizes and pruned by any test
+    //! binary: `cargo test --test NAME -- --qemu-test-cache list` (or
+    //! `prune`, `prune-all`), or by [`cache`](crate::cache).
     //!
     //! The guests' own documentation ([`LINUX_X86_64`](crate::guest::LINUX_X86_64),
     //! [`LINUX_AARCH64`](crate::guest::LINUX_AARCH64)) says what their
     //! command line does and what runs inside: busybox tools, a writable
     //! tmpfs root, virtio block devices (hot-plugged ones too) as `/dev/vd*`,
     //! a clean power-off from QMP `system_powerdown` (x86_64) or `poweroff`.
-    //! [`linux_x86_64`](crate::guest::linux_x86_64) finds the files and
-    //! their manifest (the kernel release, the package versions).
+    //! [`linux_x86_64`](crate::guest::linux_x86_64) finds (or builds) the
+    //! files and their manifest (the kernel release, the package versions).
     //!
     //! # `vm.shell()`
     //!

@@ -56,6 +56,7 @@
 //!
 //! Test files need only the [`prelude`].
 
+pub mod cache;
 pub mod console;
 mod deadline;
 pub mod error;
@@ -75,8 +76,8 @@ mod timeline;
 
 pub use console::{Console, Crash, Pattern};
 pub use error::{
-    BoxError, ConsoleError, Error, EventError, QmpError, Result, SetupError, ShellError,
-    SiblingError, SnapshotError, TestResult,
+    BoxError, ConsoleError, Error, EventError, GuestError, QmpError, Result, SetupError,
+    ShellError, SiblingError, SnapshotError, TestResult,
 };
 pub use events::event_match;
 pub use machine::{Machine, MachineBuilder, MonitorAddr, Wait};

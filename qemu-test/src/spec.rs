@@ -20,8 +20,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::error::SetupError;
-use crate::guest::{Guest, Load};
+use crate::error::GuestError;
+use crate::guest::{Guest, LinuxGuest, Load};
 use crate::requires::Requirement;
 
 /// The default per-test timeout.
@@ -428,22 +428,38 @@ impl VmSpec {
             .unwrap_or(128)
     }
 
-    /// Checks that the guest images the spec names can be found: a prebuilt
-    /// guest such as [`LINUX_X86_64`](crate::guest::LINUX_X86_64) that
-    /// `cargo xtask guests` has not built yet is a [`SetupError::Image`]
-    /// (the runner skips the test, or fails it under `QEMU_TEST_REQUIRE=1`).
-    pub fn check_images(&self) -> Result<(), SetupError> {
-        if let Some(Load::Prebuilt(prebuilt)) = self.builtin_guest().map(|g| &g.load) {
-            prebuilt.locate()?;
+    /// The Linux guest the spec boots, if any.
+    fn linux_guest(&self) -> Option<&'static LinuxGuest> {
+        match self.builtin_guest().map(|g| &g.load) {
+            Some(Load::Linux(linux)) => Some(linux),
+            _ => None,
         }
-        Ok(())
+    }
+
+    /// Checks, without building anything, that the guest images the spec
+    /// names can be had here: for a Linux guest such as
+    /// [`LINUX_X86_64`](crate::guest::LINUX_X86_64) see
+    /// [`LinuxGuest::check`]. The runner asks this when it lists the tests;
+    /// [`GuestError::Unavailable`] makes a test skipped (a failure under
+    /// `QEMU_TEST_REQUIRE=1`).
+    pub fn check_images(&self) -> Result<(), GuestError> {
+        self.linux_guest().map_or(Ok(()), LinuxGuest::check)
+    }
+
+    /// Finds the guest images the spec names, building a Linux guest on
+    /// first use ([`LinuxGuest::files`]). The runner does this before a
+    /// test's deadline starts and before it asks for its host budget.
+    pub fn prepare_images(&self) -> Result<(), GuestError> {
+        self.linux_guest()
+            .map_or(Ok(()), |linux| linux.files().map(drop))
     }
 
     /// The arguments this spec adds to QEMU's command line, after the
     /// machine and console arguments the [`Machine`](crate::machine::Machine)
     /// itself builds. `accel` is the resolved accelerator (`-accel` value).
-    /// Built-in guests are materialized into the cache; a prebuilt guest
-    /// that is not built is a `NotFound` error (see [`check_images`](Self::check_images)).
+    /// Built-in guests are materialized into the cache, a Linux guest found
+    /// or built ([`prepare_images`](Self::prepare_images)); its failure is
+    /// an `Other` error.
     pub fn qemu_args(&self, accel: Option<&str>) -> std::io::Result<Vec<String>> {
         let mut args = Vec::new();
         if let Some(accel) = accel {
@@ -460,22 +476,19 @@ impl VmSpec {
         if let Some(memory) = &self.memory {
             args.extend(["-m".to_string(), memory.clone()]);
         }
-        // A prebuilt guest (`cargo xtask guests`) brings its initrd, kernel
-        // command line and QEMU arguments; the spec's own `initrd` replaces
-        // the first, its `append` and `args` come after the others.
-        let prebuilt = match self.builtin_guest().map(|g| &g.load) {
-            Some(Load::Prebuilt(p)) => Some(
-                p.locate()
-                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::NotFound, e))?,
-            ),
-            _ => None,
+        // A Linux guest brings its initrd, kernel command line and QEMU
+        // arguments; the spec's own `initrd` replaces the first, its
+        // `append` and `args` come after the others.
+        let linux = match self.linux_guest() {
+            Some(linux) => Some(linux.files().map_err(std::io::Error::other)?),
+            None => None,
         };
         if let Some(kernel) = &self.kernel {
             let flag = match kernel {
                 Image::Guest(g) if g.load == Load::Bios => "-bios",
                 _ => "-kernel",
             };
-            let path = match &prebuilt {
+            let path = match &linux {
                 Some(files) => files.kernel.to_string_lossy().into_owned(),
                 None => image_path(kernel)?,
             };
@@ -483,13 +496,13 @@ impl VmSpec {
         }
         if let Some(initrd) = &self.initrd {
             args.extend(["-initrd".to_string(), image_path(initrd)?]);
-        } else if let Some(files) = &prebuilt {
+        } else if let Some(files) = &linux {
             args.extend([
                 "-initrd".to_string(),
                 files.initrd.to_string_lossy().into_owned(),
             ]);
         }
-        match (&prebuilt, &self.append) {
+        match (&linux, &self.append) {
             (Some(files), Some(append)) => {
                 args.extend(["-append".to_string(), format!("{} {append}", files.append)])
             }
@@ -497,7 +510,7 @@ impl VmSpec {
             (None, Some(append)) => args.extend(["-append".to_string(), append.clone()]),
             (None, None) => {}
         }
-        if let Some(files) = &prebuilt {
+        if let Some(files) = &linux {
             args.extend(files.args.iter().map(|a| a.to_string()));
         }
         for drive in &self.drives {

@@ -48,7 +48,7 @@ pub struct P4 {
 }
 
 /// The Linux guest's machine, not launched.
-fn linux_machine(qemu: &Path, files: &guest::PrebuiltFiles) -> Machine {
+fn linux_machine(qemu: &Path, files: &guest::LinuxFiles) -> Machine {
     let mut vm = Machine::builder(qemu.to_string_lossy())
         .args(files.args.iter().copied())
         .args(["-accel", "tcg", "-snapshot", "-kernel"])
@@ -64,7 +64,7 @@ fn linux_machine(qemu: &Path, files: &guest::PrebuiltFiles) -> Machine {
 /// Launch (cold or from `store`) → the shell's first answer.
 fn first_command(
     qemu: &Path,
-    files: &guest::PrebuiltFiles,
+    files: &guest::LinuxFiles,
     store: Option<&SnapshotStore>,
 ) -> Result<Duration, String> {
     let mut vm = linux_machine(qemu, files);
@@ -100,7 +100,7 @@ const RAW_SUBSHELL_ECHO: &[u8] = b"\x15(true); echo raw-$((20 + 22))\r";
 /// console answers.
 fn raw_restore(
     qemu: &Path,
-    files: &guest::PrebuiltFiles,
+    files: &guest::LinuxFiles,
     state: &Path,
     line: &[u8],
 ) -> Result<Duration, String> {

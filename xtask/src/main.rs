@@ -31,12 +31,18 @@
 //!   keeping every test's artifacts, then explains what happened and lists
 //!   the artifact directories under `target/qemu-test/`.
 //!
-//! - `cargo xtask guests [--check] [--aarch64]` assembles the built-in
-//!   guests from `guests/` (`guests.rs`) and builds the x86_64 Linux guest
-//!   from Debian packages into its cache (`linux_guest.rs`), plus the
-//!   aarch64 one with `--aarch64`; `--check` verifies the committed
-//!   bare-metal binaries match their source and leaves the Linux guests
-//!   alone.
+//! - `cargo xtask guests [--check] [--aarch64] [--update]` assembles the
+//!   built-in guests from `guests/` (`guests.rs`) and finds or builds the
+//!   x86_64 Linux guest in the per-user cache with the library's builder
+//!   (`linux_guest.rs`), plus the aarch64 one with `--aarch64`; `--update`
+//!   fetches the guests' package lists again first. `--check` verifies the
+//!   committed bare-metal binaries match their source and leaves the Linux
+//!   guests alone.
+//!
+//! - `cargo xtask cache [list|prune|prune-all]` lists the caches (the
+//!   per-user guest cache and this workspace's snapshot store) with their
+//!   sizes, or removes the stale entries, or everything not in use
+//!   ([`qemu_test::cache`]).
 //!
 //! - `cargo xtask bench [--runs N] [--warmups N] [--calls N] [--suite-runs N]
 //!   [--flood-bytes N] [--vms N] [--snapshot-runs N] [--only P1,P5,…]
@@ -80,8 +86,11 @@ commands:
   test [--quick] [--nextest] [-- CARGO-TEST-ARGS...]
                                    fmt, clippy, guest check and the whole test suite (what CI runs)
   demo                             boot a few real VMs with the quick-start example suite
-  guests [--check] [--aarch64]     rebuild the built-in guests (and the Linux guests), or check
-                                   the committed binaries; --aarch64 also builds the aarch64 Linux guest
+  guests [--check] [--aarch64] [--update]
+                                   rebuild the built-in guests (and the Linux guests), or check
+                                   the committed binaries; --aarch64 also builds the aarch64 Linux guest,
+                                   --update fetches its package lists again
+  cache [list|prune|prune-all]     list the caches (guests, snapshots) or remove stale entries / all
   bench [--runs N] [--warmups N] [--calls N] [--suite-runs N] [--flood-bytes N] [--vms N]
         [--snapshot-runs N] [--only P1,P5,…] [--no-rebuild]
                                    overhead vs raw QEMU; writes target/qemu-test/bench.md
@@ -157,6 +166,7 @@ fn run(args: Vec<OsString>) -> Result<(), String> {
                 match arg {
                     lexopt::Arg::Long("check") => check = true,
                     lexopt::Arg::Long("aarch64") => linux.aarch64 = true,
+                    lexopt::Arg::Long("update") => linux.update = true,
                     other => return Err(unexpected(other)),
                 }
             }
@@ -168,6 +178,17 @@ fn run(args: Vec<OsString>) -> Result<(), String> {
             } else {
                 linux_guest::build(linux)
             }
+        }
+        "cache" => {
+            let command = match parser.next().map_err(|e| e.to_string())? {
+                None => "list".to_string(),
+                Some(lexopt::Arg::Value(v)) => v.string().map_err(|e| e.to_string())?,
+                Some(other) => return Err(unexpected(other)),
+            };
+            if let Some(arg) = parser.next().map_err(|e| e.to_string())? {
+                return Err(unexpected(arg));
+            }
+            cache(&command)
         }
         "bench" => {
             let mut opts = bench::Options::default();
@@ -220,6 +241,16 @@ fn run(args: Vec<OsString>) -> Result<(), String> {
         }
         other => Err(format!("unknown command `{other}`\n\n{USAGE}")),
     }
+}
+
+/// `cargo xtask cache COMMAND`: the per-user cache and this workspace's
+/// snapshot store.
+fn cache(command: &str) -> Result<(), String> {
+    let root = qemu_test::guest::cache_dir().map_err(|e| format!("cannot open the cache: {e}"))?;
+    let snapshots = util::artifacts_root(&util::target_dir()).join("snapshots");
+    let caches = qemu_test::cache::Caches::at(root, Some(snapshots));
+    print!("{}", qemu_test::cache::command(&caches, command)?);
+    Ok(())
 }
 
 /// The value of a numeric option.

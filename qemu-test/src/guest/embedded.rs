@@ -178,3 +178,6 @@ pub static SERIAL_PORTS_X86_64: Guest = Guest {
     ready: None,
     bytes: include_bytes!("images/serial-ports-x86_64.bin"),
 };
+
+/// Every embedded guest (for the cache listing: which images are current).
+pub(crate) static EMBEDDED: &[&Guest] = &[&ECHO_SHELL_AARCH64, &SERIAL_PORTS_X86_64];

@@ -30,6 +30,7 @@
 //! | `outcome` | the typed result every report reads: [`Skip`], outcomes, failures |
 //! | `report` | the skip summary and the JUnit XML report |
 //! | `state` | the runner's host-wide state dir |
+//! | `cache_arg` | `--qemu-test-cache list\|prune\|prune-all`: the caches instead of tests |
 //!
 //! The configuration (all environment variables):
 //!
@@ -48,6 +49,7 @@
 mod accel;
 mod artifacts;
 mod booted;
+mod cache_arg;
 mod case;
 mod catalog;
 mod env;
@@ -98,6 +100,11 @@ pub use vm::Vm;
 /// }
 /// ```
 pub fn run_suite(package: &str, binary: &str) -> std::process::ExitCode {
+    // `--qemu-test-cache COMMAND` lists or prunes the caches instead.
+    let command_line: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if let Some(code) = cache_arg::intercept(&command_line) {
+        return code;
+    }
     let id = harness::Identity {
         package: package.to_string(),
         binary: binary.to_string(),

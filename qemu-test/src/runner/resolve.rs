@@ -5,7 +5,7 @@
 //!
 //! What the host lacks is [`Unrunnable::Missing`], a skip (a failure under
 //! `QEMU_TEST_REQUIRE=1`): the QEMU binary, a usable KVM for `accel =
-//! "kvm"`, a guest image not built. What the test got wrong is
+//! "kvm"`, a Linux guest this host cannot build. What the test got wrong is
 //! [`Unrunnable::Invalid`], always a failure: no QEMU named at all, or a
 //! machine type, CPU model or device type (`machine`, `cpu`, a `console`
 //! device, a `-device` in `args`) that the binary does not have, with the
@@ -18,7 +18,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::SetupError;
+use crate::error::{GuestError, SetupError};
 use crate::runner::catalog::{self, Catalog};
 use crate::runner::env::Config;
 use crate::runner::outcome::Unrunnable;
@@ -69,10 +69,14 @@ pub(crate) fn plan(spec: &VmSpec, config: &Config) -> Result<Plan, Unrunnable> {
     })?;
     check_names(spec, &binary)?;
     requirements::check(&spec.requires, Some(&binary), config)?;
-    // A guest image that is not built (the Linux guest before `cargo xtask
-    // guests`) is missing like a binary: skipped, or failed under REQUIRE.
-    spec.check_images()
-        .map_err(|e| Unrunnable::Missing(e.to_string()))?;
+    // A Linux guest this host cannot build (no apt, no kernel given) is
+    // missing like a binary: skipped, or failed under REQUIRE. Wrong
+    // settings for it are the test run's mistake. (It is built, on first
+    // use, when the test runs: `trial`.)
+    spec.check_images().map_err(|e| match e {
+        GuestError::Unavailable { .. } => Unrunnable::Missing(e.to_string()),
+        _ => Unrunnable::Invalid(e.to_string()),
+    })?;
     let spec = spec.clone();
     let accel = config.accel.clone().unwrap_or_else(|| spec.accel.clone());
     if accel == Accel::Kvm {

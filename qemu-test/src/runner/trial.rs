@@ -10,6 +10,7 @@ use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use crate::console::Console;
+use crate::error::GuestError;
 use crate::machine::Machine;
 use crate::runner::artifacts::{self, ArtifactDir};
 use crate::runner::booted::{self, Prepared};
@@ -88,9 +89,12 @@ impl TestCase {
         }
         match (&self.def.body, &self.plan, accel) {
             (Body::Plain(body), _, _) => self.run_plain(*body),
-            (Body::Vm(body), Some(Ok(plan)), Some(accel)) => {
-                VmTrial::run(self, *body, (plan, accel), ctx, admitted)
-            }
+            // A Linux guest is found, or built on first use, before the
+            // test's deadline starts and before it asks for its host budget.
+            (Body::Vm(body), Some(Ok(plan)), Some(accel)) => match plan.spec.prepare_images() {
+                Ok(()) => VmTrial::run(self, *body, (plan, accel), ctx, admitted),
+                Err(e) => guest_outcome(e),
+            },
             (Body::Vm(_), _, _) => failed(Failure::new(
                 FailureKind::Runner,
                 "internal error: the test was not resolved",
@@ -478,6 +482,17 @@ fn notes(accel: &AccelChoice, snapshot: Option<&Prepared>) -> Vec<String> {
 
 fn failed(failure: Failure) -> Outcome {
     Outcome::Failed(Box::new(failure))
+}
+
+/// A guest that could not be had: this host cannot build it (a skip),
+/// or its settings are wrong or its build failed (a failure, with the
+/// cause).
+fn guest_outcome(error: GuestError) -> Outcome {
+    match error {
+        GuestError::Unavailable { .. } => Outcome::Skipped(error.to_string()),
+        GuestError::Config { .. } => failed(Failure::new(FailureKind::Invalid, error.to_string())),
+        _ => failed(Failure::new(FailureKind::Launch, error.to_string())),
+    }
 }
 
 /// Under `QEMU_TEST_REQUIRE=1` a test that could not run, or skipped

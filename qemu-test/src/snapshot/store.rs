@@ -196,17 +196,28 @@ impl SnapshotStore {
             })
             .collect();
         for id in stale {
-            let lock_path = self.dir.join(format!("{id}.lock"));
-            let Ok(lock) = os::open_lock(&lock_path) else {
-                continue;
-            };
-            if os::try_flock_current(&lock, &lock_path, LockMode::Exclusive) {
-                // The lock file last, while still held: a process that
-                // waited on it sees it is gone and starts over.
-                let _ = fs::remove_dir_all(self.dir.join(&id));
-                let _ = fs::remove_file(&lock_path);
-            }
+            self.remove_if_unused(&id);
         }
+    }
+
+    /// Removes the snapshot filed under `id` (a key's [`id`](SnapshotKey::id))
+    /// with its lock file, unless someone holds its lock; whether it is gone.
+    pub(crate) fn remove_if_unused(&self, id: &str) -> bool {
+        let lock_path = self.dir.join(format!("{id}.lock"));
+        let Ok(lock) = os::open_lock(&lock_path) else {
+            return false;
+        };
+        if !os::try_flock_current(&lock, &lock_path, LockMode::Exclusive) {
+            return false;
+        }
+        // The lock file last, while still held: a process that waited on it
+        // sees it is gone and starts over.
+        let removed = match fs::remove_dir_all(self.dir.join(id)) {
+            Ok(()) => true,
+            Err(e) => e.kind() == io::ErrorKind::NotFound,
+        };
+        let _ = fs::remove_file(&lock_path);
+        removed
     }
 }
 
