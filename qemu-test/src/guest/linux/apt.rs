@@ -93,9 +93,9 @@ impl Apt {
             format!("Dir::State::Lists={}", lists.display()),
             // Nothing installed on the host counts.
             "Dir::State::status=/dev/null".to_string(),
-            // Our own binary cache for the queries of one resolution: hosts
-            // that turn apt's off (Docker images) would otherwise parse
-            // every list on each query.
+            // Our own binary cache for the apt runs of one build (see
+            // `CacheGuard`): hosts that turn apt's off (Docker images) would
+            // otherwise parse every list on each run.
             format!(
                 "Dir::Cache::pkgcache={}",
                 dir.join("pkgcache.bin").display()
@@ -208,9 +208,6 @@ impl Apt {
         for s in [stanza(&second, kernel)?, stanza(&first, target.busybox)?] {
             packages.push(package(&s, target).map_err(ResolveError::Failed)?);
         }
-        // apt's binary cache (tens of MB) served the two queries; the
-        // resolution is remembered, so it is not kept.
-        let _ = fs::remove_file(self.dir.join("pkgcache.bin"));
         let mut state = self.state();
         state["lists"] = self.lists_identity();
         state["packages"] = packages.iter().map(Package::to_json).collect();
@@ -275,6 +272,13 @@ impl Apt {
         Ok(path)
     }
 
+    /// Removes apt's binary cache (about 37 MB for Debian's lists) when
+    /// dropped: it serves the apt runs of one build, and a test process
+    /// finds the build without apt.
+    pub(crate) fn cache_guard(&self) -> CacheGuard {
+        CacheGuard(self.dir.join("pkgcache.bin"))
+    }
+
     fn state(&self) -> Value {
         fs::read(self.dir.join("state.json"))
             .ok()
@@ -291,6 +295,16 @@ impl Apt {
     /// The lists' file names, sizes and modification times.
     fn lists_identity(&self) -> Value {
         dir_identity(&self.lists, |name| name.contains('_'))
+    }
+}
+
+/// Removes apt's binary cache when dropped ([`Apt::cache_guard`]).
+#[derive(Debug)]
+pub(crate) struct CacheGuard(PathBuf);
+
+impl Drop for CacheGuard {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.0);
     }
 }
 

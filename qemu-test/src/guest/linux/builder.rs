@@ -200,6 +200,7 @@ impl Run<'_> {
             return self.kept_or(Problem::Unavailable(why));
         }
         let lock = self.store.build_lock(&self.progress)?;
+        let _apt_cache = apt.cache_guard();
         let mut packages = match self.resolve(&apt) {
             Ok(packages) => packages,
             Err(problem) => return self.kept_or(problem),
