@@ -298,8 +298,7 @@ impl Run<'_> {
 
     fn announce(&self, key: &str) {
         self.progress.say(format!(
-            "building it (once for these inputs; the first time this downloads about 30 MB) \
-             into {}",
+            "building it (once for these inputs) into {}",
             self.store.dir().join(key).display()
         ));
     }
