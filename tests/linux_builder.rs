@@ -2,9 +2,9 @@
 //! empty cache dir (test processes started together build it once, and
 //! all boot it), by an unprivileged user through private package lists,
 //! from the user's own kernel, modules and busybox, from an earlier build
-//! when apt is not there, a failed download failing the test with its
-//! cause, a host without apt skipping it with what to set, and the caches
-//! listed and pruned. Drives `linux-fixture`, each run with a cache dir of
+//! when apt is not there or offline, a failed download failing the test
+//! with its cause, a host without apt skipping it with what to set, and
+//! the caches listed and pruned. Drives `linux-fixture`, each run with a cache dir of
 //! its own.
 //!
 //! Nothing is downloaded twice: the packages (and, where a test is not
@@ -528,7 +528,7 @@ fn apt_has_a_proxy() -> bool {
 }
 
 #[test]
-fn a_failed_download_fails_the_test_with_its_cause() {
+fn a_failed_download_fails_the_test_and_offline_an_earlier_build_is_used() {
     let Some(seed) = seed() else { return };
     if apt_has_a_proxy() {
         eprintln!(
@@ -565,6 +565,24 @@ fn a_failed_download_fails_the_test_with_its_cause() {
         .map(|e| e.file_name())
         .collect();
     assert!(left.is_empty(), "nothing half-downloaded is left: {left:?}");
+
+    // Offline with no package lists at all: an earlier build of the same
+    // own files (a copied cache) is used.
+    let cache = tempfile::tempdir().unwrap();
+    let earlier = cache
+        .path()
+        .join("linux-x86_64")
+        .join(seed.dir.file_name().unwrap());
+    seed_files(&seed.dir, &earlier, false, |_| true);
+    let run = Run::of(finder(cache.path()).env("APT_CONFIG", &config));
+    let found = format!("fixture: found {}", earlier.display());
+    assert!(run.stdout.contains(&found), "{}", run.all());
+    for part in [
+        "fetching the amd64 package lists",
+        "using the earlier build in",
+    ] {
+        assert!(run.stderr.contains(part), "no {part:?} in:\n{}", run.all());
+    }
 }
 
 #[test]

@@ -159,6 +159,14 @@ impl LinuxBuilder {
     }
 }
 
+/// What [`Run::fetch_again`] came to.
+enum Fetched {
+    /// The packages resolved anew, their key, and the downloaded files.
+    Debs((Vec<Package>, String), Vec<PathBuf>),
+    /// A build of the packages resolved anew, already there.
+    Found(LinuxBuild),
+}
+
 /// One build on its way.
 struct Run<'a> {
     builder: &'a LinuxBuilder,
@@ -212,40 +220,48 @@ impl Run<'_> {
         self.announce(&key);
         let debs = match self.fetch(&apt, &packages) {
             Ok(debs) => debs,
-            Err(e) => {
-                // Lists older than the archive name versions it no longer
-                // has: fetch them again and resolve once more.
-                self.progress
-                    .say(format!("{e}\nfetching the package lists again"));
-                let warnings = apt.update().map_err(|again| {
-                    format!("{e}\nand fetching the package lists again failed: {again}")
-                })?;
-                if let Some(warnings) = &warnings {
-                    self.progress.say(warnings);
+            Err(e) => match self.fetch_again(&apt, e)? {
+                Fetched::Debs(again, debs) => {
+                    (packages, key) = again;
+                    debs
                 }
-                packages = self.resolve_now(&apt)?;
-                key = debian_key(self.target(), &self.own, &packages);
-                if let Some(found) = self.found(&key, BuildOutcome::Found) {
-                    return Ok(found);
-                }
-                self.fetch(&apt, &packages).map_err(|again| {
-                    let warnings = warnings.map_or(String::new(), |w| format!(":\n{w}"));
-                    format!("{again}\n(and so after fetching the package lists again{warnings})")
-                })?
-            }
+                Fetched::Found(found) => return Ok(found),
+            },
         };
         let work = self.store.work_dir(&lock)?;
         let (material, release) = self.unpack(&packages, &debs, work.path())?;
-        let about = json!({
-            "source": "debian",
-            "packages": packages.iter().map(|p| json!({"name": p.name, "version": p.version, "arch": p.arch, "sha256": p.sha256})).collect::<Vec<_>>(),
-        });
+        let packages_json: Vec<Value> = packages.iter().map(Package::to_json).collect();
+        let about = json!({"source": "debian", "packages": packages_json});
         let files = self.finish(&key, &material, &release, about, &lock, work.path())?;
         self.store.remove_other_debs(&packages, &lock);
         Ok(LinuxBuild {
             files,
             outcome: BuildOutcome::Built,
         })
+    }
+
+    /// After a failed download: lists older than the archive name versions
+    /// it no longer has, so they are fetched again, the packages resolved
+    /// once more (which may name a build that is there) and downloaded.
+    fn fetch_again(&self, apt: &Apt, first: String) -> Result<Fetched, Problem> {
+        self.progress
+            .say(format!("{first}\nfetching the package lists again"));
+        let warnings = apt.update().map_err(|again| {
+            format!("{first}\nand fetching the package lists again failed: {again}")
+        })?;
+        if let Some(warnings) = &warnings {
+            self.progress.say(warnings);
+        }
+        let packages = self.resolve_now(apt)?;
+        let key = debian_key(self.target(), &self.own, &packages);
+        if let Some(found) = self.found(&key, BuildOutcome::Found) {
+            return Ok(Fetched::Found(found));
+        }
+        let debs = self.fetch(apt, &packages).map_err(|again| {
+            let warnings = warnings.map_or(String::new(), |w| format!(":\n{w}"));
+            format!("{again}\n(and so after fetching the package lists again{warnings})")
+        })?;
+        Ok(Fetched::Debs((packages, key), debs))
     }
 
     /// An earlier build from the same own files, when the packages cannot
