@@ -1,4 +1,4 @@
-//! The `#[qemu_test]` attribute of the [qemu-test] framework.
+//! The `#[qemu_test]` attribute of the qemu-test framework.
 //!
 //! Use it through the runtime crate, which re-exports it as
 //! `qemu_test::qemu_test` and in `qemu_test::prelude`; the code it expands
@@ -9,8 +9,6 @@
 //! arguments into a `Config` that keeps every token, `validate` checks the
 //! rules between keys and the function's signature, and `expand` emits the
 //! function plus its registration.
-//!
-//! [qemu-test]: https://docs.rs/qemu-test
 
 mod expand;
 mod guard;
