@@ -281,6 +281,8 @@ pub enum ConsoleError {
         tail: String,
     },
     /// A regular expression did not compile.
+    #[cfg(feature = "regex")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "regex")))]
     #[error("invalid console regex")]
     Regex(#[from] regex::Error),
     /// Writing to the console failed.

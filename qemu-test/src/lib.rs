@@ -55,6 +55,14 @@
 //! | [`error`] | the error types, one enum per failure domain |
 //!
 //! Test files need only the [`prelude`].
+//!
+//! # Cargo features
+//!
+//! | feature | default | what it adds |
+//! | --- | --- | --- |
+//! | `regex` | off | regular-expression console patterns: `Pattern::regex` and `Console::wait_for_regex` (the `regex` crate, the largest part of a cold build that most suites do without; text patterns need no feature) |
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod cache;
 pub mod console;

@@ -10,17 +10,20 @@
 //! | P4 | Linux guest: launch → first `succeed("true")` restored from a snapshot; a 20-test suite with `snapshot` | the same booted cold; the same suite without `snapshot` |
 //! | P5 | console `flood` of 10 MB through [`Machine`]'s console: bytes lost (judged) and time (ratio, not judged) | the same guest and flood, QEMU's serial port on stdio into a plain file (no reader) |
 //! | P6 | RSS of the test process per running echo-guest [`Machine`] (console drained, QMP connected), QEMU's own not counted | — (QEMU's RSS shown for scale) |
+//! | P7 | cold build (`cargo test --no-run`, empty target dir, offline, dev profile) of a one-test crate depending on `qemu-test` | the same for a crate with one `libtest-mimic` test using `serde_json` |
 //!
 //! Both sides of a timed comparison run the same QEMU binary and guest,
 //! differing only in what qemu-test brings (for P5 that includes the
 //! console transport, a socketpair, which is qemu-test's choice), and
 //! repeated measurements are interleaved (raw, ours, raw, ours, …) so that
-//! drift in the machine's load hits both alike. P3 has no raw side (the
-//! ideal is computed), P6 none at all (a size against a limit). Timings of
+//! drift in the machine's load hits both alike (for P7: whole cold builds,
+//! see [`build_cost`]). P3 has no raw side (the ideal is computed), P6 none
+//! at all (a size against a limit). Timings of
 //! a debug build mean little, so a debug `xtask` re-runs itself with
 //! `cargo run --release` first. Benchmarks never fail the build on a
 //! missed target: they report it. The whole run takes a few minutes (P5
-//! about one and a half); `--only` picks rows.
+//! about one and a half, P7 about a minute per pair of cold builds);
+//! `--only` picks rows.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
@@ -34,6 +37,7 @@ use serde_json::{json, Value};
 
 use crate::{setup, util};
 
+mod build_cost;
 mod console;
 mod memory;
 mod suite;
@@ -61,14 +65,16 @@ pub struct Options {
     pub flood_bytes: usize,
     /// P6: machines running at once.
     pub vms: usize,
-    /// Only these benchmarks (`P1` … `P6`); all when empty.
+    /// P7: cold builds per side.
+    pub build_runs: usize,
+    /// Only these benchmarks (`P1` … `P7`); all when empty.
     pub only: Vec<String>,
     /// Run as built, even if that is a debug build.
     pub no_rebuild: bool,
 }
 
 /// The benchmarks' ids, in table order.
-pub const IDS: [&str; 6] = ["P1", "P2", "P3", "P4", "P5", "P6"];
+pub const IDS: [&str; 7] = ["P1", "P2", "P3", "P4", "P5", "P6", "P7"];
 
 impl Options {
     /// Whether benchmark `id` is to run.
@@ -87,6 +93,7 @@ impl Default for Options {
             suite_runs: 3,
             flood_bytes: 10_000_000,
             vms: 8,
+            build_runs: 2,
             only: Vec::new(),
             no_rebuild: false,
         }
@@ -782,6 +789,8 @@ pub fn bench(opts: Options) -> Result<(), String> {
             &opts.flood_bytes.to_string(),
             "--vms",
             &opts.vms.to_string(),
+            "--build-runs",
+            &opts.build_runs.to_string(),
         ]);
         if !opts.only.is_empty() {
             cmd.args(["--only", &opts.only.join(",")]);
@@ -794,11 +803,13 @@ pub fn bench(opts: Options) -> Result<(), String> {
         opts.suite_runs,
         opts.flood_bytes,
         opts.vms,
+        opts.build_runs,
     ]
     .contains(&0)
     {
         return Err(
-            "--runs, --calls, --suite-runs, --flood-bytes and --vms must be at least 1".into(),
+            "--runs, --calls, --suite-runs, --flood-bytes, --vms and --build-runs must be at least 1"
+                .into(),
         );
     }
     setup::setup(setup::Options::default())?;
@@ -808,7 +819,7 @@ pub fn bench(opts: Options) -> Result<(), String> {
         util::find_qemu(console::QEMU).ok_or_else(|| format!("{} not found", console::QEMU))?;
     let started = SystemTime::now();
     let header = format!(
-        "- date: {}\n- host: {}\n- QEMU: {} ({})\n- xtask build: {}\n- P1, P2: QEMU arguments, both sides: `-display none -vga none {}` plus the monitor\n- P3, P5, P6: {} with the echo guest (`-M virt -cpu max -nodefaults -kernel …`, TCG)\n",
+        "- date: {}\n- host: {}\n- QEMU: {} ({})\n- xtask build: {}\n- P1, P2: QEMU arguments, both sides: `-display none -vga none {}` plus the monitor\n- P3, P5, P6: {} with the echo guest (`-M virt -cpu max -nodefaults -kernel …`, TCG)\n- P7: {}\n",
         humantime::format_rfc3339_seconds(started),
         host_line(),
         qemu.display(),
@@ -816,12 +827,13 @@ pub fn bench(opts: Options) -> Result<(), String> {
         if cfg!(debug_assertions) { "debug (timings overstate qemu-test's cost)" } else { "release" },
         QEMU_ARGS.join(" "),
         aarch64.display(),
+        util::version_line(Path::new("rustc")).unwrap_or_else(|| "rustc".into()),
     );
     print!("\n{header}");
 
     type Bench<'a> = Box<dyn Fn() -> Result<(Vec<Row>, String), String> + 'a>;
     let one = |(row, detail): (Row, String)| (vec![row], detail);
-    let benches: [(&str, String, Bench); 6] = [
+    let benches: [(&str, String, Bench); 7] = [
         (
             "P1",
             format!(
@@ -857,6 +869,11 @@ pub fn bench(opts: Options) -> Result<(), String> {
             "P6",
             format!("{} echo-guest machines at once", opts.vms),
             Box::new(|| memory::p6(&aarch64, &opts).map(one)),
+        ),
+        (
+            "P7",
+            format!("{} cold builds per side", opts.build_runs),
+            Box::new(|| build_cost::p7(&opts).map(one)),
         ),
     ];
     let mut rows = Vec::new();

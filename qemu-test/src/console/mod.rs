@@ -17,9 +17,13 @@
 //! console.exec_and_wait("hello", "you said: hello")?;
 //! let m = console.wait_for_any(&[Pattern::text("$ "), Pattern::text("guest panic").fails()])?;
 //! assert_eq!(m.index, 0);
-//! console.with_timeout(Duration::from_secs(2)).wait_for_regex(r"\$ $")?;
+//! console.with_timeout(Duration::from_secs(2)).wait_for("$ ")?;
 //! # Ok(()) }
 //! ```
+//!
+//! With the `regex` feature, a [`Pattern`] can also be a regular
+//! expression over the output bytes (`Pattern::regex`,
+//! `Console::wait_for_regex`). Text patterns need no feature.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -193,6 +197,10 @@ impl Console {
     }
 
     /// Waits until the regular expression matches after the cursor.
+    ///
+    /// Needs the `regex` feature.
+    #[cfg(feature = "regex")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "regex")))]
     pub fn wait_for_regex(&self, re: &str) -> Result<Match, ConsoleError> {
         self.wait_for_any(&[Pattern::regex(re)?])
     }
@@ -494,6 +502,7 @@ mod tests {
         assert_eq!(p.find(b"xxa", 0), None);
     }
 
+    #[cfg(feature = "regex")]
     #[test]
     fn regex_patterns_work_on_bytes() {
         let p = Pattern::regex(r"you said: (\w+)").unwrap();

@@ -1,10 +1,13 @@
-//! What a console wait looks for ([`Pattern`]: text or a regular
-//! expression, optionally a failure) and what it found ([`Match`]).
+//! What a console wait looks for ([`Pattern`]: text or, with the `regex`
+//! feature, a regular expression; optionally a failure) and what it found
+//! ([`Match`]).
 
 use std::fmt;
 
+#[cfg(feature = "regex")]
 use regex::bytes::Regex;
 
+#[cfg(feature = "regex")]
 use crate::error::ConsoleError;
 
 /// What a console wait looks for.
@@ -17,6 +20,7 @@ pub struct Pattern {
 #[derive(Clone)]
 enum Kind {
     Text(Vec<u8>),
+    #[cfg(feature = "regex")]
     Regex(Regex),
 }
 
@@ -30,6 +34,10 @@ impl Pattern {
     }
 
     /// A regular expression over the output bytes (`regex::bytes` syntax).
+    ///
+    /// Needs the `regex` feature (`qemu-test = { ..., features = ["regex"] }`).
+    #[cfg(feature = "regex")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "regex")))]
     pub fn regex(re: &str) -> Result<Self, ConsoleError> {
         Ok(Pattern {
             kind: Kind::Regex(Regex::new(re)?),
@@ -38,7 +46,7 @@ impl Pattern {
     }
 
     /// Marks this pattern as a failure: if it appears first, the wait fails
-    /// at once with [`ConsoleError::Failure`] (like QEMU functional tests'
+    /// at once with [`ConsoleError::Failure`](crate::ConsoleError::Failure) (like QEMU functional tests'
     /// `failure_message`).
     pub fn fails(mut self) -> Self {
         self.failure = true;
@@ -57,6 +65,7 @@ impl Pattern {
             Kind::Text(t) => {
                 memchr::memmem::find(&hay[from..], t).map(|i| (from + i, from + i + t.len()))
             }
+            #[cfg(feature = "regex")]
             Kind::Regex(re) => re.find_at(hay, from).map(|m| (m.start(), m.end())),
         }
     }
@@ -66,6 +75,7 @@ impl Pattern {
     pub(super) fn overlap(&self) -> Option<usize> {
         match &self.kind {
             Kind::Text(t) => Some(t.len().saturating_sub(1)),
+            #[cfg(feature = "regex")]
             Kind::Regex(_) => None,
         }
     }
@@ -92,6 +102,7 @@ impl fmt::Display for Pattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             Kind::Text(t) => write!(f, "{:?}", String::from_utf8_lossy(t)),
+            #[cfg(feature = "regex")]
             Kind::Regex(re) => write!(f, "regex /{}/", re.as_str()),
         }
     }

@@ -1,24 +1,10 @@
 //! Reading what the console showed for one script: stderr, the exit
 //! status, and stdout (as it is, or base64 checked against its size).
 
-use std::sync::LazyLock;
-
 use base64::Engine as _;
-use regex::bytes::Regex;
 
 use super::Output;
 use crate::error::ShellError;
-
-/// The status field and a stdout sent as it is: `S-rLEN:` (a kernel
-/// message may come between the two `printf`s).
-static RAW_HEADER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^([0-9]+)-(?:\[ *[0-9]+\.[0-9]+\][^\n]*\n)*r([0-9]+):").expect("valid regex")
-});
-
-/// Kernel messages (`[   12.345678] text`) that may interleave with the
-/// base64 text.
-static KERNEL_MESSAGE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\[ *[0-9]+\.[0-9]+\][^\n]*\n?").expect("valid regex"));
 
 /// What the console showed for one script.
 #[derive(Debug)]
@@ -53,13 +39,13 @@ pub(super) fn parse(
     let stderr = String::from_utf8_lossy(&framed[..at]).replace("\r\n", "\n");
     let stderr = stderr.strip_prefix('\n').unwrap_or(&stderr).to_string();
     let after = &framed[at + status_marker.len()..];
-    if let Some(header) = RAW_HEADER.captures(after) {
-        let status: i32 = digits(&header[1]).ok_or_else(|| garbled("malformed exit status"))?;
-        let size: usize = digits(&header[2]).ok_or_else(|| garbled("malformed output size"))?;
+    if let Some(header) = raw_header(after) {
+        let status: i32 = digits(header.status).ok_or_else(|| garbled("malformed exit status"))?;
+        let size: usize = digits(header.size).ok_or_else(|| garbled("malformed output size"))?;
         // The terminal turns each `\n` into `\r\n`; the shell sends no
         // `\r` of its own this way, and a kernel message or a changed
         // terminal setting shows in the size.
-        let raw: Vec<u8> = after[header.get(0).map_or(0, |m| m.end())..]
+        let raw: Vec<u8> = after[header.end..]
             .iter()
             .copied()
             .filter(|&b| b != b'\r')
@@ -76,7 +62,7 @@ pub(super) fn parse(
     }
     // `wc` prints the size after `printf` printed the status: a kernel
     // message may come in between.
-    let rest = KERNEL_MESSAGE.replace_all(after, &b""[..]);
+    let rest = without_kernel_messages(after);
     let close = memchr::memchr(b'\n', &rest).ok_or_else(|| garbled("unterminated status line"))?;
     let fields =
         std::str::from_utf8(&rest[..close]).map_err(|_| garbled("status line is not text"))?;
@@ -113,9 +99,100 @@ pub(super) fn parse(
     }))
 }
 
-/// A number from the ASCII digits a regex matched (`None` if too big).
+/// A number from ASCII digits (`None` if too big).
 fn digits<T: std::str::FromStr>(digits: &[u8]) -> Option<T> {
     std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// The status field and a stdout sent as it is: `S-rLEN:`, where a kernel
+/// message may come between the two `printf`s (`S-[ 1.234] ...\nrLEN:`).
+struct RawHeader<'a> {
+    /// The exit status's digits.
+    status: &'a [u8],
+    /// The size's digits.
+    size: &'a [u8],
+    /// Where the text starts.
+    end: usize,
+}
+
+/// Reads a [`RawHeader`] at the start of `text`.
+fn raw_header(text: &[u8]) -> Option<RawHeader<'_>> {
+    let status = leading_digits(text);
+    let mut at = status.len();
+    if status.is_empty() || text.get(at) != Some(&b'-') {
+        return None;
+    }
+    at += 1;
+    while let Some(KernelMessage { len, whole: true }) = kernel_message(&text[at..]) {
+        at += len;
+    }
+    let rest = text[at..].strip_prefix(b"r")?;
+    let size = leading_digits(rest);
+    if size.is_empty() || rest.get(size.len()) != Some(&b':') {
+        return None;
+    }
+    Some(RawHeader {
+        status,
+        size,
+        end: at + 1 + size.len() + 1,
+    })
+}
+
+/// A kernel message at the start of some text: `[   12.345678] text`.
+struct KernelMessage {
+    /// Its length, with the `\n` that ends it if there is one.
+    len: usize,
+    /// Whether it ends with a `\n` (rather than with the text).
+    whole: bool,
+}
+
+/// The kernel message `text` starts with: `[`, spaces, digits, `.`, digits,
+/// `]`, then the rest of the line.
+fn kernel_message(text: &[u8]) -> Option<KernelMessage> {
+    let rest = text.strip_prefix(b"[")?;
+    let rest = &rest[rest.iter().take_while(|&&b| b == b' ').count()..];
+    let seconds = leading_digits(rest);
+    let rest = rest[seconds.len()..].strip_prefix(b".")?;
+    let fraction = leading_digits(rest);
+    let rest = rest[fraction.len()..].strip_prefix(b"]")?;
+    if seconds.is_empty() || fraction.is_empty() {
+        return None;
+    }
+    let stamp = text.len() - rest.len();
+    Some(match memchr::memchr(b'\n', rest) {
+        Some(newline) => KernelMessage {
+            len: stamp + newline + 1,
+            whole: true,
+        },
+        None => KernelMessage {
+            len: text.len(),
+            whole: false,
+        },
+    })
+}
+
+/// `text` without the kernel messages (`[   12.345678] text`, each with
+/// its `\n`) that may interleave with base64 text.
+fn without_kernel_messages(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut at = 0;
+    while let Some(bracket) = memchr::memchr(b'[', &text[at..]).map(|i| at + i) {
+        out.extend_from_slice(&text[at..bracket]);
+        match kernel_message(&text[bracket..]) {
+            Some(message) => at = bracket + message.len,
+            None => {
+                out.push(b'[');
+                at = bracket + 1;
+            }
+        }
+    }
+    out.extend_from_slice(&text[at..]);
+    out
+}
+
+/// The ASCII digits `text` starts with.
+fn leading_digits(text: &[u8]) -> &[u8] {
+    &text[..text.iter().take_while(|b| b.is_ascii_digit()).count()]
 }
 
 #[cfg(test)]
@@ -210,6 +287,54 @@ mod tests {
         let f = b"@qt-n-status-3-[    3.141592] random: crng init done\r\nr3:hi\n";
         let out = parsed(f).unwrap();
         assert_eq!((out.status, out.stdout.as_str()), (3, "hi\n"));
+    }
+
+    #[test]
+    fn kernel_messages_are_recognized_and_removed() {
+        let text = b"QUJD[    3.141592] random: crng init done\r\nREVG\r\n[1.5] x";
+        assert_eq!(without_kernel_messages(text), b"QUJDREVG\r\n");
+        // Only `[`, spaces, digits, `.`, digits, `]` start one.
+        for kept in [
+            &b"[x] a\n"[..],
+            b"[ 1] a\n",
+            b"[.5] a\n",
+            b"[1.] a\n",
+            b"[ 1.5 ] a\n",
+        ] {
+            assert_eq!(without_kernel_messages(kept), kept);
+        }
+        assert_eq!(without_kernel_messages(b"[[ 1.2] a\nb"), b"[b");
+        let whole = kernel_message(b"[ 12.5] hi\nrest").unwrap();
+        assert_eq!((whole.len, whole.whole), (11, true));
+        let cut = kernel_message(b"[ 12.5] hi").unwrap();
+        assert_eq!((cut.len, cut.whole), (10, false));
+    }
+
+    #[test]
+    fn raw_headers_are_read() {
+        let header = raw_header(b"12-r345:text").unwrap();
+        assert_eq!(
+            (header.status, header.size, header.end),
+            (&b"12"[..], &b"345"[..], 8)
+        );
+        let header = raw_header(b"0-[ 1.2] a\n[ 3.4] b\nr5:hello").unwrap();
+        assert_eq!((header.status, header.size), (&b"0"[..], &b"5"[..]));
+        assert_eq!(&b"0-[ 1.2] a\n[ 3.4] b\nr5:hello"[header.end..], b"hello");
+        for bad in [
+            &b"-r5:"[..],
+            b"1r5:",
+            b"1-r:",
+            b"1-r5",
+            b"1-[ 1.2] a r5:",
+            b"x1-r5:",
+            b"1-5:",
+        ] {
+            assert!(
+                raw_header(bad).is_none(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 
     #[test]
