@@ -19,7 +19,10 @@
 //!   check (`guests --check`; skipped with a note when the cross binutils are
 //!   missing, except under CI where setup installs them), the Linux guest
 //!   build (from Debian packages into its cache; quick when up to date),
-//!   then `cargo test --workspace ARGS…`. With `CI` set,
+//!   then `cargo test --workspace ARGS…` and, next to it, the packaging
+//!   check (`package.rs`: both crates are packaged, unpacked outside the
+//!   repository, and a fresh crate built from those sources alone runs the
+//!   quick start's echo-guest tests and a Linux-guest shell test). With `CI` set,
 //!   `QEMU_TEST_REQUIRE=1` is exported (unless already set), so a VM test
 //!   that cannot run fails instead of being skipped. `--nextest` then also runs `cargo nextest run
 //!   --workspace` as two partitions (`count:1/2`, `count:2/2`), when
@@ -71,6 +74,7 @@ mod demo;
 mod flaky;
 mod guests;
 mod linux_guest;
+mod package;
 mod setup;
 mod test;
 mod util;

@@ -5,14 +5,20 @@
 //! Steps: setup, fmt, clippy, `guests --check`, the Linux guest (found or
 //! built in the per-user cache by the library's builder, so that no test
 //! pays for the first build; quick when up to date), `cargo test
-//! --workspace`, and with `--nextest` two `cargo nextest run --partition`
-//! halves.
+//! --workspace`, `package` (the crates work from their packaged sources
+//! alone: see [`package`]), and with `--nextest` two `cargo nextest run
+//! --partition` halves.
+//!
+//! `package` starts with `cargo test`, in a thread of its own: its build
+//! waits for the suite's (they share the target dir) and then compiles and
+//! runs the user crate while the suite's VM tests run. Its output is shown
+//! after `cargo test`'s, and its time is its own, overlapping.
 
 use std::ffi::OsString;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::{guests, linux_guest, setup, util};
+use crate::{guests, linux_guest, package, setup, util};
 
 /// `cargo xtask test` flags.
 #[derive(Debug, Default)]
@@ -77,6 +83,32 @@ impl Steps {
         });
     }
 
+    /// Records a step that ran elsewhere (a thread), unless an earlier
+    /// step failed, in which case it counts as not run.
+    fn record(&mut self, name: &'static str, result: StepResult, duration: Duration) {
+        if self.failed {
+            self.done.push(Step {
+                name,
+                outcome: Outcome::NotRun,
+                duration: Duration::ZERO,
+            });
+            return;
+        }
+        let outcome = match result {
+            Ok(None) => Outcome::Passed,
+            Ok(Some(why)) => Outcome::Skipped(why),
+            Err(e) => {
+                self.failed = true;
+                Outcome::Failed(e)
+            }
+        };
+        self.done.push(Step {
+            name,
+            outcome,
+            duration,
+        });
+    }
+
     fn summary(&self, total: Duration) {
         println!("\n==> summary");
         let width = self.done.iter().map(|s| s.name.len()).max().unwrap_or(0);
@@ -112,6 +144,14 @@ fn nextest_available() -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
+}
+
+/// The report of a packaging check whose thread panicked.
+fn panicked_check() -> package::Report {
+    package::Report {
+        log: String::new(),
+        result: Err("the packaging check panicked".into()),
+    }
 }
 
 /// Runs the sequence; see the module docs.
@@ -170,6 +210,14 @@ pub fn test(opts: Options) -> Result<(), String> {
     steps.run("linux guest", || {
         linux_guest::build(linux_guest::Options::default()).map(|()| None)
     });
+    // The packaging check, next to the suite (see the module docs).
+    let packaging = (!steps.failed).then(|| {
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            let report = package::check(require);
+            (report, start.elapsed())
+        })
+    });
     steps.run("cargo test", || {
         let mut cmd = util::cargo();
         cmd.args(["test", "--workspace"]).args(&opts.passthrough);
@@ -179,6 +227,14 @@ pub fn test(opts: Options) -> Result<(), String> {
         }
         util::run(&mut cmd).map(|()| None)
     });
+    if let Some(packaging) = packaging {
+        println!("\n==> package (ran next to cargo test)");
+        let (report, duration) = packaging
+            .join()
+            .unwrap_or_else(|_| (panicked_check(), Duration::ZERO));
+        print!("{}", report.log);
+        steps.record("package", report.result.map(|()| None), duration);
+    }
     if opts.nextest {
         let available = nextest_available();
         for (name, partition) in [("nextest 1/2", "count:1/2"), ("nextest 2/2", "count:2/2")] {
