@@ -147,7 +147,8 @@ pub mod attribute {
     //! | `requires` | `[device("virtio-9p-pci"), netdev("user"), command("ncat"), memlock("64M"), check("what", f)]` | what the host must offer, else the test is skipped with the reason, decided before launch and when the tests are listed; see [`requires`](crate::requires) |
     //! | `ignore` | a flag, or `"reason"` | as libtest's `#[ignore]`: runs only with `--ignored` or `--include-ignored` |
     //! | `should_fail` | a flag, or `"expected text"` | the test must fail; see [below](#expected-failures) |
-    //! | `no_vm` | a flag | a plain test in the same binary, without a VM. Only `timeout`, `ignore` and `should_fail` go with it |
+    //! | `no_vm` | a flag | a plain test in the same binary, without a VM. Only `timeout`, `requires`, `ignore` and `should_fail` go with it |
+    //! | `crate` | a path: `crate = qt` | where the runtime crate is, when the dependency is renamed (`qt = { package = "qemu-test", ... }`); default `::qemu_test` |
     //!
     //! Several drives are one array (`drive = ["a", "b"]`): like every key,
     //! `drive` may appear only once. Drives are opened as given, so a test
