@@ -125,6 +125,11 @@ pub enum Error {
     #[error(transparent)]
     Sibling(#[from] SiblingError),
 
+    /// A test network, a port forward or a share could not be set up or
+    /// used.
+    #[error(transparent)]
+    Net(#[from] NetError),
+
     /// The guest did not crash within the time given to
     /// [`wait_for_guest_crash`](crate::Machine::wait_for_guest_crash).
     #[error("the guest did not crash within {timeout:?}")]
@@ -558,6 +563,81 @@ pub enum SiblingError {
         name: String,
         /// The directory.
         dir: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Why a test's network, port forward or share could not be set up or
+/// used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NetError {
+    /// A network's name cannot be used.
+    #[error(
+        "invalid network name {name:?}: use 1 to 15 ASCII lowercase letters, digits, `-` or `_`, \
+         starting with a letter (it names the guest's interface)"
+    )]
+    InvalidName {
+        /// The name as given.
+        name: String,
+    },
+    /// A name that is not one of the network's members.
+    #[error("{member:?} is not on network {network:?} (its members: {})", members.join(", "))]
+    UnknownMember {
+        /// The network.
+        network: String,
+        /// The name asked for.
+        member: String,
+        /// Who is on it.
+        members: Vec<String>,
+    },
+    /// A network the test does not declare.
+    #[error(
+        "the test has no network {name:?} (it declares: {}); declare it with \
+         `networks = [\"{name}\"]` in #[qemu_test]",
+        if declared.is_empty() { "none".to_string() } else { declared.join(", ") }
+    )]
+    Undeclared {
+        /// The name asked for.
+        name: String,
+        /// The networks the test declares.
+        declared: Vec<String>,
+    },
+    /// More networks or members than the addressing has room for.
+    #[error("{what}")]
+    TooMany {
+        /// What there is too much of.
+        what: String,
+    },
+    /// The machine has no port-forward NIC.
+    #[error(
+        "the machine has no port-forward NIC: declare the guest ports with `forward = [8080]` in \
+         #[qemu_test] (or add one with `Machine::add_forward_nic` before the launch)"
+    )]
+    NoForwardNic,
+    /// QEMU's answer about the port forwards could not be read.
+    #[error("cannot read the port forward to guest port {guest_port} from QEMU's `info usernet`:\n{usernet}")]
+    Forward {
+        /// The guest port.
+        guest_port: u16,
+        /// What QEMU printed.
+        usernet: String,
+    },
+    /// A shared host directory is unusable.
+    #[error("cannot share {}: {why}", path.display())]
+    Share {
+        /// The host directory.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+    /// A file or socket operation failed.
+    #[error("{context}")]
+    Io {
+        /// What was being done.
+        context: String,
         /// The cause.
         #[source]
         source: io::Error,

@@ -72,6 +72,7 @@ pub mod events;
 pub mod guest;
 pub mod guide;
 pub mod machine;
+pub mod net;
 mod os;
 mod qemu_opts;
 pub mod qmp;
@@ -84,7 +85,7 @@ mod timeline;
 
 pub use console::{Console, Crash, Pattern};
 pub use error::{
-    BoxError, ConsoleError, Error, EventError, GuestError, QmpError, Result, SetupError,
+    BoxError, ConsoleError, Error, EventError, GuestError, NetError, QmpError, Result, SetupError,
     ShellError, SiblingError, SnapshotError, TestResult,
 };
 pub use events::event_match;

@@ -24,7 +24,7 @@ pub(crate) use fs::{create_private_dir_all, uid, user_temp_dir, write_atomically
 pub(crate) use lock::{
     flock_current, open_lock, try_flock_current, try_lock, try_lock_dir, unlock, FileLock, LockMode,
 };
-pub(crate) use poll::{poll_readable, wait_readable};
+pub(crate) use poll::{poll_readable, poll_ready, wait_readable, Interest};
 pub(crate) use process::{
     exit_code, kill_group, kill_one, kill_pidfd, memlock_limit, pidfd, spawn, wait_timeout, Signal,
 };

@@ -68,3 +68,51 @@ pub(crate) fn wait_readable(fd: impl AsFd, deadline: Option<Instant>) -> io::Res
         }
     }
 }
+
+/// What to wait for on one fd in [`poll_ready`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Interest {
+    pub(crate) read: bool,
+    pub(crate) write: bool,
+}
+
+/// Waits until any of `fds` is ready for what its [`Interest`] asks, or
+/// `timeout` passes (`None`: forever); returns `(readable, writable)` per
+/// fd, in order. An error or hang-up counts as both (the next read or
+/// write tells which).
+pub(crate) fn poll_ready(
+    fds: &[(BorrowedFd<'_>, Interest)],
+    timeout: Option<Duration>,
+) -> io::Result<Vec<(bool, bool)>> {
+    let mut pollfds: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|(fd, interest)| {
+            let mut flags = PollFlags::empty();
+            if interest.read {
+                flags |= PollFlags::IN;
+            }
+            if interest.write {
+                flags |= PollFlags::OUT;
+            }
+            PollFd::new(fd, flags)
+        })
+        .collect();
+    let timeout = timeout.map(|t| Timespec {
+        tv_sec: t.as_secs().min(3600) as i64,
+        tv_nsec: i64::from(t.subsec_nanos()),
+    });
+    match poll(&mut pollfds, timeout.as_ref()) {
+        Ok(_) => {}
+        Err(rustix::io::Errno::INTR) => return Ok(vec![(false, false); fds.len()]),
+        Err(e) => return Err(e.into()),
+    }
+    let broken = PollFlags::ERR | PollFlags::HUP | PollFlags::NVAL;
+    Ok(pollfds
+        .iter()
+        .map(|p| {
+            let r = p.revents();
+            let bad = r.intersects(broken);
+            (r.contains(PollFlags::IN) || bad, r.contains(PollFlags::OUT) || bad)
+        })
+        .collect())
+}
