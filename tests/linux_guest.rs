@@ -36,12 +36,14 @@ fn boots_to_a_shell_running_the_packaged_kernel(vm: &mut Vm) -> TestResult {
     assert_eq!(sh.succeed("uname -m")?.trim(), "x86_64");
     // The modules /init loads, and the controlling terminal Ctrl-C needs.
     let modules = sh.succeed("cut -d' ' -f1 /proc/modules | sort")?;
-    for module in ["button", "evdev", "virtio_blk", "virtio_pci"] {
+    for module in ["button", "evdev", "virtio_blk", "virtio_pci", "virtio_net"] {
         assert!(
             modules.lines().any(|m| m == module),
             "{module} not loaded:\n{modules}"
         );
     }
+    // Programs that talk to 127.0.0.1 work.
+    assert!(sh.succeed("ip -o link show lo")?.contains("LOOPBACK,UP"));
     assert_eq!(sh.succeed("readlink /proc/$$/fd/0")?.trim(), "/dev/ttyS0");
     sh.succeed(": </dev/tty")?; // only opens with a controlling terminal
     assert!(sh.succeed("pidof acpid")?.trim().parse::<u32>().is_ok());

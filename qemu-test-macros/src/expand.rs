@@ -29,7 +29,7 @@ use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{FnArg, ItemFn, LitStr, ReturnType};
 
-use crate::parse::{self, Choice, Config, Errors, Image, Setting, Smp};
+use crate::parse::{self, Choice, Config, Errors, Image, Setting, Siblings, Smp};
 use crate::validate;
 
 /// The attribute: parse, validate, emit.
@@ -345,9 +345,27 @@ fn spec(config: &Config, variant: &Variant<'_>, krate: &TokenStream) -> TokenStr
         };
         calls.extend(call("with_requirements", span, list));
     }
-    if let Some(siblings) = &config.siblings {
-        let count = u32_literal(siblings.value.value, siblings.value.span);
-        calls.extend(call("with_siblings", siblings.value.span, count));
+    match config.siblings.as_ref().map(|s| &s.value) {
+        Some(Siblings::Count(count)) => {
+            let literal = u32_literal(count.value, count.span);
+            calls.extend(call("with_siblings", count.span, literal));
+        }
+        Some(Siblings::Names(names)) => {
+            let span = config.siblings.as_ref().map_or(Span::call_site(), |s| s.key.span());
+            calls.extend(call("with_sibling_names", span, quote!([#(#names),*])));
+        }
+        None => {}
+    }
+    for network in config.networks.iter().flat_map(|setting| &setting.value) {
+        calls.extend(call("with_network", network.span(), network.to_token_stream()));
+    }
+    if let Some(forward) = &config.forward {
+        let ports = forward.value.iter().map(|p| {
+            let mut literal = Literal::u16_unsuffixed(p.value as u16);
+            literal.set_span(p.span);
+            literal
+        });
+        calls.extend(call("with_forward", forward.key.span(), quote!([#(#ports),*])));
     }
     calls
 }

@@ -42,7 +42,9 @@ const KEYS: &[Key] = &[
     key("timeout",       "a duration string",                               "timeout = \"60s\""),
     key("qmp",           "`true` or `false`",                               "qmp = false"),
     key("launch",        "`true` or `false`",                               "launch = false"),
-    key("siblings",      "an integer literal of at least 1",                "siblings = 1"),
+    key("siblings",      "an integer literal of at least 1, or an array of names", "siblings = [\"server\", \"backup\"]"),
+    key("networks",      "an array of network names",                       "networks = [\"lan\"]"),
+    key("forward",       "an array of guest TCP ports",                     "forward = [8080]"),
     key("snapshot",      "a name string (letters, digits, `-`, `_`, `.`)",  "snapshot = \"booted\""),
     key("setup",         "a path to a function `fn(&mut Vm) -> TestResult`", "setup = wait_for_shell"),
     key("requires",      "an array of requirements",                         "requires = [device(\"virtio-9p-pci\"), command(\"ncat\")]"),
@@ -98,6 +100,15 @@ pub(crate) enum Smp {
     Syntax(LitStr),
 }
 
+/// `siblings = 2` or `siblings = ["b", "c"]`.
+#[derive(Clone)]
+pub(crate) enum Siblings {
+    /// How many the body makes.
+    Count(Int),
+    /// Their names: the runner launches them.
+    Names(Vec<LitStr>),
+}
+
 /// A memory size, normalized to what QEMU's `-m` takes.
 #[derive(Clone)]
 pub(crate) struct Memory {
@@ -149,8 +160,13 @@ pub(crate) struct Config {
     pub qmp: Option<Setting<syn::LitBool>>,
     /// `launch = false`: the body launches the VM.
     pub launch: Option<Setting<syn::LitBool>>,
-    /// `siblings = N`: how many sibling machines the body may start.
-    pub siblings: Option<Setting<Int>>,
+    /// `siblings = N` (how many sibling machines the body may start) or
+    /// `siblings = ["b", "c"]` (named siblings the runner launches).
+    pub siblings: Option<Setting<Siblings>>,
+    /// `networks = ["lan"]`: the private networks every VM is on.
+    pub networks: Option<Setting<Vec<LitStr>>>,
+    /// `forward = [8080]`: guest TCP ports forwarded from the host.
+    pub forward: Option<Setting<Vec<Int>>>,
     /// `setup = path`: the snapshot's setup function.
     pub setup: Option<Setting<syn::ExprPath>>,
     /// `requires = [device("..."), ...]`: expressions of
@@ -278,16 +294,9 @@ impl Config {
             "snapshot" => site.store(&mut self.snapshot, ctx.snapshot_name(value)?),
             "qmp" => site.store(&mut self.qmp, ctx.boolean(value)?),
             "launch" => site.store(&mut self.launch, ctx.boolean(value)?),
-            "siblings" => {
-                let count = ctx.int(value)?;
-                if count.value == 0 {
-                    return Err(syn::Error::new(
-                        count.span,
-                        "`siblings` must be at least 1 (leave the key out for none)",
-                    ));
-                }
-                site.store(&mut self.siblings, count)
-            }
+            "siblings" => site.store(&mut self.siblings, ctx.siblings(value)?),
+            "networks" => site.store(&mut self.networks, ctx.networks(value)?),
+            "forward" => site.store(&mut self.forward, ctx.ports(value)?),
             "setup" => site.store(&mut self.setup, ctx.path(value)?),
             "requires" => site.store(&mut self.requires, ctx.expr_array(value)?),
             "ignore" => site.store(&mut self.ignore, ctx.flag_or_string(value)?),
@@ -326,6 +335,8 @@ impl Config {
             self.qmp.as_ref().map(Setting::position),
             self.launch.as_ref().map(Setting::position),
             self.siblings.as_ref().map(Setting::position),
+            self.networks.as_ref().map(Setting::position),
+            self.forward.as_ref().map(Setting::position),
             self.setup.as_ref().map(Setting::position),
         ]
         .into_iter()
@@ -629,6 +640,105 @@ impl Ctx<'_> {
             Expr::Path(_) => Ok(Image::Path(expr)),
             _ => Ok(Image::Expr(expr)),
         }
+    }
+
+    /// `siblings = N` (at least 1) or `siblings = ["name", ...]`.
+    fn siblings(&self, value: Value) -> syn::Result<Siblings> {
+        let expr = self.expr(value)?;
+        if let Expr::Lit(ExprLit {
+            lit: Lit::Int(lit), ..
+        }) = &expr
+        {
+            let count = parse_u32(lit, self.key)?;
+            if count.value == 0 {
+                return Err(syn::Error::new(
+                    count.span,
+                    "`siblings` must be at least 1 (leave the key out for none)",
+                ));
+            }
+            return Ok(Siblings::Count(count));
+        }
+        let span = expr.span();
+        let names = self.distinct_names(Value::Expr(expr), |name| {
+            let valid = (1..=64).contains(&name.len())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            match (valid, name) {
+                (_, "main") => Err("`main` is the test's own VM on its networks; name the sibling otherwise".into()),
+                (true, _) => Ok(()),
+                (false, _) => Err(format!(
+                    "invalid sibling name {name:?}: use 1 to 64 ASCII letters, digits, `-` or `_`"
+                )),
+            }
+        })?;
+        if names.is_empty() {
+            return Err(syn::Error::new(span, "`siblings` needs at least one name (leave the key out for none)"));
+        }
+        Ok(Siblings::Names(names))
+    }
+
+    /// `networks = ["lan", ...]`: names of guest interfaces too.
+    fn networks(&self, value: Value) -> syn::Result<Vec<LitStr>> {
+        self.distinct_names(value, |name| {
+            let valid = (1..=15).contains(&name.len())
+                && name.starts_with(|c: char| c.is_ascii_lowercase())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+            match (valid, name) {
+                (_, "forward" | "lo") => Err(format!("{name:?} names another interface; call the network otherwise")),
+                (true, _) => Ok(()),
+                (false, _) => Err(format!(
+                    "invalid network name {name:?}: use 1 to 15 lowercase ASCII letters, digits, `-` or `_`, \
+                     starting with a letter (it names the guest's interface)"
+                )),
+            }
+        })
+    }
+
+    /// An array of distinct strings, each checked by `check`.
+    fn distinct_names(
+        &self,
+        value: Value,
+        check: impl Fn(&str) -> Result<(), String>,
+    ) -> syn::Result<Vec<LitStr>> {
+        let names = self.string_array(value)?;
+        for (i, name) in names.iter().enumerate() {
+            check(&name.value()).map_err(|why| syn::Error::new(name.span(), why))?;
+            if names[..i].iter().any(|n| n.value() == name.value()) {
+                return Err(syn::Error::new(
+                    name.span(),
+                    format!("`{}` lists {:?} twice", self.key, name.value()),
+                ));
+            }
+        }
+        Ok(names)
+    }
+
+    /// `forward = [8080, 22]`: distinct TCP ports.
+    fn ports(&self, value: Value) -> syn::Result<Vec<Int>> {
+        let Expr::Array(array) = self.expr(value)? else {
+            return Err(syn::Error::new(self.key.span(), self.expects()));
+        };
+        let mut ports: Vec<Int> = Vec::new();
+        for elem in array.elems {
+            let Expr::Lit(ExprLit {
+                lit: Lit::Int(lit), ..
+            }) = &elem
+            else {
+                return Err(self.wrong_type(elem));
+            };
+            let port = parse_u32(lit, self.key)?;
+            if port.value == 0 || port.value > 65535 {
+                return Err(syn::Error::new(port.span, "a TCP port is 1 to 65535"));
+            }
+            if ports.iter().any(|p| p.value == port.value) {
+                return Err(syn::Error::new(port.span, format!("`forward` lists {} twice", port.value)));
+            }
+            ports.push(port);
+        }
+        Ok(ports)
     }
 
     /// A snapshot name: it becomes part of a file name.

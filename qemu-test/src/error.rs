@@ -550,6 +550,27 @@ pub enum SiblingError {
         /// The name as given.
         name: String,
     },
+    /// The test names its siblings, and not this one.
+    #[error(
+        "cannot start sibling {name:?}: the test names its siblings ({}) and not this one; add it \
+         to `siblings = [...]` in #[qemu_test]",
+        names.join(", ")
+    )]
+    NotNamed {
+        /// The name asked for.
+        name: String,
+        /// The names the test declares.
+        names: Vec<String>,
+    },
+    /// Its NICs could not be set up.
+    #[error("cannot put sibling {name:?} on the test's networks")]
+    Net {
+        /// The sibling's name.
+        name: String,
+        /// The cause.
+        #[source]
+        source: NetError,
+    },
     /// The name is taken.
     #[error("a sibling named {name:?} was already started in this test")]
     Duplicate {
@@ -624,6 +645,19 @@ pub enum NetError {
         guest_port: u16,
         /// What QEMU printed.
         usernet: String,
+    },
+    /// A restored machine has fewer spare root ports than devices to
+    /// hot-plug.
+    #[error(
+        "a restored machine hot-plugs its {needed} NICs and shares on spare PCIe root ports, and it \
+         has {have}: call set_hotplug_ports({needed}) before the snapshot is made (they are part \
+         of its key)"
+    )]
+    HotplugPorts {
+        /// The devices to plug.
+        needed: usize,
+        /// The spare ports.
+        have: usize,
     },
     /// A shared host directory is unusable.
     #[error("cannot share {}: {why}", path.display())]

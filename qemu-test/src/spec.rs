@@ -24,6 +24,9 @@ use crate::error::GuestError;
 use crate::guest::{Guest, LinuxGuest, Load};
 use crate::requires::Requirement;
 
+/// The name of the test's own VM on its networks (siblings go by theirs).
+pub const MAIN: &str = "main";
+
 /// The default per-test timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -239,6 +242,15 @@ pub struct VmSpec {
     /// What the host must offer for the test to run (else it is skipped);
     /// see [`requires`](crate::requires).
     pub requires: Vec<Requirement>,
+    /// The siblings' names, when the test names them (`siblings = ["b",
+    /// "c"]`): the runner launches them with the test's VM (and restores
+    /// them from its snapshot), and they join its networks.
+    pub sibling_names: Vec<String>,
+    /// The private networks every VM of the test is on, by name.
+    pub networks: Vec<String>,
+    /// Guest TCP ports to forward from the host (a port-forward NIC on
+    /// each VM); `None`: no port-forward NIC.
+    pub forward: Option<Vec<u16>>,
 }
 
 impl Default for VmSpec {
@@ -263,6 +275,9 @@ impl Default for VmSpec {
             launch: true,
             siblings: 0,
             requires: Vec::new(),
+            sibling_names: Vec::new(),
+            networks: Vec::new(),
+            forward: None,
         }
     }
 }
@@ -383,6 +398,47 @@ impl VmSpec {
     pub fn with_siblings(mut self, count: u32) -> Self {
         self.siblings = count;
         self
+    }
+    /// Names the test's siblings: the runner launches them with the test's
+    /// VM, configured like it, and they join its networks (member `i + 1`
+    /// is the `i`th name; the test's VM is `main`).
+    pub fn with_sibling_names<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.sibling_names = names.into_iter().map(Into::into).collect();
+        self.siblings = self.sibling_names.len() as u32;
+        self
+    }
+    /// Puts every VM of the test on the private network `name` (see
+    /// [`net`](crate::net)).
+    pub fn with_network(mut self, name: impl Into<String>) -> Self {
+        self.networks.push(name.into());
+        self
+    }
+    /// Gives every VM of the test a port-forward NIC forwarding these
+    /// guest TCP ports (more can be added at run time with
+    /// [`Machine::forward`](crate::Machine::forward)).
+    pub fn with_forward(mut self, guest_ports: impl IntoIterator<Item = u16>) -> Self {
+        self.forward
+            .get_or_insert_with(Vec::new)
+            .extend(guest_ports);
+        self
+    }
+
+    /// The names of the test's VMs on its networks: `main`, then the named
+    /// siblings.
+    pub fn members(&self) -> Vec<String> {
+        std::iter::once(MAIN.to_string())
+            .chain(self.sibling_names.iter().cloned())
+            .collect()
+    }
+
+    /// How many devices each VM hot-plugs after a snapshot restore: one
+    /// NIC per network, the port-forward NIC.
+    pub fn hotplug_devices(&self) -> u32 {
+        self.networks.len() as u32 + u32::from(self.forward.is_some())
     }
 
     /// The guest built into the crate, if the kernel is one.

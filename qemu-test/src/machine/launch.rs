@@ -90,6 +90,7 @@ impl Machine {
             ))?;
             let started = Instant::now();
             self.incoming(qmp, &path)?;
+            self.hot_plug(qmp)?;
             self.timeline
                 .step("launch.restore", started, serde_json::Map::new);
         }
@@ -205,7 +206,8 @@ impl Machine {
     }
 
     /// The whole command line: wrapper, binary, base arguments (display,
-    /// monitor, machine, console), the restore's, then the user's.
+    /// monitor, machine, console), the restore's, the spare root ports,
+    /// the user's, then the NICs and shares.
     fn command_line_for(&self, monitor: Option<MonitorArg>, console: Option<RawFd>) -> Vec<String> {
         let base = cmdline::base_args(&BaseArgs {
             binary: &self.cfg.binary,
@@ -222,13 +224,17 @@ impl Machine {
             None => Vec::new(),
         };
         incoming.extend(self.ram.iter().flat_map(super::migrate::MappedRam::args));
+        let ports = self.hotplug_port_args();
+        let plugs = self.plug_args();
         self.cfg
             .wrapper
             .iter()
             .chain([&self.cfg.binary])
             .chain(&base)
             .chain(&incoming)
+            .chain(&ports)
             .chain(&self.cfg.args)
+            .chain(&plugs)
             .cloned()
             .collect()
     }

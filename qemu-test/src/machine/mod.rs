@@ -33,11 +33,13 @@
 
 mod cmdline;
 mod crash;
+mod forward;
 mod kill_switch;
 mod launch;
 mod lifetime;
 mod migrate;
 mod owned_dir;
+mod plug;
 mod remote;
 mod screen;
 
@@ -63,6 +65,7 @@ pub(crate) use crash::CrashListener;
 pub use crash::GuestCrash;
 pub(crate) use kill_switch::KillSwitch;
 use owned_dir::OwnedDir;
+pub use plug::{Share, FORWARD_NIC};
 pub(crate) use remote::Remote;
 
 /// The default QMP timeout (as upstream's `qmp_timer`).
@@ -209,6 +212,8 @@ impl MachineBuilder {
             remote: Remote::default(),
             crash_listener: None,
             timeline: Timeline::default(),
+            plugs: Vec::new(),
+            hotplug_ports: 0,
         }
     }
 }
@@ -264,6 +269,10 @@ pub struct Machine {
     /// Where the launch, QMP commands, event and console waits are
     /// recorded (the runner's per-test timeline; nowhere by default).
     timeline: Timeline,
+    /// NICs and shares: booted with, or hot-plugged after a restore.
+    plugs: Vec<plug::Plug>,
+    /// Spare PCIe root ports for hot-plugging after a restore.
+    hotplug_ports: u32,
 }
 
 impl Machine {
@@ -384,7 +393,9 @@ impl Machine {
                 escape_opt(&qmp_socket.to_string_lossy())
             ));
         }
+        args.extend(self.hotplug_port_args());
         args.extend(self.cfg.args.iter().cloned());
+        args.extend(self.plug_boot_args());
         args
     }
 

@@ -68,5 +68,9 @@ pub(crate) fn build_machine(plan: &Plan, args: Vec<String>, log_dir: &Path) -> M
         machine.set_console(console.device.as_deref(), console.index);
     }
     machine.set_qmp_monitor(spec.qmp);
+    if spec.snapshot.is_some() {
+        // The snapshot is saved without NICs: restores hot-plug them.
+        machine.set_hotplug_ports(spec.hotplug_devices());
+    }
     machine
 }

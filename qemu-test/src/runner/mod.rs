@@ -21,6 +21,7 @@
 //! | `scheduler` | the host budget (vCPUs, memory), shared across processes with slot files |
 //! | `artifacts` | artifact dirs, `cmdline.txt`, `repro.sh` |
 //! | `launch` | a test's machine: its arguments and logs |
+//! | `network` | a test's networks and port forwards: made, attached, the guest side set up |
 //! | `trial` | one test: admit, launch, body, judge, tear down, collect |
 //! | `watchdog` | a body on its own thread under the test's deadline |
 //! | `vm` | [`Vm`], what a test body receives |
@@ -56,6 +57,7 @@ mod env;
 mod evidence;
 mod harness;
 mod launch;
+mod network;
 pub(crate) mod outcome;
 mod path;
 mod pause;

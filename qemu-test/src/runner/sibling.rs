@@ -9,16 +9,19 @@
 //! watchdog kills it when the deadline passes, and dropping it kills its
 //! QEMU like any [`Machine`].
 
+use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use crate::error::SiblingError;
+use crate::error::{BoxError, SiblingError};
 use crate::machine::{KillSwitch, Machine};
 use crate::runner::artifacts;
 use crate::runner::launch::build_machine;
+use crate::runner::network::{self, Networks};
 use crate::runner::resolve::Plan;
+use crate::shell::Shell;
 use crate::timeline::Timeline;
 
 /// A machine started next to a test's own VM, configured like it; get one
@@ -36,6 +39,8 @@ pub struct Sibling {
     /// The test's name, for `repro.sh`.
     test: String,
     cwd: PathBuf,
+    /// Whether the runner set up its guest's networks (a Linux guest).
+    configures_guest: bool,
 }
 
 impl Sibling {
@@ -47,6 +52,22 @@ impl Sibling {
     /// Its artifact directory, `<test artifacts>/<name>/`.
     pub fn artifacts(&self) -> &Path {
         &self.dir
+    }
+
+    /// A [`Shell`] on its console (see [`Vm::shell`](crate::Vm::shell)).
+    pub fn shell(&self) -> Shell {
+        Shell::new(self.machine.console())
+    }
+
+    /// Takes its NIC on `network` down or up (QMP `set_link`), like
+    /// [`Vm::set_link`](crate::Vm::set_link).
+    pub fn set_link(&mut self, network: &str, up: bool) -> Result<(), BoxError> {
+        let shell = self.console_shell();
+        network::set_link(&mut self.machine, shell, network, up)
+    }
+
+    fn console_shell(&self) -> Option<Shell> {
+        self.configures_guest.then(|| self.shell())
     }
 }
 
@@ -96,6 +117,10 @@ pub(crate) struct Siblings {
     made: Mutex<Vec<String>>,
     /// Every sibling's kill switch, for the watchdog.
     kills: Arc<Mutex<Vec<KillSwitch>>>,
+    /// The test's networks, which named siblings join.
+    networks: Networks,
+    /// Named siblings the runner launched, until the body takes them.
+    launched: Mutex<HashMap<String, Sibling>>,
 }
 
 /// What the runner knows when it makes a test's siblings.
@@ -108,6 +133,8 @@ pub(crate) struct SiblingTemplate {
     pub(crate) cwd: PathBuf,
     /// The test's timeline: each sibling records its steps there.
     pub(crate) timeline: Timeline,
+    /// The test's networks.
+    pub(crate) networks: Networks,
 }
 
 impl Siblings {
@@ -121,6 +148,7 @@ impl Siblings {
             test,
             cwd,
             timeline,
+            networks,
         } = template;
         Siblings {
             plan,
@@ -133,7 +161,43 @@ impl Siblings {
             declared,
             made: Mutex::new(Vec::new()),
             kills: Arc::default(),
+            networks,
+            launched: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The sibling named `name`: the one the runner launched, else a new
+    /// one, not launched.
+    pub(crate) fn get(&self, name: &str) -> Result<Sibling, SiblingError> {
+        let launched = self.launched.lock().unwrap_or_else(|e| e.into_inner()).remove(name);
+        match launched {
+            Some(sibling) => Ok(sibling),
+            None => self.make(name),
+        }
+    }
+
+    /// Keeps a sibling the runner launched for the body.
+    pub(crate) fn keep(&self, sibling: Sibling) {
+        self.launched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(sibling.name.clone(), sibling);
+    }
+
+    /// Runs `f` on each sibling the runner launched and still keeps.
+    pub(crate) fn each_launched(
+        &self,
+        mut f: impl FnMut(&mut Sibling) -> Result<(), BoxError>,
+    ) -> Result<(), BoxError> {
+        let mut launched = self.launched.lock().unwrap_or_else(|e| e.into_inner());
+        let mut names: Vec<String> = launched.keys().cloned().collect();
+        names.sort_by_key(|n| self.plan.spec.sibling_names.iter().position(|s| s == n));
+        for name in names {
+            if let Some(sibling) = launched.get_mut(&name) {
+                f(sibling)?;
+            }
+        }
+        Ok(())
     }
 
     /// The kill switches of the siblings made so far and later.
@@ -154,6 +218,13 @@ impl Siblings {
         if made.iter().any(|m| m == name) {
             return Err(SiblingError::Duplicate { name: name.into() });
         }
+        let names = &self.plan.spec.sibling_names;
+        if !names.is_empty() && !names.iter().any(|n| n == name) {
+            return Err(SiblingError::NotNamed {
+                name: name.into(),
+                names: names.clone(),
+            });
+        }
         if made.len() >= self.declared as usize {
             return Err(SiblingError::Undeclared {
                 name: name.into(),
@@ -167,6 +238,15 @@ impl Siblings {
             source,
         })?;
         let mut machine = build_machine(&self.plan, self.args.clone(), &dir);
+        let spec = &self.plan.spec;
+        if spec.sibling_names.iter().any(|n| n == name) {
+            network::attach(&mut machine, spec, &self.networks, name).map_err(|source| {
+                SiblingError::Net {
+                    name: name.into(),
+                    source,
+                }
+            })?;
+        }
         machine.set_deadline(Some(self.deadline));
         machine.set_timeline(self.timeline.for_vm(name));
         self.kills
@@ -180,6 +260,7 @@ impl Siblings {
             dir,
             test: self.test.clone(),
             cwd: self.cwd.clone(),
+            configures_guest: network::configures_guest(spec),
         })
     }
 }

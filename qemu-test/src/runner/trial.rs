@@ -18,6 +18,7 @@ use crate::runner::case::{Context, TestCase};
 use crate::runner::env::OnFailure;
 use crate::runner::evidence::Evidence;
 use crate::runner::launch::{build_machine, vm_args};
+use crate::runner::network::{self, Networks};
 use crate::runner::outcome::Unrunnable;
 use crate::runner::outcome::{
     ArtifactsFate, BodyError, BodyResult, ConsoleEvidence, Failure, FailureKind, Outcome, Record,
@@ -133,6 +134,8 @@ struct VmTrial<'a> {
     pause_socket: Option<PathBuf>,
     /// The test's steps, for `timeline.jsonl`.
     timeline: Timeline,
+    /// The test's networks, stopped after its VMs.
+    networks: Networks,
 }
 
 impl<'a> VmTrial<'a> {
@@ -166,6 +169,13 @@ impl<'a> VmTrial<'a> {
                 return failed(Failure::new(FailureKind::Runner, reason));
             }
         };
+        let networks = match network::create(spec, dir.path()) {
+            Ok(networks) => networks,
+            Err(e) => {
+                let reason = format!("cannot set up the test's networks: {e}");
+                return failed(Failure::new(FailureKind::Launch, reason));
+            }
+        };
         let mut trial = VmTrial {
             case,
             ctx,
@@ -175,6 +185,7 @@ impl<'a> VmTrial<'a> {
             problems: Vec::new(),
             pause_socket: None,
             timeline,
+            networks,
         };
         let timeout = spec.timeout;
         let deadline = deadline_after(timeout);
@@ -183,13 +194,18 @@ impl<'a> VmTrial<'a> {
             Err(error) => return trial.launch_failed(error),
         };
         let launched = match spec.launch {
-            true => trial.launch(machine, snapshot),
+            true => trial
+                .launch(machine, snapshot, &siblings)
+                .and_then(|machine| trial.configure_guests(machine, &siblings)),
             // The body launches it (`launch = false`).
             false => Ok(machine),
         };
         let machine = match launched {
             Ok(machine) => machine,
-            Err(error) => return trial.launch_failed(error),
+            Err(error) => {
+                drop(siblings);
+                return trial.launch_failed(error);
+            }
         };
         let console = machine.console();
         let evidence = Evidence::new(trial.dir.path(), machine.remote(), trial.timeline.clone());
@@ -205,12 +221,15 @@ impl<'a> VmTrial<'a> {
         if let Some(vm) = vm {
             trial.tear_down(vm, &verdict, &evidence);
         }
+        // After the VMs: the captures are complete.
+        network::stop(&trial.networks);
         trial.problems.extend(evidence.problems());
         trial.collect(verdict, Some(&console))
     }
 
     /// The outcome of a test whose VM did not launch.
     fn launch_failed(self, error: BodyError) -> Outcome {
+        network::stop(&self.networks);
         let verdict = Verdict::Failed(FailureKind::Launch, error);
         let verdict = expected(verdict, self.case.def.should_fail);
         self.collect(verdict, None)
@@ -234,6 +253,7 @@ impl<'a> VmTrial<'a> {
             test: self.case.name.clone(),
             cwd: self.ctx.cwd.clone(),
             timeline: self.timeline.clone(),
+            networks: self.networks.clone(),
         };
         let siblings = Siblings::new(template, self.plan.spec.siblings);
         if self.ctx.config.on_failure == OnFailure::Pause {
@@ -243,6 +263,8 @@ impl<'a> VmTrial<'a> {
             self.pause_socket = Some(socket);
         }
         let mut machine = build_machine(self.plan, args, self.dir.path());
+        network::attach(&mut machine, &self.plan.spec, &self.networks, crate::spec::MAIN)
+            .map_err(|e| BodyError::new(format!("cannot put the VM on the test's networks: {e}")))?;
         machine.set_timeline(self.timeline.clone());
         if let Some(snapshot) = snapshot {
             machine.restore_snapshot(snapshot.snapshot.state());
@@ -252,20 +274,63 @@ impl<'a> VmTrial<'a> {
         Ok((machine, siblings))
     }
 
-    /// Launches the test's machine, then writes `cmdline.txt` and
-    /// `repro.sh`. The error is QEMU's launch error.
+    /// Launches the test's machine and its named siblings, then writes
+    /// `cmdline.txt` and `repro.sh`. The error is QEMU's launch error.
     fn launch(
         &mut self,
         mut machine: Machine,
         snapshot: Option<Prepared>,
+        siblings: &Siblings,
     ) -> Result<Machine, BodyError> {
         let launched = machine.launch();
+        self.write_repro(&machine);
+        if let Err(e) = launched {
+            return Err(BodyError::from_error(&e));
+        }
+        let state = snapshot.as_ref().map(|s| s.snapshot.state());
+        for name in &self.plan.spec.sibling_names {
+            let mut sibling = siblings.get(name).map_err(|e| BodyError::new(e.to_string()))?;
+            if let Some(state) = state {
+                sibling.restore_snapshot(state);
+            }
+            let launched = sibling.launch();
+            if let Err(e) = launched {
+                let mut error = BodyError::from_error(&e);
+                error.message = format!("sibling {name:?}: {}", error.message);
+                return Err(error);
+            }
+            siblings.keep(sibling);
+        }
         // QEMU has loaded the state (or failed to): the snapshot may go.
         drop(snapshot);
-        self.write_repro(&machine);
-        match launched {
+        Ok(machine)
+    }
+
+    /// Sets up the guest side of the networks in the test's VM and its
+    /// launched siblings (each waits for its own shell: their boots
+    /// overlap).
+    fn configure_guests(&self, machine: Machine, siblings: &Siblings) -> Result<Machine, BodyError> {
+        let spec = &self.plan.spec;
+        if !network::configures_guest(spec) {
+            return Ok(machine);
+        }
+        let started = Instant::now();
+        let shell = crate::shell::Shell::new(machine.console());
+        let configured = network::configure(&shell, spec, &self.networks, crate::spec::MAIN)
+            .and_then(|()| {
+                siblings.each_launched(|sibling| {
+                    let name = sibling.name().to_string();
+                    network::configure(&sibling.shell(), spec, &self.networks, &name)
+                        .map_err(|e| format!("sibling {name:?}: {e}").into())
+                })
+            });
+        self.timeline
+            .step("network", started, serde_json::Map::new);
+        match configured {
             Ok(()) => Ok(machine),
-            Err(e) => Err(BodyError::from_error(&e)),
+            Err(e) => Err(BodyError::new(format!(
+                "cannot set up the guests' networks: {e}"
+            ))),
         }
     }
 
@@ -330,6 +395,7 @@ impl<'a> VmTrial<'a> {
             self.case.name.clone(),
             siblings,
             watchdog.crash_expected(),
+            (self.networks.clone(), network::configures_guest(&self.plan.spec)),
         );
         let started = Instant::now();
         let (vm, end) = watchdog.run(vm, body, kill)?;

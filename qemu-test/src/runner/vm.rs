@@ -4,8 +4,10 @@ use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::error::Result;
+use crate::error::{BoxError, NetError, Result};
 use crate::machine::Machine;
+use crate::net::Network;
+use crate::runner::network::{self, Networks};
 use crate::runner::sibling::{Sibling, Siblings};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -49,6 +51,9 @@ pub struct Vm {
     siblings: Siblings,
     /// Set when the body expects its guest to crash.
     crash_expected: Arc<AtomicBool>,
+    networks: Networks,
+    /// Whether the runner set up the guest side of its networks.
+    configures_guest: bool,
 }
 
 impl Vm {
@@ -58,6 +63,7 @@ impl Vm {
         test_name: String,
         siblings: Siblings,
         crash_expected: Arc<AtomicBool>,
+        (networks, configures_guest): (Networks, bool),
     ) -> Vm {
         Vm {
             machine,
@@ -65,7 +71,57 @@ impl Vm {
             test_name,
             siblings,
             crash_expected,
+            networks,
+            configures_guest,
         }
+    }
+
+    /// The test's private network `name` (declared with `networks =
+    /// ["name"]`): its members' addresses, partitions and cuts, its
+    /// capture. See [`net`](crate::net).
+    ///
+    /// ```no_run
+    /// # fn demo(vm: &qemu_test::Vm) -> qemu_test::TestResult {
+    /// let lan = vm.network("lan")?;
+    /// lan.partition(&[&["main"], &["b", "c"]])?;
+    /// vm.shell().fail("ping -c1 -W1 b")?;
+    /// lan.heal()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn network(&self, name: &str) -> std::result::Result<&Network, NetError> {
+        self.networks
+            .iter()
+            .find(|n| n.name() == name)
+            .ok_or_else(|| NetError::Undeclared {
+                name: name.into(),
+                declared: self.networks.iter().map(|n| n.name().to_string()).collect(),
+            })
+    }
+
+    /// Every network of the test, in declaration order.
+    pub fn networks(&self) -> &[Network] {
+        &self.networks
+    }
+
+    /// Takes the VM's NIC on `network` down (`false`: the guest loses its
+    /// carrier at once, nothing goes in or out) or up again (QMP
+    /// `set_link`, on the NIC whose id is the network's name). Up, it
+    /// returns once the Linux guest has the link up and passes traffic
+    /// again (its link watch runs up to a second later). For a cut at the
+    /// switch that the guest does not notice, see
+    /// [`Network::disconnect`].
+    ///
+    /// ```no_run
+    /// # fn demo(vm: &mut qemu_test::Vm) -> qemu_test::TestResult {
+    /// vm.set_link("lan", false)?;
+    /// vm.shell().fail("ping -c1 -W1 b")?;
+    /// vm.set_link("lan", true)?;
+    /// vm.shell().succeed("ping -c1 -W2 b")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn set_link(&mut self, network: &str, up: bool) -> std::result::Result<(), BoxError> {
+        let shell = self.configures_guest.then(|| self.shell());
+        network::set_link(&mut self.machine, shell, network, up)
     }
 
     /// Says that the guest is going to crash on purpose: from now on a
@@ -121,7 +177,7 @@ impl Vm {
     ///
     /// [`SiblingError`]: crate::error::SiblingError
     pub fn sibling(&self, name: &str) -> Result<Sibling> {
-        Ok(self.siblings.make(name)?)
+        Ok(self.siblings.get(name)?)
     }
 
     /// The test's artifact directory, `target/qemu-test/<package>/<test-binary>/<test-name>/`

@@ -18,8 +18,11 @@ const SAVE_TIMEOUT: Duration = Duration::from_secs(120);
 impl Machine {
     /// The [`SnapshotKey`] named `name` for this machine as configured: the
     /// qemu-test version, the QEMU binary (path, size, mtime), the wrapper,
-    /// the machine type, the console, every argument, and the identity of
-    /// every file an argument names (`-kernel PATH`, `file=PATH,...`).
+    /// the machine type, the console, every argument, the spare hotplug
+    /// ports, and the identity of every file an argument names (`-kernel
+    /// PATH`, `file=PATH,...`). Not its NICs and shares
+    /// ([`add_nic`](Machine::add_nic), [`add_share`](Machine::add_share)):
+    /// a restored machine gets its own, hot-plugged.
     /// What a setup function does is not visible here: add it with
     /// [`SnapshotKey::with`].
     ///
@@ -50,6 +53,7 @@ impl Machine {
             .with("console", json!(self.console_config()))
             .with("qmp", self.has_qmp_monitor())
             .with("args", self.args().to_vec())
+            .with("hotplug_ports", self.hotplug_port_args())
             .with("files", files))
     }
 
@@ -122,6 +126,8 @@ impl Machine {
     ) -> std::result::Result<(), BoxError> {
         self.restore_from(None);
         self.map_ram_for_saving(state);
+        // Saved without its NICs and shares: restores plug them in.
+        let plugs = self.take_plugs();
         let made = (|| -> std::result::Result<(), BoxError> {
             self.launch()?;
             setup(self)?;
@@ -132,6 +138,7 @@ impl Machine {
         if made.is_err() {
             self.kill();
         }
+        self.put_plugs(plugs);
         self.forget_mapped_ram();
         made
     }

@@ -107,8 +107,9 @@ pub(crate) const MANIFEST: &str = "manifest.json";
 /// # What it runs
 ///
 /// `/init` mounts `/proc`, `/sys`, `/dev` (devtmpfs), `/dev/pts` and `/run`,
-/// loads `virtio_pci`, `virtio_blk`, `button` and `evdev` (so virtio block
-/// devices, hot-plugged ones included, appear as `/dev/vd*`), and starts
+/// loads `virtio_pci`, `virtio_blk`, `button`, `evdev` and `virtio_net` (so
+/// virtio block devices and NICs, hot-plugged ones included, appear as
+/// `/dev/vd*` and `eth*`), brings the loopback interface up, and starts
 /// busybox init, which runs `acpid` and a root login shell (busybox `ash`)
 /// on `ttyS0` as its controlling terminal (Ctrl-C interrupts the foreground
 /// command), with terminal echo off (`stty echo` turns it back on for a
@@ -185,7 +186,7 @@ pub static LINUX_X86_64: Guest = Guest {
 /// # What it runs
 ///
 /// The same `/init` as [`LINUX_X86_64`] (modules `virtio_pci`,
-/// `virtio_blk`, `evdev`), so [`Shell`](crate::shell::Shell) works the same
+/// `virtio_blk`, `evdev`, `virtio_net`), so [`Shell`](crate::shell::Shell) works the same
 /// way; [`LINUX_READY`] comes about 2.2 s after launch on TCG (QEMU 7.2,
 /// 2 host cores, little other load; longer on a busy host). `poweroff` in the shell powers the machine
 /// off through PSCI (`SHUTDOWN` with `guest: true`). QMP

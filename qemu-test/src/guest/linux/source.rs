@@ -19,7 +19,7 @@ use super::Problem;
 /// | --- | --- |
 /// | `QEMU_TEST_LINUX_KERNEL` | the kernel: x86_64, a bzImage (`/boot/vmlinuz-*`, `arch/x86/boot/bzImage`) or a `vmlinux` with a PVH note; aarch64, an `Image` (or a gzip'd one) |
 /// | `QEMU_TEST_BUSYBOX` | a statically linked busybox for the guest's architecture (Debian and Ubuntu: `/bin/busybox` of `busybox-static`) |
-/// | `QEMU_TEST_LINUX_MODULES` | optional: that kernel's `lib/modules/<release>` directory, needed when it builds `virtio_pci`, `virtio_blk`, `button` or `evdev` as modules (built-in ones are found in its `modules.builtin`) |
+/// | `QEMU_TEST_LINUX_MODULES` | optional: that kernel's `lib/modules/<release>` directory, needed when it builds `virtio_pci`, `virtio_blk`, `button`, `evdev` or `virtio_net` as modules (built-in ones are found in its `modules.builtin`) |
 ///
 /// These apply to the guest of the host's own architecture; a name with
 /// the architecture appended (`QEMU_TEST_LINUX_KERNEL_AARCH64`,

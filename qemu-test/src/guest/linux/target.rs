@@ -35,14 +35,16 @@ pub(crate) enum KernelImage {
 /// Kernel modules the x86_64 guest loads at boot. The cloud kernel builds
 /// the serial console, PCIe hotplug, ext4 and tmpfs in, but not these:
 /// `virtio_pci` + `virtio_blk` (block devices, including hot-plugged ones),
-/// `button` + `evdev` (the ACPI power button, read by busybox `acpid`).
-const MODULES_X86_64: &[&str] = &["virtio_pci", "virtio_blk", "button", "evdev"];
+/// `button` + `evdev` (the ACPI power button, read by busybox `acpid`),
+/// `virtio_net` (NICs: the test networks, port forwards).
+const MODULES_X86_64: &[&str] = &["virtio_pci", "virtio_blk", "button", "evdev", "virtio_net"];
 
 /// Kernel modules the aarch64 guest loads at boot: block devices, and
 /// `evdev` for `acpid`. (`-M virt` booted with `-kernel` has a device tree,
 /// not ACPI, and its power button needs `gpio_keys`, which the cloud
-/// kernel does not build: `system_powerdown` does nothing there.)
-const MODULES_AARCH64: &[&str] = &["virtio_pci", "virtio_blk", "evdev"];
+/// kernel does not build: `system_powerdown` does nothing there.) And
+/// `virtio_net`, for NICs.
+const MODULES_AARCH64: &[&str] = &["virtio_pci", "virtio_blk", "evdev", "virtio_net"];
 
 pub(crate) static X86_64: Target = Target {
     arch: "x86_64",
