@@ -311,7 +311,10 @@ fn lower_layers_do_not_reach_up() {
             "console",
             &["machine", "runner", "spec", "snapshot", "qmp", "shell"],
         ),
-        ("machine", &["runner", "spec", "snapshot", "shell", "guest"]),
+        (
+            "machine",
+            &["runner", "spec", "snapshot", "shell", "guest", "net"],
+        ),
         ("snapshot", &["runner", "spec"]),
         (
             "spec",
@@ -324,6 +327,12 @@ fn lower_layers_do_not_reach_up() {
             ],
         ),
         ("shell", &["machine", "runner", "spec", "snapshot"]),
+        (
+            "net",
+            &[
+                "machine", "runner", "spec", "snapshot", "qmp", "console", "shell", "guest",
+            ],
+        ),
         (
             "timeline",
             &[

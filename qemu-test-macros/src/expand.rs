@@ -351,13 +351,20 @@ fn spec(config: &Config, variant: &Variant<'_>, krate: &TokenStream) -> TokenStr
             calls.extend(call("with_siblings", count.span, literal));
         }
         Some(Siblings::Names(names)) => {
-            let span = config.siblings.as_ref().map_or(Span::call_site(), |s| s.key.span());
+            let span = config
+                .siblings
+                .as_ref()
+                .map_or(Span::call_site(), |s| s.key.span());
             calls.extend(call("with_sibling_names", span, quote!([#(#names),*])));
         }
         None => {}
     }
     for network in config.networks.iter().flat_map(|setting| &setting.value) {
-        calls.extend(call("with_network", network.span(), network.to_token_stream()));
+        calls.extend(call(
+            "with_network",
+            network.span(),
+            network.to_token_stream(),
+        ));
     }
     if let Some(forward) = &config.forward {
         let ports = forward.value.iter().map(|p| {
@@ -365,7 +372,11 @@ fn spec(config: &Config, variant: &Variant<'_>, krate: &TokenStream) -> TokenStr
             literal.set_span(p.span);
             literal
         });
-        calls.extend(call("with_forward", forward.key.span(), quote!([#(#ports),*])));
+        calls.extend(call(
+            "with_forward",
+            forward.key.span(),
+            quote!([#(#ports),*]),
+        ));
     }
     calls
 }

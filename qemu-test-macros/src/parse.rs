@@ -665,7 +665,10 @@ impl Ctx<'_> {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
             match (valid, name) {
-                (_, "main") => Err("`main` is the test's own VM on its networks; name the sibling otherwise".into()),
+                (_, "main") => Err(
+                    "`main` is the test's own VM on its networks; name the sibling otherwise"
+                        .into(),
+                ),
                 (true, _) => Ok(()),
                 (false, _) => Err(format!(
                     "invalid sibling name {name:?}: use 1 to 64 ASCII letters, digits, `-` or `_`"
@@ -673,7 +676,10 @@ impl Ctx<'_> {
             }
         })?;
         if names.is_empty() {
-            return Err(syn::Error::new(span, "`siblings` needs at least one name (leave the key out for none)"));
+            return Err(syn::Error::new(
+                span,
+                "`siblings` needs at least one name (leave the key out for none)",
+            ));
         }
         Ok(Siblings::Names(names))
     }
@@ -734,7 +740,10 @@ impl Ctx<'_> {
                 return Err(syn::Error::new(port.span, "a TCP port is 1 to 65535"));
             }
             if ports.iter().any(|p| p.value == port.value) {
-                return Err(syn::Error::new(port.span, format!("`forward` lists {} twice", port.value)));
+                return Err(syn::Error::new(
+                    port.span,
+                    format!("`forward` lists {} twice", port.value),
+                ));
             }
             ports.push(port);
         }
@@ -979,6 +988,45 @@ mod tests {
     fn error(tokens: TokenStream) -> String {
         let parsed = parse_args(tokens).expect("the argument list parses");
         parsed.errors.expect("an error").to_string()
+    }
+
+    #[test]
+    fn networks_named_siblings_and_forwards() {
+        let config = parse(quote!(
+            siblings = ["server", "b-2"],
+            networks = ["lan", "mgmt"],
+            forward = [8080, 22]
+        ));
+        match config.siblings.map(|s| s.value) {
+            Some(Siblings::Names(names)) => assert_eq!(names.len(), 2),
+            _ => panic!("names expected"),
+        }
+        assert_eq!(config.networks.unwrap().value.len(), 2);
+        let ports: Vec<u32> = config
+            .forward
+            .unwrap()
+            .value
+            .iter()
+            .map(|p| p.value)
+            .collect();
+        assert_eq!(ports, [8080, 22]);
+        for (tokens, message) in [
+            (quote!(networks = ["LAN"]), "invalid network name \"LAN\""),
+            (quote!(networks = ["lan", "lan"]), "lists \"lan\" twice"),
+            (quote!(networks = ["forward"]), "names another interface"),
+            (quote!(siblings = ["main"]), "`main` is the test's own VM"),
+            (quote!(siblings = ["a b"]), "invalid sibling name"),
+            (quote!(siblings = []), "at least one name"),
+            (quote!(forward = [0]), "a TCP port is 1 to 65535"),
+            (quote!(forward = [80, 80]), "lists 80 twice"),
+            (
+                quote!(forward = 80),
+                "`forward` expects an array of guest TCP ports",
+            ),
+        ] {
+            let got = error(tokens);
+            assert!(got.contains(message), "{got}");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! | [`configuration`] | every `QEMU_TEST_*` environment variable |
 //! | [`snapshots`] | booted snapshots: boot once, start every test from a copy |
 //! | [`linux`] | the built-in guests, the Linux guests and [`Shell`](crate::Shell) |
+//! | [`networks`] | several VMs on private networks, faults, captures, port forwards |
 //! | [`machine`] | [`Machine`](crate::Machine) on its own, without the attribute |
 //! | [`ci`] | nextest, JUnit, splitting a suite across machines, GitHub Actions |
 //!
@@ -141,7 +142,9 @@ pub mod attribute {
     //! | `timeout` | `"60s"` (default), `"2m"`, `"1m 30s"`, `"500ms"` | the test's deadline, `no_vm` tests included; see [deadlines](crate::guide::runner#deadlines) |
     //! | `qmp` | `false` | no QMP monitor: QEMU is only started, and the body judges how it ends |
     //! | `launch` | `false` | the body gets the machine configured but not launched, and launches it |
-    //! | `siblings` | `1` | how many more machines the body may start with [`Vm::sibling`](crate::Vm::sibling) |
+    //! | `siblings` | `1`, or names: `["server", "backup"]` | more machines configured like the test's: a count the body starts with [`Vm::sibling`](crate::Vm::sibling); names the runner starts with the test's VM; see [networks](crate::guide::networks) |
+    //! | `networks` | `["lan"]` | private networks every VM of the test is on; see [networks](crate::guide::networks) |
+    //! | `forward` | `[8080]` | guest TCP ports reachable from the host through [`vm.forward(port)`](crate::Machine::forward); see [networks](crate::guide::networks#port-forwards) |
     //! | `snapshot` | `"name"` (letters, digits, `-`, `_`, `.`) | starts from a shared booted snapshot; see [booted snapshots](crate::guide::snapshots) |
     //! | `setup` | a function path: `setup = configure` | the `fn(&mut Vm) -> TestResult` that gets a snapshot's VM ready before it is saved. Needs `snapshot` |
     //! | `requires` | `[device("virtio-9p-pci"), netdev("user"), command("ncat"), memlock("64M"), check("what", f)]` | what the host must offer, else the test is skipped with the reason, decided before launch and when the tests are listed; see [`requires`](crate::requires) |
@@ -709,6 +712,103 @@ pub mod linux {
     //! }
     //! # fn main() {}
     //! ```
+}
+
+pub mod networks {
+    //! # Networks: several VMs, faults, captures, port forwards
+    //!
+    //! A test that names its siblings and declares a network gets all its
+    //! VMs booted together on a private L2 network, with addresses and
+    //! names set in the Linux guests before the body starts:
+    //!
+    //! ```no_run
+    //! use qemu_test::prelude::*;
+    //!
+    //! #[qemu_test(
+    //!     kernel = guest::LINUX_X86_64,
+    //!     console,
+    //!     siblings = ["server", "backup"],
+    //!     networks = ["lan"],
+    //!     timeout = "120s"
+    //! )]
+    //! fn cluster(vm: &mut Vm) -> TestResult {
+    //!     let server = vm.sibling("server")?;
+    //!     server.shell().succeed("nc -l -p 7000 -e hostname >/dev/null 2>&1 &")?;
+    //!     vm.shell().wait_until_succeeds("nc server 7000 | grep -qx server", Duration::from_secs(10))?;
+    //!     vm.shell().succeed("ping -c1 -W5 backup")?;
+    //!     Ok(())
+    //! }
+    //! # fn main() {}
+    //! ```
+    //!
+    //! - The test's VM is `main`; each named sibling goes by its name. The
+    //!   runner reserves their host budget together, launches them at
+    //!   once (their boots overlap), and [`vm.sibling("server")`](crate::Vm::sibling)
+    //!   hands each to the body. Their logs are in `<artifacts>/<name>/`.
+    //! - Network `k` (in declaration order, from 0) is `10.99.k.0/24`; the
+    //!   `i`th VM (`main` first) is `10.99.k.(i+1)` with MAC
+    //!   `52:54:00:kk:ii:01`. In the Linux guest the NIC is named after
+    //!   the network (`ip addr show lan`), `/etc/hosts` names every VM
+    //!   (`server`, and `server.lan` on each network), and the host name is
+    //!   the VM's. [`Network::address_of`](crate::net::Network::address_of)
+    //!   gives the addresses on the host.
+    //! - Rootless and isolated: the NICs are QEMU `dgram` netdevs on Unix
+    //!   sockets in a private directory, joined by a switch thread in the
+    //!   test process. No tap, bridge, multicast or root; nothing reaches
+    //!   the host or another test, which may use the same addresses.
+    //! - The switch writes every frame to `net-<name>.pcap` in the test's
+    //!   artifact dir (kept when it fails; tcpdump and Wireshark read it,
+    //!   so does [`read_pcap`](crate::net::read_pcap) in the test itself).
+    //! - Guests other than the crate's Linux guests get the NICs (MACs as
+    //!   above) and set up their side themselves.
+    //!
+    //! # Faults
+    //!
+    //! ```no_run
+    //! # use qemu_test::prelude::*;
+    //! # fn body(vm: &mut Vm) -> TestResult {
+    //! let lan = vm.network("lan")?;
+    //! lan.partition(&[&["main"], &["server", "backup"]])?; // at once
+    //! vm.shell().fail("ping -c1 -W1 server")?;
+    //! lan.heal()?;
+    //! lan.disconnect("backup")?; // the cable pulled at the switch
+    //! lan.reconnect("backup")?;
+    //! vm.set_link("lan", false)?; // the NIC's link: the guest sees it
+    //! vm.set_link("lan", true)?; // returns once traffic flows again
+    //! # Ok(()) }
+    //! ```
+    //!
+    //! # Port forwards
+    //!
+    //! `forward = [8080]` gives every VM a second NIC on QEMU's user-mode
+    //! network with `restrict=on` (the guest reaches neither the host nor
+    //! the outside through it); in the Linux guest it is `forward`, at
+    //! `10.0.2.15`. [`vm.forward(8080)`](crate::Machine::forward) returns
+    //! the host address that reaches the guest's port 8080: on 127.0.0.1,
+    //! a port the kernel picked (QEMU binds port 0 and the real one is read
+    //! back), so concurrent tests never collide. Other guest ports are
+    //! forwarded when first asked for. They close with QEMU.
+    //!
+    //! ```no_run
+    //! # use qemu_test::prelude::*;
+    //! #[qemu_test(kernel = guest::LINUX_X86_64, console, forward = [8080])]
+    //! fn web(vm: &mut Vm) -> TestResult {
+    //!     vm.shell().succeed("mkdir -p /www && echo hi >/www/index.html && httpd -p 8080 -h /www")?;
+    //!     let addr = vm.forward(8080)?;
+    //!     let stream = std::net::TcpStream::connect(addr)?;
+    //!     Ok(())
+    //! }
+    //! # fn main() {}
+    //! ```
+    //!
+    //! # From a booted snapshot
+    //!
+    //! With `snapshot = "name"`, the snapshot is saved with neither NICs
+    //! nor netdevs, only spare PCIe root ports (part of its key). Each
+    //! restored copy, the siblings' too, gets its own NICs hot-plugged
+    //! after the restore, and the guest side is set up through its shell
+    //! like after a boot: three copies of one snapshot get three MACs,
+    //! addresses and names.
 }
 
 pub mod machine {

@@ -160,7 +160,8 @@ impl Plug {
 /// Whether the machine type hot-plugs PCI devices on PCIe root ports
 /// (`q35`, Arm `virt`); others (`pc`) take them on their root bus.
 fn needs_root_ports(machine: Option<&str>) -> bool {
-    machine.is_some_and(|m| m.starts_with("q35") || m.starts_with("pc-q35") || m.starts_with("virt"))
+    machine
+        .is_some_and(|m| m.starts_with("q35") || m.starts_with("pc-q35") || m.starts_with("virt"))
 }
 
 impl Machine {
@@ -223,7 +224,9 @@ impl Machine {
     /// The root ports' ids, in plugging order.
     fn hotplug_port_ids(&self) -> Vec<String> {
         match needs_root_ports(self.machine_type.as_deref()) {
-            true => (1..=self.hotplug_ports).map(|n| format!("qt-hp{n}")).collect(),
+            true => (1..=self.hotplug_ports)
+                .map(|n| format!("qt-hp{n}"))
+                .collect(),
             false => Vec::new(),
         }
     }

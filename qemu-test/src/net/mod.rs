@@ -46,8 +46,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-pub use addr::{Mac, FORWARD_GUEST_ADDRESS, MAX_MEMBERS, MAX_NETWORKS};
 pub(crate) use addr::{forward_mac, PREFIX};
+pub use addr::{Mac, FORWARD_GUEST_ADDRESS, MAX_MEMBERS, MAX_NETWORKS};
 pub use pcap::{read as read_pcap, Record};
 pub use switch::{PortStats, SwitchStats};
 
@@ -269,7 +269,9 @@ fn check_name(name: &str) -> Result<(), NetError> {
 /// A new private dir for the sockets, short enough for every member's.
 fn socket_dir(members: &[String]) -> Result<tempfile::TempDir, NetError> {
     let longest = members.iter().map(String::len).max().unwrap_or(0);
-    let fits = |base: &Path| base.as_os_str().len() + "/qt-net-XXXXXX/".len() + longest + 5 <= SOCKET_PATH_MAX;
+    let fits = |base: &Path| {
+        base.as_os_str().len() + "/qt-net-XXXXXX/".len() + longest + 5 <= SOCKET_PATH_MAX
+    };
     let base = [std::env::temp_dir(), PathBuf::from("/tmp")]
         .into_iter()
         .find(|base| fits(base))

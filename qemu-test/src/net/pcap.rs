@@ -124,7 +124,10 @@ mod tests {
         let records = read(&bytes).unwrap();
         assert_eq!(records.len(), 1);
         assert_eq!(records[0].frame, vec![0xff; 60]);
-        assert_eq!(records[0].time, UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_000));
+        assert_eq!(
+            records[0].time,
+            UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_000)
+        );
     }
 
     #[test]

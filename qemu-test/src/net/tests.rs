@@ -181,7 +181,10 @@ fn names_and_addresses() {
     }
     let netdev = net.netdev("b").unwrap();
     assert_eq!(netdev["type"], "dgram");
-    assert!(netdev["local"]["path"].as_str().unwrap().ends_with("/b.sock"));
+    assert!(netdev["local"]["path"]
+        .as_str()
+        .unwrap()
+        .ends_with("/b.sock"));
     let dir = net.dir.path().to_path_buf();
     drop(net);
     assert!(!dir.exists(), "the socket dir goes with the network");

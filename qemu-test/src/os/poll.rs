@@ -112,7 +112,10 @@ pub(crate) fn poll_ready(
         .map(|p| {
             let r = p.revents();
             let bad = r.intersects(broken);
-            (r.contains(PollFlags::IN) || bad, r.contains(PollFlags::OUT) || bad)
+            (
+                r.contains(PollFlags::IN) || bad,
+                r.contains(PollFlags::OUT) || bad,
+            )
         })
         .collect())
 }

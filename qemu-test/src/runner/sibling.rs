@@ -169,7 +169,11 @@ impl Siblings {
     /// The sibling named `name`: the one the runner launched, else a new
     /// one, not launched.
     pub(crate) fn get(&self, name: &str) -> Result<Sibling, SiblingError> {
-        let launched = self.launched.lock().unwrap_or_else(|e| e.into_inner()).remove(name);
+        let launched = self
+            .launched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name);
         match launched {
             Some(sibling) => Ok(sibling),
             None => self.make(name),

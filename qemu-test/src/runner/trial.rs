@@ -263,8 +263,13 @@ impl<'a> VmTrial<'a> {
             self.pause_socket = Some(socket);
         }
         let mut machine = build_machine(self.plan, args, self.dir.path());
-        network::attach(&mut machine, &self.plan.spec, &self.networks, crate::spec::MAIN)
-            .map_err(|e| BodyError::new(format!("cannot put the VM on the test's networks: {e}")))?;
+        network::attach(
+            &mut machine,
+            &self.plan.spec,
+            &self.networks,
+            crate::spec::MAIN,
+        )
+        .map_err(|e| BodyError::new(format!("cannot put the VM on the test's networks: {e}")))?;
         machine.set_timeline(self.timeline.clone());
         if let Some(snapshot) = snapshot {
             machine.restore_snapshot(snapshot.snapshot.state());
@@ -289,7 +294,9 @@ impl<'a> VmTrial<'a> {
         }
         let state = snapshot.as_ref().map(|s| s.snapshot.state());
         for name in &self.plan.spec.sibling_names {
-            let mut sibling = siblings.get(name).map_err(|e| BodyError::new(e.to_string()))?;
+            let mut sibling = siblings
+                .get(name)
+                .map_err(|e| BodyError::new(e.to_string()))?;
             if let Some(state) = state {
                 sibling.restore_snapshot(state);
             }
@@ -309,7 +316,11 @@ impl<'a> VmTrial<'a> {
     /// Sets up the guest side of the networks in the test's VM and its
     /// launched siblings (each waits for its own shell: their boots
     /// overlap).
-    fn configure_guests(&self, machine: Machine, siblings: &Siblings) -> Result<Machine, BodyError> {
+    fn configure_guests(
+        &self,
+        machine: Machine,
+        siblings: &Siblings,
+    ) -> Result<Machine, BodyError> {
         let spec = &self.plan.spec;
         if !network::configures_guest(spec) {
             return Ok(machine);
@@ -324,8 +335,7 @@ impl<'a> VmTrial<'a> {
                         .map_err(|e| format!("sibling {name:?}: {e}").into())
                 })
             });
-        self.timeline
-            .step("network", started, serde_json::Map::new);
+        self.timeline.step("network", started, serde_json::Map::new);
         match configured {
             Ok(()) => Ok(machine),
             Err(e) => Err(BodyError::new(format!(
@@ -395,7 +405,10 @@ impl<'a> VmTrial<'a> {
             self.case.name.clone(),
             siblings,
             watchdog.crash_expected(),
-            (self.networks.clone(), network::configures_guest(&self.plan.spec)),
+            (
+                self.networks.clone(),
+                network::configures_guest(&self.plan.spec),
+            ),
         );
         let started = Instant::now();
         let (vm, end) = watchdog.run(vm, body, kill)?;

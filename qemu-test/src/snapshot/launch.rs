@@ -230,4 +230,23 @@ mod tests {
         assert_ne!(id, vm().snapshot_key("s").unwrap().id(), "kernel changed");
         assert!(vm().snapshot_key("no/slash").is_err());
     }
+
+    #[test]
+    fn nics_and_shares_are_not_in_the_key_but_hotplug_ports_are() {
+        let vm = || {
+            let mut vm = Machine::builder("qemu-system-x86_64").build();
+            vm.set_machine("q35").set_hotplug_ports(2);
+            vm
+        };
+        let id = vm().snapshot_key("s").unwrap().id();
+        let mut plugged = vm();
+        plugged
+            .add_nic("lan", "52:54:00:00:01:01", json!({"type": "dgram"}))
+            .add_forward_nic("52:54:00:ff:01:01", &[80])
+            .add_share(crate::machine::Share::new("/srv", "data"));
+        assert_eq!(id, plugged.snapshot_key("s").unwrap().id());
+        let mut more_ports = vm();
+        more_ports.set_hotplug_ports(3);
+        assert_ne!(id, more_ports.snapshot_key("s").unwrap().id());
+    }
 }
