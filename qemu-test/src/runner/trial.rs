@@ -162,19 +162,9 @@ impl<'a> VmTrial<'a> {
         let _slots = scheduler(ctx.config.jobs).acquire(need);
         timeline.step("queue", started, serde_json::Map::new);
         *admitted = Instant::now();
-        let dir = match ArtifactDir::prepare(&ctx.binary_dir(), &case.name) {
-            Ok(dir) => dir,
-            Err(e) => {
-                let reason = format!("cannot create the artifact dir: {e}");
-                return failed(Failure::new(FailureKind::Runner, reason));
-            }
-        };
-        let networks = match network::create(spec, dir.path()) {
-            Ok(networks) => networks,
-            Err(e) => {
-                let reason = format!("cannot set up the test's networks: {e}");
-                return failed(Failure::new(FailureKind::Launch, reason));
-            }
+        let (dir, networks) = match dir_and_networks(case, ctx) {
+            Ok(made) => made,
+            Err(failure) => return failed(failure),
         };
         let mut trial = VmTrial {
             case,
@@ -519,6 +509,24 @@ impl VmTrial<'_> {
         if let Err(e) = self.timeline.write(&path, &self.case.name) {
             self.problems
                 .push(format!("could not write timeline.jsonl: {e}"));
+        }
+    }
+}
+
+/// The test's artifact dir and its networks (capturing into it).
+fn dir_and_networks(case: &TestCase, ctx: &Context) -> Result<(ArtifactDir, Networks), Failure> {
+    let dir = ArtifactDir::prepare(&ctx.binary_dir(), &case.name).map_err(|e| {
+        Failure::new(
+            FailureKind::Runner,
+            format!("cannot create the artifact dir: {e}"),
+        )
+    })?;
+    match network::create(&case.spec, dir.path()) {
+        Ok(networks) => Ok((dir, networks)),
+        Err(e) => {
+            dir.finish(ctx.config.keep.keeps(false));
+            let reason = format!("cannot set up the test's networks: {e}");
+            Err(Failure::new(FailureKind::Launch, reason))
         }
     }
 }
