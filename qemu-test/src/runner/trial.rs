@@ -164,7 +164,7 @@ impl<'a> VmTrial<'a> {
         *admitted = Instant::now();
         let (dir, networks) = match dir_and_networks(case, ctx) {
             Ok(made) => made,
-            Err(failure) => return failed(failure),
+            Err(outcome) => return outcome,
         };
         let mut trial = VmTrial {
             case,
@@ -514,19 +514,17 @@ impl VmTrial<'_> {
 }
 
 /// The test's artifact dir and its networks (capturing into it).
-fn dir_and_networks(case: &TestCase, ctx: &Context) -> Result<(ArtifactDir, Networks), Failure> {
+fn dir_and_networks(case: &TestCase, ctx: &Context) -> Result<(ArtifactDir, Networks), Outcome> {
     let dir = ArtifactDir::prepare(&ctx.binary_dir(), &case.name).map_err(|e| {
-        Failure::new(
-            FailureKind::Runner,
-            format!("cannot create the artifact dir: {e}"),
-        )
+        let reason = format!("cannot create the artifact dir: {e}");
+        failed(Failure::new(FailureKind::Runner, reason))
     })?;
     match network::create(&case.spec, dir.path()) {
         Ok(networks) => Ok((dir, networks)),
         Err(e) => {
             dir.finish(ctx.config.keep.keeps(false));
             let reason = format!("cannot set up the test's networks: {e}");
-            Err(Failure::new(FailureKind::Launch, reason))
+            Err(failed(Failure::new(FailureKind::Launch, reason)))
         }
     }
 }
