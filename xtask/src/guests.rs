@@ -1,5 +1,6 @@
 //! Building the built-in bare-metal test guests (`guests/*/`) from their
-//! assembly sources with GNU binutils.
+//! assembly sources with GNU binutils (and, through [`crate::agent`], the
+//! Linux guests' agent from its C source).
 //!
 //! The binaries are committed (the `qemu-test` crate embeds them with
 //! `include_bytes!`), so users never need a cross assembler. This module
@@ -130,7 +131,8 @@ pub fn build_builtin(check: bool) -> Result<(), String> {
     let images_dir = root.join("qemu-test/src/guest/images");
     let result = build_all(&guests_dir, &images_dir, &scratch, check);
     let _ = fs::remove_dir_all(&scratch);
-    result
+    result?;
+    crate::agent::build(check)
 }
 
 fn build_all(

@@ -68,6 +68,7 @@
 //! Every external program is run directly with `std::process::Command`
 //! (never through a shell).
 
+mod agent;
 mod bench;
 mod bench_snapshot;
 mod demo;

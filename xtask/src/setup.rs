@@ -1,7 +1,8 @@
 //! `cargo xtask setup`: make sure the host has what the tests need.
 //!
 //! Programs are looked up the way a shell's `command -v` does (QEMU also in
-//! `$QEMU_TEST_QEMU_DIR` first, as the framework itself does). Missing ones
+//! `$QEMU_TEST_QEMU_DIR` first, as the framework itself does); the guest
+//! agent's C compilers must also find a static C library. Missing ones
 //! are installed from Debian/Ubuntu packages when running as root, otherwise
 //! the exact `sudo` command is printed. Nothing is installed, and `apt-get`
 //! is not run, when everything is already there.
@@ -73,6 +74,25 @@ fn host_prefix() -> Option<&'static str> {
     }
 }
 
+/// The guest agent's compilers (`agent.rs`) that are missing, or cannot
+/// link statically: what each needs, and the Debian packages that provide
+/// it.
+pub fn missing_agent_toolchains() -> Vec<(String, [&'static str; 2])> {
+    crate::agent::TARGETS
+        .iter()
+        .filter(|t| {
+            !t.find_compiler()
+                .is_some_and(|c| crate::agent::has_static_libc(&c))
+        })
+        .map(|t| {
+            (
+                format!("a static C toolchain for {} ({})", t.arch, t.compiler),
+                t.packages(),
+            )
+        })
+        .collect()
+}
+
 /// What to ensure.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
@@ -126,14 +146,31 @@ pub fn setup(opts: Options) -> Result<(), String> {
         wanted.extend_from_slice(GUEST_TOOLS);
     }
     let absent = missing(&wanted);
-    if !absent.is_empty() {
-        install(&absent)?;
-        let still = missing(&wanted);
+    let mut names: Vec<String> = absent.iter().map(|t| t.program.to_string()).collect();
+    let mut pkgs = packages(&absent);
+    if guests {
+        for (name, needs) in missing_agent_toolchains() {
+            names.push(name);
+            for package in needs {
+                if !pkgs.contains(&package) {
+                    pkgs.push(package);
+                }
+            }
+        }
+    }
+    if !names.is_empty() {
+        install(&names, &pkgs)?;
+        let mut still: Vec<String> = missing(&wanted)
+            .iter()
+            .map(|t| t.program.to_string())
+            .collect();
+        if guests {
+            still.extend(missing_agent_toolchains().into_iter().map(|(name, _)| name));
+        }
         if !still.is_empty() {
-            let names: Vec<_> = still.iter().map(|t| t.program).collect();
             return Err(format!(
                 "still missing after installing packages: {}",
-                names.join(", ")
+                still.join(", ")
             ));
         }
     }
@@ -141,9 +178,7 @@ pub fn setup(opts: Options) -> Result<(), String> {
     Ok(())
 }
 
-fn install(absent: &[Tool]) -> Result<(), String> {
-    let names: Vec<_> = absent.iter().map(|t| t.program).collect();
-    let pkgs = packages(absent);
+fn install(names: &[String], pkgs: &[&str]) -> Result<(), String> {
     println!("setup: missing {}", names.join(", "));
     let apt_get = util::find_on_path("apt-get");
     if apt_get.is_none() {
@@ -158,7 +193,7 @@ fn install(absent: &[Tool]) -> Result<(), String> {
         let install = shlex::try_join(
             ["sudo", "apt-get"]
                 .into_iter()
-                .chain(install_args(&pkgs).iter().map(String::as_str)),
+                .chain(install_args(pkgs).iter().map(String::as_str)),
         )
         .unwrap_or_default();
         return Err(format!(
@@ -175,7 +210,7 @@ fn install(absent: &[Tool]) -> Result<(), String> {
         cmd
     };
     util::run(&mut apt(&["update".to_string()]))?;
-    util::run(&mut apt(&install_args(&pkgs)))?;
+    util::run(&mut apt(&install_args(pkgs)))?;
     Ok(())
 }
 
@@ -196,6 +231,7 @@ fn report(guests: bool) {
     };
     println!("setup: {kvm}");
     let absent = missing(GUEST_TOOLS);
+    let compilers = missing_agent_toolchains();
     if absent.is_empty() {
         let path = locate(&GUEST_TOOLS[0]).expect("not missing");
         let version = util::version_line(&path).unwrap_or_else(|| "(version unknown)".into());
@@ -204,8 +240,24 @@ fn report(guests: bool) {
             GUEST_TOOLS[0].program,
             path.display()
         );
-    } else if !guests {
-        let names: Vec<_> = absent.iter().map(|t| t.program).collect();
+    }
+    for target in crate::agent::TARGETS {
+        if let Some(compiler) = target.find_compiler() {
+            let version =
+                util::version_line(&compiler).unwrap_or_else(|| "(version unknown)".into());
+            println!(
+                "setup: agent compiler ({:<7}) {} — {version}",
+                target.arch,
+                compiler.display()
+            );
+        }
+    }
+    if (!absent.is_empty() || !compilers.is_empty()) && !guests {
+        let names: Vec<String> = absent
+            .iter()
+            .map(|t| t.program.to_string())
+            .chain(compilers.into_iter().map(|(name, _)| name))
+            .collect();
         println!(
             "setup: guest build tools not found ({}); only needed to rebuild guests: `cargo xtask setup --guests`",
             names.join(", ")

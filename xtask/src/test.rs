@@ -191,8 +191,13 @@ pub fn test(opts: Options) -> Result<(), String> {
     }
     steps.run("guests --check", || {
         let absent = setup::missing(setup::GUEST_TOOLS);
-        if !absent.is_empty() {
-            let names: Vec<_> = absent.iter().map(|t| t.program).collect();
+        let mut names: Vec<String> = absent.iter().map(|t| t.program.to_string()).collect();
+        names.extend(
+            setup::missing_agent_toolchains()
+                .into_iter()
+                .map(|(name, _)| name),
+        );
+        if !names.is_empty() {
             let why = format!(
                 "{} not found (`cargo xtask setup --guests` installs them)",
                 names.join(", ")
