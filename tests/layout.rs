@@ -334,6 +334,12 @@ fn lower_layers_do_not_reach_up() {
             ],
         ),
         (
+            "channel",
+            &[
+                "machine", "runner", "spec", "snapshot", "qmp", "console", "shell", "guest",
+            ],
+        ),
+        (
             "timeline",
             &[
                 "machine", "runner", "spec", "snapshot", "qmp", "console", "shell", "guest",

@@ -36,7 +36,14 @@ fn boots_to_a_shell_running_the_packaged_kernel(vm: &mut Vm) -> TestResult {
     assert_eq!(sh.succeed("uname -m")?.trim(), "x86_64");
     // The modules /init loads, and the controlling terminal Ctrl-C needs.
     let modules = sh.succeed("cut -d' ' -f1 /proc/modules | sort")?;
-    for module in ["button", "evdev", "virtio_blk", "virtio_pci", "virtio_net"] {
+    for module in [
+        "button",
+        "evdev",
+        "virtio_blk",
+        "virtio_console",
+        "virtio_net",
+        "virtio_pci",
+    ] {
         assert!(
             modules.lines().any(|m| m == module),
             "{module} not loaded:\n{modules}"
@@ -44,9 +51,19 @@ fn boots_to_a_shell_running_the_packaged_kernel(vm: &mut Vm) -> TestResult {
     }
     // Programs that talk to 127.0.0.1 work.
     assert!(sh.succeed("ip -o link show lo")?.contains("LOOPBACK,UP"));
-    assert_eq!(sh.succeed("readlink /proc/$$/fd/0")?.trim(), "/dev/ttyS0");
-    sh.succeed(": </dev/tty")?; // only opens with a controlling terminal
+    // The console's shell (vm.shell() may use the agent instead).
+    let console = sh.console_only();
+    assert_eq!(
+        console.succeed("readlink /proc/$$/fd/0")?.trim(),
+        "/dev/ttyS0"
+    );
+    console.succeed(": </dev/tty")?; // only opens with a controlling terminal
     assert!(sh.succeed("pidof acpid")?.trim().parse::<u32>().is_ok());
+    assert!(sh
+        .succeed("pidof qemu-test-agent")?
+        .trim()
+        .parse::<u32>()
+        .is_ok());
 
     // A round trip's cost, for the record.
     let started = Instant::now();
@@ -185,7 +202,12 @@ fn aarch64_boots_to_a_shell_and_powers_off(vm: &mut Vm) -> TestResult {
     );
     let modules = sh.succeed("cut -d' ' -f1 /proc/modules")?;
     assert!(modules.lines().any(|m| m == "virtio_blk"), "{modules}");
-    assert_eq!(sh.succeed("readlink /proc/$$/fd/0")?.trim(), "/dev/ttyAMA0");
+    assert!(modules.lines().any(|m| m == "virtio_console"), "{modules}");
+    // The console's shell (vm.shell() uses the agent).
+    assert_eq!(
+        sh.console_only().succeed("readlink /proc/$$/fd/0")?.trim(),
+        "/dev/ttyAMA0"
+    );
     // PSCI SYSTEM_OFF after busybox init's orderly shutdown.
     vm.console().send_line("poweroff")?;
     let event = vm.event_wait("SHUTDOWN", Duration::from_secs(60), None)?;

@@ -1,7 +1,14 @@
-//! `Shell` against the real Linux guest (`guest::LINUX_X86_64`, built on
-//! first use; skipped on a host that cannot build it, a failure under
-//! `QEMU_TEST_REQUIRE=1`): status and output round trips, byte-exact
-//! megabytes, marker look-alikes, commands that hang, file copies.
+//! `Shell` over the console against the real Linux guest
+//! (`guest::LINUX_X86_64`, built on first use; skipped on a host that
+//! cannot build it, a failure under `QEMU_TEST_REQUIRE=1`): status and
+//! output round trips, byte-exact megabytes, marker look-alikes, commands
+//! that hang, file copies.
+//!
+//! The guest's agent would serve `vm.shell()` over the data channel, so
+//! every test here asks for the console transport
+//! (`vm.shell().console_only()`): it is what guests without the agent
+//! get, and its typed scripts, capture files and interrupts are what these
+//! tests check. `linux_agent.rs` checks the same contract over the agent.
 //!
 //! Every test starts from the booted snapshot `linux-shell` (made once per
 //! run, or found from an earlier one; see `linux_snapshot.rs`), so each
@@ -31,7 +38,7 @@ fn assert_one_empty_capture_file(sh: &Shell) -> TestResult {
 
 #[qemu_test(console, kernel = guest::LINUX_X86_64, snapshot = "linux-shell", timeout = "120s")]
 fn succeed_and_fail(vm: &mut Vm) -> TestResult {
-    let sh = vm.shell();
+    let sh = vm.shell().console_only();
     assert_eq!(sh.succeed("echo hello")?, "hello\n");
     assert_eq!(sh.succeed("true")?, "");
     assert_eq!(sh.fail("false")?, "");
@@ -69,7 +76,7 @@ fn succeed_and_fail(vm: &mut Vm) -> TestResult {
 
 #[qemu_test(console, kernel = guest::LINUX_X86_64, snapshot = "linux-shell", timeout = "180s")]
 fn every_exit_status_round_trips(vm: &mut Vm) -> TestResult {
-    let sh = vm.shell();
+    let sh = vm.shell().console_only();
     for status in 0..=255 {
         let out = sh.run(&format!("exit {status}"))?;
         assert_eq!(out.status, status, "exit {status}");
@@ -81,7 +88,10 @@ fn every_exit_status_round_trips(vm: &mut Vm) -> TestResult {
 
 #[qemu_test(console, kernel = guest::LINUX_X86_64, snapshot = "linux-shell", timeout = "180s")]
 fn megabyte_of_binary_output_is_exact(vm: &mut Vm) -> TestResult {
-    let sh = vm.shell().with_timeout(Duration::from_secs(120));
+    let sh = vm
+        .shell()
+        .console_only()
+        .with_timeout(Duration::from_secs(120));
     sh.succeed(
         "printf \"$(printf '\\\\%03o' $(seq 0 255))\" >/tmp/b && \
          for i in $(seq 12); do cat /tmp/b /tmp/b >/tmp/c && mv /tmp/c /tmp/b; done && wc -c </tmp/b",
@@ -104,7 +114,7 @@ fn megabyte_of_binary_output_is_exact(vm: &mut Vm) -> TestResult {
 
 #[qemu_test(console, kernel = guest::LINUX_X86_64, snapshot = "linux-shell", timeout = "120s")]
 fn output_that_looks_like_markers(vm: &mut Vm) -> TestResult {
-    let sh = vm.shell();
+    let sh = vm.shell().console_only();
     // The nonce of the next command cannot be guessed, but everything
     // around it can: prefixes, whole markers of other nonces, on both
     // streams, with and without newlines.
@@ -129,7 +139,7 @@ fn output_that_looks_like_markers(vm: &mut Vm) -> TestResult {
 
 #[qemu_test(console, kernel = guest::LINUX_X86_64, snapshot = "linux-shell", timeout = "120s")]
 fn hanging_command_is_interrupted(vm: &mut Vm) -> TestResult {
-    let sh = vm.shell();
+    let sh = vm.shell().console_only();
     sh.sync()?;
     let started = std::time::Instant::now();
     let err = sh
@@ -193,7 +203,10 @@ fn hanging_command_is_interrupted(vm: &mut Vm) -> TestResult {
 
 #[qemu_test(console, kernel = guest::LINUX_X86_64, snapshot = "linux-shell", timeout = "180s")]
 fn files_copy_both_ways(vm: &mut Vm) -> TestResult {
-    let sh = vm.shell().with_timeout(Duration::from_secs(120));
+    let sh = vm
+        .shell()
+        .console_only()
+        .with_timeout(Duration::from_secs(120));
     sh.sync()?; // boot first, so the copies below are timed alone
     let dir = tempfile::tempdir()?;
     // 256 KiB of noise (gzip cannot shrink it): several chunks.
@@ -242,7 +255,7 @@ fn files_copy_both_ways(vm: &mut Vm) -> TestResult {
 #[qemu_test(console, kernel = guest::LINUX_X86_64, snapshot = "linux-shell", timeout = "120s")]
 fn shells_share_the_console(vm: &mut Vm) -> TestResult {
     // Several handles, even from other threads, take turns.
-    let sh = vm.shell();
+    let sh = vm.shell().console_only();
     let threads: Vec<_> = (0..3)
         .map(|t| {
             let sh: Shell = sh.clone();
@@ -258,7 +271,7 @@ fn shells_share_the_console(vm: &mut Vm) -> TestResult {
         t.join().expect("thread panicked")?;
     }
     // A new Shell on the same console resynchronizes by itself.
-    assert_eq!(vm.shell().succeed("echo again")?, "again\n");
+    assert_eq!(vm.shell().console_only().succeed("echo again")?, "again\n");
     // Input typed by hand on the console does not confuse the next command.
     vm.console().send("echo half-typed")?;
     assert_eq!(sh.succeed("echo clean")?, "clean\n");
@@ -267,7 +280,7 @@ fn shells_share_the_console(vm: &mut Vm) -> TestResult {
 
 #[qemu_test(console, kernel = guest::LINUX_X86_64, snapshot = "linux-shell", timeout = "120s")]
 fn killed_shell_is_respawned_and_found_again(vm: &mut Vm) -> TestResult {
-    let sh = vm.shell();
+    let sh = vm.shell().console_only();
     let pid = sh.succeed("echo $$")?;
     // The login shell itself dies: busybox init starts a new one (with
     // echo back on); the command never ends, the resync finds the new shell.
@@ -292,7 +305,7 @@ fn killed_shell_is_respawned_and_found_again(vm: &mut Vm) -> TestResult {
 
 #[qemu_test(console, kernel = guest::LINUX_X86_64, snapshot = "linux-shell", timeout = "120s")]
 fn kernel_panic_fails_fast(vm: &mut Vm) -> TestResult {
-    let sh = vm.shell();
+    let sh = vm.shell().console_only();
     sh.sync()?;
     // The Shell's own fast failure is what is tested here, not the
     // runner's crash watch (tests/guest_crash.rs).
@@ -316,7 +329,7 @@ qemu_test::main!();
 #[qemu_test(console, kernel = guest::LINUX_X86_64, snapshot = "linux-shell", timeout = "120s")]
 fn an_unwritable_tmp_is_named_in_the_error(vm: &mut Vm) -> TestResult {
     // The error names /tmp; returns the console text it carries.
-    let garbled = |vm: &mut Vm, command: &str| match vm.shell().run(command) {
+    let garbled = |vm: &mut Vm, command: &str| match vm.shell().console_only().run(command) {
         Err(ShellError::Garbled { reason, raw, .. }) => {
             assert!(reason.contains("/tmp"), "{reason}");
             raw
@@ -327,7 +340,7 @@ fn an_unwritable_tmp_is_named_in_the_error(vm: &mut Vm) -> TestResult {
     // and the shell works again.
     let recovered = |vm: &mut Vm| -> TestResult {
         vm.console().send("umount /tmp\r")?;
-        let sh = vm.shell();
+        let sh = vm.shell().console_only();
         assert_eq!(
             sh.succeed("ls /not-run 2>&1 || echo absent")?,
             "ls: /not-run: No such file or directory\nabsent\n"
@@ -344,7 +357,7 @@ fn an_unwritable_tmp_is_named_in_the_error(vm: &mut Vm) -> TestResult {
     // system remounted read-only) is reported the same way, and the
     // command is not run either.
     vm.console().send("mount -t tmpfs tmpfs /tmp\r")?;
-    let sh = vm.shell();
+    let sh = vm.shell().console_only();
     assert_eq!(sh.succeed("echo on a fresh /tmp")?, "on a fresh /tmp\n");
     vm.console().send("mount -o remount,ro /tmp\r")?;
     let raw = garbled(vm, "touch /not-run");
@@ -354,7 +367,7 @@ fn an_unwritable_tmp_is_named_in_the_error(vm: &mut Vm) -> TestResult {
 
 #[qemu_test(console, kernel = guest::LINUX_X86_64, snapshot = "linux-shell", timeout = "120s")]
 fn short_text_and_everything_else_round_trip(vm: &mut Vm) -> TestResult {
-    let sh = vm.shell();
+    let sh = vm.shell().console_only();
     // Up to 1 KiB of text comes as it is; one byte more, a NUL or a
     // non-ASCII byte come base64-encoded: all exact.
     for n in [1, 1023, 1024, 1025, 1100] {

@@ -243,7 +243,7 @@ impl Caches {
         }
         let building = store.try_build_lock().is_none();
         let current = guest::current_key(linux, &self.root);
-        let own = guest::own_digest(linux.target.modules);
+        let own = guest::own_digest(linux.target);
         let mut entries = Vec::new();
         let mut wanted: Vec<String> = Vec::new();
         for build in store.builds() {

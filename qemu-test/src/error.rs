@@ -411,11 +411,13 @@ pub enum ShellError {
         /// The last lines the guest printed.
         tail: String,
     },
-    /// The command did not finish before its deadline. It was interrupted
-    /// with Ctrl-C; `recovered` says whether the shell answered again.
+    /// The command (or copy) did not finish before its deadline. It was
+    /// interrupted (over the console with Ctrl-C, over the agent with
+    /// SIGKILL to its process group); `recovered` says whether the shell
+    /// answers again.
     #[error(
         "command {command:?} did not finish within {timeout:?}; {}\n--- last console lines ---\n{tail}",
-        if *.recovered { "it was interrupted (Ctrl-C) and the shell answers again" } else { "Ctrl-C did not bring the shell back" }
+        if *.recovered { "it was interrupted and the shell answers again" } else { "the interrupt did not bring the shell back" }
     )]
     Timeout {
         /// The command.
@@ -511,6 +513,30 @@ pub enum ShellError {
     /// The console failed (QEMU exited, the guest panicked, ...).
     #[error(transparent)]
     Console(#[from] ConsoleError),
+    /// The guest agent, or the data channel to it, failed: QEMU exited,
+    /// the agent stopped answering or broke its protocol. The channel's
+    /// log (`agent.log` in a test's artifacts) lists each request.
+    #[error("{what} over the guest agent failed: {reason}\n--- last console lines ---\n{tail}")]
+    Agent {
+        /// What was attempted.
+        what: String,
+        /// What went wrong.
+        reason: String,
+        /// The last lines the guest printed on the console.
+        tail: String,
+    },
+    /// A command printed more than the shell's output limit (stdout and
+    /// stderr together, over the agent); it was killed.
+    #[error(
+        "command {command:?} printed more than {limit} bytes, so it was killed; raise the limit \
+         with Shell::with_output_limit, or write the output to a guest file and copy_from_guest it"
+    )]
+    OutputLimit {
+        /// The command.
+        command: String,
+        /// The limit in bytes.
+        limit: usize,
+    },
 }
 
 /// The last 2 KiB of a (possibly huge) text, for error messages.

@@ -65,6 +65,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod cache;
+pub mod channel;
 pub mod console;
 mod deadline;
 pub mod error;
@@ -83,6 +84,7 @@ pub mod snapshot;
 pub mod spec;
 mod timeline;
 
+pub use channel::DataChannel;
 pub use console::{Console, Crash, Pattern};
 pub use error::{
     BoxError, ConsoleError, Error, EventError, GuestError, NetError, QmpError, Result, SetupError,

@@ -331,7 +331,8 @@ impl Console {
     }
 
     /// Whether a [`Shell`](crate::Shell) ever got an answer on this
-    /// console (the runner then asks it for the kernel log on failure).
+    /// console, or through the guest agent beside it (the runner then asks
+    /// it for the kernel log on failure).
     pub(crate) fn shell_answered(&self) -> bool {
         self.inner.shell_answered.load(Ordering::Relaxed)
     }
@@ -381,6 +382,12 @@ impl Console {
     pub fn skip_to_end(&self) {
         let mut buf = self.inner.lock();
         buf.cursor = buf.data.len();
+    }
+
+    /// Whether the machine has this console (a detached one's operations
+    /// fail with [`ConsoleError::NotConfigured`]).
+    pub fn is_configured(&self) -> bool {
+        self.inner.configured
     }
 
     /// Whether the guest side is closed (QEMU exited).

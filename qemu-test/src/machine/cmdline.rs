@@ -1,5 +1,6 @@
 //! Building QEMU's command line: the base arguments a [`Machine`] adds
-//! (display, monitor, machine type, console) in front of the user's.
+//! (display, monitor, machine type, console, data channel) in front of the
+//! user's.
 //!
 //! [`Machine`]: super::Machine
 
@@ -28,6 +29,15 @@ pub(crate) enum ConsoleArg {
     Stdio,
 }
 
+/// Where the data channel's QEMU end is.
+#[derive(Debug, Clone)]
+pub(crate) enum ChannelArg {
+    /// An inherited socketpair fd.
+    Fd(i32),
+    /// A Unix socket QEMU listens on (for `repro.sh`).
+    Listen(String),
+}
+
 /// Everything the base arguments depend on.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct BaseArgs<'a> {
@@ -35,6 +45,7 @@ pub(crate) struct BaseArgs<'a> {
     pub monitor: Option<MonitorArg>,
     pub machine: Option<&'a str>,
     pub console: Option<(ConsoleArg, Option<&'a str>, u32)>,
+    pub channel: Option<ChannelArg>,
 }
 
 /// Targets with no VGA device, where `-vga none` is pointless (and rejected
@@ -101,7 +112,36 @@ pub(crate) fn base_args(b: &BaseArgs<'_>) -> Vec<String> {
             Some(device) => args.extend(["-device".into(), format!("{device},chardev=console")]),
         }
     }
+    if let Some(channel) = &b.channel {
+        args.extend(channel_args(channel));
+    }
     args
+}
+
+/// The data channel: a virtio-serial port named
+/// [`PORT_NAME`](crate::channel::PORT_NAME) on a PCI `virtio-serial`
+/// controller of its own.
+fn channel_args(channel: &ChannelArg) -> [String; 6] {
+    let chardev = match channel {
+        ChannelArg::Fd(fd) => format!("socket,id=qt-data,fd={fd}"),
+        ChannelArg::Listen(path) => {
+            format!(
+                "socket,id=qt-data,path={},server=on,wait=off",
+                escape_opt(path)
+            )
+        }
+    };
+    [
+        "-device".into(),
+        "virtio-serial-pci,id=qt-vser".into(),
+        "-chardev".into(),
+        chardev,
+        "-device".into(),
+        format!(
+            "virtserialport,bus=qt-vser.0,chardev=qt-data,name={}",
+            crate::channel::PORT_NAME
+        ),
+    ]
 }
 
 #[cfg(test)]
@@ -123,6 +163,7 @@ mod tests {
             monitor: Some(MonitorArg::Path("/s/q,m.sock".into())),
             machine: Some("q35"),
             console: Some((ConsoleArg::Fd(7), Some("isa-serial"), 2)),
+            channel: None,
         });
         assert_eq!(
             args,
@@ -150,6 +191,7 @@ mod tests {
         let args = base_args(&BaseArgs {
             binary: "qemu-system-aarch64",
             monitor: Some(MonitorArg::Fd(3)),
+            channel: Some(ChannelArg::Fd(9)),
             ..Default::default()
         });
         assert_eq!(
@@ -160,7 +202,13 @@ mod tests {
                 "-chardev",
                 "socket,id=mon,fd=3",
                 "-mon",
-                "chardev=mon,mode=control"
+                "chardev=mon,mode=control",
+                "-device",
+                "virtio-serial-pci,id=qt-vser",
+                "-chardev",
+                "socket,id=qt-data,fd=9",
+                "-device",
+                "virtserialport,bus=qt-vser.0,chardev=qt-data,name=org.qemu-test.data"
             ]
         );
     }

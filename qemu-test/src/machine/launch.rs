@@ -1,6 +1,7 @@
 //! Launching QEMU, in named steps: prepare the dirs and logs → open the
-//! monitor's and the console's transports → build the command line → spawn
-//! → attach the console → connect QMP → load a saved state, if asked.
+//! monitor's, the console's and the data channel's transports → build the
+//! command line → spawn → attach the console and the data channel →
+//! connect QMP → load a saved state, if asked.
 //! Whatever a failed step leaves is undone by [`Pending::abort`].
 
 use std::fs::File;
@@ -13,9 +14,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use super::cmdline::{self, BaseArgs, ConsoleArg, MonitorArg};
+use super::cmdline::{self, BaseArgs, ChannelArg, ConsoleArg, MonitorArg};
 use super::owned_dir::{self, OwnedDir};
 use super::{read_lossy, shell_join, Machine, MonitorAddr, Running, SOCK_DIR_PREFIX};
+use crate::channel::DataChannel;
 use crate::console::{Console, Drain};
 use crate::deadline::DeadlineCap;
 use crate::error::{Error, QmpError, Result};
@@ -38,6 +40,7 @@ impl Machine {
         self.user_killed = false;
         self.events.clear();
         self.console_handle = Console::detached();
+        self.channel_handle = DataChannel::detached();
         let mut pending = Pending::default();
         let started = Instant::now();
         let launched = self.try_launch(&mut pending);
@@ -53,6 +56,7 @@ impl Machine {
                 self.exit_code = exit_code;
                 self.iolog = Some(output.clone());
                 self.console_handle = Console::detached();
+                self.channel_handle = DataChannel::detached();
                 Err(Error::Launch {
                     exit_code,
                     command_line: shell_join(&self.full_args),
@@ -72,11 +76,20 @@ impl Machine {
         let mut qemu_fds = Vec::new();
         let monitor = self.open_monitor(&dirs, p, &mut qemu_fds)?;
         let console = self.open_console(&mut qemu_fds)?;
-        self.full_args = self.command_line_for(monitor.arg(), console.as_ref().map(|c| c.1));
+        let channel = self.open_channel(&mut qemu_fds)?;
+        self.full_args = self.command_line_for(
+            monitor.arg(),
+            console.as_ref().map(|c| c.1),
+            channel.as_ref().map(|c| c.1),
+        );
         let pid = self.spawn(&dirs, p, qemu_fds)?;
         let console = match console {
             Some((stream, _)) => Some(self.attach_console(stream, &dirs, p)?),
             None => None,
+        };
+        let channel = match channel {
+            Some((stream, _)) => self.attach_channel(stream, &dirs)?,
+            None => DataChannel::detached(),
         };
         self.timeline
             .step("launch.spawn", started, serde_json::Map::new);
@@ -95,6 +108,7 @@ impl Machine {
                 .step("launch.restore", started, serde_json::Map::new);
         }
         self.console_handle = console.unwrap_or_else(Console::detached);
+        self.channel_handle = channel;
         self.run = Some(Running {
             child: p.child.take().expect("child was set above"),
             qmp,
@@ -205,10 +219,28 @@ impl Machine {
         Ok(Some((ours, fd)))
     }
 
+    /// The data channel's socketpair, if the machine has one: our end, and
+    /// QEMU's end's fd (the end itself goes to `qemu_fds`).
+    fn open_channel(&self, qemu_fds: &mut Vec<OwnedFd>) -> Result<Option<(UnixStream, RawFd)>> {
+        if !self.data_channel {
+            return Ok(None);
+        }
+        let (ours, theirs) = UnixStream::pair()
+            .map_err(|e| Error::io("creating the data channel's socketpair", e))?;
+        let fd = theirs.as_raw_fd();
+        qemu_fds.push(theirs.into());
+        Ok(Some((ours, fd)))
+    }
+
     /// The whole command line: wrapper, binary, base arguments (display,
-    /// monitor, machine, console), the restore's, the spare root ports,
-    /// the user's, then the NICs and shares.
-    fn command_line_for(&self, monitor: Option<MonitorArg>, console: Option<RawFd>) -> Vec<String> {
+    /// monitor, machine, console, data channel), the restore's, the spare
+    /// root ports, the user's, then the NICs and shares.
+    fn command_line_for(
+        &self,
+        monitor: Option<MonitorArg>,
+        console: Option<RawFd>,
+        channel: Option<RawFd>,
+    ) -> Vec<String> {
         let base = cmdline::base_args(&BaseArgs {
             binary: &self.cfg.binary,
             monitor,
@@ -218,6 +250,7 @@ impl Machine {
                 .as_ref()
                 .zip(console)
                 .map(|((device, index), fd)| (ConsoleArg::Fd(fd), device.as_deref(), *index)),
+            channel: channel.map(ChannelArg::Fd),
         });
         let mut incoming: Vec<String> = match self.restore_from {
             Some(_) => vec!["-incoming".into(), "defer".into()],
@@ -288,6 +321,19 @@ impl Machine {
             .map_err(|e| Error::io("starting the console drain thread", e))?;
         p.drain = Some(drain);
         Ok(console.timed(self.timeline.clone()))
+    }
+
+    /// Our end of the data channel, with its log.
+    fn attach_channel(&self, stream: UnixStream, dirs: &Dirs) -> Result<DataChannel> {
+        let path = self
+            .cfg
+            .agent_log
+            .clone()
+            .unwrap_or_else(|| dirs.log_dir.join(format!("{}-agent.log", self.name)));
+        let log = File::create(&path)
+            .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+        DataChannel::attach(stream, Some(log), self.cap.clone())
+            .map_err(|e| Error::io("setting up the data channel", e))
     }
 
     /// The QMP client, after the greeting and capabilities negotiation,

@@ -142,6 +142,7 @@ impl Machine {
         if let Some(d) = run.drain.take() {
             d.finish();
         }
+        self.channel_handle = crate::channel::DataChannel::detached();
         let mut log = read_lossy(&run.qemu_log);
         if let Some(code) = self.exit_code.filter(|c| *c < 0 && !self.user_killed) {
             log.push_str(&format!("\n(qemu-test: QEMU received signal {})\n", -code));

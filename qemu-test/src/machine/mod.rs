@@ -53,6 +53,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::channel::DataChannel;
 use crate::console::{Console, Drain};
 use crate::deadline::DeadlineCap;
 use crate::error::{Error, Result};
@@ -60,7 +61,7 @@ use crate::qemu_opts::escape_opt;
 pub use crate::qmp::Wait;
 use crate::qmp::{self, EventCache, QmpClient};
 use crate::timeline::{self, Timeline};
-use cmdline::{BaseArgs, ConsoleArg};
+use cmdline::{BaseArgs, ChannelArg, ConsoleArg};
 pub(crate) use crash::CrashListener;
 pub use crash::GuestCrash;
 pub(crate) use kill_switch::KillSwitch;
@@ -106,6 +107,7 @@ pub struct MachineBuilder {
     drain_console: bool,
     console_log: Option<PathBuf>,
     qmp_log: Option<PathBuf>,
+    agent_log: Option<PathBuf>,
     log_dir: Option<PathBuf>,
     qmp_timeout: Duration,
 }
@@ -172,6 +174,13 @@ impl MachineBuilder {
         self.qmp_log = Some(path.into());
         self
     }
+    /// The data channel's log (one line per request to the guest agent);
+    /// default `<log dir>/<name>-agent.log`. Only written with a data
+    /// channel ([`Machine::set_data_channel`]).
+    pub fn agent_log(mut self, path: impl Into<PathBuf>) -> Self {
+        self.agent_log = Some(path.into());
+        self
+    }
     /// Where QEMU's output (`<name>.log`) and the other logs go; default
     /// the temp dir (removed at shutdown; [`Machine::log`] keeps QEMU's
     /// output in memory).
@@ -196,6 +205,8 @@ impl MachineBuilder {
             cfg: self,
             machine_type: None,
             console: None,
+            data_channel: false,
+            channel_handle: DataChannel::detached(),
             pass_fds: Vec::new(),
             cap: DeadlineCap::default(),
             run: None,
@@ -248,10 +259,13 @@ pub struct Machine {
     cfg: MachineBuilder,
     machine_type: Option<String>,
     console: Option<(Option<String>, u32)>,
+    /// Whether launches get a data channel.
+    data_channel: bool,
     pass_fds: Vec<OwnedFd>,
     cap: DeadlineCap,
     run: Option<Running>,
     console_handle: Console,
+    channel_handle: DataChannel,
     events: EventCache,
     exit_code: Option<i32>,
     iolog: Option<String>,
@@ -309,6 +323,7 @@ impl Machine {
             drain_console: true,
             console_log: None,
             qmp_log: None,
+            agent_log: None,
             log_dir: None,
             qmp_timeout: DEFAULT_QMP_TIMEOUT,
         }
@@ -339,6 +354,12 @@ impl Machine {
     /// device type (`None`: the default serial port) and the index.
     pub(crate) fn console_config(&self) -> Option<(Option<&str>, u32)> {
         self.console.as_ref().map(|(d, i)| (d.as_deref(), *i))
+    }
+
+    /// Whether launches get a data channel
+    /// ([`set_data_channel`](Self::set_data_channel)).
+    pub fn has_data_channel(&self) -> bool {
+        self.data_channel
     }
 
     /// Whether the machine gets a QMP monitor at launch.
@@ -385,6 +406,14 @@ impl Machine {
                 .console
                 .as_ref()
                 .map(|(device, index)| (ConsoleArg::Stdio, device.as_deref(), *index)),
+            channel: self.data_channel.then(|| {
+                ChannelArg::Listen(
+                    qmp_socket
+                        .with_file_name("agent.sock")
+                        .to_string_lossy()
+                        .into(),
+                )
+            }),
         }));
         if self.cfg.monitor.is_some() {
             args.push("-qmp".into());
@@ -420,6 +449,19 @@ impl Machine {
     /// `-device <device_type>,chardev=console`.
     pub fn set_console(&mut self, device_type: Option<&str>, console_index: u32) -> &mut Self {
         self.console = Some((device_type.map(str::to_string), console_index));
+        self
+    }
+
+    /// Gives each launch a data channel (or not, the default): a
+    /// `virtio-serial-pci` controller with one port, named
+    /// [`PORT_NAME`](crate::channel::PORT_NAME), on a socketpair the
+    /// machine owns. A guest agent on it serves [`Shell`](crate::Shell)
+    /// commands and copies far faster than the console
+    /// ([`data_channel`](Self::data_channel)); the built-in Linux guests
+    /// run one, and the runner sets this for them. The machine type needs
+    /// PCI (`q35`, `pc`, Arm `virt`, ...).
+    pub fn set_data_channel(&mut self, enabled: bool) -> &mut Self {
+        self.data_channel = enabled;
         self
     }
 
@@ -572,6 +614,13 @@ impl Machine {
     /// has none or is not running).
     pub fn console(&self) -> Console {
         self.console_handle.clone()
+    }
+
+    /// The data channel of the current launch (a detached one, see
+    /// [`DataChannel::is_attached`], if the machine has none or is not
+    /// running). `vm.shell()` uses it.
+    pub fn data_channel(&self) -> DataChannel {
+        self.channel_handle.clone()
     }
 
     /// The QMP client while running with a monitor.

@@ -11,7 +11,7 @@
 //! | `fs` | private dirs (0700, owned by us), atomic writes, the per-user temp dir |
 //! | `lock` | `flock`, and lock files removed by their holder ([`FileLock`]) |
 //! | `process` | spawning QEMU, signals, pidfds, waiting with a timeout |
-//! | `poll` | waiting for file descriptors with deadlines |
+//! | `poll` | waiting for file descriptors (readable, writable) with deadlines |
 //! | `socket` | non-blocking reads, `SCM_RIGHTS` |
 
 mod fs;
@@ -24,7 +24,7 @@ pub(crate) use fs::{create_private_dir_all, uid, user_temp_dir, write_atomically
 pub(crate) use lock::{
     flock_current, open_lock, try_flock_current, try_lock, try_lock_dir, unlock, FileLock, LockMode,
 };
-pub(crate) use poll::{poll_readable, poll_ready, wait_readable, Interest};
+pub(crate) use poll::{poll_readable, poll_ready, wait_io, wait_readable, Interest};
 pub(crate) use process::{
     exit_code, kill_group, kill_one, kill_pidfd, memlock_limit, pidfd, spawn, wait_timeout, Signal,
 };

@@ -119,3 +119,26 @@ pub(crate) fn poll_ready(
         })
         .collect())
 }
+
+/// What [`wait_io`] found a socket ready for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Ready {
+    /// Something to read, or the peer closed its end (a read says which).
+    pub(crate) readable: bool,
+    /// Room to write (or the peer closed its end: a write says so).
+    pub(crate) writable: bool,
+}
+
+/// Waits until `fd` is readable (or closed) or, with `write`, writable, or
+/// until `deadline` passes (nothing ready then).
+pub(crate) fn wait_io(fd: impl AsFd, write: bool, deadline: Instant) -> io::Result<Ready> {
+    let interest = Interest { read: true, write };
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ready = poll_ready(&[(fd.as_fd(), interest)], Some(left))?;
+        let (readable, writable) = ready[0];
+        if readable || writable || left.is_zero() {
+            return Ok(Ready { readable, writable });
+        }
+    }
+}

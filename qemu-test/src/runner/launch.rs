@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use crate::guest::Load;
 use crate::machine::Machine;
 use crate::runner::resolve::Plan;
 use crate::spec::VmSpec;
@@ -23,26 +24,15 @@ pub(crate) fn vm_args(spec: &VmSpec, accel: &str) -> std::io::Result<Vec<String>
     Ok(args)
 }
 
-/// On a machine with PCI (`q35`, `pc`, Arm `virt`, and their versions): a
-/// `pvpanic-pci` device, so that QEMU reports a guest kernel panic
-/// (`GUEST_PANICKED`) even without a console (in a guest with the
-/// `pvpanic-pci` driver), and `-action panic=pause`, which keeps the
-/// crashed VM for a screenshot or a person instead of QEMU's default of
-/// shutting it down. Not added when the test's own arguments deal with
-/// either.
+/// On a machine with PCI: a `pvpanic-pci` device, so that QEMU reports a
+/// guest kernel panic (`GUEST_PANICKED`) even without a console (in a guest
+/// with the `pvpanic-pci` driver), and `-action panic=pause`,
+/// which keeps the crashed VM for a screenshot or a person instead of
+/// QEMU's default of shutting it down. Not added when the test's own
+/// arguments deal with either.
 fn crash_reporting(spec: &VmSpec, args: &[String]) -> Vec<String> {
-    let Some(machine) = spec.effective_machine() else {
-        return Vec::new();
-    };
-    let machine = machine.split(',').next().unwrap_or(machine);
-    let family = |base: &str| machine == base || machine.starts_with(&format!("{base}-"));
-    let pci = match spec.effective_arch() {
-        Some("x86_64" | "i386") => family("q35") || family("pc"),
-        Some("aarch64" | "arm") => family("virt"),
-        _ => false,
-    };
     let own = args.iter().any(|a| a.contains("pvpanic") || a == "-action");
-    if !pci || own {
+    if !has_pci(spec) || own {
         return Vec::new();
     }
     ["-device", "pvpanic-pci", "-action", "panic=pause"]
@@ -50,8 +40,33 @@ fn crash_reporting(spec: &VmSpec, args: &[String]) -> Vec<String> {
         .to_vec()
 }
 
+/// Whether the spec's machine has PCI: `q35`, `pc`, Arm `virt`, and their
+/// versions.
+fn has_pci(spec: &VmSpec) -> bool {
+    let Some(machine) = spec.effective_machine() else {
+        return false;
+    };
+    let machine = machine.split(',').next().unwrap_or(machine);
+    let family = |base: &str| machine == base || machine.starts_with(&format!("{base}-"));
+    match spec.effective_arch() {
+        Some("x86_64" | "i386") => family("q35") || family("pc"),
+        Some("aarch64" | "arm") => family("virt"),
+        _ => false,
+    }
+}
+
+/// Whether the spec's VM gets a data channel: a built-in Linux guest
+/// (whose initramfs runs the agent), on a machine with PCI.
+fn has_agent(spec: &VmSpec) -> bool {
+    let linux = spec
+        .builtin_guest()
+        .is_some_and(|g| matches!(g.load, Load::Linux(_)));
+    linux && has_pci(spec)
+}
+
 /// A machine for `plan`, not launched, with `args` and its logs
-/// (`qemu.log`, `console.log`, `qmp.jsonl`) in `log_dir`.
+/// (`qemu.log`, `console.log`, `qmp.jsonl`, `agent.log`) in `log_dir`;
+/// a built-in Linux guest's machine gets a data channel for its agent.
 pub(crate) fn build_machine(plan: &Plan, args: Vec<String>, log_dir: &Path) -> Machine {
     let spec = &plan.spec;
     let mut machine = Machine::builder(plan.binary.to_string_lossy())
@@ -59,6 +74,7 @@ pub(crate) fn build_machine(plan: &Plan, args: Vec<String>, log_dir: &Path) -> M
         .log_dir(log_dir)
         .console_log(log_dir.join("console.log"))
         .qmp_log(log_dir.join("qmp.jsonl"))
+        .agent_log(log_dir.join("agent.log"))
         .args(args)
         .build();
     if let Some(machine_type) = spec.effective_machine() {
@@ -72,5 +88,6 @@ pub(crate) fn build_machine(plan: &Plan, args: Vec<String>, log_dir: &Path) -> M
         // The snapshot is saved without NICs: restores hot-plug them.
         machine.set_hotplug_ports(spec.hotplug_devices());
     }
+    machine.set_data_channel(has_agent(spec));
     machine
 }

@@ -212,9 +212,10 @@ impl Vm {
         &self.test_name
     }
 
-    /// A [`Shell`](crate::shell::Shell) on the console: runs commands in a
-    /// Linux guest such as [`LINUX_X86_64`](crate::guest::LINUX_X86_64)
-    /// and returns their status and output.
+    /// A [`Shell`](crate::shell::Shell): runs commands in a Linux guest
+    /// such as [`LINUX_X86_64`](crate::guest::LINUX_X86_64) and returns
+    /// their status and output, through the guest agent on the machine's
+    /// data channel if one answers, else on the console.
     ///
     /// ```no_run
     /// # use qemu_test::prelude::*;
@@ -224,7 +225,7 @@ impl Vm {
     /// # }
     /// ```
     pub fn shell(&self) -> crate::shell::Shell {
-        crate::shell::Shell::new(self.machine.console())
+        crate::shell::Shell::with_data_channel(self.machine.console(), self.machine.data_channel())
     }
 
     /// Shuts the machine down after the body: graceful `quit` with

@@ -1,12 +1,15 @@
-//! Files to and from the guest over the shell: gzip and base64 typed in
-//! chunks one way, one `cat` the other.
+//! Files to and from the guest: streamed by the agent when the shell uses
+//! it; over the console, gzip and base64 typed in chunks one way, one
+//! `cat` the other.
 
-use std::io::Write as _;
+use std::fs::File;
+use std::io::{BufWriter, Write as _};
 use std::path::Path;
 use std::time::Instant;
 
 use base64::Engine as _;
 
+use super::over_agent::Route;
 use super::script::{nonce, quote};
 use super::Shell;
 use crate::error::ShellError;
@@ -15,47 +18,104 @@ use crate::error::ShellError;
 const COPY_CHUNK: usize = 32 * 1024;
 
 impl Shell {
-    /// Copies the host file `host` to `guest` (created or truncated; parent
-    /// directories must exist). Also checks the size in the guest.
+    /// Copies the host file `host` to `guest` (created or truncated, mode
+    /// 0644 if new; parent directories must exist). Also checks the size
+    /// in the guest. The whole copy has the shell's timeout.
     pub fn copy_to_guest(&self, host: impl AsRef<Path>, guest: &str) -> Result<(), ShellError> {
         let host = host.as_ref();
-        let data = std::fs::read(host).map_err(|source| ShellError::HostIo {
+        let deadline = Instant::now() + self.timeout;
+        let what = format!("{} -> guest:{guest}", host.display());
+        let read_err = |source| ShellError::HostIo {
             action: "read",
             path: host.to_path_buf(),
             source,
-        })?;
-        self.write_file(guest, &data).map_err(|e| match e {
-            ShellError::Copy { reason, .. } => ShellError::Copy {
-                what: format!("{} -> guest:{guest}", host.display()),
-                reason,
-            },
-            other => other,
-        })
+        };
+        if let Route::Agent(mut session) = self.route(deadline)? {
+            let mut file = File::open(host).map_err(read_err)?;
+            let len = file.metadata().map_err(read_err)?.len();
+            return self.put_on_agent(&mut session, guest, &mut file, len, deadline, &what);
+        }
+        let data = std::fs::read(host).map_err(read_err)?;
+        self.write_file_on_console(guest, &data, deadline)
+            .map_err(|e| match e {
+                ShellError::Copy { reason, .. } => ShellError::Copy { what, reason },
+                other => other,
+            })
     }
 
-    /// Copies the guest file `guest` to the host file `host`.
+    /// Copies the guest file `guest` to the host file `host` (replaced
+    /// only once the whole file arrived). The whole copy has the shell's
+    /// timeout.
     pub fn copy_from_guest(&self, guest: &str, host: impl AsRef<Path>) -> Result<(), ShellError> {
         let host = host.as_ref();
-        let data = self.read_file(guest).map_err(|e| match e {
-            ShellError::Copy { reason, .. } => ShellError::Copy {
-                what: format!("guest:{guest} -> {}", host.display()),
-                reason,
-            },
-            other => other,
-        })?;
-        std::fs::write(host, data).map_err(|source| ShellError::HostIo {
+        let deadline = Instant::now() + self.timeout;
+        let what = format!("guest:{guest} -> {}", host.display());
+        let write_err = |source| ShellError::HostIo {
             action: "write",
             path: host.to_path_buf(),
             source,
-        })
+        };
+        if let Route::Agent(mut session) = self.route(deadline)? {
+            let dir = host
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let temp = tempfile::NamedTempFile::new_in(dir).map_err(write_err)?;
+            let mut sink = BufWriter::with_capacity(1 << 20, temp);
+            self.get_on_agent(&mut session, guest, &mut sink, deadline, &what)?;
+            let temp = sink.into_inner().map_err(|e| write_err(e.into_error()))?;
+            return temp
+                .persist(host)
+                .map(|_| ())
+                .map_err(|e| write_err(e.error));
+        }
+        let data = self
+            .read_file_on_console(guest, deadline)
+            .map_err(|e| match e {
+                ShellError::Copy { reason, .. } => ShellError::Copy { what, reason },
+                other => other,
+            })?;
+        std::fs::write(host, data).map_err(write_err)
     }
 
-    /// Writes `data` to the guest file `path` (created or truncated):
+    /// Writes `data` to the guest file `path` (created or truncated, mode
+    /// 0644 if new), and checks its size there.
+    pub fn write_file(&self, path: &str, data: &[u8]) -> Result<(), ShellError> {
+        let deadline = Instant::now() + self.timeout;
+        match self.route(deadline)? {
+            Route::Agent(mut session) => {
+                let what = format!("{} bytes -> guest:{path}", data.len());
+                let len = data.len() as u64;
+                self.put_on_agent(&mut session, path, &mut &data[..], len, deadline, &what)
+            }
+            Route::Console => self.write_file_on_console(path, data, deadline),
+        }
+    }
+
+    /// Reads the guest file `path`, byte-exact.
+    pub fn read_file(&self, path: &str) -> Result<Vec<u8>, ShellError> {
+        let deadline = Instant::now() + self.timeout;
+        match self.route(deadline)? {
+            Route::Agent(mut session) => {
+                let mut data = Vec::new();
+                let what = format!("guest:{path}");
+                self.get_on_agent(&mut session, path, &mut data, deadline, &what)?;
+                Ok(data)
+            }
+            Route::Console => self.read_file_on_console(path, deadline),
+        }
+    }
+
+    /// Writes `data` to the guest file `path` over the console:
     /// gzip-compressed on the host, typed as base64 into a temporary file
     /// in chunks of 32 KiB (one command each), unpacked with `gunzip`, and
     /// its size checked. The whole copy shares one deadline.
-    pub fn write_file(&self, path: &str, data: &[u8]) -> Result<(), ShellError> {
-        let deadline = Instant::now() + self.timeout;
+    fn write_file_on_console(
+        &self,
+        path: &str,
+        data: &[u8],
+        deadline: Instant,
+    ) -> Result<(), ShellError> {
         let quoted = quote(path)?;
         let copy_err = |reason: String| ShellError::Copy {
             what: format!("{} bytes -> guest:{path}", data.len()),
@@ -81,7 +141,7 @@ impl Shell {
                 "base64 -d {redirect}{temp} <<'QTEOF'\n{}\nQTEOF",
                 lines.join("\n")
             );
-            let out = self.run_until(&command, deadline)?;
+            let out = self.run_on_console(&command, deadline)?;
             if out.status != 0 {
                 return Err(copy_err(format!(
                     "exit status {}: {}",
@@ -91,7 +151,7 @@ impl Shell {
             }
         }
         let unpack = format!("gunzip -c {temp} >{quoted}; __qt_u=$?; rm -f {temp}; [ $__qt_u = 0 ] && wc -c <{quoted}");
-        let out = self.run_until(&unpack, deadline)?;
+        let out = self.run_on_console(&unpack, deadline)?;
         if out.status != 0 {
             return Err(copy_err(format!(
                 "exit status {}: {}",
@@ -106,9 +166,10 @@ impl Shell {
         Ok(())
     }
 
-    /// Reads the guest file `path` (one `cat`, byte-exact).
-    pub fn read_file(&self, path: &str) -> Result<Vec<u8>, ShellError> {
-        let out = self.run(&format!("cat -- {}", quote(path)?))?;
+    /// Reads the guest file `path` over the console (one `cat`,
+    /// byte-exact).
+    fn read_file_on_console(&self, path: &str, deadline: Instant) -> Result<Vec<u8>, ShellError> {
+        let out = self.run_on_console(&format!("cat -- {}", quote(path)?), deadline)?;
         if out.status != 0 {
             return Err(ShellError::Copy {
                 what: format!("guest:{path}"),

@@ -1,6 +1,20 @@
-//! Commands in a Linux guest over the serial console, with exit status and
-//! output, and no guest agent: what the NixOS test driver's `succeed` does,
-//! over the one console a test already has.
+//! Commands in a Linux guest, with exit status and output, and file
+//! copies: what the NixOS test driver's `succeed` does. A `Shell` has two
+//! transports:
+//!
+//! - the guest agent over the machine's [data channel](crate::channel),
+//!   when the guest runs one (the built-in Linux guests do, and the
+//!   runner gives their machines the channel): bytes travel as they are,
+//!   at the speed of a virtio device (hundreds of MB/s);
+//! - the serial console, for every guest with a POSIX shell on it (typed
+//!   scripts, base64; tens to hundreds of KB/s).
+//!
+//! The first operation of each launch (and after a restore) finds out
+//! which one to use: it pings the agent; if none answers while the
+//! console's shell does, it uses the console for the rest of the launch.
+//! [`Shell::transport`] tells which one it is;
+//! [`Shell::console_only`] (or [`Shell::new`] on a console alone) forces
+//! the console.
 //!
 //! ```no_run
 //! # fn demo(vm: &qemu_test::Vm) -> qemu_test::TestResult {
@@ -16,7 +30,31 @@
 //! # Ok(()) }
 //! ```
 //!
-//! # How a command runs
+//! # Over the agent
+//!
+//! The agent (`qemu-test-agent`, a small static C program in the guest's
+//! initramfs) runs each command as `/bin/sh -c COMMAND` in its own session
+//! and process group, with stdin from `/dev/null`, in `/root`, with the
+//! login shell's `PATH`, `HOME` and `TERM`: like the console's subshell,
+//! `cd` and variables do not carry over to the next command. stdout and
+//! stderr are captured separately and byte-exact ([`Output::stderr`] is
+//! the command's stderr only; kernel messages stay on the console). A
+//! background process that keeps stdout open does not hold the command:
+//! what it writes after the command exited is dropped. Copies are written
+//! and read by the agent itself, streamed in 256 KiB frames, with the
+//! size checked; the host file is never held in memory.
+//!
+//! A command that overruns its deadline gets SIGKILL on its whole process
+//! group (processes that started a session of their own escape it); the
+//! result is [`ShellError::Timeout`], and the next command works at once.
+//! A command that prints more than the output limit (256 MiB by default,
+//! [`Shell::with_output_limit`]) is killed the same way
+//! ([`ShellError::OutputLimit`]). A command is at most 128 KiB (Linux's
+//! limit for one argument) and cannot contain a NUL byte; it is otherwise
+//! free of the console's limits. Each request is logged with its status
+//! and sizes in the channel's log (`agent.log` in a test's artifacts).
+//!
+//! # Over the console
 //!
 //! The shell must be a POSIX shell reading the console as its terminal
 //! (the Linux guests' busybox `ash`; bash or dash work too). A `Shell`
@@ -45,7 +83,7 @@
 //!
 //! stderr is not captured: it goes to the console between the markers and
 //! is returned as [`Output::stderr`], together with anything else printed
-//! meanwhile (kernel messages). If the capture file cannot be written (a
+//! meanwhile (kernel messages), with `\r\n` turned into `\n`. If the capture file cannot be written (a
 //! read-only or full `/tmp`) the command is not run and the error says so.
 //! The guest needs a writable `/tmp` and `base64`, `wc`, `printf` and
 //! `stty` (busybox has them all). Each shell process keeps one empty
@@ -53,7 +91,8 @@
 //!
 //! # Deadlines
 //!
-//! Each operation has a deadline: the shell's timeout (by default the
+//! (Over the console; over the agent, see above.) Each operation has a
+//! deadline: the shell's timeout (by default the
 //! console's, 30 s; [`Shell::with_timeout`] changes it), and every wait is
 //! also capped by the machine's deadline (the test's timeout). When a
 //! command overruns, the shell sends Ctrl-C (twice, then Ctrl-\, if that
@@ -69,7 +108,7 @@
 //! console shows `Kernel panic - not syncing` while waiting, the operation
 //! fails at once ([`ConsoleError::Failure`]).
 //!
-//! # Limits
+//! # Limits (of the console)
 //!
 //! - Each line of the typed script must fit the terminal's 4095-byte line
 //!   buffer (keep a command line under about 3900 bytes), and a command
@@ -84,28 +123,22 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::console::{Console, Pattern};
-use crate::error::{ConsoleError, ShellError};
+use crate::channel::DataChannel;
+use crate::console::Console;
+use crate::error::ShellError;
 use crate::timeline::{self, Timeline};
 
+mod agent;
+mod console;
 mod copy;
+mod frame;
+mod over_agent;
 mod parse;
 mod script;
 
-use parse::{parse, Parsed};
-use script::{nonce, probe, quick_probe, resend_script, script};
-
-/// What the console shows when the guest kernel panics.
-const PANIC: &str = "Kernel panic - not syncing";
-
-/// After a timeout: the keys sent, each followed by a probe, and how long
-/// to wait for its answer. Ctrl-C twice (SIGINT; the second also flushes a
-/// probe a stuck command left queued), then Ctrl-\ (SIGQUIT).
-const INTERRUPTS: [(&[u8], Duration); 3] = [
-    (b"\x03", Duration::from_secs(2)),
-    (b"\x03", Duration::from_secs(2)),
-    (b"\x1c", Duration::from_secs(5)),
-];
+/// The most output (stdout and stderr together) a command may print over
+/// the agent unless [`Shell::with_output_limit`] says otherwise.
+pub const DEFAULT_OUTPUT_LIMIT: usize = 256 << 20;
 
 /// A command's result.
 #[derive(Clone, PartialEq, Eq)]
@@ -116,16 +149,19 @@ pub struct Output {
     /// What the command wrote on stdout, lossily decoded as UTF-8 (see
     /// [`stdout_bytes`](Output::stdout_bytes) for the exact bytes).
     pub stdout: String,
-    /// What the console showed while the command ran, besides stdout: its
-    /// stderr, and any kernel messages printed meanwhile; line ends are
-    /// `\n`.
+    /// Over the agent: what the command wrote on stderr, lossily decoded
+    /// ([`stderr_bytes`](Output::stderr_bytes) has the exact bytes). Over
+    /// the console: what the console showed while the command ran,
+    /// besides stdout: its stderr, and any kernel messages printed
+    /// meanwhile; line ends are `\n`.
     pub stderr: String,
     raw: Vec<u8>,
+    raw_stderr: Vec<u8>,
 }
 
 impl std::fmt::Debug for Output {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // `raw` is `stdout`'s bytes: shown once.
+        // `raw` and `raw_stderr` are `stdout`'s and `stderr`'s bytes: shown once.
         f.debug_struct("Output")
             .field("status", &self.status)
             .field("stdout", &self.stdout)
@@ -135,6 +171,20 @@ impl std::fmt::Debug for Output {
 }
 
 impl Output {
+    fn new(status: i32, stdout: Vec<u8>, stderr: Vec<u8>) -> Output {
+        Output {
+            status,
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            raw: stdout,
+            raw_stderr: stderr,
+        }
+    }
+
+    fn with_stderr(self, stderr: Vec<u8>) -> Output {
+        Output::new(self.status, self.raw, stderr)
+    }
+
     /// Whether the status is 0.
     pub fn success(&self) -> bool {
         self.status == 0
@@ -144,17 +194,37 @@ impl Output {
     pub fn stdout_bytes(&self) -> &[u8] {
         &self.raw
     }
+
+    /// stderr as [`Output::stderr`] describes it, byte for byte (over the
+    /// agent, exactly what the command wrote).
+    pub fn stderr_bytes(&self) -> &[u8] {
+        &self.raw_stderr
+    }
 }
 
-/// Runs commands in the guest's shell on a console; see the [module
-/// docs](self). Get one with `vm.shell()` or [`Shell::new`].
+/// How a [`Shell`]'s operations reach the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Transport {
+    /// The guest agent, over the machine's data channel.
+    Agent,
+    /// The guest's shell on the serial console.
+    Console,
+}
+
+/// Runs commands in the guest; see the [module docs](self). Get one with
+/// `vm.shell()`, [`Shell::with_data_channel`] or [`Shell::new`].
 ///
 /// Clones (and [`with_timeout`](Shell::with_timeout) handles) share the
-/// console and the synchronization state, and their operations take turns.
+/// console and the synchronization state, and their operations take
+/// turns.
 #[derive(Debug, Clone)]
 pub struct Shell {
     console: Console,
+    channel: DataChannel,
+    console_only: bool,
     timeout: Duration,
+    output_limit: usize,
     state: Arc<Mutex<State>>,
     /// Where each command is recorded (the console's timeline; the waits
     /// inside a command are not).
@@ -163,20 +233,36 @@ pub struct Shell {
 
 #[derive(Debug, Default)]
 struct State {
-    /// Echo is off and the shell answered a probe.
+    /// Echo is off and the console's shell answered a probe.
     synced: bool,
 }
 
 impl Shell {
-    /// A shell on `console`. Nothing is sent until the first operation. The
-    /// timeout of each operation is the console's (30 s unless the console
-    /// handle says otherwise).
+    /// A shell on `console` alone (the console transport). Nothing is sent
+    /// until the first operation. The timeout of each operation is the
+    /// console's (30 s unless the console handle says otherwise).
     pub fn new(console: Console) -> Shell {
+        Shell::with_data_channel(console, DataChannel::detached())
+    }
+
+    /// A shell that uses the guest agent on `channel` when one answers,
+    /// and `console` otherwise (what `vm.shell()` is):
+    ///
+    /// ```no_run
+    /// # fn demo(vm: &qemu_test::Machine) -> Result<(), qemu_test::ShellError> {
+    /// let shell = qemu_test::Shell::with_data_channel(vm.console(), vm.data_channel());
+    /// assert_eq!(shell.succeed("echo hi")?, "hi\n");
+    /// # Ok(()) }
+    /// ```
+    pub fn with_data_channel(console: Console, channel: DataChannel) -> Shell {
         let timeout = console.timeout();
         Shell {
             timeline: console.timeline().clone(),
             console: console.untimed(),
+            channel,
+            console_only: false,
             timeout,
+            output_limit: DEFAULT_OUTPUT_LIMIT,
             state: Arc::default(),
         }
     }
@@ -185,6 +271,33 @@ impl Shell {
     pub fn with_timeout(&self, timeout: Duration) -> Shell {
         Shell {
             timeout,
+            ..self.clone()
+        }
+    }
+
+    /// A handle whose commands may print at most `bytes` (stdout and
+    /// stderr together) over the agent; the console transport is too slow
+    /// to need one.
+    pub fn with_output_limit(&self, bytes: usize) -> Shell {
+        Shell {
+            output_limit: bytes,
+            ..self.clone()
+        }
+    }
+
+    /// A handle that always uses the console, never the agent: for a
+    /// test of the console path, or a guest whose agent is not to be
+    /// trusted.
+    ///
+    /// ```no_run
+    /// # fn demo(vm: &qemu_test::Vm) -> Result<(), qemu_test::ShellError> {
+    /// let shell = vm.shell().console_only();
+    /// assert_eq!(shell.transport()?, qemu_test::shell::Transport::Console);
+    /// # Ok(()) }
+    /// ```
+    pub fn console_only(&self) -> Shell {
+        Shell {
+            console_only: true,
             ..self.clone()
         }
     }
@@ -199,14 +312,35 @@ impl Shell {
         &self.console
     }
 
+    /// The transport this handle's operations use, found out first if
+    /// needed (within the timeout), as the first operation would.
+    pub fn transport(&self) -> Result<Transport, ShellError> {
+        let deadline = Instant::now() + self.timeout;
+        match self.route(deadline)? {
+            over_agent::Route::Agent(_) => Ok(Transport::Agent),
+            over_agent::Route::Console => Ok(Transport::Console),
+        }
+    }
+
     /// Waits until the shell answers (at most the timeout): useful to time
     /// the boot, or after the guest rebooted. Other operations do this
-    /// themselves the first time.
+    /// themselves the first time. Over the agent, resynchronizes with it;
+    /// a launch that found no agent looks for one again.
     pub fn sync(&self) -> Result<(), ShellError> {
         let deadline = Instant::now() + self.timeout;
-        let mut state = self.lock();
-        state.synced = false;
-        self.sync_locked(&mut state, deadline)
+        if !self.console_only {
+            if let Some(mut link) = self.channel.lock() {
+                link.forget_agent();
+            }
+        }
+        match self.route(deadline)? {
+            over_agent::Route::Agent(mut session) => self.sync_agent(&mut session, deadline),
+            over_agent::Route::Console => {
+                let mut state = self.lock();
+                state.synced = false;
+                self.sync_locked(&mut state, deadline)
+            }
+        }
     }
 
     /// Runs `command` and returns its exit status and output, whatever the
@@ -325,171 +459,13 @@ impl Shell {
         result
     }
 
+    /// Runs `command` until `deadline` on the transport it takes.
     fn run_untimed(&self, command: &str, deadline: Instant) -> Result<Output, ShellError> {
-        let nonce = nonce();
-        let script = script(command, &nonce)?;
-        let mut state = self.lock();
-        if !state.synced {
-            self.sync_locked(&mut state, deadline)?;
-        }
-        let started = Instant::now();
-        match self.exchange(&mut state, command, &script, &nonce, started, deadline)? {
-            Parsed::Done(out) => Ok(out),
-            Parsed::Resend { status, stderr } => {
-                let nonce = self::nonce();
-                let script = resend_script(&nonce, status);
-                match self.exchange(&mut state, command, &script, &nonce, started, deadline)? {
-                    Parsed::Done(out) => Ok(Output {
-                        stderr: stderr + &out.stderr,
-                        ..out
-                    }),
-                    Parsed::Resend { .. } => Err(ShellError::Garbled {
-                        command: command.to_string(),
-                        reason: "stdout sent again did not come as base64".to_string(),
-                        raw: self.console.tail(20),
-                    }),
-                }
+        match self.route(deadline)? {
+            over_agent::Route::Agent(mut session) => {
+                self.run_on_agent(&mut session, command, deadline)
             }
+            over_agent::Route::Console => self.run_on_console(command, deadline),
         }
-    }
-
-    /// Types `script` (framed by `nonce`'s markers) and parses what the
-    /// console shows until its end marker; a timeout interrupts it.
-    fn exchange(
-        &self,
-        state: &mut State,
-        command: &str,
-        script: &str,
-        nonce: &str,
-        started: Instant,
-        deadline: Instant,
-    ) -> Result<Parsed, ShellError> {
-        let start_marker = format!("@qt-{nonce}-start@");
-        let status_marker = format!("@qt-{nonce}-status-");
-        let end_marker = format!("@qt-{nonce}-end@");
-        self.console.skip_to_end();
-        self.console.send(script.as_bytes())?;
-        // Only the end marker is awaited: the start marker is looked up in
-        // what came before it (a line typed by hand before the script may
-        // have eaten the `printf` that prints it).
-        let framed = match self.wait(&end_marker, deadline) {
-            Ok(m) => m,
-            Err(ConsoleError::Timeout { .. }) => {
-                let recovered = self.interrupt(state);
-                return Err(ShellError::Timeout {
-                    command: command.to_string(),
-                    timeout: deadline.saturating_duration_since(started),
-                    recovered,
-                    tail: self.console.tail(20),
-                });
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let framed = match memchr::memmem::find(&framed, start_marker.as_bytes()) {
-            Some(at) => {
-                // With echo on, the typed script shows up before the start
-                // marker: turn echo off again (after a respawned shell, or
-                // `stty echo`) next time.
-                if memchr::memmem::find(&framed[..at], b"'-start@'").is_some() {
-                    state.synced = false;
-                }
-                &framed[at + start_marker.len()..]
-            }
-            None => &framed[..],
-        };
-        parse(command, framed, status_marker.as_bytes())
-    }
-
-    /// Waits for `marker` (or a kernel panic) until `deadline`; returns
-    /// what came before it.
-    fn wait(&self, marker: &str, deadline: Instant) -> Result<Vec<u8>, ConsoleError> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let patterns = [Pattern::text(marker), Pattern::text(PANIC).fails()];
-        self.console
-            .with_timeout(left)
-            .wait_for_any(&patterns)
-            .map(|m| m.before)
-    }
-
-    /// Sends probes until the shell answers one; then, unless that was the
-    /// only probe and the shell did not echo it, turns echo off with a last
-    /// probe that is answered after any queued ones.
-    fn sync_locked(&self, state: &mut State, deadline: Instant) -> Result<(), ShellError> {
-        let started = Instant::now();
-        let synced = self.sync_untimed(state, deadline);
-        if synced.is_ok() {
-            self.console.mark_shell_answered();
-        }
-        self.timeline
-            .step("shell.ready", started, || match &synced {
-                Ok(()) => serde_json::Map::new(),
-                Err(e) => {
-                    timeline::detail([("error", timeline::excerpt(&e.to_string(), 200).into())])
-                }
-            });
-        synced
-    }
-
-    /// Waits for the shell to answer a probe (see [`sync`](Self::sync)).
-    fn sync_untimed(&self, state: &mut State, deadline: Instant) -> Result<(), ShellError> {
-        let started = Instant::now();
-        let not_ready = |tail| ShellError::NotReady {
-            timeout: deadline.saturating_duration_since(started),
-            tail,
-        };
-        let nonce = nonce();
-        let marker = format!("@qt-{nonce}-ready@");
-        let mut interval = Duration::from_millis(500);
-        let mut probes = 0;
-        let answered = loop {
-            // Shell builtins only: cheap even while TCG translates the
-            // guest's code afresh (right after a snapshot is restored).
-            self.console.send(quick_probe(&nonce))?;
-            probes += 1;
-            let wait_until = deadline.min(Instant::now() + interval);
-            match self.wait(&marker, wait_until) {
-                Ok(before) => break before,
-                Err(ConsoleError::Timeout { .. }) if Instant::now() < deadline => {}
-                Err(ConsoleError::Timeout { tail, .. }) => return Err(not_ready(tail)),
-                Err(e) => return Err(e.into()),
-            }
-            interval = (interval * 2).min(Duration::from_secs(2));
-        };
-        // The typed probe shows up before its answer only if echo is on.
-        let echoed = memchr::memmem::find(&answered, b"'-ready@'").is_some();
-        if probes == 1 && !echoed {
-            state.synced = true;
-            return Ok(());
-        }
-        let nonce = self::nonce();
-        self.console.send(probe(&nonce, false))?;
-        match self.wait(&format!("@qt-{nonce}-ready@"), deadline) {
-            Ok(_) => {}
-            Err(ConsoleError::Timeout { tail, .. }) => return Err(not_ready(tail)),
-            Err(e) => return Err(e.into()),
-        }
-        state.synced = true;
-        Ok(())
-    }
-
-    /// After a timeout: Ctrl-C (then Ctrl-C again, then Ctrl-\), each
-    /// followed by a probe; whether the shell answered one.
-    fn interrupt(&self, state: &mut State) -> bool {
-        state.synced = false;
-        for (key, wait) in INTERRUPTS {
-            let nonce = nonce();
-            if self.console.send(key).is_err() || self.console.send(probe(&nonce, true)).is_err() {
-                return false;
-            }
-            match self.wait(&format!("@qt-{nonce}-ready@"), Instant::now() + wait) {
-                Ok(_) => {
-                    state.synced = true;
-                    return true;
-                }
-                Err(ConsoleError::Timeout { .. }) => {}
-                Err(_) => return false,
-            }
-        }
-        false
     }
 }

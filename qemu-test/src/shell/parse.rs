@@ -53,12 +53,7 @@ pub(super) fn parse(
         if raw.len() != size {
             return Ok(Parsed::Resend { status, stderr });
         }
-        return Ok(Parsed::Done(Output {
-            status,
-            stdout: String::from_utf8_lossy(&raw).into_owned(),
-            stderr,
-            raw,
-        }));
+        return Ok(Parsed::Done(Output::new(status, raw, stderr.into_bytes())));
     }
     // `wc` prints the size after `printf` printed the status: a kernel
     // message may come in between.
@@ -91,12 +86,7 @@ pub(super) fn parse(
             raw.len()
         )));
     }
-    Ok(Parsed::Done(Output {
-        status,
-        stdout: String::from_utf8_lossy(&raw).into_owned(),
-        stderr,
-        raw,
-    }))
+    Ok(Parsed::Done(Output::new(status, raw, stderr.into_bytes())))
 }
 
 /// A number from ASCII digits (`None` if too big).

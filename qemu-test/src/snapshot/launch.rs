@@ -18,9 +18,9 @@ const SAVE_TIMEOUT: Duration = Duration::from_secs(120);
 impl Machine {
     /// The [`SnapshotKey`] named `name` for this machine as configured: the
     /// qemu-test version, the QEMU binary (path, size, mtime), the wrapper,
-    /// the machine type, the console, every argument, the spare hotplug
-    /// ports, and the identity of every file an argument names (`-kernel
-    /// PATH`, `file=PATH,...`). Not its NICs and shares
+    /// the machine type, the console, the data channel, every argument, the
+    /// spare hotplug ports, and the identity of every file an argument
+    /// names (`-kernel PATH`, `file=PATH,...`). Not its NICs and shares
     /// ([`add_nic`](Machine::add_nic), [`add_share`](Machine::add_share)):
     /// a restored machine gets its own, hot-plugged.
     /// What a setup function does is not visible here: add it with
@@ -51,6 +51,7 @@ impl Machine {
             .with("wrapper", self.wrapper().to_vec())
             .with("machine", self.machine_type().map(str::to_string))
             .with("console", json!(self.console_config()))
+            .with("data_channel", self.has_data_channel())
             .with("qmp", self.has_qmp_monitor())
             .with("args", self.args().to_vec())
             .with("hotplug_ports", self.hotplug_port_args())

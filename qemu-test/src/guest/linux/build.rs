@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use super::initramfs::Archive;
 use super::kernel::Kernel;
 use super::modules::Module;
-use super::own_files::OWN_FILES;
+use super::own_files::{AGENT_PATH, OWN_FILES};
 use super::{INITRD, KERNEL, MANIFEST};
 
 /// What a guest is made of, ready to be put together.
@@ -22,12 +22,15 @@ pub(crate) struct Material {
     pub(crate) kernel: Kernel,
     pub(crate) busybox: Vec<u8>,
     pub(crate) modules: Vec<Module>,
+    /// The guest agent (`/bin/qemu-test-agent`).
+    pub(crate) agent: &'static [u8],
 }
 
 /// The initramfs (gzip'd cpio): `/bin/busybox` (`/bin/sh` links to it;
 /// `/init` adds the other applet links at boot), `/dev/console`, the
 /// modules in `/lib/modules/` with `/etc/modules` listing them in load
-/// order, the guest's own files, and the usual empty dirs.
+/// order, the guest's own files, the guest agent, and the usual empty
+/// dirs.
 pub(crate) fn initramfs(material: &Material) -> Result<Vec<u8>, String> {
     let mut archive = Archive::default();
     archive.file("bin/busybox", 0o755, material.busybox.clone());
@@ -46,6 +49,7 @@ pub(crate) fn initramfs(material: &Material) -> Result<Vec<u8>, String> {
     for file in OWN_FILES {
         archive.file(file.path, file.mode, file.bytes.to_vec());
     }
+    archive.file(AGENT_PATH, 0o755, material.agent.to_vec());
     for dir in [
         "proc", "sys", "dev", "run", "tmp", "root", "sbin", "usr/bin", "usr/sbin",
     ] {
@@ -69,6 +73,7 @@ pub(crate) fn write(
     write_file(&dir.join(INITRD), initrd)?;
     about["kernel_format"] = material.kernel.format.into();
     about["modules"] = material.modules.iter().map(|m| m.name.as_str()).collect();
+    about["agent"] = json!({"size": material.agent.len(), "sha256": sha256(material.agent)});
     about["files"] = json!({
         KERNEL: {"size": material.kernel.bytes.len(), "sha256": sha256(&material.kernel.bytes)},
         INITRD: {"size": initrd.len(), "sha256": sha256(initrd)},
@@ -121,6 +126,7 @@ mod tests {
                 name: "virtio_blk".into(),
                 bytes: b"ko".to_vec(),
             }],
+            agent: b"\x7fELF agent",
         };
         let initrd = initramfs(&material).unwrap();
         assert_eq!(initrd, initramfs(&material).unwrap(), "reproducible");
@@ -131,6 +137,7 @@ mod tests {
             serde_json::from_slice(&fs::read(out.join(MANIFEST)).unwrap()).unwrap();
         assert_eq!(manifest["arch"], "x86_64");
         assert_eq!(manifest["modules"], json!(["virtio_blk"]));
+        assert_eq!(manifest["agent"]["size"], 10);
         assert_eq!(manifest["files"]["kernel"]["size"], 6);
         assert!(intact(&out));
         fs::write(out.join(KERNEL), b"kernex").unwrap();

@@ -146,7 +146,7 @@ impl LinuxBuilder {
             builder: self,
             store,
             progress: Progress::new(self.guest.name, self.progress),
-            own: own_files::digest(self.guest.target.modules),
+            own: own_files::digest(self.guest.target),
         };
         match source {
             LinuxSource::Debian => run.debian(),
@@ -376,6 +376,7 @@ impl Run<'_> {
             kernel,
             busybox,
             modules,
+            agent: self.target().agent,
         };
         Ok((material, release))
     }
@@ -446,6 +447,7 @@ impl Run<'_> {
             kernel: kernel_image,
             busybox: busybox_bytes,
             modules,
+            agent: self.target().agent,
         };
         Ok((material, release))
     }
@@ -512,7 +514,7 @@ impl Run<'_> {
 /// when last asked; for the user's files, their identities.
 pub(crate) fn current_key(guest: &LinuxGuest, root: &Path) -> Option<String> {
     let target = guest.target;
-    let own = own_files::digest(target.modules);
+    let own = own_files::digest(target);
     match LinuxSource::from_env(target).ok()? {
         LinuxSource::Debian => {
             let store = Store::new(root, guest.name);

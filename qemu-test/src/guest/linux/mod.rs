@@ -107,17 +107,22 @@ pub(crate) const MANIFEST: &str = "manifest.json";
 /// # What it runs
 ///
 /// `/init` mounts `/proc`, `/sys`, `/dev` (devtmpfs), `/dev/pts` and `/run`,
-/// loads `virtio_pci`, `virtio_blk`, `button`, `evdev` and `virtio_net` (so
-/// virtio block devices and NICs, hot-plugged ones included, appear as
-/// `/dev/vd*` and `eth*`), brings the loopback interface up, and starts
-/// busybox init, which runs `acpid` and a root login shell (busybox `ash`)
+/// loads `virtio_pci`, `virtio_blk`, `button`, `evdev`, `virtio_net` and
+/// `virtio_console` (so virtio block devices and NICs, hot-plugged ones
+/// included, appear as `/dev/vd*` and `eth*`), brings the loopback
+/// interface up, and starts busybox init, which runs `acpid`, the guest
+/// agent (`/bin/qemu-test-agent`, which serves [`Shell`](crate::shell::Shell)
+/// over the machine's [data channel](crate::channel) when it has one; the
+/// runner gives it one) and a root login shell (busybox `ash`)
 /// on `ttyS0` as its controlling terminal (Ctrl-C interrupts the foreground
 /// command), with terminal echo off (`stty echo` turns it back on for a
 /// human). The shell prints [`LINUX_READY`] when it starts reading
 /// commands: about 3 s after launch on TCG (QEMU 7.2, 2 host cores, little
 /// other load; 2.7 s of QEMU's CPU time; longer on a busy host).
 ///
-/// - [`Shell`](crate::shell::Shell) (`vm.shell()`) runs commands in it.
+/// - [`Shell`](crate::shell::Shell) (`vm.shell()`) runs commands in it,
+///   through the agent (or the console's shell:
+///   [`console_only`](crate::shell::Shell::console_only)).
 /// - QMP `system_powerdown` (the ACPI power button) makes it shut down
 ///   cleanly: processes get SIGTERM then SIGKILL, file systems are synced
 ///   and the machine powers off: QEMU emits `SHUTDOWN` with `guest: true`,
@@ -186,7 +191,8 @@ pub static LINUX_X86_64: Guest = Guest {
 /// # What it runs
 ///
 /// The same `/init` as [`LINUX_X86_64`] (modules `virtio_pci`,
-/// `virtio_blk`, `evdev`, `virtio_net`), so [`Shell`](crate::shell::Shell) works the same
+/// `virtio_blk`, `evdev`, `virtio_net`, `virtio_console`) and agent, so
+/// [`Shell`](crate::shell::Shell) works the same
 /// way; [`LINUX_READY`] comes about 2.2 s after launch on TCG (QEMU 7.2,
 /// 2 host cores, little other load; longer on a busy host). `poweroff` in the shell powers the machine
 /// off through PSCI (`SHUTDOWN` with `guest: true`). QMP
@@ -309,7 +315,7 @@ impl LinuxGuest {
         if missing.is_empty() {
             return Ok(());
         }
-        let own = own_files::digest(self.target.modules);
+        let own = own_files::digest(self.target);
         let root = super::cache_dir().ok();
         let store = root.map(|root| Store::new(&root, self.name));
         let built = store.into_iter().flat_map(|s| s.builds()).any(|b| {
@@ -340,7 +346,7 @@ impl LinuxGuest {
             ),
         };
         let files = LinuxFiles::locate(&dir, self).map_err(unavailable)?;
-        let own = own_files::digest(self.target.modules);
+        let own = own_files::digest(self.target);
         if files.manifest["sources_sha256"] != own.as_str() {
             return Err(unavailable(format!(
                 "{} was built from other own files than this qemu-test's (an older or newer \

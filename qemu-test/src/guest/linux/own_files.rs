@@ -1,13 +1,18 @@
 //! The guest's own files, compiled into the crate so that the builder
 //! works from the packaged crate alone: `/init` and everything under
-//! `rootfs/` (beside this file), with their modes in the guest.
+//! `rootfs/` (beside this file), with their modes in the guest, and the
+//! guest agent of each architecture ([`AGENT_PATH`]).
 //!
 //! A file added under `rootfs/` must be added to [`OWN_FILES`] too; a unit
 //! test compares the list with the directory.
 
 use sha2::{Digest, Sha256};
 
+use super::target::Target;
 use super::FORMAT;
+
+/// Where the guest agent goes in the guest (`/etc/inittab` starts it).
+pub(crate) const AGENT_PATH: &str = "bin/qemu-test-agent";
 
 /// One file of the guest's own.
 #[derive(Debug)]
@@ -59,13 +64,22 @@ pub(crate) const OWN_FILES: &[OwnFile] = &[
     },
 ];
 
-/// A hash of everything that shapes the initramfs apart from the kernel
-/// and busybox: the build format, the modules asked for, and the own files
-/// (path, mode, contents). Recorded in the manifest as `sources_sha256`.
-pub(crate) fn digest(modules: &[&str]) -> String {
+/// A hash of everything that shapes `target`'s initramfs apart from the
+/// kernel and busybox: the build format, the modules asked for, the own
+/// files (path, mode, contents) and the agent. Recorded in the manifest as
+/// `sources_sha256`.
+pub(crate) fn digest(target: &Target) -> String {
     let mut h = Sha256::new();
-    h.update(format!("format {FORMAT}\nmodules {}\n", modules.join(",")));
-    for file in OWN_FILES {
+    h.update(format!(
+        "format {FORMAT}\nmodules {}\n",
+        target.modules.join(",")
+    ));
+    let agent = OwnFile {
+        path: AGENT_PATH,
+        mode: 0o755,
+        bytes: target.agent,
+    };
+    for file in OWN_FILES.iter().chain([&agent]) {
         h.update(format!(
             "{} {:o} {}\n",
             file.path,

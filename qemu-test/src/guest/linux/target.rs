@@ -14,6 +14,10 @@ pub(crate) struct Target {
     pub(crate) busybox: &'static str,
     /// Modules loaded at boot, by name; their dependencies are added.
     pub(crate) modules: &'static [&'static str],
+    /// The guest agent for this architecture (`/bin/qemu-test-agent`):
+    /// built from `guests/agent/agent.c` by `cargo xtask guests`, which
+    /// also checks that these bytes match it.
+    pub(crate) agent: &'static [u8],
     /// What the kernel package's `vmlinuz` is and what is booted instead.
     pub(crate) kernel: KernelImage,
     /// The ELF machine of its programs (`e_machine`), to check a busybox.
@@ -36,15 +40,29 @@ pub(crate) enum KernelImage {
 /// the serial console, PCIe hotplug, ext4 and tmpfs in, but not these:
 /// `virtio_pci` + `virtio_blk` (block devices, including hot-plugged ones),
 /// `button` + `evdev` (the ACPI power button, read by busybox `acpid`),
-/// `virtio_net` (NICs: the test networks, port forwards).
-const MODULES_X86_64: &[&str] = &["virtio_pci", "virtio_blk", "button", "evdev", "virtio_net"];
+/// `virtio_net` (NICs: the test networks, port forwards), `virtio_console`
+/// (the data channel's virtio-serial port, which the agent serves).
+const MODULES_X86_64: &[&str] = &[
+    "virtio_pci",
+    "virtio_blk",
+    "button",
+    "evdev",
+    "virtio_net",
+    "virtio_console",
+];
 
-/// Kernel modules the aarch64 guest loads at boot: block devices, and
-/// `evdev` for `acpid`. (`-M virt` booted with `-kernel` has a device tree,
+/// Kernel modules the aarch64 guest loads at boot: block devices,
+/// `evdev` for `acpid`, and the data channel's `virtio_console`. (`-M virt` booted with `-kernel` has a device tree,
 /// not ACPI, and its power button needs `gpio_keys`, which the cloud
 /// kernel does not build: `system_powerdown` does nothing there.) And
 /// `virtio_net`, for NICs.
-const MODULES_AARCH64: &[&str] = &["virtio_pci", "virtio_blk", "evdev", "virtio_net"];
+const MODULES_AARCH64: &[&str] = &[
+    "virtio_pci",
+    "virtio_blk",
+    "evdev",
+    "virtio_net",
+    "virtio_console",
+];
 
 pub(crate) static X86_64: Target = Target {
     arch: "x86_64",
@@ -52,6 +70,7 @@ pub(crate) static X86_64: Target = Target {
     kernel_meta: "linux-image-cloud-amd64",
     busybox: "busybox-static",
     modules: MODULES_X86_64,
+    agent: include_bytes!("../images/agent-x86_64"),
     kernel: KernelImage::BzImage,
     elf_machine: 62,
     env_suffix: "X86_64",
@@ -63,6 +82,7 @@ pub(crate) static AARCH64: Target = Target {
     kernel_meta: "linux-image-cloud-arm64",
     busybox: "busybox-static",
     modules: MODULES_AARCH64,
+    agent: include_bytes!("../images/agent-aarch64"),
     kernel: KernelImage::Arm64Image,
     elf_machine: 183,
     env_suffix: "AARCH64",
