@@ -11,6 +11,9 @@
 //! | P5 | console `flood` of 10 MB through [`Machine`]'s console: bytes lost (judged) and time (ratio, not judged) | the same guest and flood, QEMU's serial port on stdio into a plain file (no reader) |
 //! | P6 | RSS of the test process per running echo-guest [`Machine`] (console drained, QMP connected), QEMU's own not counted | — (QEMU's RSS shown for scale) |
 //! | P7 | cold build (`cargo test --no-run`, empty target dir, offline, dev profile) of a one-test crate depending on `qemu-test` | the same for a crate with one `libtest-mimic` test using `serde_json` |
+//! | C1, C2 | Linux guest: `copy_to_guest` / `copy_from_guest` of 10 and 50 MB through the agent on the data channel (judged: ≥ 10× the console Shell's rate) | the same virtio-serial device driven by hand (`dd` on a second port of a QEMU started by hand) |
+//! | C3 | `succeed("true")` through the agent (judged against the console Shell) | a byte echoed over that port by `cat` |
+//! | C4 | 10 MB of stdout through the agent (`succeed("cat …")`; judged: ≥ 10× the console Shell's rate) | `dd` of 10 MB to that port |
 //!
 //! Both sides of a timed comparison run the same QEMU binary and guest,
 //! differing only in what qemu-test brings (for P5 that includes the
@@ -38,6 +41,7 @@ use serde_json::{json, Value};
 use crate::{setup, util};
 
 mod build_cost;
+mod channel;
 mod console;
 mod memory;
 mod suite;
@@ -67,14 +71,16 @@ pub struct Options {
     pub vms: usize,
     /// P7: cold builds per side.
     pub build_runs: usize,
-    /// Only these benchmarks (`P1` … `P7`); all when empty.
+    /// C1–C4: measurements per side.
+    pub channel_runs: usize,
+    /// Only these benchmarks (`P1` … `P7`, `C`); all when empty.
     pub only: Vec<String>,
     /// Run as built, even if that is a debug build.
     pub no_rebuild: bool,
 }
 
-/// The benchmarks' ids, in table order.
-pub const IDS: [&str; 7] = ["P1", "P2", "P3", "P4", "P5", "P6", "P7"];
+/// The benchmarks' ids, in table order (`C` is the data channel's C1–C4).
+pub const IDS: [&str; 8] = ["P1", "P2", "P3", "P4", "P5", "P6", "P7", "C"];
 
 impl Options {
     /// Whether benchmark `id` is to run.
@@ -94,6 +100,7 @@ impl Default for Options {
             flood_bytes: 10_000_000,
             vms: 8,
             build_runs: 2,
+            channel_runs: 3,
             only: Vec::new(),
             no_rebuild: false,
         }
@@ -791,6 +798,8 @@ pub fn bench(opts: Options) -> Result<(), String> {
             &opts.vms.to_string(),
             "--build-runs",
             &opts.build_runs.to_string(),
+            "--channel-runs",
+            &opts.channel_runs.to_string(),
         ]);
         if !opts.only.is_empty() {
             cmd.args(["--only", &opts.only.join(",")]);
@@ -804,11 +813,12 @@ pub fn bench(opts: Options) -> Result<(), String> {
         opts.flood_bytes,
         opts.vms,
         opts.build_runs,
+        opts.channel_runs,
     ]
     .contains(&0)
     {
         return Err(
-            "--runs, --calls, --suite-runs, --flood-bytes, --vms and --build-runs must be at least 1"
+            "--runs, --calls, --suite-runs, --flood-bytes, --vms, --build-runs and --channel-runs must be at least 1"
                 .into(),
         );
     }
@@ -833,7 +843,7 @@ pub fn bench(opts: Options) -> Result<(), String> {
 
     type Bench<'a> = Box<dyn Fn() -> Result<(Vec<Row>, String), String> + 'a>;
     let one = |(row, detail): (Row, String)| (vec![row], detail);
-    let benches: [(&str, String, Bench); 7] = [
+    let benches: [(&str, String, Bench); 8] = [
         (
             "P1",
             format!(
@@ -874,6 +884,14 @@ pub fn bench(opts: Options) -> Result<(), String> {
             "P7",
             format!("{} cold builds per side", opts.build_runs),
             Box::new(|| build_cost::p7(&opts).map(one)),
+        ),
+        (
+            "C",
+            format!(
+                "the data channel: Linux guest, {} runs per side and size",
+                opts.channel_runs
+            ),
+            Box::new(|| channel::rows(&qemu, opts.channel_runs)),
         ),
     ];
     let mut rows = Vec::new();

@@ -49,14 +49,15 @@
 //!
 //! - `cargo xtask bench [--runs N] [--warmups N] [--calls N] [--suite-runs N]
 //!   [--flood-bytes N] [--vms N] [--snapshot-runs N] [--build-runs N]
-//!   [--only P1,P5,…] [--no-rebuild]` measures qemu-test's
-//!   overhead as ratios against raw baselines taken in the same run (raw
-//!   QEMU; for P7, the build cost, a crate without qemu-test) and writes a
-//!   markdown table to `target/qemu-test/bench.md` (see [`bench`] for what
-//!   each row means). A debug xtask re-runs itself with `--release` unless
-//!   `--no-rebuild`. It takes a few minutes (the 10 MB console flood and
-//!   the cold builds about one and a half each) and is not part of `cargo
-//!   xtask test`.
+//!   [--channel-runs N] [--only P1,P5,C,…] [--no-rebuild]` measures
+//!   qemu-test's overhead as ratios against raw baselines taken in the same
+//!   run (raw QEMU; for P7, the build cost, a crate without qemu-test; for
+//!   C1–C4, the data channel, the same virtio-serial device driven by hand)
+//!   and writes a markdown table to `target/qemu-test/bench.md` (see
+//!   [`bench`] for what each row means). A debug xtask re-runs itself with
+//!   `--release` unless `--no-rebuild`. It takes a few minutes (the 10 MB
+//!   console flood and the cold builds about one and a half each) and is
+//!   not part of `cargo xtask test`.
 //!
 //! - `cargo xtask flaky [--runs N] [-- CARGO-TEST-ARGS…]` runs `cargo test
 //!   --workspace --no-fail-fast CARGO-TEST-ARGS…` N times in a row (default
@@ -99,8 +100,8 @@ commands:
                                    --update fetches its package lists again
   cache [list|prune|prune-all]     list the caches (guests, snapshots) or remove stale entries / all
   bench [--runs N] [--warmups N] [--calls N] [--suite-runs N] [--flood-bytes N] [--vms N]
-        [--snapshot-runs N] [--build-runs N] [--only P1,P7,…] [--no-rebuild]
-                                   overhead vs raw QEMU, and build cost (P7);
+        [--snapshot-runs N] [--build-runs N] [--channel-runs N] [--only P1,P7,C,…] [--no-rebuild]
+                                   overhead vs raw QEMU, build cost (P7), the data channel (C);
                                    writes target/qemu-test/bench.md
   flaky [--runs N] [-- CARGO-TEST-ARGS...]
                                    run the test suite N times (default 20); writes target/qemu-test/flaky.md
@@ -217,6 +218,9 @@ fn run(args: Vec<OsString>) -> Result<(), String> {
                     lexopt::Arg::Long("vms") => opts.vms = count(&mut parser, "--vms")?,
                     lexopt::Arg::Long("build-runs") => {
                         opts.build_runs = count(&mut parser, "--build-runs")?
+                    }
+                    lexopt::Arg::Long("channel-runs") => {
+                        opts.channel_runs = count(&mut parser, "--channel-runs")?
                     }
                     lexopt::Arg::Long("only") => {
                         let value = parser.value().map_err(|e| e.to_string())?;
