@@ -35,7 +35,7 @@ pub const PORT_NAME: &str = "org.qemu-test.data";
 
 /// A handle to the data channel of one launch of a machine. Cheap to
 /// clone; all clones share the connection, and their users take turns
-/// ([`DataChannel::lock`]).
+/// (one request and its answer at a time).
 ///
 /// A machine without a data channel, or not running, hands out a detached
 /// one ([`is_attached`](Self::is_attached) is false).

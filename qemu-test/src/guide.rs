@@ -664,15 +664,31 @@ pub mod linux {
     //! # fn main() {}
     //! ```
     //!
-    //! [`Shell`](crate::Shell) runs commands over the serial console alone,
-    //! with no guest agent. Each command is typed as a small script between
-    //! unique markers, its exit status is echoed, and its output comes back
-    //! with its size, as text if it is short and base64-encoded otherwise.
-    //! Prompts, the echo of the typed command and kernel messages cannot
-    //! confuse it. A command that outlives its deadline is interrupted with
-    //! Ctrl-C, and the shell is usable again. Each command runs in a
-    //! subshell, so `cd` and variables do not carry over: chain them in one
-    //! command (`cd /tmp && ls`).
+    //! [`Shell`](crate::Shell) (`vm.shell()`) runs commands in the guest in
+    //! one of two ways, and says which with
+    //! [`transport`](crate::Shell::transport):
+    //!
+    //! - **The data channel** (the built-in Linux guests): a small agent in
+    //!   the guest answers on a virtio-serial port the runner adds. stdout
+    //!   and stderr come back separately and byte-exact, a command takes a
+    //!   few milliseconds, and copies stream at tens to hundreds of MB/s.
+    //!   Each command is a fresh `sh -c` in `/root` with stdin at EOF; a
+    //!   command past its deadline has its process group killed; output is
+    //!   capped at 256 MiB ([`with_output_limit`](crate::Shell::with_output_limit)).
+    //!   A failed test's artifacts hold `agent.log`, a line per request.
+    //! - **The serial console** (any guest with a POSIX shell on it, and the
+    //!   fallback when no agent answers within about 5 s of the console
+    //!   shell): each command is typed as a small script between unique
+    //!   markers, its exit status is echoed, and its output comes back with
+    //!   its size, as text if it is short and base64-encoded otherwise, so
+    //!   prompts, echo and kernel messages cannot confuse it. A command past
+    //!   its deadline is interrupted with Ctrl-C. Everything goes through the
+    //!   UART: think megabytes, not gigabytes.
+    //!   [`console_only`](crate::Shell::console_only) forces this way.
+    //!
+    //! Either way each command runs in a subshell, so `cd` and variables do
+    //! not carry over: chain them in one command (`cd /tmp && ls`). The
+    //! console always shows what the guest prints.
     //!
     //! | method | gives |
     //! | --- | --- |
@@ -680,13 +696,11 @@ pub mod linux {
     //! | [`fail`](crate::Shell::fail) | stdout; an error if the status is 0 |
     //! | [`run`](crate::Shell::run) | an [`Output`](crate::shell::Output): status, stdout, stderr |
     //! | [`wait_until_succeeds`](crate::Shell::wait_until_succeeds), [`wait_until_fails`](crate::Shell::wait_until_fails) | retries a command until it does, within a timeout |
-    //! | [`copy_to_guest`](crate::Shell::copy_to_guest), [`copy_from_guest`](crate::Shell::copy_from_guest), [`write_file`](crate::Shell::write_file), [`read_file`](crate::Shell::read_file) | files through the console, byte-exact |
+    //! | [`copy_to_guest`](crate::Shell::copy_to_guest), [`copy_from_guest`](crate::Shell::copy_from_guest), [`write_file`](crate::Shell::write_file), [`read_file`](crate::Shell::read_file) | files, byte-exact |
     //! | [`with_timeout`](crate::Shell::with_timeout) | the same shell with another deadline per operation |
     //!
-    //! Everything goes through the serial port: think megabytes, not
-    //! gigabytes, and give QEMU a drive for disk images. The
-    //! [`shell`](crate::shell) module says how a command runs and what its
-    //! limits are.
+    //! The [`shell`](crate::shell) module says how a command runs and what
+    //! its limits are.
     //!
     //! With `snapshot = "linux-shell"` each test resumes at the shell
     //! instead of booting (see [booted snapshots](crate::guide::snapshots)).

@@ -2,7 +2,8 @@
 //! a summary (each step, its outcome and duration) at the end. Stops at the
 //! first failing step.
 //!
-//! Steps: setup, fmt, clippy, `guests --check`, the Linux guest (found or
+//! Steps: setup, fmt, clippy, doc (rustdoc with broken links and missing
+//! docs as errors), `guests --check`, the Linux guest (found or
 //! built in the per-user cache by the library's builder, so that no test
 //! pays for the first build; quick when up to date), `cargo test
 //! --workspace`, `package` (the crates work from their packaged sources
@@ -154,6 +155,21 @@ fn panicked_check() -> package::Report {
     }
 }
 
+/// Builds the published crates' docs the way docs.rs would, with a broken
+/// or private intra-doc link and a missing doc as errors: the guide and the
+/// API docs are the users' manual.
+fn doc() -> StepResult {
+    util::run(
+        util::cargo()
+            .args(["doc", "--no-deps", "-p", "qemu-test", "-p", "qemu-test-macros"])
+            .env(
+                "RUSTDOCFLAGS",
+                "-D rustdoc::broken_intra_doc_links -D rustdoc::private_intra_doc_links -D missing_docs",
+            ),
+    )
+    .map(|()| None)
+}
+
 /// Runs the sequence; see the module docs.
 pub fn test(opts: Options) -> Result<(), String> {
     let start = Instant::now();
@@ -171,8 +187,9 @@ pub fn test(opts: Options) -> Result<(), String> {
         setup::setup(setup::Options::default()).map(|()| None)
     });
     if opts.quick {
-        steps.run("fmt", || Ok(Some("--quick".into())));
-        steps.run("clippy", || Ok(Some("--quick".into())));
+        for name in ["fmt", "clippy", "doc"] {
+            steps.run(name, || Ok(Some("--quick".into())));
+        }
     } else {
         steps.run("fmt", || {
             util::run(util::cargo().args(["fmt", "--all", "--check"])).map(|()| None)
@@ -188,6 +205,7 @@ pub fn test(opts: Options) -> Result<(), String> {
             ]))
             .map(|()| None)
         });
+        steps.run("doc", doc);
     }
     steps.run("guests --check", || {
         let absent = setup::missing(setup::GUEST_TOOLS);

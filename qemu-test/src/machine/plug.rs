@@ -168,7 +168,8 @@ impl Machine {
     /// Adds a virtio NIC with `id` (its device's and its netdev's id, for
     /// QMP `set_link`) and MAC `mac` on `netdev`, a QMP netdev object
     /// (`{"type": "user", ...}`, `{"type": "dgram", ...}`; its `id` is
-    /// set here). See the [module docs](self) for when it is plugged in.
+    /// set here). A booting machine gets it on its command line, a restored one
+    /// has it hot-plugged right after the restore.
     ///
     /// ```
     /// let mut vm = qemu_test::Machine::new("qemu-system-x86_64");

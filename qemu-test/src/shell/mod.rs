@@ -106,7 +106,7 @@
 //! respawns it). After a guest reboot, call [`Shell::sync`] (or make a new
 //! `Shell`) so the first command is not typed while the guest boots. If the
 //! console shows `Kernel panic - not syncing` while waiting, the operation
-//! fails at once ([`ConsoleError::Failure`]).
+//! fails at once ([`ConsoleError::Failure`](crate::error::ConsoleError::Failure)).
 //!
 //! # Limits (of the console)
 //!
