@@ -68,7 +68,7 @@ fn launch_query_shutdown() {
 }
 
 #[test]
-fn the_socket_dir_is_made_on_first_use() {
+fn the_temp_and_socket_dirs_are_made_on_first_use() {
     let base = tempfile::tempdir().unwrap();
     let listing = || -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(base.path())
@@ -83,23 +83,41 @@ fn the_socket_dir_is_made_on_first_use() {
         .base_temp_dir(base.path())
         .build();
     vm.launch().unwrap();
-    // Socketpairs for QMP: no socket dir until asked for.
-    let names = listing();
-    assert!(
-        matches!(&names[..], [temp] if temp.starts_with("qemu-machine-")),
-        "{names:?}"
-    );
+    // Socketpairs for QMP, QEMU's output in memory: no dir until asked for.
+    assert!(listing().is_empty(), "{:?}", listing());
+    assert_eq!(vm.log_dir(), None);
     let sock = vm.sock_dir().unwrap().to_path_buf();
     assert_eq!(vm.sock_dir(), Some(sock.as_path()), "made once");
     assert!(sock.starts_with(base.path()) && sock.is_dir());
     assert_eq!(mode(&sock), 0o700);
+    let temp = vm.temp_dir().unwrap().to_path_buf();
+    assert_eq!(vm.temp_dir(), Some(temp.as_path()), "made once");
+    assert!(temp
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .starts_with("qemu-machine-"));
     assert_eq!(listing().len(), 2);
+    // QEMU's output is kept all the same.
     vm.shutdown().unwrap();
     assert!(listing().is_empty(), "{:?}", listing());
-    // A relaunch starts without one again.
+    // A relaunch starts without them again.
     vm.launch().unwrap();
-    assert_eq!(listing().len(), 1);
+    assert!(listing().is_empty(), "{:?}", listing());
     vm.shutdown().unwrap();
+}
+
+#[test]
+fn qemu_output_without_a_log_dir_is_kept_in_memory() {
+    let mut vm = Machine::builder(X86)
+        .args(["-S", "-nodefaults", "-machine", "pc", "-d", "help"])
+        .build();
+    vm.set_qmp_monitor(false);
+    vm.launch().unwrap();
+    vm.wait(None).unwrap();
+    // `-d help` lists the log items on stdout, and QEMU exits.
+    assert!(vm.log().contains("guest_errors"), "{}", vm.log());
+    assert_eq!(vm.log_dir(), None);
 }
 
 #[test]

@@ -49,15 +49,17 @@
 //!
 //! - `cargo xtask bench [--runs N] [--warmups N] [--calls N] [--suite-runs N]
 //!   [--flood-bytes N] [--vms N] [--snapshot-runs N] [--build-runs N]
-//!   [--channel-runs N] [--only P1,P5,C,…] [--no-rebuild]` measures
-//!   qemu-test's overhead as ratios against raw baselines taken in the same
-//!   run (raw QEMU; for P7, the build cost, a crate without qemu-test; for
-//!   C1–C4, the data channel, the same virtio-serial device driven by hand)
-//!   and writes a markdown table to `target/qemu-test/bench.md` (see
-//!   [`bench`] for what each row means). A debug xtask re-runs itself with
-//!   `--release` unless `--no-rebuild`. It takes a few minutes (the 10 MB
-//!   console flood and the cold builds about one and a half each) and is
-//!   not part of `cargo xtask test`.
+//!   [--channel-runs N] [--only P1,P5,C,…] [--no-instructions]
+//!   [--no-rebuild]` measures qemu-test's overhead as ratios against raw
+//!   baselines taken in the same run (raw QEMU; for P7, the build cost, a
+//!   crate without qemu-test; for C1–C4, the data channel, the same
+//!   virtio-serial device driven by hand) and writes a markdown table to
+//!   `target/qemu-test/bench.md` (see [`bench`] for what each row means). A
+//!   debug xtask re-runs itself with `--release` unless `--no-rebuild`. It
+//!   takes several minutes and is not part of `cargo xtask test`. `cargo
+//!   xtask bench-probe KIND N` repeats one of P1's or P2's operations N
+//!   times in a process of its own: what the bench counts instructions of
+//!   under callgrind (see `bench/probe.rs`).
 //!
 //! - `cargo xtask flaky [--runs N] [-- CARGO-TEST-ARGS…]` runs `cargo test
 //!   --workspace --no-fail-fast CARGO-TEST-ARGS…` N times in a row (default
@@ -71,7 +73,6 @@
 
 mod agent;
 mod bench;
-mod bench_snapshot;
 mod demo;
 mod flaky;
 mod guests;
@@ -100,9 +101,11 @@ commands:
                                    --update fetches its package lists again
   cache [list|prune|prune-all]     list the caches (guests, snapshots) or remove stale entries / all
   bench [--runs N] [--warmups N] [--calls N] [--suite-runs N] [--flood-bytes N] [--vms N]
-        [--snapshot-runs N] [--build-runs N] [--channel-runs N] [--only P1,P7,C,…] [--no-rebuild]
+        [--snapshot-runs N] [--build-runs N] [--channel-runs N] [--only P1,P7,C,…]
+        [--no-instructions] [--no-rebuild]
                                    overhead vs raw QEMU, build cost (P7), the data channel (C);
                                    writes target/qemu-test/bench.md
+  bench-probe KIND N               repeat one benchmarked operation N times (for callgrind, strace)
   flaky [--runs N] [-- CARGO-TEST-ARGS...]
                                    run the test suite N times (default 20); writes target/qemu-test/flaky.md
 ";
@@ -236,10 +239,20 @@ fn run(args: Vec<OsString>) -> Result<(), String> {
                         }
                     }
                     lexopt::Arg::Long("no-rebuild") => opts.no_rebuild = true,
+                    lexopt::Arg::Long("no-instructions") => opts.instructions = false,
                     other => return Err(unexpected(other)),
                 }
             }
             bench::bench(opts)
+        }
+        "bench-probe" => {
+            let kind = parser
+                .value()
+                .map_err(|e| e.to_string())?
+                .string()
+                .map_err(|e| e.to_string())?;
+            let n = count(&mut parser, "COUNT")?;
+            bench::probe::probe(&kind, n)
         }
         "flaky" => {
             let mut opts = flaky::Options {

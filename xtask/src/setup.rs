@@ -178,7 +178,7 @@ pub fn setup(opts: Options) -> Result<(), String> {
     Ok(())
 }
 
-fn install(names: &[String], pkgs: &[&str]) -> Result<(), String> {
+pub fn install(names: &[String], pkgs: &[&str]) -> Result<(), String> {
     println!("setup: missing {}", names.join(", "));
     let apt_get = util::find_on_path("apt-get");
     if apt_get.is_none() {

@@ -1,4 +1,4 @@
-//! Launching QEMU, in named steps: prepare the dirs and logs → open the
+//! Launching QEMU, in named steps: decide where the logs go → open the
 //! monitor's, the console's and the data channel's transports → build the
 //! command line → spawn → attach the console and the data channel →
 //! connect QMP → load a saved state, if asked.
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use super::cmdline::{self, BaseArgs, ChannelArg, ConsoleArg, MonitorArg};
 use super::owned_dir::{self, OwnedDir};
-use super::{read_lossy, shell_join, Machine, MonitorAddr, Running, SOCK_DIR_PREFIX};
+use super::{shell_join, Machine, MonitorAddr, QemuLog, Running, SOCK_DIR_PREFIX, TEMP_DIR_PREFIX};
 use crate::channel::DataChannel;
 use crate::console::{Console, Drain};
 use crate::deadline::DeadlineCap;
@@ -82,7 +82,7 @@ impl Machine {
             console.as_ref().map(|c| c.1),
             channel.as_ref().map(|c| c.1),
         );
-        let pid = self.spawn(&dirs, p, qemu_fds)?;
+        let pid = self.spawn(p, qemu_fds)?;
         let console = match console {
             Some((stream, _)) => Some(self.attach_console(stream, &dirs, p)?),
             None => None,
@@ -113,13 +113,14 @@ impl Machine {
             child: p.child.take().expect("child was set above"),
             qmp,
             drain: p.drain.take(),
-            qemu_log: dirs.qemu_log,
+            qemu_log: p.qemu_log.take().expect("the log was set above"),
             sock_base: dirs.sock_base,
+            temp_base: dirs.temp_base,
             sock_dir: match p.sock_dir.take() {
                 Some(dir) => OnceLock::from(Some(dir)),
                 None => OnceLock::new(),
             },
-            temp_dir: p.temp_dir.take().expect("temp dir was set above"),
+            temp_dir: OnceLock::new(),
         });
         self.remote
             .set(self.run.as_ref().and_then(|r| r.qmp.clone()));
@@ -127,34 +128,38 @@ impl Machine {
         Ok(())
     }
 
-    /// The private temp dir (kept in `p`), the log dir, and QEMU's log.
+    /// Where things go: the base dirs of the temp and socket dirs (both
+    /// made on first use), the log dir, if any, and QEMU's log (a file
+    /// there, else in memory; kept in `p`).
     fn prepare_dirs(&self, p: &mut Pending) -> Result<Dirs> {
         let temp_base = self
             .cfg
             .base_temp_dir
             .clone()
             .unwrap_or_else(std::env::temp_dir);
-        let temp_dir = OwnedDir::create(&temp_base, "qemu-machine-")
-            .map_err(|e| Error::io(format!("creating a temp dir in {}", temp_base.display()), e))?;
-        let sock_base = self.cfg.sock_dir.clone().unwrap_or(temp_base);
-        // The socket dir is made on first use; abandoned ones go anyway.
+        let sock_base = self.cfg.sock_dir.clone().unwrap_or(temp_base.clone());
+        // Made on first use; abandoned ones go anyway.
+        owned_dir::sweep_once(&temp_base, TEMP_DIR_PREFIX);
         owned_dir::sweep_once(&sock_base, SOCK_DIR_PREFIX);
         let log_dir = match &self.cfg.log_dir {
             Some(dir) => {
                 os::create_private_dir_all(dir)
                     .map_err(|e| Error::io(format!("creating the log dir {}", dir.display()), e))?;
-                dir.clone()
+                Some(dir.clone())
             }
-            None => temp_dir.path().to_path_buf(),
+            None => None,
         };
-        // Kept until the launch succeeds, so a failure can still read the log.
-        p.temp_dir = Some(temp_dir);
-        let qemu_log = log_dir.join(format!("{}.log", self.name));
-        p.qemu_log = Some(qemu_log.clone());
+        p.qemu_log = Some(match &log_dir {
+            Some(dir) => QemuLog::File(dir.join(format!("{}.log", self.name))),
+            None => QemuLog::Memory(
+                os::memory_file("qemu-test-qemu-log")
+                    .map_err(|e| Error::io("creating QEMU's log in memory", e))?,
+            ),
+        });
         Ok(Dirs {
+            temp_base,
             sock_base,
             log_dir,
-            qemu_log,
         })
     }
 
@@ -275,10 +280,14 @@ impl Machine {
     /// Starts QEMU with its output in its log and exactly `qemu_fds` (and
     /// the fds of [`add_fd`](Self::add_fd)) inherited; the child goes to
     /// `p`.
-    fn spawn(&self, dirs: &Dirs, p: &mut Pending, qemu_fds: Vec<OwnedFd>) -> Result<u32> {
-        let qemu_log = &dirs.qemu_log;
-        let log_file = File::create(qemu_log)
-            .map_err(|e| Error::io(format!("creating {}", qemu_log.display()), e))?;
+    fn spawn(&self, p: &mut Pending, qemu_fds: Vec<OwnedFd>) -> Result<u32> {
+        let log_file = match p.qemu_log.as_ref().expect("prepare_dirs sets it") {
+            QemuLog::File(path) => File::create(path)
+                .map_err(|e| Error::io(format!("creating {}", path.display()), e))?,
+            QemuLog::Memory(file) => file
+                .try_clone()
+                .map_err(|e| Error::io("duplicating QEMU's log", e))?,
+        };
         let log_file2 = log_file
             .try_clone()
             .map_err(|e| Error::io("duplicating the log file", e))?;
@@ -305,10 +314,10 @@ impl Machine {
     /// Starts draining the console into memory and its log; the drain
     /// goes to `p`.
     fn attach_console(&self, stream: UnixStream, dirs: &Dirs, p: &mut Pending) -> Result<Console> {
-        let log = match (&self.cfg.console_log, self.cfg.drain_console) {
-            (Some(path), _) => Some(path.clone()),
-            (None, true) => Some(dirs.log_dir.join(format!("{}-console.log", self.name))),
-            (None, false) => None,
+        let log = match (&self.cfg.console_log, &dirs.log_dir, self.cfg.drain_console) {
+            (Some(path), _, _) => Some(path.clone()),
+            (None, Some(dir), true) => Some(dir.join(format!("{}-console.log", self.name))),
+            (None, _, _) => None,
         };
         let log = match log {
             Some(path) => Some(
@@ -325,14 +334,19 @@ impl Machine {
 
     /// Our end of the data channel, with its log.
     fn attach_channel(&self, stream: UnixStream, dirs: &Dirs) -> Result<DataChannel> {
-        let path = self
-            .cfg
-            .agent_log
-            .clone()
-            .unwrap_or_else(|| dirs.log_dir.join(format!("{}-agent.log", self.name)));
-        let log = File::create(&path)
-            .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-        DataChannel::attach(stream, Some(log), self.cap.clone())
+        let path = match (&self.cfg.agent_log, &dirs.log_dir) {
+            (Some(path), _) => Some(path.clone()),
+            (None, Some(dir)) => Some(dir.join(format!("{}-agent.log", self.name))),
+            (None, None) => None,
+        };
+        let log = match path {
+            Some(path) => Some(
+                File::create(&path)
+                    .map_err(|e| Error::io(format!("creating {}", path.display()), e))?,
+            ),
+            None => None,
+        };
+        DataChannel::attach(stream, log, self.cap.clone())
             .map_err(|e| Error::io("setting up the data channel", e))
     }
 
@@ -346,19 +360,21 @@ impl Machine {
                 listener.accept(pid, self.cfg.qmp_timeout, &self.cap)?
             }
         };
-        let transcript_path = self
-            .cfg
-            .qmp_log
-            .clone()
-            .unwrap_or_else(|| dirs.log_dir.join(format!("{}-qmp.jsonl", self.name)));
-        let transcript = Transcript::create(&transcript_path)
-            .map_err(|e| Error::io(format!("creating {}", transcript_path.display()), e))?;
-        let mut client = QmpClient::connect_with(
-            stream,
-            self.cfg.qmp_timeout,
-            Some(transcript.into()),
-            self.cap.clone(),
-        )?;
+        let transcript_path = match (&self.cfg.qmp_log, &dirs.log_dir) {
+            (Some(path), _) => Some(path.clone()),
+            (None, Some(dir)) => Some(dir.join(format!("{}-qmp.jsonl", self.name))),
+            (None, None) => None,
+        };
+        let transcript = match transcript_path {
+            Some(path) => Some(
+                Transcript::create(&path)
+                    .map_err(|e| Error::io(format!("creating {}", path.display()), e))?
+                    .into(),
+            ),
+            None => None,
+        };
+        let mut client =
+            QmpClient::connect_with(stream, self.cfg.qmp_timeout, transcript, self.cap.clone())?;
         client.set_timeline(self.timeline.clone());
         Ok(Some(client))
     }
@@ -366,11 +382,11 @@ impl Machine {
 
 /// Where a launch puts things.
 struct Dirs {
+    /// Where the temp dir is (or would be) created.
+    temp_base: PathBuf,
     /// Where the socket dir is (or would be) created.
     sock_base: PathBuf,
-    log_dir: PathBuf,
-    /// QEMU's stdout and stderr.
-    qemu_log: PathBuf,
+    log_dir: Option<PathBuf>,
 }
 
 /// The monitor's transport, as opened before the spawn.
@@ -399,8 +415,7 @@ impl Monitor {
 pub(super) struct Pending {
     child: Option<Child>,
     drain: Option<Drain>,
-    qemu_log: Option<PathBuf>,
-    temp_dir: Option<OwnedDir>,
+    qemu_log: Option<QemuLog>,
     sock_dir: Option<OwnedDir>,
 }
 
@@ -424,7 +439,11 @@ impl Pending {
         if let Some(d) = self.drain {
             d.finish();
         }
-        let output = self.qemu_log.as_deref().map(read_lossy).unwrap_or_default();
+        let output = self
+            .qemu_log
+            .as_ref()
+            .map(QemuLog::read)
+            .unwrap_or_default();
         (exit_code, output)
     }
 }

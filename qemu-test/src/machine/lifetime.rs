@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::{read_lossy, Machine, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_WAIT_TIMEOUT};
+use super::{Machine, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_WAIT_TIMEOUT};
 use crate::error::{Error, QmpError, Result};
 use crate::os::{self, Signal};
 use crate::qmp::Wait;
@@ -143,7 +143,7 @@ impl Machine {
             d.finish();
         }
         self.channel_handle = crate::channel::DataChannel::detached();
-        let mut log = read_lossy(&run.qemu_log);
+        let mut log = run.qemu_log.read();
         if let Some(code) = self.exit_code.filter(|c| *c < 0 && !self.user_killed) {
             log.push_str(&format!("\n(qemu-test: QEMU received signal {})\n", -code));
         }

@@ -12,7 +12,7 @@
 //! | `get_qmp_event`, `get_qmp_events`, `event_wait`, `events_wait` | same names |
 //! | `add_fd`, `send_fd_scm`, `add_monitor_null`, `set_qmp_monitor`, `set_machine`, `set_console`, `add_args` | same names |
 //! | `console_socket`, `get_log`, `exitcode`, `get_pid`, `is_running` | [`console`](Machine::console), [`log`](Machine::log), [`exit_code`](Machine::exit_code), [`pid`](Machine::pid), [`is_running`](Machine::is_running) |
-//! | `temp_dir`, `sock_dir` | [`temp_dir`](Machine::temp_dir), [`sock_dir`](Machine::sock_dir) (the socket dir is made on first use: QMP and the console use socketpairs) |
+//! | `temp_dir`, `sock_dir` | [`temp_dir`](Machine::temp_dir), [`sock_dir`](Machine::sock_dir) (both made on first use: QMP and the console use socketpairs, and logs go to disk only with a log dir) |
 //!
 //! ```no_run
 //! use qemu_test::{guest, Machine};
@@ -158,32 +158,39 @@ impl MachineBuilder {
         self.sock_dir = Some(dir.into());
         self
     }
-    /// Whether to write the console's output to a log file (default true).
-    /// The output is always drained into memory, so QEMU never blocks.
+    /// Whether to write the console's output to a log file in the log dir
+    /// (default true; a machine without a log dir or
+    /// [`console_log`](Self::console_log) writes none). The output is
+    /// always drained into memory, so QEMU never blocks.
     pub fn drain_console(mut self, drain: bool) -> Self {
         self.drain_console = drain;
         self
     }
-    /// The console log file; default `<log dir>/<name>-console.log`.
+    /// The console log file; default `<log dir>/<name>-console.log` when
+    /// there is a log dir.
     pub fn console_log(mut self, path: impl Into<PathBuf>) -> Self {
         self.console_log = Some(path.into());
         self
     }
-    /// The QMP transcript file; default `<log dir>/<name>-qmp.jsonl`.
+    /// The QMP transcript file; default `<log dir>/<name>-qmp.jsonl` when
+    /// there is a log dir, else none.
     pub fn qmp_log(mut self, path: impl Into<PathBuf>) -> Self {
         self.qmp_log = Some(path.into());
         self
     }
     /// The data channel's log (one line per request to the guest agent);
-    /// default `<log dir>/<name>-agent.log`. Only written with a data
-    /// channel ([`Machine::set_data_channel`]).
+    /// default `<log dir>/<name>-agent.log` when there is a log dir. Only
+    /// written with a data channel ([`Machine::set_data_channel`]).
     pub fn agent_log(mut self, path: impl Into<PathBuf>) -> Self {
         self.agent_log = Some(path.into());
         self
     }
-    /// Where QEMU's output (`<name>.log`) and the other logs go; default
-    /// the temp dir (removed at shutdown; [`Machine::log`] keeps QEMU's
-    /// output in memory).
+    /// Where QEMU's output (`<name>.log`), the console log, the QMP
+    /// transcript and the agent log go. Default none: nothing is written to disk, QEMU's
+    /// output is kept in memory ([`Machine::log`]) as the console's is
+    /// ([`Machine::console`]), and there is no transcript. (A launch so
+    /// makes no file or directory at all: on a busy disk-backed `/tmp`
+    /// that work cost more than the rest of the launch outside QEMU.)
     pub fn log_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.log_dir = Some(dir.into());
         self
@@ -235,18 +242,57 @@ struct Running {
     child: Child,
     qmp: Option<Arc<QmpClient>>,
     drain: Option<Drain>,
-    qemu_log: PathBuf,
+    qemu_log: QemuLog,
     /// Where the socket dir is (or would be) created.
     sock_base: PathBuf,
+    /// Where the temp dir is (or would be) created.
+    temp_base: PathBuf,
     // Dropped (and removed) at shutdown, after everything above.
     /// Created on first use (see [`Machine::sock_dir`]); `Some(None)` if
     /// that failed.
     sock_dir: OnceLock<Option<OwnedDir>>,
-    temp_dir: OwnedDir,
+    /// Created on first use (see [`Machine::temp_dir`]), likewise.
+    temp_dir: OnceLock<Option<OwnedDir>>,
+}
+
+/// Where QEMU's stdout and stderr go.
+#[derive(Debug)]
+enum QemuLog {
+    /// `<log dir>/<name>.log`.
+    File(PathBuf),
+    /// A file in memory (no log dir).
+    Memory(File),
+}
+
+impl QemuLog {
+    /// Everything QEMU wrote so far, lossily decoded.
+    fn read(&self) -> String {
+        match self {
+            QemuLog::File(path) => read_lossy(path),
+            QemuLog::Memory(file) => {
+                // QEMU shares the file's offset (its stdout is the same
+                // open file): read by position, never move it.
+                use std::os::unix::fs::FileExt;
+                let mut bytes = Vec::new();
+                let mut chunk = vec![0; 64 * 1024];
+                loop {
+                    match file.read_at(&mut chunk, bytes.len() as u64) {
+                        Ok(0) => break,
+                        Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(_) => break,
+                    }
+                }
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+        }
+    }
 }
 
 /// The name prefix of a machine's socket dir (`<base>/qemu-sock-XXXXXX`).
 const SOCK_DIR_PREFIX: &str = "qemu-sock-";
+/// The name prefix of a machine's temp dir (`<base>/qemu-machine-XXXXXX`).
+const TEMP_DIR_PREFIX: &str = "qemu-machine-";
 
 /// One QEMU process, launched, driven over QMP and the console, and shut
 /// down; see the [module docs](self) for the mapping to `QEMUMachine`.
@@ -521,11 +567,28 @@ impl Machine {
         self.cap.set(deadline);
     }
 
-    /// The private temp dir (mode 0700) while running. It holds a lock
-    /// file, `.qemu-test-owner`: a dir whose lock nobody holds (its process
-    /// was killed) is removed by a later process's first launch.
+    /// The private temp dir (mode 0700) while running: in the base dir set
+    /// with [`MachineBuilder::base_temp_dir`], else in `$TMPDIR`. Yours to
+    /// use; the machine keeps nothing there.
+    ///
+    /// Created on first use, as the socket dir is (see
+    /// [`sock_dir`](Self::sock_dir)). It holds a lock file,
+    /// `.qemu-test-owner`: a dir whose lock nobody holds (its process was
+    /// killed) is removed by a later process's first launch. Removed at
+    /// shutdown. `None` when not running, or if the dir cannot be created.
     pub fn temp_dir(&self) -> Option<&Path> {
-        self.run.as_ref().map(|r| r.temp_dir.path())
+        let run = self.run.as_ref()?;
+        run.temp_dir
+            .get_or_init(|| OwnedDir::create(&run.temp_base, TEMP_DIR_PREFIX).ok())
+            .as_ref()
+            .map(OwnedDir::path)
+    }
+
+    /// The temp dir if it was made (see [`temp_dir`](Self::temp_dir)),
+    /// without making it.
+    pub(crate) fn made_temp_dir(&self) -> Option<&Path> {
+        let run = self.run.as_ref()?;
+        run.temp_dir.get()?.as_ref().map(OwnedDir::path)
     }
 
     /// The private socket dir (mode 0700) while running: in the base dir
@@ -558,9 +621,9 @@ impl Machine {
         run.sock_dir.get()?.as_ref().map(OwnedDir::path)
     }
 
-    /// The log dir: the one configured, else the temp dir while running.
+    /// The log dir, if one was configured ([`MachineBuilder::log_dir`]).
     pub fn log_dir(&self) -> Option<&Path> {
-        self.cfg.log_dir.as_deref().or_else(|| self.temp_dir())
+        self.cfg.log_dir.as_deref()
     }
 
     /// A handle that kills this machine's QEMU from any thread, whichever
@@ -605,7 +668,7 @@ impl Machine {
     /// the saved copy after shutdown.
     pub fn log(&self) -> String {
         if let Some(run) = &self.run {
-            return read_lossy(&run.qemu_log);
+            return run.qemu_log.read();
         }
         self.iolog.clone().unwrap_or_default()
     }

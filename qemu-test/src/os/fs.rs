@@ -6,6 +6,13 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+/// An anonymous file in memory (`memfd_create`), closed on exec unless
+/// passed on: output nobody needs on disk.
+pub(crate) fn memory_file(name: &str) -> io::Result<fs::File> {
+    let fd = rustix::fs::memfd_create(name, rustix::fs::MemfdFlags::CLOEXEC)?;
+    Ok(fs::File::from(fd))
+}
+
 /// This process's user id.
 pub(crate) fn uid() -> u32 {
     rustix::process::getuid().as_raw()

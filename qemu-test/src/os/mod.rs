@@ -8,7 +8,7 @@
 //!
 //! | module | concern |
 //! | --- | --- |
-//! | `fs` | private dirs (0700, owned by us), atomic writes, the per-user temp dir |
+//! | `fs` | private dirs (0700, owned by us), atomic writes, the per-user temp dir, files in memory |
 //! | `lock` | `flock`, and lock files removed by their holder ([`FileLock`]) |
 //! | `process` | spawning QEMU, signals, pidfds, waiting with a timeout |
 //! | `poll` | waiting for file descriptors (readable, writable) with deadlines |
@@ -20,7 +20,7 @@ mod poll;
 mod process;
 mod socket;
 
-pub(crate) use fs::{create_private_dir_all, uid, user_temp_dir, write_atomically};
+pub(crate) use fs::{create_private_dir_all, memory_file, uid, user_temp_dir, write_atomically};
 pub(crate) use lock::{
     flock_current, open_lock, try_flock_current, try_lock, try_lock_dir, unlock, FileLock, LockMode,
 };

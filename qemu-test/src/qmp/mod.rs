@@ -274,11 +274,22 @@ impl Shared {
     }
 }
 
+/// The write half of the connection, with buffers kept from one command
+/// to the next.
+#[derive(Debug)]
+struct Writer {
+    stream: Stream,
+    /// The command being sent.
+    command: Vec<u8>,
+    /// Its transcript line.
+    line: Vec<u8>,
+}
+
 /// A synchronous QMP client: callers read their own replies, one reader
 /// thread the rest.
 #[derive(Debug)]
 pub struct QmpClient {
-    writer: Mutex<Stream>,
+    writer: Mutex<Writer>,
     shared: Arc<Shared>,
     read: Arc<ReadSide>,
     reader: Option<JoinHandle<()>>,
@@ -339,7 +350,11 @@ impl QmpClient {
                 .map_err(io_err("starting the QMP reader thread"))?
         };
         let mut client = QmpClient {
-            writer: Mutex::new(stream),
+            writer: Mutex::new(Writer {
+                stream,
+                command: Vec::with_capacity(256),
+                line: Vec::with_capacity(256),
+            }),
             shared,
             read,
             reader: Some(reader),
@@ -525,19 +540,35 @@ impl QmpClient {
             })
     }
 
-    /// Sends one command, with `id` if given, logging it first.
+    /// Sends one command, with `id` if given, and logs it. The line is
+    /// time-stamped before the send but written after it, while QEMU works
+    /// on the command; the transcript is held across both, so the reply's
+    /// line cannot come first.
     fn send(&self, cmd: &str, args: Option<&Value>, id: Option<&str>) -> Result<(), QmpError> {
-        let mut bytes = Vec::with_capacity(64);
-        wire::encode_command(&mut bytes, cmd, args, id).map_err(|e| QmpError::Io {
+        let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let Writer {
+            stream,
+            command,
+            line,
+        } = &mut *writer;
+        command.clear();
+        wire::encode_command(command, cmd, args, id).map_err(|e| QmpError::Io {
             context: format!("sending `{cmd}`"),
             source: e.into(),
         })?;
-        if let Some(t) = &self.transcript {
-            t.message(Dir::Send, &bytes);
-        }
-        bytes.push(b'\n');
-        let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        writer.write_all(&bytes).map_err(|source| QmpError::Io {
+        let sent = match &self.transcript {
+            Some(t) => {
+                line.clear();
+                log::entry(line, Dir::Send, command);
+                command.push(b'\n');
+                t.append_after(line, || stream.write_all(command))
+            }
+            None => {
+                command.push(b'\n');
+                stream.write_all(command)
+            }
+        };
+        sent.map_err(|source| QmpError::Io {
             context: format!("sending `{cmd}`"),
             source,
         })
@@ -548,7 +579,7 @@ impl QmpClient {
     /// `add-fd` command picks it up. Only over a Unix socket.
     pub fn send_fd_scm(&self, fd: BorrowedFd<'_>) -> Result<(), QmpError> {
         let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let Stream::Unix(sock) = &*writer else {
+        let Stream::Unix(sock) = &writer.stream else {
             return Err(QmpError::Io {
                 context: "passing a file descriptor".into(),
                 source: io::Error::new(
@@ -674,6 +705,7 @@ impl Drop for QmpClient {
         self.writer
             .lock()
             .unwrap_or_else(|e| e.into_inner())
+            .stream
             .shutdown();
         // The reader thread checks `closed` under the lock before it
         // stands aside, so it cannot miss this.

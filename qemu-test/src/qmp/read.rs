@@ -38,13 +38,24 @@ use crate::error::QmpError;
 
 /// How long the reader thread stands aside once it finds a caller reading
 /// (unless someone needs it sooner: see [`Shared::wait`]).
-const STAND_ASIDE: Duration = Duration::from_millis(5);
+const STAND_ASIDE: Duration = Duration::from_millis(50);
 
 /// The read half of the connection.
 #[derive(Debug)]
 pub(super) struct ReadSide {
     stream: Stream,
-    framer: Mutex<Framer>,
+    framer: Mutex<Intake>,
+}
+
+/// What the reader holds: the framer, and buffers kept from one batch to
+/// the next.
+#[derive(Debug)]
+pub(super) struct Intake {
+    framer: Framer,
+    /// The messages of the batch, routed together.
+    messages: Vec<Value>,
+    /// Their transcript lines, written together.
+    lines: Vec<u8>,
 }
 
 /// Why [`ReadSide::await_reply`] returned without a reply.
@@ -60,7 +71,11 @@ impl ReadSide {
     pub(super) fn new(stream: Stream) -> Self {
         ReadSide {
             stream,
-            framer: Mutex::new(Framer::new(MAX_MESSAGE_SIZE)),
+            framer: Mutex::new(Intake {
+                framer: Framer::new(MAX_MESSAGE_SIZE),
+                messages: Vec::new(),
+                lines: Vec::new(),
+            }),
         }
     }
 
@@ -126,7 +141,7 @@ impl ReadSide {
         deadline: Instant,
         transcript: Option<&Transcript>,
     ) -> Result<Value, NoReply> {
-        let mut framer: Option<MutexGuard<'_, Framer>> = None;
+        let mut framer: Option<MutexGuard<'_, Intake>> = None;
         let mut state = shared.lock();
         let outcome = loop {
             if let Some(reply) = state.take_reply(ticket) {
@@ -152,7 +167,7 @@ impl ReadSide {
             }
             drop(state);
             let polled = match framer.as_mut() {
-                Some(f) if f.has_line() => Ok(true),
+                Some(f) if f.framer.has_line() => Ok(true),
                 Some(_) => self.wait_readable(Some(deadline)),
                 None => Ok(false),
             };
@@ -203,16 +218,21 @@ impl ReadSide {
     /// (without blocking) and routes the messages that completed. Ends the
     /// connection on end of file or a broken message. Whether messages
     /// were routed and the connection goes on (so more may be waiting).
-    fn batch(&self, framer: &mut Framer, shared: &Shared, transcript: Option<&Transcript>) -> bool {
-        let mut messages = Vec::new();
-        let mut lines = Vec::new();
+    fn batch(&self, intake: &mut Intake, shared: &Shared, transcript: Option<&Transcript>) -> bool {
+        let Intake {
+            framer,
+            messages,
+            lines,
+        } = intake;
+        messages.clear();
+        lines.clear();
         let mut end = None;
         let mut has_read = false;
         loop {
             match framer.next_message() {
                 Ok(Some(m)) => {
                     if transcript.is_some() {
-                        lines.extend_from_slice(&log::entry(Dir::Recv, m.text));
+                        log::entry(lines, Dir::Recv, m.text);
                     }
                     messages.push(m.value);
                     continue;
@@ -245,11 +265,11 @@ impl ReadSide {
         }
         let more = end.is_none();
         if let (Some(Some(e)), Some(_)) = (&end, transcript) {
-            lines.extend_from_slice(&log::raw_entry(Dir::Recv, &e.to_string()));
+            log::raw_entry(lines, Dir::Recv, &e.to_string());
         }
         let deliver = || {
             let mut state = shared.lock();
-            for msg in messages {
+            for msg in messages.drain(..) {
                 state.route(msg);
             }
             if let Some(reason) = end {
@@ -259,7 +279,7 @@ impl ReadSide {
         };
         match transcript {
             // Waiters are woken before the disk write.
-            Some(t) => t.append_after(&lines, deliver),
+            Some(t) => t.append_after(lines, deliver),
             None => deliver(),
         }
         more

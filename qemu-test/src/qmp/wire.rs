@@ -202,7 +202,11 @@ pub(crate) fn encode_command(
 
 /// Parses one line as a QMP message (a JSON object).
 fn parse_message(line: &[u8]) -> Result<Value, QmpError> {
-    match serde_json::from_slice::<Value>(line) {
+    // Checked as a whole first (quick for a short line), so the parser
+    // need not check each string on its own.
+    let text = std::str::from_utf8(line)
+        .map_err(|e| malformed(&format!("invalid JSON (not UTF-8: {e})"), line))?;
+    match serde_json::from_str::<Value>(text) {
         Ok(v @ Value::Object(_)) => Ok(v),
         Ok(_) => Err(malformed("not a JSON object", line)),
         Err(e) => Err(malformed(&format!("invalid JSON ({e})"), line)),

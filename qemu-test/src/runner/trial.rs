@@ -381,7 +381,7 @@ impl<'a> VmTrial<'a> {
         // deadline keeps the machine until the process exits, and drops
         // nothing then. (A socket dir the body makes later is left to the
         // next process's sweep: its lock dies with this process.)
-        let machine_dirs: Vec<PathBuf> = [machine.temp_dir(), machine.made_sock_dir()]
+        let machine_dirs: Vec<PathBuf> = [machine.made_temp_dir(), machine.made_sock_dir()]
             .into_iter()
             .flatten()
             .map(Path::to_path_buf)

@@ -16,8 +16,8 @@ fn main() {
     let vm = thread::spawn(|| {
         let mut vm = qemu_test_suite::stopped_x86();
         vm.launch().expect("launching QEMU");
-        // Both dirs, for the hygiene tests (the socket dir is made on
-        // first use).
+        // Both dirs, for the hygiene tests (they are made on first use).
+        vm.temp_dir().expect("a temp dir");
         vm.sock_dir().expect("a socket dir");
         vm
     })

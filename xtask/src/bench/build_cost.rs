@@ -23,7 +23,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{median_f64, ratio, Options, Row, Stats};
+use super::stats::{median_f64, ratio, Stats};
+use super::table::{Check, Row};
+use super::Options;
 use crate::util;
 
 /// The user crate's manifest; `{path}` is the workspace's `qemu-test`.
@@ -237,9 +239,14 @@ pub(super) fn p7(opts: &Options) -> Result<(Row, String), String> {
             ours_crates.len()
         ),
         ratio: Some(ratio(ours_wall.median, raw_wall.median)),
+        instructions: None,
         target: "≤ 2",
-        judged: None,
-        limit: Some(2.0),
+        checks: vec![Check::at_most(
+            "time",
+            ratio(ours_wall.median, raw_wall.median),
+            2.0,
+        )],
+        host: None,
         note: format!(
             "medians of {} cold builds per side, interleaved; CPU time {ours_cpu:.1} s vs \
              {raw_cpu:.1} s ({:.2}×); {} cores",

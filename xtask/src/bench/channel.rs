@@ -30,7 +30,9 @@ use std::time::{Duration, Instant};
 use qemu_test::shell::Transport;
 use qemu_test::{guest, Machine, Shell};
 
-use super::{ratio, Reaped, Row, Stats};
+use super::rawqmp::Reaped;
+use super::stats::{ratio, Stats};
+use super::table::{Check, Row};
 use crate::util;
 
 /// The guest's memory: 50 MB files in its `/tmp` (a tmpfs of half of it).
@@ -119,8 +121,9 @@ fn skipped(why: &str) -> (Vec<Row>, String) {
         ours: "—".into(),
         ratio: None,
         target: "≥ 10× the serial path",
-        judged: None,
-        limit: None,
+        instructions: None,
+        checks: Vec::new(),
+        host: None,
         note: format!("not run: {why}"),
     };
     (vec![row], format!("C1–C4 not run: {why}\n"))
@@ -185,8 +188,9 @@ fn table(m: &Measured) -> Vec<Row> {
         ours: util::human(ours.median),
         ratio: Some(ratio(ours.median, echo.median)),
         target: "≤ 0.5 of the serial Shell's",
-        judged: Some(ratio(ours.median, serial.median)),
-        limit: Some(0.5),
+        instructions: None,
+        checks: vec![Check::at_most("time", ratio(ours.median, serial.median), 0.5)],
+        host: None,
         note: format!(
             "{} round trips each; the serial Shell: {} ({:.1}× slower); a command costs a process start in the guest (`sh -c`), the device a fraction of a millisecond",
             ours.n,
@@ -204,8 +208,9 @@ fn table(m: &Measured) -> Vec<Row> {
         ours: format!("{} ({ours_rate:.0} MB/s)", util::human(cat.median)),
         ratio: Some(ratio(cat.median, raw.median)),
         target: "≥ 10× the serial path",
-        judged: Some(serial_out / ours_rate),
-        limit: Some(0.1),
+        instructions: None,
+        checks: vec![Check::at_most("throughput", serial_out / ours_rate, 0.1)],
+        host: None,
         note: format!(
             "the serial Shell's stdout: {:.2} MB/s (1 MiB), so {:.0}× slower",
             serial_out,
@@ -234,8 +239,9 @@ fn copy_row(
         ours: format!("{} ({ours_rate:.0} MB/s)", util::human(ours.median)),
         ratio: Some(ratio(ours.median, raw.median)),
         target: "≥ 10× the serial path",
-        judged: Some(serial_rate / ours_rate),
-        limit: Some(0.1),
+        instructions: None,
+        checks: vec![Check::at_most("throughput", serial_rate / ours_rate, 0.1)],
+        host: None,
         note: format!(
             "{} runs each, interleaved (ours {}–{}); the serial Shell: {:.3} MB/s, so {:.0}× slower",
             ours.n,

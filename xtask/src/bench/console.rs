@@ -22,7 +22,9 @@ use std::time::{Duration, Instant};
 
 use qemu_test::{guest, Machine};
 
-use super::{ratio, Reaped, Row};
+use super::rawqmp::Reaped;
+use super::stats::ratio;
+use super::table::{Check, Row};
 use crate::bench::Options;
 use crate::util;
 
@@ -89,9 +91,10 @@ pub(super) fn p5(qemu: &Path, opts: &Options) -> Result<(Row, String), String> {
         raw: format!("{:.2} MB/s", mbps(&raw)),
         ours: format!("{:.2} MB/s, {ours_lost} lost", mbps(&ours)),
         ratio: Some(ratio(ours.time, raw.time)),
+        instructions: None,
         target: "0 lost",
-        judged: Some(ours_lost as f64),
-        limit: Some(0.0),
+        checks: vec![Check::at_most("lost", ours_lost as f64, 0.0)],
+        host: None,
         note: format!(
             "time {} vs {}; ratio = time ours ÷ raw, reported, not judged; \
              ours: socketpair console, every byte kept in memory and in a log file; \

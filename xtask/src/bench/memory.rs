@@ -15,7 +15,7 @@ use std::path::Path;
 use qemu_test::{guest, Machine};
 use serde_json::json;
 
-use super::Row;
+use super::table::{Check, Row};
 use crate::bench::Options;
 
 /// The largest growth per machine that meets the target, in MB.
@@ -77,9 +77,10 @@ pub(super) fn p6(qemu: &Path, opts: &Options) -> Result<(Row, String), String> {
         raw: format!("QEMU itself: {qemu_per_vm:.1} MB (not counted)"),
         ours: format!("{per_vm:.2} MB"),
         ratio: None,
+        instructions: None,
         target: "≤ 3 MB",
-        judged: Some(per_vm),
-        limit: Some(LIMIT_MB),
+        checks: vec![Check::at_most("RSS", per_vm, LIMIT_MB)],
+        host: None,
         note: format!(
             "{} echo-guest machines at once, console drained and logged, QMP transcript on; \
              VmRSS {} → {} MB",

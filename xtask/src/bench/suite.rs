@@ -14,7 +14,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{median_f64, Options, Row};
+use super::stats::median_f64;
+use super::table::{Check, Row};
+use super::Options;
 use crate::util;
 
 /// The suite: a `qemu_test::main!()` binary of the test crate.
@@ -67,9 +69,10 @@ pub(super) fn p3(opts: &Options) -> Result<(Row, String), String> {
         raw: format!("{} (Σ ÷ {cores})", util::human(ideal(shown))),
         ours: format!("{} wall", util::human(shown.wall)),
         ratio: Some(ratio),
+        instructions: None,
         target: "≤ 1.15",
-        judged: None,
-        limit: Some(1.15),
+        checks: vec![Check::at_most("time", ratio, 1.15)],
+        host: None,
         note: format!(
             "median of {} run(s); {cores} CPU slots, the run's own slot budget; \
              test times from the JUnit report (admission to end of teardown)",

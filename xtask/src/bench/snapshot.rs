@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 use qemu_test::snapshot::SnapshotStore;
 use qemu_test::{guest, Machine, Shell};
 
+use super::stats::{ratio, Stats};
+use super::table::{Check, Row};
+use super::Options;
 use crate::util;
 
 /// What P4 measured.
@@ -355,4 +358,68 @@ pub fn measure(qemu: &Path, runs: usize, suite_runs: usize) -> Result<P4, String
         suite_first,
         suite_warm,
     })
+}
+
+/// P4: two rows, restore vs cold boot to the first command, and the
+/// 20-test suite with vs without `snapshot`.
+pub(super) fn p4(qemu: &Path, opts: &Options) -> Result<(Vec<Row>, String), String> {
+    let m = measure(qemu, opts.snapshot_runs, opts.suite_runs)?;
+    let (suite_cold, suite_warm) = (Stats::of(&m.suite_cold), Stats::of(&m.suite_warm));
+    let (restore, cold) = (Stats::of(&m.restore), Stats::of(&m.cold));
+    let floor = Stats::of(&m.raw_restore);
+    let subshell = Stats::of(&m.raw_subshell);
+    let first = Row {
+        id: "P4",
+        what: "Linux guest: launch → first `succeed(\"true\")`, restored from a snapshot vs booted"
+            .into(),
+        raw: format!("{} (cold boot)", util::human(cold.median)),
+        ours: format!("{} (restore)", util::human(restore.median)),
+        ratio: Some(ratio(restore.median, cold.median)),
+        instructions: None,
+        target: "≤ 0.05",
+        checks: vec![Check::at_most("time", ratio(restore.median, cold.median), 0.05)],
+        host: None,
+        note: format!(
+            "medians of {} each, interleaved; the floor, raw QEMU restoring the same state and RAM file (the state on stdin) until a typed `echo` answers: {} ({:.3} of a cold boot); \
+             the same `echo` after a subshell, `(true); echo`, the least a command with an exit status costs (a `Shell` runs every command in a subshell; its `fork`, exit and `wait` are translated afresh after each restore): {} ({:.3})",
+            restore.n,
+            util::human(floor.median),
+            ratio(floor.median, cold.median),
+            util::human(subshell.median),
+            ratio(subshell.median, cold.median)
+        ),
+    };
+    let suite = Row {
+        id: "P4",
+        what: "20-test Linux suite (debug build): with `snapshot` vs without".into(),
+        raw: format!("{} (cold boots)", util::human(suite_cold.median)),
+        ours: format!("{} (snapshot made)", util::human(suite_warm.median)),
+        ratio: Some(ratio(suite_warm.median, suite_cold.median)),
+        instructions: None,
+        target: "≤ 0.1 (≥ 10× faster)",
+        checks: vec![Check::at_most("time", ratio(suite_warm.median, suite_cold.median), 0.1)],
+        host: None,
+        note: format!(
+            "{:.1}× faster; medians of {} runs each, interleaved (snapshot {}-{}, cold {}-{}); a first run that makes the snapshot: {} ({:.1}×)",
+            ratio(suite_cold.median, suite_warm.median),
+            suite_warm.n,
+            util::human(suite_warm.min),
+            util::human(suite_warm.max),
+            util::human(suite_cold.min),
+            util::human(suite_cold.max),
+            util::human(m.suite_first),
+            ratio(suite_cold.median, m.suite_first)
+        ),
+    };
+    let detail = format!(
+        "P4 cold boot → first command: {}\nP4 restore → first command:   {}\nP4 raw restore → typed echo:  {}\nP4 raw restore → typed (true); echo: {}\nP4 suite, cold:            {}\nP4 suite, snapshot made:   {}\nP4 suite, first run (makes the snapshot): {}\n",
+        cold.line(),
+        restore.line(),
+        floor.line(),
+        subshell.line(),
+        suite_cold.line(),
+        suite_warm.line(),
+        util::human(m.suite_first)
+    );
+    Ok((vec![first, suite], detail))
 }
