@@ -175,6 +175,50 @@ fn a_flood_arrives_byte_exact_in_memory_and_in_the_log() {
     assert!(logged.windows(256).any(|w| w == all.as_slice()));
 }
 
+/// The console is pipes on QEMU's stdio, unless QEMU's stdio is taken (a
+/// wrapper, or arguments that use it): then a socketpair. Both carry input,
+/// output and the end of QEMU alike.
+#[test]
+fn the_console_on_pipes_and_on_a_socketpair() {
+    let kernel = guest::ECHO_SHELL_AARCH64.path().unwrap();
+    let builder = || {
+        Machine::builder("qemu-system-aarch64")
+            .args(["-cpu", "max", "-nodefaults", "-kernel"])
+            .arg(kernel.to_str().unwrap())
+    };
+    let machines = [
+        (builder().build(), "stdio,id=console,signal=off"),
+        (builder().wrapper(["env"]).build(), "socket,id=console,fd="),
+        (
+            builder().args(["-monitor", "stdio"]).build(),
+            "socket,id=console,fd=",
+        ),
+    ];
+    for (mut vm, chardev) in machines {
+        vm.set_machine("virt");
+        vm.set_console(None, 0);
+        vm.launch().unwrap();
+        assert!(
+            vm.command_line().iter().any(|a| a.starts_with(chardev)),
+            "{chardev}: {:?}",
+            vm.command_line()
+        );
+        let console = vm.console().with_timeout(Duration::from_secs(60));
+        console.wait_for("login: ").unwrap();
+        console.send_line("flood 100000").unwrap();
+        let m = console.wait_for("\r\nflood done\r\n").unwrap();
+        assert!(m.before.ends_with(&flood_pattern(100_000)), "{chardev}");
+        console.send_line("poweroff").unwrap();
+        vm.wait(Duration::from_secs(30)).unwrap();
+        // QEMU is gone: the console says so instead of waiting.
+        let err = console.wait_for("never").unwrap_err();
+        assert!(
+            matches!(err, ConsoleError::Closed { .. }),
+            "{chardev}: {err}"
+        );
+    }
+}
+
 #[test]
 fn console_on_the_second_port_and_on_a_device() {
     let bios = guest::SERIAL_PORTS_X86_64.path().unwrap();

@@ -860,15 +860,21 @@ pub mod machine {
     //!
     //! - **Process lifetime**: QEMU runs in its own process group and dies
     //!   with its parent (`PR_SET_PDEATHSIG`). Dropping a running `Machine`
-    //!   kills and reaps it. The temp and socket directories are private
-    //!   (0700), unique, and removed at shutdown; the directories of a
-    //!   process that was killed are removed by the next process's first
-    //!   launch.
+    //!   kills and reaps it. The temp and socket directories are made on
+    //!   first use (a default machine needs neither), private (0700),
+    //!   unique, and removed at shutdown; the directories of a process that
+    //!   was killed are removed by the next process's first launch.
+    //! - **Logs**: with a [`log_dir`](crate::MachineBuilder::log_dir) (the
+    //!   runner sets one per test), QEMU's output, the console log and the
+    //!   QMP transcript are files there; without one, QEMU's output is kept
+    //!   in memory ([`log`](crate::Machine::log)) and nothing is written to
+    //!   disk.
     //! - **QMP**: a socketpair by default (no socket path), or a Unix or
     //!   TCP socket with [`MonitorAddr`](crate::MonitorAddr). The client
     //!   ([`qmp_client`](crate::Machine::qmp_client)) is `Sync`: threads may
-    //!   send commands at once. Every message both ways goes
-    //!   to the QMP log, time-stamped. QEMU's errors come back as
+    //!   send commands at once. Every message both ways goes to the QMP
+    //!   transcript (with a log dir), time-stamped, written by a background
+    //!   thread within milliseconds. QEMU's errors come back as
     //!   [`Error::Qmp`](crate::Error::Qmp) with its class and description;
     //!   a message over 16 MiB is refused
     //!   ([`QmpError::TooLong`](crate::QmpError::TooLong)).
@@ -879,10 +885,12 @@ pub mod machine {
     //!   [`clear_events`](crate::Machine::clear_events), with
     //!   `QEMUMachine`'s cache; [`event_match`](crate::event_match) is its
     //!   matcher.
-    //! - **Console**: a drain thread keeps every byte the guest prints
-    //!   (invalid UTF-8 included), in memory and in the console log, so QEMU
-    //!   never blocks. Waits have deadlines, and their errors show the last
-    //!   20 lines the guest printed.
+    //! - **Console**: pipes on QEMU's stdio (QEMU writes a pipe several
+    //!   times faster than a socket), or a socketpair when a wrapper or the
+    //!   arguments take QEMU's stdio. A drain thread keeps every byte the
+    //!   guest prints (invalid UTF-8 included), in memory and in the console
+    //!   log, and never stops while QEMU runs. Waits have deadlines, and
+    //!   their errors show the last 20 lines the guest printed.
     //! - **fd passing**: [`add_fd`](crate::Machine::add_fd) at launch,
     //!   [`send_fd_scm`](crate::Machine::send_fd_scm) over the QMP socket
     //!   (then `getfd` or `add-fd`).

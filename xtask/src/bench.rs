@@ -87,6 +87,10 @@ pub struct Options {
     pub suite_runs: usize,
     /// P5: bytes the guest floods the console with.
     pub flood_bytes: usize,
+    /// P5: floods per side.
+    pub flood_runs: usize,
+    /// P5: timed shell commands per console in the Linux guest.
+    pub shell_commands: usize,
     /// P6: machines running at once.
     pub vms: usize,
     /// P7: cold builds per side.
@@ -121,6 +125,8 @@ impl Default for Options {
             snapshot_runs: 5,
             suite_runs: 3,
             flood_bytes: 10_000_000,
+            flood_runs: 2,
+            shell_commands: 30,
             vms: 8,
             build_runs: 2,
             channel_runs: 3,
@@ -171,6 +177,8 @@ pub fn bench(opts: Options) -> Result<(), String> {
             &opts.suite_runs.to_string(),
             "--flood-bytes",
             &opts.flood_bytes.to_string(),
+            "--flood-runs",
+            &opts.flood_runs.to_string(),
             "--vms",
             &opts.vms.to_string(),
             "--build-runs",
@@ -253,7 +261,7 @@ pub fn bench(opts: Options) -> Result<(), String> {
         (
             "P5",
             format!("a console flood of {} bytes per side", opts.flood_bytes),
-            Box::new(|| console::p5(&aarch64, &opts).map(one)),
+            Box::new(|| console::p5(&aarch64, &opts)),
         ),
         (
             "P6",

@@ -48,18 +48,18 @@
 //!   ([`qemu_test::cache`]).
 //!
 //! - `cargo xtask bench [--runs N] [--warmups N] [--calls N] [--suite-runs N]
-//!   [--flood-bytes N] [--vms N] [--snapshot-runs N] [--build-runs N]
-//!   [--channel-runs N] [--only P1,P5,C,…] [--no-instructions]
-//!   [--no-rebuild]` measures qemu-test's overhead as ratios against raw
-//!   baselines taken in the same run (raw QEMU; for P7, the build cost, a
-//!   crate without qemu-test; for C1–C4, the data channel, the same
-//!   virtio-serial device driven by hand) and writes a markdown table to
-//!   `target/qemu-test/bench.md` (see [`bench`] for what each row means). A
-//!   debug xtask re-runs itself with `--release` unless `--no-rebuild`. It
-//!   takes several minutes and is not part of `cargo xtask test`. `cargo
-//!   xtask bench-probe KIND N` repeats one of P1's or P2's operations N
-//!   times in a process of its own: what the bench counts instructions of
-//!   under callgrind (see `bench/probe.rs`).
+//!   [--flood-bytes N] [--flood-runs N] [--vms N] [--snapshot-runs N]
+//!   [--build-runs N] [--channel-runs N] [--only P1,P5,C,…]
+//!   [--no-instructions] [--no-rebuild]` measures qemu-test's overhead as
+//!   ratios against raw baselines taken in the same run (raw QEMU; for P7,
+//!   the build cost, a crate without qemu-test; for C1–C4, the data
+//!   channel, the same virtio-serial device driven by hand) and writes a
+//!   markdown table to `target/qemu-test/bench.md` (see [`bench`] for what
+//!   each row means). A debug xtask re-runs itself with `--release` unless
+//!   `--no-rebuild`. It takes several minutes and is not part of `cargo
+//!   xtask test`. `cargo xtask bench-probe KIND N` repeats one of P1's or
+//!   P2's operations N times in a process of its own: what the bench counts
+//!   instructions of under callgrind (see `bench/probe.rs`).
 //!
 //! - `cargo xtask flaky [--runs N] [-- CARGO-TEST-ARGS…]` runs `cargo test
 //!   --workspace --no-fail-fast CARGO-TEST-ARGS…` N times in a row (default
@@ -100,8 +100,8 @@ commands:
                                    the committed binaries; --aarch64 also builds the aarch64 Linux guest,
                                    --update fetches its package lists again
   cache [list|prune|prune-all]     list the caches (guests, snapshots) or remove stale entries / all
-  bench [--runs N] [--warmups N] [--calls N] [--suite-runs N] [--flood-bytes N] [--vms N]
-        [--snapshot-runs N] [--build-runs N] [--channel-runs N] [--only P1,P7,C,…]
+  bench [--runs N] [--warmups N] [--calls N] [--suite-runs N] [--flood-bytes N] [--flood-runs N]
+        [--vms N] [--snapshot-runs N] [--build-runs N] [--channel-runs N] [--only P1,P7,C,…]
         [--no-instructions] [--no-rebuild]
                                    overhead vs raw QEMU, build cost (P7), the data channel (C);
                                    writes target/qemu-test/bench.md
@@ -217,6 +217,9 @@ fn run(args: Vec<OsString>) -> Result<(), String> {
                     }
                     lexopt::Arg::Long("flood-bytes") => {
                         opts.flood_bytes = count(&mut parser, "--flood-bytes")?
+                    }
+                    lexopt::Arg::Long("flood-runs") => {
+                        opts.flood_runs = count(&mut parser, "--flood-runs")?
                     }
                     lexopt::Arg::Long("vms") => opts.vms = count(&mut parser, "--vms")?,
                     lexopt::Arg::Long("build-runs") => {

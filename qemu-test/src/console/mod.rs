@@ -2,10 +2,10 @@
 //!
 //! One drain thread per console reads everything the guest prints into an
 //! in-memory buffer and the console log file as it arrives, so QEMU never
-//! blocks on a full socket and nothing is lost (bytes are kept as bytes;
-//! invalid UTF-8 survives). Waits search the output after a cursor: each
-//! successful wait moves the cursor past its match, so the next wait only
-//! sees newer output.
+//! blocks on a full pipe and nothing is lost (bytes are kept as bytes;
+//! invalid UTF-8 survives); see `drain.rs`. Waits search the output after
+//! a cursor: each successful wait moves the cursor past its match, so the
+//! next wait only sees newer output.
 //!
 //! ```no_run
 //! # fn demo(vm: &qemu_test::Vm) -> qemu_test::TestResult {
@@ -26,7 +26,7 @@
 //! `Console::wait_for_regex`). Text patterns need no feature.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -38,6 +38,7 @@ use crate::error::ConsoleError;
 use crate::timeline::{self, Timeline};
 
 mod crash;
+mod drain;
 mod pattern;
 
 pub use crash::Crash;
@@ -64,7 +65,7 @@ struct Buffer {
 struct Inner {
     buf: Mutex<Buffer>,
     cond: Condvar,
-    writer: Mutex<Option<UnixStream>>,
+    writer: Mutex<Option<Input>>,
     configured: bool,
     crash: Mutex<CrashWatch>,
     /// A [`Shell`](crate::Shell) got an answer on this console.
@@ -91,17 +92,50 @@ pub struct Console {
     timeline: Timeline,
 }
 
+/// How a console reaches QEMU.
+#[derive(Debug)]
+pub(crate) enum Ends {
+    /// A socket both ways (a socketpair end; QEMU's is `-chardev
+    /// socket,fd=N`).
+    Socket(UnixStream),
+    /// Pipes to QEMU's stdio (`-chardev stdio`): its stdout's read end and
+    /// its stdin's write end. QEMU writes a pipe several times faster
+    /// than a socket, byte by byte.
+    Pipes { output: File, input: File },
+}
+
+/// Where [`Console::send`] writes.
+#[derive(Debug)]
+enum Input {
+    Socket(UnixStream),
+    Pipe(File),
+}
+
+impl Write for Input {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Input::Socket(s) => s.write(buf),
+            Input::Pipe(f) => f.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The drain thread of a console; joined when the machine shuts down.
 #[derive(Debug)]
 pub(crate) struct Drain {
     handle: Option<JoinHandle<()>>,
-    stream: UnixStream,
+    /// Closed to tell the thread to stop.
+    stop: Option<File>,
 }
 
 impl Drain {
-    /// Stops draining (after QEMU is gone, all its output has been read).
+    /// Stops draining, after reading what is there (after QEMU is gone,
+    /// all its output).
     pub(crate) fn finish(mut self) {
-        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        drop(self.stop.take());
         if let Some(h) = self.handle.take() {
             let _ = h.join();
         }
@@ -119,9 +153,9 @@ impl Console {
         }
     }
 
-    /// Starts draining `stream` into memory and `log` (if any).
+    /// Starts draining `ends` into memory and `log` (if any).
     pub(crate) fn attach(
-        stream: UnixStream,
+        ends: Ends,
         log: Option<File>,
         cap: DeadlineCap,
     ) -> std::io::Result<(Self, Drain)> {
@@ -129,13 +163,23 @@ impl Console {
             configured: true,
             ..Inner::default()
         });
-        *inner.writer.lock().unwrap_or_else(|e| e.into_inner()) = Some(stream.try_clone()?);
-        let reader = stream.try_clone()?;
+        let (source, input) = match ends {
+            Ends::Socket(stream) => (
+                drain::Source::Socket(stream.try_clone()?),
+                Input::Socket(stream),
+            ),
+            Ends::Pipes { output, input } => {
+                crate::os::set_nonblocking(&output)?;
+                (drain::Source::Pipe(output), Input::Pipe(input))
+            }
+        };
+        *inner.writer.lock().unwrap_or_else(|e| e.into_inner()) = Some(input);
+        let (stop_read, stop) = crate::os::pipe()?;
         let handle = {
             let inner = Arc::clone(&inner);
             thread::Builder::new()
                 .name("qemu-test-console".into())
-                .spawn(move || drain(reader, log, &inner))?
+                .spawn(move || drain::run(source, stop_read, log, &inner))?
         };
         Ok((
             Console {
@@ -146,7 +190,7 @@ impl Console {
             },
             Drain {
                 handle: Some(handle),
-                stream,
+                stop: Some(stop),
             },
         ))
     }
@@ -460,43 +504,6 @@ fn tail_n(data: &[u8], n: usize) -> String {
     out
 }
 
-fn drain(mut stream: UnixStream, mut log: Option<File>, inner: &Inner) {
-    let mut chunk = vec![0u8; 64 * 1024];
-    loop {
-        match stream.read(&mut chunk) {
-            Ok(0) => break,
-            Ok(n) => {
-                if let Some(f) = log.as_mut() {
-                    if f.write_all(&chunk[..n]).is_err() {
-                        log = None;
-                    }
-                }
-                let offset = {
-                    let mut buf = inner.lock();
-                    let offset = buf.data.len();
-                    buf.data.extend_from_slice(&chunk[..n]);
-                    offset
-                };
-                inner.cond.notify_all();
-                let crashed = inner
-                    .crash
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .feed(&chunk[..n], offset);
-                if let Some((crash, hooks)) = crashed {
-                    for hook in hooks {
-                        hook(crash.clone());
-                    }
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(_) => break,
-        }
-    }
-    inner.lock().closed = true;
-    inner.cond.notify_all();
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -538,7 +545,8 @@ mod tests {
     #[test]
     fn waits_over_a_socketpair() {
         let (host, mut guest) = UnixStream::pair().unwrap();
-        let (console, drain) = Console::attach(host, None, DeadlineCap::default()).unwrap();
+        let (console, drain) =
+            Console::attach(Ends::Socket(host), None, DeadlineCap::default()).unwrap();
         guest.write_all(b"boot\r\nlogin: ").unwrap();
         let m = console.wait_for("login:").unwrap();
         assert_eq!(m.before, b"boot\r\n");
@@ -559,5 +567,52 @@ mod tests {
             Err(ConsoleError::Closed { .. })
         ));
         drain.finish();
+    }
+
+    #[test]
+    fn pipes_both_ways_and_a_flood_kept_whole() {
+        let (output, mut guest_out) = crate::os::pipe().unwrap();
+        let (mut guest_in, input) = crate::os::pipe().unwrap();
+        let ends = Ends::Pipes { output, input };
+        let (console, drain) = Console::attach(ends, None, DeadlineCap::default()).unwrap();
+        console.send_line("hello").unwrap();
+        let mut typed = [0u8; 6];
+        std::io::Read::read_exact(&mut guest_in, &mut typed).unwrap();
+        assert_eq!(&typed, b"hello\r");
+        // A flood, written a byte at a time as QEMU does, arrives whole.
+        let flood: Vec<u8> = (0..200_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let writer = {
+            let flood = flood.clone();
+            std::thread::spawn(move || {
+                for b in flood.chunks(1) {
+                    guest_out.write_all(b).unwrap();
+                }
+                guest_out.write_all(b"\r\ndone\r\n").unwrap();
+            })
+        };
+        let m = console.wait_for("\r\ndone\r\n").unwrap();
+        assert_eq!(m.before, flood);
+        writer.join().unwrap();
+        // The writer is gone: end of file, the console is closed.
+        let c = console.with_timeout(Duration::from_secs(10));
+        assert!(matches!(
+            c.wait_for("never"),
+            Err(ConsoleError::Closed { .. })
+        ));
+        drain.finish();
+    }
+
+    #[test]
+    fn finish_stops_a_drain_whose_source_stays_open() {
+        let (output, mut guest_out) = crate::os::pipe().unwrap();
+        let (_guest_in, input) = crate::os::pipe().unwrap();
+        let (console, drain) =
+            Console::attach(Ends::Pipes { output, input }, None, DeadlineCap::default()).unwrap();
+        guest_out.write_all(b"last words").unwrap();
+        // The writer is still open (say, a child of QEMU inherited it):
+        // finish() still ends the drain, after taking what was there.
+        drain.finish();
+        assert!(console.is_closed());
+        assert_eq!(console.output(), "last words");
     }
 }

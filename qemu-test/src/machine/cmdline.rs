@@ -25,7 +25,7 @@ pub(crate) enum MonitorArg {
 pub(crate) enum ConsoleArg {
     /// An inherited socketpair fd.
     Fd(i32),
-    /// QEMU's stdio (for `repro.sh`).
+    /// QEMU's stdio: pipes, or a terminal (for `repro.sh`).
     Stdio,
 }
 
@@ -36,6 +36,14 @@ pub(crate) enum ChannelArg {
     Fd(i32),
     /// A Unix socket QEMU listens on (for `repro.sh`).
     Listen(String),
+}
+
+/// Whether QEMU arguments use QEMU's stdio themselves (a `stdio`
+/// chardev, serial port or monitor, `-nographic`, a curses display), so
+/// that the console must not.
+pub(crate) fn args_use_stdio(args: &[String]) -> bool {
+    args.iter()
+        .any(|a| a.contains("stdio") || a == "-nographic" || a.contains("curses"))
 }
 
 /// Everything the base arguments depend on.
@@ -104,7 +112,7 @@ pub(crate) fn base_args(b: &BaseArgs<'_>) -> Vec<String> {
         }
         let chardev = match console {
             ConsoleArg::Fd(fd) => format!("socket,id=console,fd={fd}"),
-            ConsoleArg::Stdio => "stdio,id=console".to_string(),
+            ConsoleArg::Stdio => "stdio,id=console,signal=off".to_string(),
         };
         args.extend(["-chardev".into(), chardev]);
         match device {

@@ -18,7 +18,7 @@ use super::cmdline::{self, BaseArgs, ChannelArg, ConsoleArg, MonitorArg};
 use super::owned_dir::{self, OwnedDir};
 use super::{shell_join, Machine, MonitorAddr, QemuLog, Running, SOCK_DIR_PREFIX, TEMP_DIR_PREFIX};
 use crate::channel::DataChannel;
-use crate::console::{Console, Drain};
+use crate::console::{Console, Drain, Ends};
 use crate::deadline::DeadlineCap;
 use crate::error::{Error, QmpError, Result};
 use crate::os::{self, Signal};
@@ -79,12 +79,19 @@ impl Machine {
         let channel = self.open_channel(&mut qemu_fds)?;
         self.full_args = self.command_line_for(
             monitor.arg(),
-            console.as_ref().map(|c| c.1),
+            console.as_ref().map(ConsoleEnds::arg),
             channel.as_ref().map(|c| c.1),
         );
-        let pid = self.spawn(p, qemu_fds)?;
-        let console = match console {
-            Some((stream, _)) => Some(self.attach_console(stream, &dirs, p)?),
+        let (ends, qemu_stdio) = match console {
+            Some(console) => {
+                let (ends, stdio) = console.split();
+                (Some(ends), stdio)
+            }
+            None => (None, None),
+        };
+        let pid = self.spawn(p, qemu_fds, qemu_stdio)?;
+        let console = match ends {
+            Some(ends) => Some(self.attach_console(ends, &dirs, p)?),
             None => None,
         };
         let channel = match channel {
@@ -211,17 +218,29 @@ impl Machine {
         })
     }
 
-    /// The console's socketpair, if the machine has a console: our end, and
-    /// QEMU's end's fd (the end itself goes to `qemu_fds`).
-    fn open_console(&self, qemu_fds: &mut Vec<OwnedFd>) -> Result<Option<(UnixStream, RawFd)>> {
+    /// The console's transport, if the machine has a console: pipes to
+    /// QEMU's stdin and stdout, or, when QEMU's stdio is taken (a wrapper
+    /// such as `gdb --args` runs in front of QEMU, or the user's arguments
+    /// use stdio), a socketpair whose QEMU end goes to `qemu_fds`.
+    fn open_console(&self, qemu_fds: &mut Vec<OwnedFd>) -> Result<Option<ConsoleEnds>> {
         if self.console.is_none() {
             return Ok(None);
+        }
+        if self.cfg.wrapper.is_empty() && !cmdline::args_use_stdio(&self.cfg.args) {
+            let pipe = || os::pipe().map_err(|e| Error::io("creating the console's pipes", e));
+            let (output, qemu_stdout) = pipe()?;
+            let (qemu_stdin, input) = pipe()?;
+            return Ok(Some(ConsoleEnds::Pipes {
+                ours: Ends::Pipes { output, input },
+                qemu_stdin,
+                qemu_stdout,
+            }));
         }
         let (ours, theirs) =
             UnixStream::pair().map_err(|e| Error::io("creating the console socketpair", e))?;
         let fd = theirs.as_raw_fd();
         qemu_fds.push(theirs.into());
-        Ok(Some((ours, fd)))
+        Ok(Some(ConsoleEnds::Socket(ours, fd)))
     }
 
     /// The data channel's socketpair, if the machine has one: our end, and
@@ -243,7 +262,7 @@ impl Machine {
     fn command_line_for(
         &self,
         monitor: Option<MonitorArg>,
-        console: Option<RawFd>,
+        console: Option<ConsoleArg>,
         channel: Option<RawFd>,
     ) -> Vec<String> {
         let base = cmdline::base_args(&BaseArgs {
@@ -254,7 +273,7 @@ impl Machine {
                 .console
                 .as_ref()
                 .zip(console)
-                .map(|((device, index), fd)| (ConsoleArg::Fd(fd), device.as_deref(), *index)),
+                .map(|((device, index), arg)| (arg, device.as_deref(), *index)),
             channel: channel.map(ChannelArg::Fd),
         });
         let mut incoming: Vec<String> = match self.restore_from {
@@ -277,10 +296,15 @@ impl Machine {
             .collect()
     }
 
-    /// Starts QEMU with its output in its log and exactly `qemu_fds` (and
-    /// the fds of [`add_fd`](Self::add_fd)) inherited; the child goes to
-    /// `p`.
-    fn spawn(&self, p: &mut Pending, qemu_fds: Vec<OwnedFd>) -> Result<u32> {
+    /// Starts QEMU with its output in its log (its stdin and stdout the
+    /// console's pipes, if given) and exactly `qemu_fds` (and the fds of
+    /// [`add_fd`](Self::add_fd)) inherited; the child goes to `p`.
+    fn spawn(
+        &self,
+        p: &mut Pending,
+        qemu_fds: Vec<OwnedFd>,
+        console_stdio: Option<(File, File)>,
+    ) -> Result<u32> {
         let log_file = match p.qemu_log.as_ref().expect("prepare_dirs sets it") {
             QemuLog::File(path) => File::create(path)
                 .map_err(|e| Error::io(format!("creating {}", path.display()), e))?,
@@ -292,10 +316,11 @@ impl Machine {
             .try_clone()
             .map_err(|e| Error::io("duplicating the log file", e))?;
         let mut cmd = Command::new(&self.full_args[0]);
-        cmd.args(&self.full_args[1..])
-            .stdin(Stdio::null())
-            .stdout(log_file)
-            .stderr(log_file2);
+        cmd.args(&self.full_args[1..]).stderr(log_file2);
+        match console_stdio {
+            Some((stdin, stdout)) => cmd.stdin(stdin).stdout(stdout),
+            None => cmd.stdin(Stdio::null()).stdout(log_file),
+        };
         let pass: Vec<RawFd> = qemu_fds
             .iter()
             .map(AsRawFd::as_raw_fd)
@@ -303,7 +328,8 @@ impl Machine {
             .collect();
         let child = os::spawn(cmd, pass)
             .map_err(|e| Error::io(format!("starting {}", self.full_args[0]), e))?;
-        // QEMU has its copies; closing ours lets us see EOF when it exits.
+        // QEMU has its copies (the console's pipe ends went with `cmd`);
+        // closing ours lets us see EOF when it exits.
         drop(qemu_fds);
         let pid = child.id();
         p.child = Some(child);
@@ -313,7 +339,7 @@ impl Machine {
 
     /// Starts draining the console into memory and its log; the drain
     /// goes to `p`.
-    fn attach_console(&self, stream: UnixStream, dirs: &Dirs, p: &mut Pending) -> Result<Console> {
+    fn attach_console(&self, ends: Ends, dirs: &Dirs, p: &mut Pending) -> Result<Console> {
         let log = match (&self.cfg.console_log, &dirs.log_dir, self.cfg.drain_console) {
             (Some(path), _, _) => Some(path.clone()),
             (None, Some(dir), true) => Some(dir.join(format!("{}-console.log", self.name))),
@@ -326,7 +352,7 @@ impl Machine {
             ),
             None => None,
         };
-        let (console, drain) = Console::attach(stream, log, self.cap.clone())
+        let (console, drain) = Console::attach(ends, log, self.cap.clone())
             .map_err(|e| Error::io("starting the console drain thread", e))?;
         p.drain = Some(drain);
         Ok(console.timed(self.timeline.clone()))
@@ -377,6 +403,40 @@ impl Machine {
             QmpClient::connect_with(stream, self.cfg.qmp_timeout, transcript, self.cap.clone())?;
         client.set_timeline(self.timeline.clone());
         Ok(Some(client))
+    }
+}
+
+/// The console's transport as opened before the spawn.
+enum ConsoleEnds {
+    /// Our ends of the pipes, and QEMU's (its stdin and stdout).
+    Pipes {
+        ours: Ends,
+        qemu_stdin: File,
+        qemu_stdout: File,
+    },
+    /// Our end of a socketpair, and the fd of QEMU's end.
+    Socket(UnixStream, RawFd),
+}
+
+impl ConsoleEnds {
+    /// The `-chardev` the command line gets.
+    fn arg(&self) -> ConsoleArg {
+        match self {
+            ConsoleEnds::Pipes { .. } => ConsoleArg::Stdio,
+            ConsoleEnds::Socket(_, fd) => ConsoleArg::Fd(*fd),
+        }
+    }
+
+    /// Our ends, and QEMU's stdin and stdout if they are the console.
+    fn split(self) -> (Ends, Option<(File, File)>) {
+        match self {
+            ConsoleEnds::Pipes {
+                ours,
+                qemu_stdin,
+                qemu_stdout,
+            } => (ours, Some((qemu_stdin, qemu_stdout))),
+            ConsoleEnds::Socket(ours, _) => (Ends::Socket(ours), None),
+        }
     }
 }
 

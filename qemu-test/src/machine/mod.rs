@@ -12,7 +12,7 @@
 //! | `get_qmp_event`, `get_qmp_events`, `event_wait`, `events_wait` | same names |
 //! | `add_fd`, `send_fd_scm`, `add_monitor_null`, `set_qmp_monitor`, `set_machine`, `set_console`, `add_args` | same names |
 //! | `console_socket`, `get_log`, `exitcode`, `get_pid`, `is_running` | [`console`](Machine::console), [`log`](Machine::log), [`exit_code`](Machine::exit_code), [`pid`](Machine::pid), [`is_running`](Machine::is_running) |
-//! | `temp_dir`, `sock_dir` | [`temp_dir`](Machine::temp_dir), [`sock_dir`](Machine::sock_dir) (both made on first use: QMP and the console use socketpairs, and logs go to disk only with a log dir) |
+//! | `temp_dir`, `sock_dir` | [`temp_dir`](Machine::temp_dir), [`sock_dir`](Machine::sock_dir) (both made on first use: QMP uses a socketpair, the console pipes, and logs go to disk only with a log dir) |
 //!
 //! ```no_run
 //! use qemu_test::{guest, Machine};
@@ -440,7 +440,7 @@ impl Machine {
     /// let mut vm = qemu_test::Machine::builder("qemu-system-x86_64").args(["-S"]).build();
     /// vm.set_console(None, 0);
     /// let args = vm.repro_command(std::path::Path::new("/tmp/qmp.sock"));
-    /// assert!(args.contains(&"stdio,id=console".to_string()));
+    /// assert!(args.contains(&"stdio,id=console,signal=off".to_string()));
     /// ```
     pub fn repro_command(&self, qmp_socket: &Path) -> Vec<String> {
         let mut args = vec![self.cfg.binary.clone()];
@@ -596,7 +596,7 @@ impl Machine {
     ///
     /// Created on first use, by this call or by a launch whose monitor
     /// listens on a Unix socket path: the default machine talks to QEMU
-    /// over socketpairs and needs no dir, and sparing the file system work
+    /// over a socketpair and pipes and needs no dir, and sparing the file system work
     /// (a dir, a lock file, their removal) matters on a disk-backed `/tmp`.
     /// Like the temp dir, it holds a lock file and is removed at shutdown.
     /// `None` when not running, or if the dir cannot be created.

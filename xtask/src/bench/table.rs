@@ -79,6 +79,15 @@ impl Check {
         }
     }
 
+    pub(super) fn at_least(what: &'static str, value: f64, limit: f64) -> Check {
+        Check {
+            what,
+            value,
+            limit,
+            at_most: false,
+        }
+    }
+
     fn holds(&self) -> bool {
         if self.at_most {
             self.value <= self.limit
@@ -126,6 +135,9 @@ mod tests {
         row.checks.push(Check::at_most("instructions", 1.031, 1.03));
         assert_eq!(row.verdict(), "**missed** (instructions)");
         row.checks[1].value = 1.0;
+        row.checks.push(Check::at_least("throughput", 0.9, 0.95));
+        assert_eq!(row.verdict(), "**missed** (throughput)");
+        row.checks[2].value = 0.95;
         assert_eq!(row.verdict(), "met");
         assert!(render(&[row]).contains("| met |"));
     }
