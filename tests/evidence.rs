@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use qemu_test_suite::isolated;
+use qemu_test_suite::{isolated, parse_html};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -104,6 +104,135 @@ fn a_failing_or_timed_out_test_with_a_display_keeps_its_screen() {
     assert!(blind.join("console.log").is_file(), "{}", run.stdout);
     assert!(!blind.join("screen.png").exists());
     assert!(!run.stdout.contains("no screenshot"), "{}", run.stdout);
+    check_report(&run);
+}
+
+/// The run's HTML page and the index: every test with its result and
+/// duration; each failure with its message, picture, console, QMP
+/// transcript, timeline and links to its files.
+fn check_report(run: &Run) {
+    let report = run.root.path().join("report");
+    let path = report.join("qemu-test-suite.evidence-fixture.html");
+    let page = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let page = parse_html(&page);
+    let rows: Vec<Vec<String>> = page.find("table")[0]
+        .find("tr")
+        .iter()
+        .skip(1)
+        .map(|tr| {
+            tr.find("td")
+                .iter()
+                .map(|td| td.all_text().trim().to_string())
+                .collect()
+        })
+        .collect();
+    let summary: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| (r[0].as_str(), r[1].as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("screen::fails_with_display", "failed (error)"),
+            ("screen::fails_without_display", "failed (error)"),
+            ("screen::screendump_api", "passed"),
+            ("screen::times_out_with_display", "failed (timeout)"),
+        ]
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r[2].ends_with(" s") || r[2].ends_with(" ms")),
+        "{rows:?}"
+    );
+    // The table links each failure to its section.
+    let links: Vec<&String> = page.find("table")[0]
+        .find("a")
+        .iter()
+        .map(|a| &a.attributes["href"])
+        .collect();
+    assert_eq!(links, ["#t0", "#t1", "#t3"]);
+    let section = page.by_id("t0").expect("the first failure's section");
+    let text = section.all_text();
+    for part in [
+        "the BIOS found nothing to boot",
+        "No bootable device.",
+        "screendump",
+        "qmp_capabilities",
+        "launch.qmp",
+        "verdict",
+    ] {
+        assert!(text.contains(part), "no {part:?} in the section:\n{text}");
+    }
+    // The picture is in the page.
+    let img = &section.find("img")[0];
+    let src = img.attributes["src"]
+        .strip_prefix("data:image/png;base64,")
+        .expect("an inline PNG");
+    use base64::Engine as _;
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(src)
+        .unwrap();
+    let shot = run.dir("screen::fails_with_display").join("screen.png");
+    assert_eq!(png, std::fs::read(shot).unwrap());
+    // The links to the artifacts lead to the files.
+    let files: Vec<&String> = section
+        .find("li")
+        .iter()
+        .map(|li| &li.find("a")[0].attributes["href"])
+        .collect();
+    assert!(files.len() >= 6, "{files:?}");
+    for href in files {
+        let file = report.join(href.replace("%3A", ":"));
+        assert!(file.is_file(), "{href} leads nowhere ({})", file.display());
+    }
+    assert!(page.by_id("t2").is_none(), "a passing test has no section");
+    // The index links the page and lists its tests.
+    let index = parse_html(&std::fs::read_to_string(run.root.path().join("index.html")).unwrap());
+    let hrefs: Vec<&String> = index
+        .find("a")
+        .iter()
+        .map(|a| &a.attributes["href"])
+        .collect();
+    assert!(
+        hrefs.contains(&&"report/qemu-test-suite.evidence-fixture.html".to_string()),
+        "{hrefs:?}"
+    );
+    assert!(
+        hrefs.contains(&&"report/qemu-test-suite.evidence-fixture.html#t3".to_string()),
+        "{hrefs:?}"
+    );
+    assert!(index.all_text().contains("screen::screendump_api"));
+    in_a_browser(&path);
+}
+
+/// Loads the page in headless Chromium, when it is installed (Debian's
+/// `chromium`; not in CI): the browser's DOM has every test, the failure
+/// sections and the picture.
+fn in_a_browser(page: &Path) {
+    let Ok(out) = Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
+        .arg(format!("file://{}", page.display()))
+        .output()
+    else {
+        eprintln!("note: no chromium here: the page was not loaded in a browser");
+        return;
+    };
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for part in [
+        "screen::times_out_with_display",
+        "id=\"t3\"",
+        "<img class=\"screen\" src=\"data:image/png;base64,",
+    ] {
+        assert!(
+            dom.contains(part),
+            "no {part:?} in the browser's DOM:\n{dom}"
+        );
+    }
 }
 
 #[test]

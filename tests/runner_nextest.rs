@@ -139,11 +139,28 @@ fn partitions_add_up_to_the_whole_suite() {
     let envs = [("QEMU_TEST_ARTIFACTS", root.path().to_str().unwrap())];
     let (whole, text) = nextest(&[], &envs);
     assert_eq!(whole, all, "{text}");
+    // One HTML page for the binary, gathered from its test processes.
+    assert_eq!(reported(root.path()), all, "{text}");
     let (one, _) = nextest(&["--partition", "count:1/2"], &envs);
     let (two, _) = nextest(&["--partition", "count:2/2"], &envs);
     assert!(!one.is_empty() && !two.is_empty(), "{one:?} {two:?}");
     assert!(one.is_disjoint(&two), "{one:?} {two:?}");
     assert_eq!(one.union(&two).cloned().collect::<BTreeSet<_>>(), all);
+    // A new run's page holds that run's tests only.
+    assert_eq!(reported(root.path()), two);
+}
+
+/// The tests the suite's HTML page under `root` lists.
+fn reported(root: &Path) -> BTreeSet<String> {
+    let page = root.join(format!("report/qemu-test-suite.{SUITE}.html"));
+    let page = std::fs::read_to_string(&page).unwrap_or_else(|e| panic!("{}: {e}", page.display()));
+    let page = qemu_test_suite::parse_html(&page);
+    page.find("table")[0]
+        .find("tr")
+        .iter()
+        .skip(1)
+        .map(|tr| tr.find("td")[0].all_text().trim().to_string())
+        .collect()
 }
 
 #[test]

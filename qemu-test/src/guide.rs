@@ -353,7 +353,9 @@ pub mod runner {
     //! - `dmesg.txt`, the guest kernel's whole log, when the VM still runs
     //!   after the failure and a [`Shell`](crate::Shell) answers on its
     //!   console within 5 s. The console shows only the messages at the
-    //!   console's log level; `dmesg` has them all.
+    //!   console's log level; `dmesg` has them all. (The shell reads it over
+    //!   the console, so `console.log` ends with that exchange; the failure
+    //!   message's console lines are from before it.)
     //! - `timeline.jsonl`, every step of the test with its start (`t`,
     //!   seconds since the test started) and duration (`ms`): the wait for
     //!   the host budget (`queue`), the booted snapshot, the launch and its
@@ -376,6 +378,25 @@ pub mod runner {
     //! Steps of a [sibling](crate::Vm::sibling) carry its name (`"vm"`).
     //! The timeline is written into every kept directory (so a passing test
     //! has one under `QEMU_TEST_KEEP=always`).
+    //!
+    //! # The HTML report
+    //!
+    //! Every run of a test binary writes one self-contained page,
+    //! `<target>/qemu-test/report/<package>.<binary>.html`, and
+    //! `<target>/qemu-test/index.html` links every binary's page (the most
+    //! recent first) and lists each test with its result and duration. A
+    //! page lists every test with its result and duration, then, for each
+    //! failure: the failure message, the screenshot (inside the page), the
+    //! console's last lines, QEMU's last words, the end of the QMP
+    //! transcript, the timeline, and links to every file of its artifact
+    //! directory. When a test failed, the runner names the index on stderr.
+    //! A run whose filters select no test of a binary leaves that binary's
+    //! page as it was.
+    //!
+    //! Under nextest, which runs each test in a process of its own, every
+    //! process adds its test to its binary's page (and the index), for the
+    //! tests of the same nextest run (`NEXTEST_RUN_ID`); a new run starts a
+    //! new page.
     //!
     //! # Failure messages
     //!

@@ -326,3 +326,89 @@ pub fn scratch_cargo_env(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> st
     }
     cmd.envs(envs.iter().copied()).output().unwrap()
 }
+
+/// An HTML element as the tests read a page: its name, attributes,
+/// children and text.
+#[derive(Debug, Default, Clone)]
+pub struct Element {
+    pub name: String,
+    pub attributes: std::collections::BTreeMap<String, String>,
+    pub children: Vec<Element>,
+    /// The text directly inside it.
+    pub text: String,
+}
+
+impl Element {
+    /// Every element below this one (depth first), this one first.
+    pub fn all(&self) -> Vec<&Element> {
+        let mut out = vec![self];
+        for child in &self.children {
+            out.extend(child.all());
+        }
+        out
+    }
+
+    /// The elements named `name` below this one.
+    pub fn find(&self, name: &str) -> Vec<&Element> {
+        self.all().into_iter().filter(|e| e.name == name).collect()
+    }
+
+    /// The element whose `id` is `id`.
+    pub fn by_id(&self, id: &str) -> Option<&Element> {
+        self.all()
+            .into_iter()
+            .find(|e| e.attributes.get("id").map(String::as_str) == Some(id))
+    }
+
+    /// All the text inside it.
+    pub fn all_text(&self) -> String {
+        let mut text = self.text.clone();
+        for child in &self.children {
+            text.push_str(&child.all_text());
+        }
+        text
+    }
+}
+
+/// Parses an HTML page with a WHATWG tokenizer (html5gum) into elements;
+/// panics on a tokenizer error, a missing doctype, or a tag closed out of
+/// order.
+pub fn parse_html(page: &str) -> Element {
+    use html5gum::{Token, Tokenizer};
+    const VOID: &[&str] = &["meta", "img", "br", "hr", "link", "input"];
+    let text = |bytes: &[u8]| String::from_utf8(bytes.to_vec()).expect("UTF-8");
+    let mut stack = vec![Element::default()];
+    let mut doctype = false;
+    for token in Tokenizer::new(page) {
+        match token.expect("a string reader cannot fail") {
+            Token::Doctype(d) => doctype = text(&d.name) == "html",
+            Token::StartTag(tag) => {
+                let element = Element {
+                    name: text(&tag.name),
+                    attributes: tag
+                        .attributes
+                        .iter()
+                        .map(|(k, v)| (text(k), text(&v.value)))
+                        .collect(),
+                    ..Element::default()
+                };
+                if VOID.contains(&element.name.as_str()) || tag.self_closing {
+                    stack.last_mut().unwrap().children.push(element);
+                } else {
+                    stack.push(element);
+                }
+            }
+            Token::EndTag(tag) => {
+                let element = stack.pop().expect("an end tag without a start");
+                assert_eq!(element.name, text(&tag.name), "tags closed out of order");
+                stack.last_mut().unwrap().children.push(element);
+            }
+            Token::String(s) => stack.last_mut().unwrap().text.push_str(&text(&s.value)),
+            Token::Comment(_) => {}
+            Token::Error(e) => panic!("HTML error: {:?}", e.value),
+        }
+    }
+    assert!(doctype, "no <!DOCTYPE html>");
+    assert_eq!(stack.len(), 1, "unclosed elements");
+    stack.pop().unwrap()
+}

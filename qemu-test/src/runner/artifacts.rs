@@ -116,7 +116,7 @@ fn strip_hash(stem: &str) -> &str {
 
 /// Names the root holds besides the packages' dirs (the snapshot store,
 /// the prebuilt guests): a package of that name gets `<name>.package/`.
-const RESERVED: &[&str] = &["snapshots", "guests"];
+const RESERVED: &[&str] = &["snapshots", "guests", "report"];
 
 /// Where a test binary's artifact dirs go: `<root>/<package>/<binary>/`.
 pub(crate) fn binary_dir(root: &Path, package: &str, binary: &str) -> PathBuf {

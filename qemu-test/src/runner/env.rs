@@ -15,10 +15,11 @@
 //!
 //! A malformed value is an error at start-up, never silently ignored.
 //!
-//! One variable that is not ours is read too: `NEXTEST` (`1` in every test
-//! process `cargo nextest run` starts), because under nextest, which runs
-//! each test in a process of its own, a per-process JUnit file makes no
-//! sense.
+//! Two variables that are not ours are read too: `NEXTEST` (`1` in every
+//! test process `cargo nextest run` starts), because under nextest, which
+//! runs each test in a process of its own, a per-process JUnit file makes
+//! no sense; and `NEXTEST_RUN_ID`, which tells the HTML report which test
+//! processes belong to one run.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -81,6 +82,8 @@ pub(crate) struct Config {
     pub(crate) on_failure: OnFailure,
     /// `NEXTEST=1`: nextest started this process for one test.
     pub(crate) nextest: bool,
+    /// `NEXTEST_RUN_ID`: the nextest run this process belongs to.
+    pub(crate) nextest_run: Option<String>,
     /// `QEMU_TEST_TIMEOUT_FACTOR` (`None`: 1).
     pub(crate) timeout_factor: Option<f64>,
 }
@@ -189,6 +192,7 @@ impl Config {
             on_failure,
             timeout_factor,
             nextest: get("NEXTEST").is_some_and(|v| v == "1"),
+            nextest_run: get("NEXTEST_RUN_ID").map(|v| v.to_string_lossy().into_owned()),
         })
     }
 

@@ -21,7 +21,7 @@
 
 use std::process::ExitCode;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use libtest_mimic::{Arguments, Trial};
 
@@ -31,7 +31,7 @@ use crate::runner::env::{self, Config};
 use crate::runner::outcome::Unrunnable;
 use crate::runner::outcome::{Outcome, Record};
 use crate::runner::registry::{Body, TestDef};
-use crate::runner::report::{junit, summary};
+use crate::runner::report::{junit, pages, summary};
 use crate::runner::requirements;
 use crate::runner::resolve;
 
@@ -78,6 +78,7 @@ pub(crate) fn run(defs: &'static [TestDef], id: Identity, mut args: Arguments) -
         .unwrap_or_else(|e| e.into_inner())
         .clone();
     records.extend(not_run);
+    write_html(ctx, &records, started.elapsed());
     let suite = junit::Suite {
         package: &ctx.package,
         binary: &ctx.binary,
@@ -170,6 +171,33 @@ fn write_reports(suite: &junit::Suite, config: &Config) -> Result<(), String> {
             .map(drop)
             .map_err(|e| format!("cannot write the JUnit report into {}: {e}", dir.display())),
         None => Ok(()),
+    }
+}
+
+/// This run's HTML page and the index of all pages (see
+/// [`pages`]); a page that cannot be written is a note, not a failure.
+fn write_html(ctx: &Context, records: &[Record], took: Duration) {
+    // Under nextest, one process per test: the run's processes share a
+    // page (an old nextest without a run id: they share a parent).
+    let run = ctx.config.nextest.then(|| {
+        ctx.config
+            .nextest_run
+            .clone()
+            .unwrap_or_else(|| format!("ppid-{}", std::os::unix::process::parent_id()))
+    });
+    let ids = (ctx.package.as_str(), ctx.binary.as_str());
+    match pages::write(&ctx.root, ids, records, took, run.as_deref()) {
+        Ok(Some(index)) if records.iter().any(|r| r.outcome.failure().is_some()) => {
+            eprintln!(
+                "note: qemu-test: the report of this run: {}",
+                index.display()
+            );
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!(
+            "note: qemu-test: cannot write the HTML report in {}: {e}",
+            pages::report_dir(&ctx.root).display()
+        ),
     }
 }
 

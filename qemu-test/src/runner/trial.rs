@@ -208,13 +208,16 @@ impl<'a> VmTrial<'a> {
             }
         };
         let verdict = with_crash_report(judge(end, case.def.should_fail), &console);
+        // Before the evidence is gathered: reading the kernel log goes
+        // through the console too.
+        let tail = matches!(verdict, Verdict::Failed(..)).then(|| console.tail(CONSOLE_TAIL));
         if let Some(vm) = vm {
             trial.tear_down(vm, &verdict, &evidence);
         }
         // After the VMs: the captures are complete.
         network::stop(&trial.networks);
         trial.problems.extend(evidence.problems());
-        trial.collect(verdict, Some(&console))
+        trial.collect(verdict, tail)
     }
 
     /// The outcome of a test whose VM did not launch.
@@ -444,10 +447,10 @@ impl<'a> VmTrial<'a> {
             .step("teardown", started, serde_json::Map::new);
     }
 
-    /// The outcome with its evidence: the console's last lines (from
-    /// `console`, or the console log once the VM is gone), QEMU's last
+    /// The outcome with its evidence: the console's last lines (`tail`,
+    /// else from the console log), QEMU's last
     /// words, the problems on the way; the artifact dir kept or removed.
-    fn collect(mut self, verdict: Verdict, console: Option<&Console>) -> Outcome {
+    fn collect(mut self, verdict: Verdict, tail: Option<String>) -> Outcome {
         let keep = self.ctx.config.keep;
         self.write_timeline(&verdict);
         let (kind, error) = match verdict {
@@ -463,8 +466,8 @@ impl<'a> VmTrial<'a> {
             }
             Verdict::Failed(kind, error) => (kind, error),
         };
-        let tail = || match console {
-            Some(console) => console.tail(CONSOLE_TAIL),
+        let tail = || match &tail {
+            Some(tail) => tail.clone(),
             None => artifacts::tail_file(&self.dir.file("console.log"), CONSOLE_TAIL),
         };
         let console = match (self.plan.spec.console.is_some(), error.shows_console) {

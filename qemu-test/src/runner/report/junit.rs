@@ -181,7 +181,7 @@ fn seconds(d: Duration) -> String {
 /// `text` with every character XML 1.0 cannot hold (control characters
 /// other than tab, newline and carriage return; U+FFFE, U+FFFF) written as
 /// `\u{..}`, so that a console's escape sequences keep the file readable.
-fn xml_text(text: &str) -> Cow<'_, str> {
+pub(super) fn xml_text(text: &str) -> Cow<'_, str> {
     let allowed = |c: char| {
         matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && !matches!(c, '\u{fffe}' | '\u{ffff}'))
     };

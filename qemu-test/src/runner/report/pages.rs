@@ -1,0 +1,261 @@
+//! Where the HTML reports go, and how the pages of many test processes
+//! come together.
+//!
+//! Each test binary run writes `<root>/report/<package>.<binary>.html`, a
+//! page of its own (see [`html`](super::html)), and
+//! `<package>.<binary>.json`, what the index needs of it; then
+//! `<root>/index.html`, the index of every page in `<root>/report/`, is
+//! written anew. `<root>` is the artifact root (`<target>/qemu-test`, or
+//! `QEMU_TEST_ARTIFACTS`). A run whose filters select no test writes
+//! nothing, so that `cargo test --workspace NAME` keeps the other
+//! binaries' pages.
+//!
+//! Under nextest each test runs in a process of its own. Each process
+//! keeps its test's [`Entry`] in `<package>.<binary>.d/<test>.json`,
+//! with nextest's run id (`NEXTEST_RUN_ID`); then it writes the binary's
+//! page and the index from every entry of the same run, dropping those of
+//! earlier runs. The files of one report dir are written under a lock,
+//! so concurrent processes (nextest's, or several `cargo test` at once)
+//! take turns, and each file is replaced atomically.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::os::FileLock;
+use crate::runner::outcome::{ConsoleEvidence, Outcome, Record};
+use crate::runner::report::html;
+
+/// One test as the pages show it: what its [`Record`] says, in a form a
+/// later process can read back (nextest).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Entry {
+    pub(crate) name: String,
+    /// `passed`, `failed` or `skipped`.
+    pub(crate) result: String,
+    /// The failure's kind (`timeout`, `guest_crash`...).
+    #[serde(default)]
+    pub(crate) kind: Option<String>,
+    /// The skip's reason, or the failure's reason and notes.
+    #[serde(default)]
+    pub(crate) message: Option<String>,
+    /// The console's last lines (a failure whose reason does not end with
+    /// them already).
+    #[serde(default)]
+    pub(crate) console: Option<String>,
+    /// QEMU's last words (a failure).
+    #[serde(default)]
+    pub(crate) qemu_output: Option<String>,
+    /// Which VM: `machine pc, arch x86_64, accel tcg, qemu ...`.
+    #[serde(default)]
+    pub(crate) vm: Option<String>,
+    /// The kept artifact dir.
+    #[serde(default)]
+    pub(crate) artifacts: Option<PathBuf>,
+    pub(crate) duration_ms: f64,
+}
+
+impl Entry {
+    /// The entry of a finished (or skipped) test.
+    pub(crate) fn of(record: &Record) -> Entry {
+        let mut entry = Entry {
+            name: record.name.clone(),
+            result: String::new(),
+            kind: None,
+            message: None,
+            console: None,
+            qemu_output: None,
+            vm: record.vm.as_ref().map(ToString::to_string),
+            artifacts: None,
+            duration_ms: record.duration.as_secs_f64() * 1000.0,
+        };
+        match &record.outcome {
+            Outcome::Passed => entry.result = "passed".into(),
+            Outcome::Skipped(reason) => {
+                entry.result = "skipped".into();
+                entry.message = Some(reason.clone());
+            }
+            Outcome::Failed(failure) => {
+                entry.result = "failed".into();
+                entry.kind = Some(failure.kind.name().into());
+                let mut message = failure.reason.trim_end().to_string();
+                for note in &failure.notes {
+                    message.push_str(&format!("\nnote: {note}"));
+                }
+                entry.message = Some(message);
+                entry.console = match &failure.console {
+                    ConsoleEvidence::Tail(tail) => Some(tail.clone()),
+                    ConsoleEvidence::None | ConsoleEvidence::InReason { .. } => None,
+                };
+                entry.qemu_output = failure.qemu_output.clone();
+                entry.artifacts = failure.artifact_dir().cloned();
+            }
+        }
+        entry
+    }
+
+    /// Whether it failed.
+    pub(crate) fn failed(&self) -> bool {
+        self.result == "failed"
+    }
+}
+
+/// One binary's run: what its page and the index show.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Run {
+    pub(crate) package: String,
+    pub(crate) binary: String,
+    /// When it finished, in Unix seconds.
+    pub(crate) finished: f64,
+    /// Its wall time, in seconds (under nextest: the sum of its tests').
+    pub(crate) seconds: f64,
+    /// Its page's file name, in the report dir.
+    pub(crate) page: String,
+    /// The tests, sorted by name.
+    pub(crate) entries: Vec<Entry>,
+}
+
+/// Nextest's entry of one test process: the entry and its run's id.
+#[derive(Debug, Serialize, Deserialize)]
+struct Kept {
+    run: String,
+    entry: Entry,
+}
+
+/// The report dir of an artifact root.
+pub(crate) fn report_dir(root: &Path) -> PathBuf {
+    root.join("report")
+}
+
+/// Writes this binary's page and the index (see the [module docs](self));
+/// returns the index's path, or `None` if there was nothing to write.
+pub(crate) fn write(
+    root: &Path,
+    (package, binary): (&str, &str),
+    records: &[Record],
+    took: Duration,
+    nextest: Option<&str>,
+) -> io::Result<Option<PathBuf>> {
+    if records.is_empty() {
+        return Ok(None);
+    }
+    let dir = report_dir(root);
+    crate::os::create_private_dir_all(&dir)?;
+    let _turn = FileLock::exclusive(&dir.join(".lock"));
+    let stem = format!("{package}.{binary}");
+    let mut entries: Vec<Entry> = records.iter().map(Entry::of).collect();
+    let mut seconds = took.as_secs_f64();
+    if let Some(run_id) = nextest {
+        entries = gather(&dir.join(format!("{stem}.d")), run_id, entries)?;
+        seconds = entries.iter().map(|e| e.duration_ms / 1000.0).sum();
+    }
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
+    let run = Run {
+        package: package.into(),
+        binary: binary.into(),
+        finished: unix_now(),
+        seconds,
+        page: format!("{stem}.html"),
+        entries,
+    };
+    crate::os::write_atomically(&dir.join(&run.page), html::page(&run, &dir)?.as_bytes())?;
+    let summary = serde_json::to_vec(&Run {
+        // The index needs no evidence.
+        entries: run.entries.iter().map(summary_of).collect(),
+        ..run.clone()
+    })?;
+    crate::os::write_atomically(&dir.join(format!("{stem}.json")), &summary)?;
+    let index = root.join("index.html");
+    crate::os::write_atomically(&index, html::index(&runs(&dir)?)?.as_bytes())?;
+    Ok(Some(index))
+}
+
+/// Keeps `mine` (this process's entries) in `dir` under `run_id`, and
+/// returns every entry of that run found there; entries of other runs
+/// are removed.
+fn gather(dir: &Path, run_id: &str, mine: Vec<Entry>) -> io::Result<Vec<Entry>> {
+    crate::os::create_private_dir_all(dir)?;
+    for entry in &mine {
+        let kept = Kept {
+            run: run_id.into(),
+            entry: entry.clone(),
+        };
+        let file = dir.join(format!("{}.json", file_safe(&entry.name)));
+        crate::os::write_atomically(&file, &serde_json::to_vec(&kept)?)?;
+    }
+    let mut all = Vec::new();
+    for file in json_files(dir)? {
+        let kept: Option<Kept> = std::fs::read(&file)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        match kept {
+            Some(kept) if kept.run == run_id => all.push(kept.entry),
+            _ => {
+                let _ = std::fs::remove_file(&file);
+            }
+        }
+    }
+    Ok(all)
+}
+
+/// Every binary's run in the report dir, the most recent first.
+fn runs(dir: &Path) -> io::Result<Vec<Run>> {
+    let mut runs: Vec<Run> = json_files(dir)?
+        .iter()
+        .filter_map(|file| serde_json::from_slice(&std::fs::read(file).ok()?).ok())
+        .collect();
+    runs.sort_by(|a: &Run, b: &Run| {
+        b.finished
+            .total_cmp(&a.finished)
+            .then_with(|| a.page.cmp(&b.page))
+    });
+    Ok(runs)
+}
+
+/// The `*.json` files in `dir`.
+fn json_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "json") && path.is_file() {
+            files.push(path);
+        }
+    }
+    Ok(files)
+}
+
+/// What the index keeps of an entry: the name, result and duration.
+fn summary_of(entry: &Entry) -> Entry {
+    Entry {
+        name: entry.name.clone(),
+        result: entry.result.clone(),
+        kind: entry.kind.clone(),
+        duration_ms: entry.duration_ms,
+        message: None,
+        console: None,
+        qemu_output: None,
+        vm: None,
+        artifacts: None,
+    }
+}
+
+/// A file name for a test: anything but `[A-Za-z0-9_.:-]` as `_`.
+fn file_safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
