@@ -81,4 +81,25 @@ mod linux {
     }
 }
 
+/// For a person: tests/debugging.rs runs these on a terminal.
+mod debug {
+    use super::*;
+
+    /// Fails with its Linux guest running (`QEMU_TEST_ON_FAILURE=pause`
+    /// hands its console over).
+    #[qemu_test(console, kernel = guest::LINUX_X86_64, timeout = "120s")]
+    fn fails_with_a_shell(vm: &mut Vm) -> TestResult {
+        vm.shell().succeed("echo ready-for-a-person")?;
+        vm.console().send_line("echo ready-for-a-person")?;
+        Err("failing for a person to look around".into())
+    }
+
+    /// Passes once its VM runs (`QEMU_TEST_GDB` starts it halted).
+    #[qemu_test(arch = "x86_64", machine = "pc", console = "isa-debugcon,iobase=0x402", args = ["-nodefaults"], timeout = "20s")]
+    fn boots_after_gdb(vm: &mut Vm) -> TestResult {
+        vm.console().wait_for(NO_BOOT)?;
+        Ok(())
+    }
+}
+
 qemu_test::main!();

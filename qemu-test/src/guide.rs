@@ -488,14 +488,46 @@ pub mod runner {
     //! # Pausing on failure
     //!
     //! With `QEMU_TEST_ON_FAILURE=pause`, a test that fails with its VM still
-    //! running keeps the VM up. The runner prints how to reach it (a QMP
-    //! socket in the artifact directory, the console log, how to start a
-    //! gdbstub) and waits for Enter on the terminal before tearing it down.
-    //! One test pauses at a time. Without a terminal (CI, nextest without
-    //! `--no-capture`) it does not wait.
+    //! running keeps the VM up. The runner hands the guest's console over
+    //! on a socket in the artifact directory, prints how to reach it, a
+    //! second QMP monitor and a gdbstub, and waits for Enter on the terminal
+    //! before tearing the VM down:
+    //!
+    //! ```text
+    //! console:   socat '-,raw,echo=0,escape=0x1d' "UNIX-CONNECT:.../boot\\:\\:echoes/console.sock"
+    //!            (Ctrl-] leaves; if what you type does not show, type `stty echo`)
+    //! QMP:       socat - "UNIX-CONNECT:.../boot\\:\\:echoes/qmp-pause.sock"
+    //! gdb:       on QMP, {"execute":"human-monitor-command","arguments":{"command-line":"gdbserver unix:..."}}
+    //!            then gdb -q -ex 'target remote ...'
+    //! ```
+    //!
+    //! Whoever connects to the console first sees the last 8 KiB the guest
+    //! printed, then everything it prints, and types into it (log in, look
+    //! around); the console log stays complete. One person at a time; one
+    //! test pauses at a time. Without a terminal (CI, nextest without
+    //! `--no-capture`) it says so and does not wait.
     //!
     //! ```sh
     //! QEMU_TEST_ON_FAILURE=pause cargo test --test vm -- boot::echoes --nocapture
+    //! ```
+    //!
+    //! # Debugging with gdb
+    //!
+    //! `QEMU_TEST_GDB=<test name>` (or `1` for every test) starts the test's
+    //! VM halted, with QEMU's gdbstub on a Unix socket of its own, prints
+    //! the `gdb` command that attaches to it, and waits until the VM runs:
+    //! gdb's `continue` (or `detach`), or Enter to run it without gdb. Then
+    //! the test goes on, without a deadline (a person at a breakpoint makes
+    //! one meaningless). `QEMU_TEST_VMLINUX=<path>` adds the kernel's
+    //! symbols to the command (a distribution kernel has none: build one
+    //! with debug info). A guest of another architecture than the host's
+    //! gets `gdb-multiarch`. It needs a terminal; without one the runner
+    //! says so and runs the test as usual.
+    //!
+    //! ```sh
+    //! QEMU_TEST_GDB=boot::echoes cargo test --test vm -- --exact boot::echoes
+    //! # === boot::echoes: its VM is halted, waiting for gdb (QEMU_TEST_GDB) ===
+    //! # gdb:       gdb -q -ex 'target remote /tmp/qemu-test-1000/runner/3f2a...-gdb.sock'
     //! ```
 }
 
@@ -515,8 +547,10 @@ pub mod configuration {
     //! | `QEMU_TEST_REQUIRE` | `1`: a test that cannot run here, or skips itself, fails instead of being skipped | `0` |
     //! | `QEMU_TEST_JUNIT` | a directory: each test binary writes its JUnit XML report there as `<package>.<binary>.xml` (a path ending in `.xml` is an error); not under nextest | unset |
     //! | `QEMU_TEST_JOBS` | how many vCPUs may run at once, host-wide | the number of cores |
-    //! | `QEMU_TEST_ON_FAILURE` | `report`, or `pause`: keep a failed test's VM running until Enter | `report` |
+    //! | `QEMU_TEST_ON_FAILURE` | `report`, or `pause`: keep a failed test's VM running until Enter, its console handed over on a socket (needs a terminal) | `report` |
     //! | `QEMU_TEST_TIMEOUT_FACTOR` | a number greater than 0 (at most 1000) that scales every test's deadline: `3` on a slow host | `1` |
+    //! | `QEMU_TEST_GDB` | `1`, or a test's name: its VM starts halted with a gdbstub, the runner prints the `gdb` command and waits until the VM runs (needs a terminal; the test then has no deadline) | unset |
+    //! | `QEMU_TEST_VMLINUX` | a kernel with debug symbols (an existing file), for the `gdb` command of `QEMU_TEST_GDB` | unset |
     //! | `QEMU_TEST_CACHE_DIR` | the per-user cache: the embedded guests' images (`guests/`), the Linux guests' builds, packages and package lists (`linux-<arch>/`) | `$XDG_CACHE_HOME/qemu-test`, else `~/.cache/qemu-test` |
     //! | `QEMU_TEST_LINUX_KERNEL`, `QEMU_TEST_BUSYBOX`, `QEMU_TEST_LINUX_MODULES` | build the Linux guest from this kernel, static busybox and `lib/modules/<release>` instead of Debian's packages (`_X86_64`, `_AARCH64` suffixes: one guest's) | unset |
     //! | `QEMU_TEST_GUESTS_DIR` | a directory of Linux guests built elsewhere, used instead of the cache (never built) | unset |

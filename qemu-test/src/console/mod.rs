@@ -40,6 +40,7 @@ use crate::timeline::{self, Timeline};
 mod crash;
 mod drain;
 mod pattern;
+mod share;
 
 pub use crash::Crash;
 pub(crate) use crash::CrashHook;

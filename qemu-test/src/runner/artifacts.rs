@@ -212,6 +212,17 @@ pub(crate) fn socket_in(dir: &Path, name: &str) -> PathBuf {
     state_dir().join(format!("{tag:016x}-{name}"))
 }
 
+/// Like [`socket_in`], but never a path with a `:` (a test's name has
+/// `::`), which gdb's `target remote` would take for `host:port`.
+pub(crate) fn plain_socket_in(dir: &Path, name: &str) -> PathBuf {
+    let path = socket_in(dir, name);
+    if !path.as_os_str().as_encoded_bytes().contains(&b':') {
+        return path;
+    }
+    let tag = fnv1a(path.as_os_str().as_encoded_bytes());
+    state_dir().join(format!("{tag:016x}-{name}"))
+}
+
 /// Writes `cmdline.txt` and `repro.sh` for `machine`'s last launch into
 /// `dir` (the test's artifact dir, or a sibling's).
 pub(crate) fn write_launch_files(

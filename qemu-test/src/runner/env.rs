@@ -12,6 +12,8 @@
 //! | `QEMU_TEST_JOBS` | how many vCPUs may run at once (host-wide) | the number of cores |
 //! | `QEMU_TEST_ON_FAILURE` | `report`, or `pause` to keep a failed test's VM running until Enter | `report` |
 //! | `QEMU_TEST_TIMEOUT_FACTOR` | a number > 0 that scales every test's deadline (a slow host: `3`) | `1` |
+//! | `QEMU_TEST_GDB` | `1`, or a test's name: start its VM halted with a gdbstub, print the `gdb` command and wait (needs a terminal) | unset |
+//! | `QEMU_TEST_VMLINUX` | the guest kernel with debug symbols, for the `gdb` command `QEMU_TEST_GDB` prints | unset |
 //!
 //! A malformed value is an error at start-up, never silently ignored.
 //!
@@ -61,6 +63,15 @@ pub(crate) enum OnFailure {
     Pause,
 }
 
+/// Which tests run under gdb (`QEMU_TEST_GDB`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum GdbTarget {
+    /// `1`: every VM test.
+    All,
+    /// The test of this name.
+    Test(String),
+}
+
 /// The runner's configuration; see the [module docs](self).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Config {
@@ -86,6 +97,10 @@ pub(crate) struct Config {
     pub(crate) nextest_run: Option<String>,
     /// `QEMU_TEST_TIMEOUT_FACTOR` (`None`: 1).
     pub(crate) timeout_factor: Option<f64>,
+    /// `QEMU_TEST_GDB`.
+    pub(crate) gdb: Option<GdbTarget>,
+    /// `QEMU_TEST_VMLINUX`, made absolute.
+    pub(crate) vmlinux: Option<PathBuf>,
 }
 
 impl Config {
@@ -179,11 +194,10 @@ impl Config {
                 }
             },
         };
-        let accel = text("QEMU_TEST_ACCEL", "auto, kvm, tcg or another -accel value")?
-            .map(|a| Accel::from(a.as_str()));
-        Ok(Config {
+        Config {
             qemu_dir: get("QEMU_TEST_QEMU_DIR").map(absolute),
-            accel,
+            accel: text("QEMU_TEST_ACCEL", "auto, kvm, tcg or another -accel value")?
+                .map(|a| Accel::from(a.as_str())),
             keep,
             artifacts: get("QEMU_TEST_ARTIFACTS").map(absolute),
             require,
@@ -191,9 +205,34 @@ impl Config {
             jobs,
             on_failure,
             timeout_factor,
-            nextest: get("NEXTEST").is_some_and(|v| v == "1"),
-            nextest_run: get("NEXTEST_RUN_ID").map(|v| v.to_string_lossy().into_owned()),
-        })
+            ..Config::default()
+        }
+        .with_the_rest(&get)
+    }
+
+    /// `QEMU_TEST_GDB`, `QEMU_TEST_VMLINUX`, and nextest's `NEXTEST` and
+    /// `NEXTEST_RUN_ID`.
+    fn with_the_rest(
+        mut self,
+        get: &dyn Fn(&str) -> Option<OsString>,
+    ) -> Result<Config, ConfigError> {
+        let string = |name: &str| get(name).map(|v| v.to_string_lossy().into_owned());
+        self.gdb = match string("QEMU_TEST_GDB").as_deref() {
+            None | Some("0") => None,
+            Some("1") => Some(GdbTarget::All),
+            Some(name) => Some(GdbTarget::Test(name.to_string())),
+        };
+        self.vmlinux = get("QEMU_TEST_VMLINUX").map(absolute);
+        if let Some(path) = self.vmlinux.as_deref().filter(|p| !p.is_file()) {
+            return Err(ConfigError {
+                name: "QEMU_TEST_VMLINUX",
+                value: path.display().to_string(),
+                expected: "an existing file: the guest kernel with debug symbols (vmlinux)",
+            });
+        }
+        self.nextest = string("NEXTEST").is_some_and(|v| v == "1");
+        self.nextest_run = string("NEXTEST_RUN_ID");
+        Ok(self)
     }
 
     /// The process environment's configuration.

@@ -27,7 +27,9 @@
 //! | `vm` | [`Vm`], what a test body receives |
 //! | `sibling` | more machines in one test, configured like its own ([`Sibling`]) |
 //! | `evidence` | what a failing test keeps besides its logs: `screen.png` |
-//! | `pause` | `QEMU_TEST_ON_FAILURE=pause` |
+//! | `pause` | `QEMU_TEST_ON_FAILURE=pause`: the VM, its console and a gdbstub for a person |
+//! | `gdb` | `QEMU_TEST_GDB`: a test's VM halted until gdb lets it run |
+//! | `terminal` | the person at the terminal, for pause and gdb |
 //! | `outcome` | the typed result every report reads: [`Skip`], outcomes, failures |
 //! | `report` | the skip summary and the JUnit XML report |
 //! | `state` | the runner's host-wide state dir |
@@ -44,8 +46,10 @@
 //! | `QEMU_TEST_REQUIRE` | `1`: every skip fails instead (a missing binary, accelerator or guest image; a `Skip` from the body) |
 //! | `QEMU_TEST_JUNIT` | a directory: each test binary writes its JUnit XML report there (`<package>.<binary>.xml`); not under nextest |
 //! | `QEMU_TEST_JOBS` | vCPUs running at once, host-wide (default: the number of cores) |
-//! | `QEMU_TEST_ON_FAILURE` | `pause`: keep a failed test's VM running until Enter |
+//! | `QEMU_TEST_ON_FAILURE` | `pause`: keep a failed test's VM running until Enter, its console on a socket |
 //! | `QEMU_TEST_TIMEOUT_FACTOR` | scales every test's deadline (a slow host: `3`) |
+//! | `QEMU_TEST_GDB` | `1` or a test's name: its VM starts halted, waiting for gdb (needs a terminal) |
+//! | `QEMU_TEST_VMLINUX` | a vmlinux with debug symbols, for the printed `gdb` command |
 
 mod accel;
 mod artifacts;
@@ -55,6 +59,7 @@ mod case;
 mod catalog;
 mod env;
 mod evidence;
+mod gdb;
 mod harness;
 mod launch;
 mod network;
@@ -68,6 +73,7 @@ mod resolve;
 mod scheduler;
 mod sibling;
 mod state;
+mod terminal;
 mod trial;
 mod vm;
 mod watchdog;

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use crate::console::Console;
 use crate::error::GuestError;
 use crate::machine::Machine;
+use crate::qemu_opts::target_arch;
 use crate::runner::artifacts::{self, ArtifactDir};
 use crate::runner::booted::{self, Prepared};
 use crate::runner::case::{Context, TestCase};
@@ -31,7 +32,7 @@ use crate::runner::sibling::{SiblingTemplate, Siblings};
 use crate::runner::watchdog::{
     deadline_after, killer, run_body, seconds, BodyEnd, Watchdog, GRACE,
 };
-use crate::runner::{pause, Vm};
+use crate::runner::{gdb, pause, Vm};
 use crate::timeline::{self, Timeline};
 
 /// A verdict before the evidence (console, QEMU's output, artifacts) is
@@ -136,6 +137,8 @@ struct VmTrial<'a> {
     timeline: Timeline,
     /// The test's networks, stopped after its VMs.
     networks: Networks,
+    /// `QEMU_TEST_GDB` asks to debug this test.
+    gdb: Option<gdb::Session>,
 }
 
 impl<'a> VmTrial<'a> {
@@ -176,8 +179,14 @@ impl<'a> VmTrial<'a> {
             pause_socket: None,
             timeline,
             networks,
+            gdb: None,
         };
-        let timeout = spec.timeout;
+        trial.gdb = gdb::Session::wanted(ctx.config, &case.name, trial.dir.path());
+        // A person at a breakpoint makes any deadline meaningless.
+        let timeout = match trial.gdb {
+            Some(_) => Duration::MAX,
+            None => spec.timeout,
+        };
         let deadline = deadline_after(timeout);
         let (machine, siblings) = match trial.build(accel, snapshot.as_ref(), deadline) {
             Ok(built) => built,
@@ -249,6 +258,9 @@ impl<'a> VmTrial<'a> {
             networks: self.networks.clone(),
         };
         let siblings = Siblings::new(template, self.plan.spec.siblings);
+        if let Some(gdb) = &self.gdb {
+            args.extend(gdb.args());
+        }
         if self.ctx.config.on_failure == OnFailure::Pause {
             let socket = self.dir.socket("qmp-pause.sock");
             let _ = std::fs::remove_file(&socket);
@@ -303,6 +315,17 @@ impl<'a> VmTrial<'a> {
         }
         // QEMU has loaded the state (or failed to): the snapshot may go.
         drop(snapshot);
+        if let Some(gdb) = &self.gdb {
+            let arch = (self.plan.spec.effective_arch()).or_else(|| target_arch(&self.plan.binary));
+            let vmlinux = self.ctx.config.vmlinux.as_deref();
+            gdb.attend(
+                &self.case.name,
+                &mut machine,
+                (arch, vmlinux),
+                &self.timeline,
+            )
+            .map_err(|e| BodyError::from_error(&e))?;
+        }
         Ok(machine)
     }
 
@@ -424,9 +447,9 @@ impl<'a> VmTrial<'a> {
             // The body launched it (or did not): its last command line.
             self.write_repro(&vm);
         }
-        if matches!(verdict, Verdict::Failed(..)) && vm.is_running() {
+        let failed = matches!(verdict, Verdict::Failed(..));
+        if failed && vm.is_running() {
             evidence.screenshot();
-            evidence.dmesg(&mut vm);
         }
         if let (Verdict::Failed(_, error), Some(socket)) = (verdict, &self.pause_socket) {
             pause::pause(
@@ -436,6 +459,10 @@ impl<'a> VmTrial<'a> {
                 socket,
                 self.dir.path(),
             );
+        }
+        // After a person had the console: they see it as the test left it.
+        if failed && vm.is_running() {
+            evidence.dmesg(&mut vm);
         }
         let started = Instant::now();
         if let Err(e) = vm.teardown() {

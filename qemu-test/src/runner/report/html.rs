@@ -7,7 +7,8 @@
 //! opening five files: the failure message, the screenshot (inline, if
 //! the artifact dir has `screen.png`), the console's last lines, QEMU's
 //! last words, the end of the QMP transcript, the timeline, and links to
-//! every file of the artifact dir. It reads [`Entry`] fields and the files
+//! every file of the artifact dir. It reads [`Entry`] fields (made from
+//! each test's [`Record`]) and the files
 //! of kept artifact dirs, never a VM. Styles and pictures are inside the
 //! page: it can be mailed or attached to a CI run as one file (the links
 //! to the artifacts work next to the artifact root).
@@ -17,7 +18,7 @@
 //! out as `\u{1b}`.
 
 use std::io;
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -26,10 +27,101 @@ use quick_xml::events::{BytesText, Event};
 use quick_xml::Writer;
 use serde_json::Value;
 
+use serde::{Deserialize, Serialize};
+
 use super::junit::xml_text;
-use super::pages::{Entry, Run};
+use crate::runner::outcome::{ConsoleEvidence, Outcome, Record};
 
 type Html = Writer<Vec<u8>>;
+
+/// One test as the pages show it: what its [`Record`] says, in a form a
+/// later process can read back (nextest).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Entry {
+    pub(crate) name: String,
+    /// `passed`, `failed` or `skipped`.
+    pub(crate) result: String,
+    /// The failure's kind (`timeout`, `guest_crash`...).
+    #[serde(default)]
+    pub(crate) kind: Option<String>,
+    /// The skip's reason, or the failure's reason and notes.
+    #[serde(default)]
+    pub(crate) message: Option<String>,
+    /// The console's last lines (a failure whose reason does not end with
+    /// them already).
+    #[serde(default)]
+    pub(crate) console: Option<String>,
+    /// QEMU's last words (a failure).
+    #[serde(default)]
+    pub(crate) qemu_output: Option<String>,
+    /// Which VM: `machine pc, arch x86_64, accel tcg, qemu ...`.
+    #[serde(default)]
+    pub(crate) vm: Option<String>,
+    /// The kept artifact dir.
+    #[serde(default)]
+    pub(crate) artifacts: Option<PathBuf>,
+    pub(crate) duration_ms: f64,
+}
+
+impl Entry {
+    /// The entry of a finished (or skipped) test.
+    pub(crate) fn of(record: &Record) -> Entry {
+        let mut entry = Entry {
+            name: record.name.clone(),
+            result: String::new(),
+            kind: None,
+            message: None,
+            console: None,
+            qemu_output: None,
+            vm: record.vm.as_ref().map(ToString::to_string),
+            artifacts: None,
+            duration_ms: record.duration.as_secs_f64() * 1000.0,
+        };
+        match &record.outcome {
+            Outcome::Passed => entry.result = "passed".into(),
+            Outcome::Skipped(reason) => {
+                entry.result = "skipped".into();
+                entry.message = Some(reason.clone());
+            }
+            Outcome::Failed(failure) => {
+                entry.result = "failed".into();
+                entry.kind = Some(failure.kind.name().into());
+                let mut message = failure.reason.trim_end().to_string();
+                for note in &failure.notes {
+                    message.push_str(&format!("\nnote: {note}"));
+                }
+                entry.message = Some(message);
+                entry.console = match &failure.console {
+                    ConsoleEvidence::Tail(tail) => Some(tail.clone()),
+                    ConsoleEvidence::None | ConsoleEvidence::InReason { .. } => None,
+                };
+                entry.qemu_output = failure.qemu_output.clone();
+                entry.artifacts = failure.artifact_dir().cloned();
+            }
+        }
+        entry
+    }
+
+    /// Whether it failed.
+    pub(crate) fn failed(&self) -> bool {
+        self.result == "failed"
+    }
+}
+
+/// One binary's run: what its page and the index show.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Run {
+    pub(crate) package: String,
+    pub(crate) binary: String,
+    /// When it finished, in Unix seconds.
+    pub(crate) finished: f64,
+    /// Its wall time, in seconds (under nextest: the sum of its tests').
+    pub(crate) seconds: f64,
+    /// Its page's file name, in the report dir.
+    pub(crate) page: String,
+    /// The tests, sorted by name.
+    pub(crate) entries: Vec<Entry>,
+}
 
 /// At most this many QMP messages, the last ones, are shown.
 const QMP_LINES: usize = 200;
@@ -348,7 +440,7 @@ fn files(w: &mut Html, artifacts: &Path, dir: &Path) -> io::Result<()> {
 
 /// The files under `dir` (down to `depth` levels) as paths relative to
 /// `base`, with their sizes.
-fn list_files(base: &Path, dir: &Path, depth: u32, found: &mut Vec<(std::path::PathBuf, u64)>) {
+fn list_files(base: &Path, dir: &Path, depth: u32, found: &mut Vec<(PathBuf, u64)>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -392,8 +484,8 @@ fn href(path: &Path, dir: &Path) -> String {
 }
 
 /// `path` relative to `dir`, when they share a parent (`dir/../x`).
-fn relative(path: &Path, dir: &Path) -> Option<std::path::PathBuf> {
-    let mut up = std::path::PathBuf::new();
+fn relative(path: &Path, dir: &Path) -> Option<PathBuf> {
+    let mut up = PathBuf::new();
     let mut base = dir;
     for _ in 0..2 {
         if let Ok(rest) = path.strip_prefix(base) {
