@@ -85,7 +85,11 @@ fn picture(path: &Path) -> (u32, u32, usize) {
 
 #[test]
 fn a_failing_or_timed_out_test_with_a_display_keeps_its_screen() {
-    let run = run(&["screen::"], &[]);
+    let junit = tempfile::tempdir().unwrap();
+    let run = run(
+        &["screen::"],
+        &[("QEMU_TEST_JUNIT", junit.path().to_str().unwrap())],
+    );
     run.assert_code(101);
     for test in [
         "screen::fails_with_display",
@@ -105,6 +109,24 @@ fn a_failing_or_timed_out_test_with_a_display_keeps_its_screen() {
     assert!(!blind.join("screen.png").exists());
     assert!(!run.stdout.contains("no screenshot"), "{}", run.stdout);
     check_report(&run);
+    // The JUnit case of a failure attaches its files.
+    let xml = junit.path().join("qemu-test-suite.evidence-fixture.xml");
+    let xml = std::fs::read_to_string(&xml).unwrap_or_else(|e| panic!("{}: {e}", xml.display()));
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let case = doc
+        .descendants()
+        .find(|n| n.attribute("name") == Some("screen::fails_with_display"))
+        .expect(&xml);
+    let out = case
+        .children()
+        .find(|n| n.has_tag_name("system-out"))
+        .and_then(|n| n.text())
+        .expect(&xml);
+    let shot = run.dir("screen::fails_with_display").join("screen.png");
+    assert!(
+        out.contains(&format!("[[ATTACHMENT|{}]]", shot.display())),
+        "{out}"
+    );
 }
 
 /// The run's HTML page and the index: every test with its result and

@@ -419,7 +419,10 @@ pub mod runner {
     //! The guest's last 20 console lines and the end of QEMU's own output
     //! are shown unless the reason holds them already, then anything else
     //! that went wrong on the way (the teardown, writing `repro.sh`), then
-    //! where the artifacts are. The JUnit report carries the same message.
+    //! where the artifacts are. The JUnit report carries the same message,
+    //! and its `<system-out>` ends with one `[[ATTACHMENT|path]]` line per
+    //! file of the kept artifact directory, which CI systems (Jenkins'
+    //! JUnit attachments, GitLab) show with the test.
     //!
     //! # Scheduling
     //!

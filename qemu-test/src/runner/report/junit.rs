@@ -17,7 +17,9 @@
 //!   `artifacts` (the kept artifact dir) when there is one;
 //! - a failure as `<failure message="first line" type="kind">` around the
 //!   whole failure message, the console's last lines in `<system-out>` and
-//!   QEMU's own last words in `<system-err>`;
+//!   QEMU's own last words in `<system-err>`; `<system-out>` ends with one
+//!   `[[ATTACHMENT|path]]` line per file of the kept artifact dir (the
+//!   form Jenkins' JUnit attachments and GitLab pick up);
 //! - a skip as `<skipped message="reason"/>`, whether it was known when
 //!   the tests were listed (no QEMU binary) or found while running.
 //!
@@ -160,17 +162,51 @@ fn failed(w: &mut Writer<Vec<u8>>, failure: &Failure) -> io::Result<()> {
         .write_text_content(BytesText::new(&xml_text(&failure.to_string())))?;
     let console = match &failure.console {
         ConsoleEvidence::None => None,
-        ConsoleEvidence::InReason { tail } | ConsoleEvidence::Tail(tail) => Some(tail),
+        ConsoleEvidence::InReason { tail } | ConsoleEvidence::Tail(tail) => Some(tail.clone()),
     };
-    if let Some(tail) = console {
+    let attachments = failure
+        .artifact_dir()
+        .map(|dir| attachments(dir))
+        .filter(|lines| !lines.is_empty());
+    let out = match (console, attachments) {
+        (None, None) => None,
+        (Some(tail), None) => Some(tail),
+        (None, Some(lines)) => Some(lines),
+        (Some(tail), Some(lines)) => Some(format!("{}\n{lines}", tail.trim_end())),
+    };
+    if let Some(out) = out {
         w.create_element("system-out")
-            .write_text_content(BytesText::new(&xml_text(tail)))?;
+            .write_text_content(BytesText::new(&xml_text(&out)))?;
     }
     if let Some(output) = &failure.qemu_output {
         w.create_element("system-err")
             .write_text_content(BytesText::new(&xml_text(output)))?;
     }
     Ok(())
+}
+
+/// `[[ATTACHMENT|path]]` for each file of `dir` (and of its siblings'
+/// subdirs), sorted, one per line.
+fn attachments(dir: &Path) -> String {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            match entry.file_type() {
+                Ok(kind) if kind.is_dir() => dirs.push(entry.path()),
+                Ok(kind) if kind.is_file() => files.push(entry.path()),
+                _ => {}
+            }
+        }
+    }
+    files.sort();
+    files
+        .iter()
+        .map(|f| format!("[[ATTACHMENT|{}]]\n", f.display()))
+        .collect()
 }
 
 /// `1.500`: seconds with milliseconds, as JUnit readers expect.
@@ -309,6 +345,43 @@ mod tests {
         assert_eq!(
             child(cases[2], "skipped").unwrap().attribute("message"),
             Some("qemu-system-x not found")
+        );
+    }
+
+    #[test]
+    fn failures_attach_their_artifacts() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("console.log"), "x").unwrap();
+        std::fs::create_dir(dir.path().join("dest")).unwrap();
+        std::fs::write(dir.path().join("dest/qmp.jsonl"), "x").unwrap();
+        let failure = Failure {
+            artifacts: ArtifactsFate::Kept(dir.path().to_path_buf()),
+            console: ConsoleEvidence::Tail("login:".into()),
+            ..Failure::new(FailureKind::Error, "boom")
+        };
+        let records = [Record {
+            name: "t".into(),
+            outcome: Outcome::Failed(Box::new(failure)),
+            vm: None,
+            duration: Duration::ZERO,
+        }];
+        let suite = Suite {
+            package: "p",
+            binary: "b",
+            records: &records,
+            time: Duration::ZERO,
+        };
+        let xml = String::from_utf8(suite.to_xml().unwrap()).unwrap();
+        let doc = roxmltree::Document::parse(&xml).unwrap();
+        let out = doc
+            .descendants()
+            .find(|n| n.has_tag_name("system-out"))
+            .and_then(|n| n.text())
+            .unwrap();
+        let d = dir.path().display();
+        assert_eq!(
+            out,
+            format!("login:\n[[ATTACHMENT|{d}/console.log]]\n[[ATTACHMENT|{d}/dest/qmp.jsonl]]\n")
         );
     }
 
