@@ -394,7 +394,13 @@ fn a_failure_shows_the_last_console_lines() {
     let suite = qemu_test_suite::JunitSuite::parse(&xml.unwrap());
     let case = suite.case("console::fails_after_boot");
     let out = case.system_out.as_deref().unwrap_or_default();
-    assert!(out.trim_end().ends_with("No bootable device."), "{case:?}");
+    // The console's tail, then the artifacts as CI attachments.
+    let (console, attachments) = out.split_once("[[ATTACHMENT|").expect(out);
+    assert!(
+        console.trim_end().ends_with("No bootable device."),
+        "{case:?}"
+    );
+    assert!(attachments.contains("/console.log]]"), "{case:?}");
     assert!(case.property("artifacts").is_some(), "{case:?}");
     let msg = r.failure("console::fails_after_boot");
     let (_, tail) = msg
