@@ -181,12 +181,7 @@ impl<'a> VmTrial<'a> {
             networks,
             gdb: None,
         };
-        trial.gdb = gdb::Session::wanted(ctx.config, &case.name, trial.dir.path());
-        // A person at a breakpoint makes any deadline meaningless.
-        let timeout = match trial.gdb {
-            Some(_) => Duration::MAX,
-            None => spec.timeout,
-        };
+        let timeout = trial.gdb_or_timeout();
         let deadline = deadline_after(timeout);
         let (machine, siblings) = match trial.build(accel, snapshot.as_ref(), deadline) {
             Ok(built) => built,
@@ -227,6 +222,17 @@ impl<'a> VmTrial<'a> {
         network::stop(&trial.networks);
         trial.problems.extend(evidence.problems());
         trial.collect(verdict, tail)
+    }
+
+    /// Starts the gdb session `QEMU_TEST_GDB` asks for, if any; returns
+    /// the test's timeout: none under gdb (a person at a breakpoint makes
+    /// any deadline meaningless).
+    fn gdb_or_timeout(&mut self) -> Duration {
+        self.gdb = gdb::Session::wanted(self.ctx.config, &self.case.name, self.dir.path());
+        match self.gdb {
+            Some(_) => Duration::MAX,
+            None => self.plan.spec.timeout,
+        }
     }
 
     /// The outcome of a test whose VM did not launch.
