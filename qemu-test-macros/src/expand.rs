@@ -366,6 +366,9 @@ fn spec(config: &Config, variant: &Variant<'_>, krate: &TokenStream) -> TokenStr
             network.to_token_stream(),
         ));
     }
+    for share in config.shares.iter().flat_map(|setting| &setting.value) {
+        calls.extend(call("with_share", share.span(), share.to_token_stream()));
+    }
     if let Some(forward) = &config.forward {
         let ports = forward.value.iter().map(|p| {
             let mut literal = Literal::u16_unsuffixed(p.value as u16);

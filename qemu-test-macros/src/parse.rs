@@ -45,6 +45,7 @@ const KEYS: &[Key] = &[
     key("siblings",      "an integer literal of at least 1, or an array of names", "siblings = [\"server\", \"backup\"]"),
     key("networks",      "an array of network names",                       "networks = [\"lan\"]"),
     key("forward",       "an array of guest TCP ports",                     "forward = [8080]"),
+    key("shares",        "an array of \"HOST_DIR:/GUEST_DIR[:ro]\" strings", "shares = [\"testdata:/mnt/data:ro\"]"),
     key("snapshot",      "a name string (letters, digits, `-`, `_`, `.`)",  "snapshot = \"booted\""),
     key("setup",         "a path to a function `fn(&mut Vm) -> TestResult`", "setup = wait_for_shell"),
     key("requires",      "an array of requirements",                         "requires = [device(\"virtio-9p-pci\"), command(\"ncat\")]"),
@@ -167,6 +168,8 @@ pub(crate) struct Config {
     pub networks: Option<Setting<Vec<LitStr>>>,
     /// `forward = [8080]`: guest TCP ports forwarded from the host.
     pub forward: Option<Setting<Vec<Int>>>,
+    /// `shares = ["host:/guest:ro"]`: host directories in the guest.
+    pub shares: Option<Setting<Vec<LitStr>>>,
     /// `setup = path`: the snapshot's setup function.
     pub setup: Option<Setting<syn::ExprPath>>,
     /// `requires = [device("..."), ...]`: expressions of
@@ -297,6 +300,7 @@ impl Config {
             "siblings" => site.store(&mut self.siblings, ctx.siblings(value)?),
             "networks" => site.store(&mut self.networks, ctx.networks(value)?),
             "forward" => site.store(&mut self.forward, ctx.ports(value)?),
+            "shares" => site.store(&mut self.shares, ctx.shares(value)?),
             "setup" => site.store(&mut self.setup, ctx.path(value)?),
             "requires" => site.store(&mut self.requires, ctx.expr_array(value)?),
             "ignore" => site.store(&mut self.ignore, ctx.flag_or_string(value)?),
@@ -337,6 +341,7 @@ impl Config {
             self.siblings.as_ref().map(Setting::position),
             self.networks.as_ref().map(Setting::position),
             self.forward.as_ref().map(Setting::position),
+            self.shares.as_ref().map(Setting::position),
             self.setup.as_ref().map(Setting::position),
         ]
         .into_iter()
@@ -720,6 +725,32 @@ impl Ctx<'_> {
             }
         }
         Ok(names)
+    }
+
+    /// `shares = ["host:/guest", "host:/guest:ro"]`.
+    fn shares(&self, value: Value) -> syn::Result<Vec<LitStr>> {
+        let shares = self.string_array(value)?;
+        for share in &shares {
+            let text = share.value();
+            let mut parts: Vec<&str> = text.rsplitn(3, ':').collect();
+            parts.reverse();
+            let guest = match parts.as_slice() {
+                [_, guest, "ro" | "rw"] | [_, guest] => *guest,
+                [_, _, guest] => *guest,
+                _ => "",
+            };
+            let safe = |c: char| c.is_ascii_alphanumeric() || "/_-.+@".contains(c);
+            if !guest.starts_with('/') || !guest.chars().all(safe) || parts[0].is_empty() {
+                return Err(syn::Error::new(
+                    share.span(),
+                    format!(
+                        "invalid share {text:?}: expected \"HOST_DIR:/GUEST_DIR\" or \"HOST_DIR:/GUEST_DIR:ro\", \
+                         the guest path absolute (letters, digits, /_-.+@)"
+                    ),
+                ));
+            }
+        }
+        Ok(shares)
     }
 
     /// `forward = [8080, 22]`: distinct TCP ports.

@@ -408,7 +408,11 @@ pub fn command(caches: &Caches, command: &str) -> Result<String, String> {
 }
 
 fn linux_guests() -> Vec<&'static LinuxGuest> {
-    let all: [&'static Guest; 2] = [&guest::LINUX_X86_64, &guest::LINUX_AARCH64];
+    let all: [&'static Guest; 3] = [
+        &guest::LINUX_X86_64,
+        &guest::LINUX_X86_64_GENERIC,
+        &guest::LINUX_AARCH64,
+    ];
     all.into_iter().filter_map(Guest::linux).collect()
 }
 

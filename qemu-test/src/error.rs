@@ -491,6 +491,14 @@ pub enum ShellError {
         /// The raw console text between the command's markers.
         raw: String,
     },
+    /// The guest refused the login ([`Shell::login`](crate::Shell::login)).
+    #[error("the guest refused the login as {user:?} (wrong user or password)\n--- last console lines ---\n{tail}")]
+    Login {
+        /// The user.
+        user: String,
+        /// The last lines the guest printed.
+        tail: String,
+    },
     /// A file copy failed in the guest.
     #[error("copying {what} failed: {reason}")]
     Copy {

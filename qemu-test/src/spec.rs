@@ -251,6 +251,61 @@ pub struct VmSpec {
     /// Guest TCP ports to forward from the host (a port-forward NIC on
     /// each VM); `None`: no port-forward NIC.
     pub forward: Option<Vec<u16>>,
+    /// Host directories shared into every VM of the test.
+    pub shares: Vec<ShareSpec>,
+}
+
+/// A host directory shared into the guest (virtio-9p), mounted by the
+/// Linux guest at `guest`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShareSpec {
+    /// The host directory; a relative path is taken from the directory the
+    /// tests run in (the package's, under cargo).
+    pub host: PathBuf,
+    /// Where the guest mounts it (absolute).
+    pub guest: String,
+    /// Whether the guest may only read it.
+    pub read_only: bool,
+}
+
+impl ShareSpec {
+    /// `"host:/guest"` or `"host:/guest:ro"` (`:rw`, the default, also
+    /// works), as `shares = [...]` takes it.
+    ///
+    /// ```
+    /// use qemu_test::spec::ShareSpec;
+    ///
+    /// let share = ShareSpec::parse("testdata:/mnt/data:ro").unwrap();
+    /// assert_eq!((share.guest.as_str(), share.read_only), ("/mnt/data", true));
+    /// assert!(ShareSpec::parse("testdata").is_err());
+    /// ```
+    pub fn parse(text: &str) -> Result<ShareSpec, String> {
+        let mut parts = text.rsplitn(3, ':').collect::<Vec<_>>();
+        parts.reverse();
+        let (host, guest, read_only) = match parts.as_slice() {
+            [host, guest, "ro"] => (*host, *guest, true),
+            [host, guest, "rw"] => (*host, *guest, false),
+            [a, b, c] if c.starts_with('/') => (&text[..a.len() + 1 + b.len()], *c, false),
+            [host, guest] => (*host, *guest, false),
+            _ => {
+                return Err(format!(
+                    "{text:?}: expected \"HOST_DIR:/GUEST_DIR\" or \"HOST_DIR:/GUEST_DIR:ro\""
+                ))
+            }
+        };
+        let safe = |c: char| c.is_ascii_alphanumeric() || "/_-.+@".contains(c);
+        if host.is_empty() || !guest.starts_with('/') || !guest.chars().all(safe) {
+            return Err(format!(
+                "{text:?}: expected \"HOST_DIR:/GUEST_DIR\" with an absolute guest path of letters, digits and /_-.+@"
+            ));
+        }
+        Ok(ShareSpec {
+            host: host.into(),
+            guest: guest.into(),
+            read_only,
+        })
+    }
 }
 
 impl Default for VmSpec {
@@ -278,6 +333,7 @@ impl Default for VmSpec {
             sibling_names: Vec::new(),
             networks: Vec::new(),
             forward: None,
+            shares: Vec::new(),
         }
     }
 }
@@ -427,6 +483,18 @@ impl VmSpec {
         self
     }
 
+    /// Shares a host directory into every VM of the test: `"host:/guest"`
+    /// or `"host:/guest:ro"` (see [`ShareSpec::parse`]); a guest of the
+    /// crate with 9p ([`LINUX_X86_64_GENERIC`](crate::guest::LINUX_X86_64_GENERIC))
+    /// mounts it there. A malformed value is ignored here (the attribute
+    /// checks it at compile time); use [`ShareSpec::parse`] to see why.
+    pub fn with_share(mut self, share: &str) -> Self {
+        if let Ok(share) = ShareSpec::parse(share) {
+            self.shares.push(share);
+        }
+        self
+    }
+
     /// The names of the test's VMs on its networks: `main`, then the named
     /// siblings.
     pub fn members(&self) -> Vec<String> {
@@ -436,9 +504,17 @@ impl VmSpec {
     }
 
     /// How many devices each VM hot-plugs after a snapshot restore: one
-    /// NIC per network, the port-forward NIC.
+    /// NIC per network, the port-forward NIC, a 9p device per share and
+    /// one for the program dir of a guest with 9p.
     pub fn hotplug_devices(&self) -> u32 {
-        self.networks.len() as u32 + u32::from(self.forward.is_some())
+        let programs = self
+            .builtin_guest()
+            .and_then(|g| g.linux())
+            .is_some_and(|l| l.has_9p());
+        self.networks.len() as u32
+            + u32::from(self.forward.is_some())
+            + self.shares.len() as u32
+            + u32::from(programs)
     }
 
     /// The guest built into the crate, if the kernel is one.

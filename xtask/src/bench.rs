@@ -11,6 +11,7 @@
 //! | P5 | console `flood` of 10 MB through [`Machine`]'s console: bytes lost (judged) and time (ratio, not judged) | the same guest and flood, QEMU's serial port on stdio into a plain file (no reader) |
 //! | P6 | RSS of the test process per running echo-guest [`Machine`] (console drained, QMP connected), QEMU's own not counted | — (QEMU's RSS shown for scale) |
 //! | P7 | cold build (`cargo test --no-run`, empty target dir, offline, dev profile) of a one-test crate depending on `qemu-test` | the same for a crate with one `libtest-mimic` test using `serde_json` |
+//! | P8 | three Linux VMs on one private network, start → every pair pings, cold and from a booted snapshot; 50 MB into the guest through a 9p share | one VM reaching its first command, cold and restored, in the same run; the serial console (`copy_to_guest`) |
 //! | C1, C2 | Linux guest: `copy_to_guest` / `copy_from_guest` of 10 and 50 MB through the agent on the data channel (judged: ≥ 10× the console Shell's rate) | the same virtio-serial device driven by hand (`dd` on a second port of a QEMU started by hand) |
 //! | C3 | `succeed("true")` through the agent (judged against the console Shell) | a byte echoed over that port by `cat` |
 //! | C4 | 10 MB of stdout through the agent (`succeed("cat …")`; judged: ≥ 10× the console Shell's rate) | `dd` of 10 MB to that port |
@@ -49,6 +50,7 @@ mod host;
 mod instructions;
 mod launch;
 mod memory;
+mod net;
 pub mod probe;
 mod rawqmp;
 mod roundtrip;
@@ -104,7 +106,7 @@ pub struct Options {
 }
 
 /// The benchmarks' ids, in table order (`C` is the data channel's C1–C4).
-pub const IDS: [&str; 8] = ["P1", "P2", "P3", "P4", "P5", "P6", "P7", "C"];
+pub const IDS: [&str; 9] = ["P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "C"];
 
 impl Options {
     /// Whether benchmark `id` is to run.
@@ -231,7 +233,7 @@ pub fn bench(opts: Options) -> Result<(), String> {
 
     type Bench<'a> = Box<dyn Fn() -> Result<(Vec<Row>, String), String> + 'a>;
     let one = |(row, detail): (Row, String)| (vec![row], detail);
-    let benches: [(&str, String, Bench); 8] = [
+    let benches: [(&str, String, Bench); 9] = [
         (
             "P1",
             format!(
@@ -272,6 +274,14 @@ pub fn bench(opts: Options) -> Result<(), String> {
             "P7",
             format!("{} cold builds per side", opts.build_runs),
             Box::new(|| build_cost::p7(&opts).map(one)),
+        ),
+        (
+            "P8",
+            format!(
+                "three VMs on a network vs one, {} runs per side, cold and restored; a share vs the console",
+                opts.snapshot_runs
+            ),
+            Box::new(|| net::p8(&opts)),
         ),
         (
             "C",

@@ -36,7 +36,7 @@ pub use embedded::{ECHO_SHELL_AARCH64, SERIAL_PORTS_X86_64};
 pub(crate) use linux::{current_key, own_digest, target_dir, Store as LinuxStore};
 pub use linux::{
     guests_dir, linux_aarch64, linux_x86_64, BuildOutcome, LinuxBuild, LinuxBuilder, LinuxFiles,
-    LinuxGuest, LinuxSource, LINUX_AARCH64, LINUX_READY, LINUX_X86_64,
+    LinuxGuest, LinuxSource, LINUX_AARCH64, LINUX_READY, LINUX_X86_64, LINUX_X86_64_GENERIC,
 };
 
 /// How QEMU loads a guest image.

@@ -175,7 +175,7 @@ impl Maker<'_> {
             test: self.case.name.clone(),
             cwd: self.ctx.cwd.clone(),
             timeline: Default::default(),
-            networks: Default::default(),
+            devices: Default::default(),
         };
         let vm = Vm::new(
             machine,
@@ -183,7 +183,7 @@ impl Maker<'_> {
             format!("snapshot {}", self.name),
             Siblings::new(template, 0),
             Default::default(),
-            (Default::default(), false),
+            Default::default(),
         );
         let thread = format!("{}/snapshot-{}", self.case.name, self.name);
         let (vm, end) = match self.readiness {

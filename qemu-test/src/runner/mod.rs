@@ -21,6 +21,7 @@
 //! | `scheduler` | the host budget (vCPUs, memory), shared across processes with slot files |
 //! | `artifacts` | artifact dirs, `cmdline.txt`, `repro.sh` |
 //! | `launch` | a test's machine: its arguments and logs |
+//! | `share` | a test's host shares and host programs: attached, mounted, installed |
 //! | `network` | a test's networks and port forwards: made, attached, the guest side set up |
 //! | `trial` | one test: admit, launch, body, judge, tear down, collect |
 //! | `watchdog` | a body on its own thread under the test's deadline |
@@ -71,6 +72,7 @@ mod report;
 mod requirements;
 mod resolve;
 mod scheduler;
+mod share;
 mod sibling;
 mod state;
 mod terminal;

@@ -23,6 +23,43 @@ const NIC_TIMEOUT: Duration = Duration::from_secs(20);
 /// The networks of one test, shared by its VMs and the runner.
 pub(crate) type Networks = Arc<Vec<Network>>;
 
+/// What a test's VMs get besides their spec's arguments: the networks,
+/// the program dir, whether the runner sets up the guest side.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Devices {
+    pub(crate) networks: Networks,
+    pub(crate) programs: Option<std::path::PathBuf>,
+    pub(crate) configures_guest: bool,
+}
+
+impl Devices {
+    /// Gives `machine`, member `member`, its NICs and shares.
+    pub(crate) fn attach(
+        &self,
+        machine: &mut Machine,
+        spec: &VmSpec,
+        member: &str,
+        cwd: &Path,
+    ) -> Result<(), NetError> {
+        attach(machine, spec, &self.networks, member)?;
+        super::share::attach(machine, spec, self.programs.as_deref(), cwd)
+    }
+
+    /// Sets up member `member`'s guest side: networks, then mounts.
+    pub(crate) fn configure(
+        &self,
+        shell: &Shell,
+        spec: &VmSpec,
+        member: &str,
+    ) -> Result<(), BoxError> {
+        if !self.configures_guest {
+            return Ok(());
+        }
+        configure(shell, spec, &self.networks, member)?;
+        super::share::mount(shell, spec, self.programs.is_some())
+    }
+}
+
 /// Makes the networks `spec` declares, for its members, with their
 /// captures in `artifacts` (`net-<name>.pcap`).
 pub(crate) fn create(spec: &VmSpec, artifacts: &Path) -> Result<Networks, NetError> {
@@ -73,7 +110,11 @@ fn forward_mac(spec: &VmSpec, member: &str) -> net::Mac {
 /// whose shell answers on the console.
 pub(crate) fn configures_guest(spec: &VmSpec) -> bool {
     let linux = spec.builtin_guest().and_then(|g| g.ready) == Some(LINUX_READY);
-    linux && spec.console.is_some() && (!spec.networks.is_empty() || spec.forward.is_some())
+    let anything = !spec.networks.is_empty()
+        || spec.forward.is_some()
+        || !spec.shares.is_empty()
+        || super::share::guest_has_9p(spec);
+    linux && spec.console.is_some() && anything
 }
 
 /// Sets up member `member`'s guest side through `shell`: each NIC found by

@@ -19,7 +19,7 @@ use crate::error::{BoxError, SiblingError};
 use crate::machine::{KillSwitch, Machine};
 use crate::runner::artifacts;
 use crate::runner::launch::build_machine;
-use crate::runner::network::{self, Networks};
+use crate::runner::network::{self, Devices};
 use crate::runner::resolve::Plan;
 use crate::shell::Shell;
 use crate::timeline::Timeline;
@@ -39,8 +39,9 @@ pub struct Sibling {
     /// The test's name, for `repro.sh`.
     test: String,
     cwd: PathBuf,
-    /// Whether the runner set up its guest's networks (a Linux guest).
-    configures_guest: bool,
+    /// The test's networks and program dir; whether the runner set up
+    /// the guest side.
+    devices: Devices,
 }
 
 impl Sibling {
@@ -67,7 +68,17 @@ impl Sibling {
     }
 
     fn console_shell(&self) -> Option<Shell> {
-        self.configures_guest.then(|| self.shell())
+        self.devices.configures_guest.then(|| self.shell())
+    }
+
+    /// Makes the host program `program` runnable in its guest, like
+    /// [`Vm::install`](crate::Vm::install).
+    pub fn install(&self, program: impl AsRef<Path>) -> Result<String, BoxError> {
+        super::share::install(
+            &self.shell(),
+            self.devices.programs.as_deref(),
+            program.as_ref(),
+        )
     }
 }
 
@@ -117,8 +128,8 @@ pub(crate) struct Siblings {
     made: Mutex<Vec<String>>,
     /// Every sibling's kill switch, for the watchdog.
     kills: Arc<Mutex<Vec<KillSwitch>>>,
-    /// The test's networks, which named siblings join.
-    networks: Networks,
+    /// The test's networks, which named siblings join, and program dir.
+    devices: Devices,
     /// Named siblings the runner launched, until the body takes them.
     launched: Mutex<HashMap<String, Sibling>>,
 }
@@ -133,8 +144,8 @@ pub(crate) struct SiblingTemplate {
     pub(crate) cwd: PathBuf,
     /// The test's timeline: each sibling records its steps there.
     pub(crate) timeline: Timeline,
-    /// The test's networks.
-    pub(crate) networks: Networks,
+    /// The test's networks and program dir.
+    pub(crate) devices: Devices,
 }
 
 impl Siblings {
@@ -148,7 +159,7 @@ impl Siblings {
             test,
             cwd,
             timeline,
-            networks,
+            devices,
         } = template;
         Siblings {
             plan,
@@ -161,7 +172,7 @@ impl Siblings {
             declared,
             made: Mutex::new(Vec::new()),
             kills: Arc::default(),
-            networks,
+            devices,
             launched: Mutex::new(HashMap::new()),
         }
     }
@@ -244,12 +255,12 @@ impl Siblings {
         let mut machine = build_machine(&self.plan, self.args.clone(), &dir);
         let spec = &self.plan.spec;
         if spec.sibling_names.iter().any(|n| n == name) {
-            network::attach(&mut machine, spec, &self.networks, name).map_err(|source| {
-                SiblingError::Net {
+            self.devices
+                .attach(&mut machine, spec, name, &self.cwd)
+                .map_err(|source| SiblingError::Net {
                     name: name.into(),
                     source,
-                }
-            })?;
+                })?;
         }
         machine.set_deadline(Some(self.deadline));
         machine.set_timeline(self.timeline.for_vm(name));
@@ -264,7 +275,7 @@ impl Siblings {
             dir,
             test: self.test.clone(),
             cwd: self.cwd.clone(),
-            configures_guest: network::configures_guest(spec),
+            devices: self.devices.clone(),
         })
     }
 }

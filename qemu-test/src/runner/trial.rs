@@ -19,7 +19,7 @@ use crate::runner::case::{Context, TestCase};
 use crate::runner::env::OnFailure;
 use crate::runner::evidence::Evidence;
 use crate::runner::launch::{build_machine, vm_args};
-use crate::runner::network::{self, Networks};
+use crate::runner::network::{self, Devices};
 use crate::runner::outcome::Unrunnable;
 use crate::runner::outcome::{
     ArtifactsFate, BodyError, BodyResult, ConsoleEvidence, Failure, FailureKind, Outcome, Record,
@@ -135,8 +135,8 @@ struct VmTrial<'a> {
     pause_socket: Option<PathBuf>,
     /// The test's steps, for `timeline.jsonl`.
     timeline: Timeline,
-    /// The test's networks, stopped after its VMs.
-    networks: Networks,
+    /// The test's networks (stopped after its VMs) and program dir.
+    devices: Devices,
     /// `QEMU_TEST_GDB` asks to debug this test.
     gdb: Option<gdb::Session>,
 }
@@ -165,7 +165,7 @@ impl<'a> VmTrial<'a> {
         let _slots = scheduler(ctx.config.jobs).acquire(need);
         timeline.step("queue", started, serde_json::Map::new);
         *admitted = Instant::now();
-        let (dir, networks) = match dir_and_networks(case, ctx) {
+        let (dir, devices) = match dir_and_devices(case, ctx) {
             Ok(made) => made,
             Err(outcome) => return outcome,
         };
@@ -178,7 +178,7 @@ impl<'a> VmTrial<'a> {
             problems: Vec::new(),
             pause_socket: None,
             timeline,
-            networks,
+            devices,
             gdb: None,
         };
         let timeout = trial.gdb_or_timeout();
@@ -219,7 +219,7 @@ impl<'a> VmTrial<'a> {
             trial.tear_down(vm, &verdict, &evidence);
         }
         // After the VMs: the captures are complete.
-        network::stop(&trial.networks);
+        network::stop(&trial.devices.networks);
         trial.problems.extend(evidence.problems());
         trial.collect(verdict, tail)
     }
@@ -237,7 +237,7 @@ impl<'a> VmTrial<'a> {
 
     /// The outcome of a test whose VM did not launch.
     fn launch_failed(self, error: BodyError) -> Outcome {
-        network::stop(&self.networks);
+        network::stop(&self.devices.networks);
         let verdict = Verdict::Failed(FailureKind::Launch, error);
         let verdict = expected(verdict, self.case.def.should_fail);
         self.collect(verdict, None)
@@ -261,7 +261,7 @@ impl<'a> VmTrial<'a> {
             test: self.case.name.clone(),
             cwd: self.ctx.cwd.clone(),
             timeline: self.timeline.clone(),
-            networks: self.networks.clone(),
+            devices: self.devices.clone(),
         };
         let siblings = Siblings::new(template, self.plan.spec.siblings);
         if let Some(gdb) = &self.gdb {
@@ -274,13 +274,14 @@ impl<'a> VmTrial<'a> {
             self.pause_socket = Some(socket);
         }
         let mut machine = build_machine(self.plan, args, self.dir.path());
-        network::attach(
-            &mut machine,
-            &self.plan.spec,
-            &self.networks,
-            crate::spec::MAIN,
-        )
-        .map_err(|e| BodyError::new(format!("cannot put the VM on the test's networks: {e}")))?;
+        self.devices
+            .attach(
+                &mut machine,
+                &self.plan.spec,
+                crate::spec::MAIN,
+                &self.ctx.cwd,
+            )
+            .map_err(|e| BodyError::new(format!("cannot give the VM its NICs and shares: {e}")))?;
         machine.set_timeline(self.timeline.clone());
         if let Some(snapshot) = snapshot {
             machine.restore_snapshot(snapshot.snapshot.state());
@@ -344,16 +345,19 @@ impl<'a> VmTrial<'a> {
         siblings: &Siblings,
     ) -> Result<Machine, BodyError> {
         let spec = &self.plan.spec;
-        if !network::configures_guest(spec) {
+        if !self.devices.configures_guest {
             return Ok(machine);
         }
         let started = Instant::now();
         let shell = crate::shell::Shell::new(machine.console());
-        let configured = network::configure(&shell, spec, &self.networks, crate::spec::MAIN)
+        let configured = self
+            .devices
+            .configure(&shell, spec, crate::spec::MAIN)
             .and_then(|()| {
                 siblings.each_launched(|sibling| {
                     let name = sibling.name().to_string();
-                    network::configure(&sibling.shell(), spec, &self.networks, &name)
+                    self.devices
+                        .configure(&sibling.shell(), spec, &name)
                         .map_err(|e| format!("sibling {name:?}: {e}").into())
                 })
             });
@@ -427,10 +431,7 @@ impl<'a> VmTrial<'a> {
             self.case.name.clone(),
             siblings,
             watchdog.crash_expected(),
-            (
-                self.networks.clone(),
-                network::configures_guest(&self.plan.spec),
-            ),
+            self.devices.clone(),
         );
         let started = Instant::now();
         let (vm, end) = watchdog.run(vm, body, kill)?;
@@ -549,17 +550,29 @@ impl VmTrial<'_> {
     }
 }
 
-/// The test's artifact dir and its networks (capturing into it).
-fn dir_and_networks(case: &TestCase, ctx: &Context) -> Result<(ArtifactDir, Networks), Outcome> {
+/// The test's artifact dir, its networks (capturing into it) and its
+/// program dir (in it).
+fn dir_and_devices(case: &TestCase, ctx: &Context) -> Result<(ArtifactDir, Devices), Outcome> {
     let dir = ArtifactDir::prepare(&ctx.binary_dir(), &case.name).map_err(|e| {
         let reason = format!("cannot create the artifact dir: {e}");
         failed(Failure::new(FailureKind::Runner, reason))
     })?;
-    match network::create(&case.spec, dir.path()) {
-        Ok(networks) => Ok((dir, networks)),
-        Err(e) => {
+    let spec = &case.spec;
+    let devices = network::create(spec, dir.path())
+        .map_err(|e| format!("cannot set up the test's networks: {e}"))
+        .and_then(|networks| {
+            let programs = crate::runner::share::program_dir(spec, dir.path())
+                .map_err(|e| format!("cannot make the test's program dir: {e}"))?;
+            Ok(Devices {
+                networks,
+                programs,
+                configures_guest: network::configures_guest(spec),
+            })
+        });
+    match devices {
+        Ok(devices) => Ok((dir, devices)),
+        Err(reason) => {
             dir.finish(ctx.config.keep.keeps(false));
-            let reason = format!("cannot set up the test's networks: {e}");
             Err(failed(Failure::new(FailureKind::Launch, reason)))
         }
     }

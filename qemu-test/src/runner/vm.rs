@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::error::{BoxError, NetError, Result};
 use crate::machine::Machine;
 use crate::net::Network;
-use crate::runner::network::{self, Networks};
+use crate::runner::network::{self, Devices};
 use crate::runner::sibling::{Sibling, Siblings};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -51,9 +51,8 @@ pub struct Vm {
     siblings: Siblings,
     /// Set when the body expects its guest to crash.
     crash_expected: Arc<AtomicBool>,
-    networks: Networks,
-    /// Whether the runner set up the guest side of its networks.
-    configures_guest: bool,
+    /// The test's networks and program dir.
+    devices: Devices,
 }
 
 impl Vm {
@@ -63,7 +62,7 @@ impl Vm {
         test_name: String,
         siblings: Siblings,
         crash_expected: Arc<AtomicBool>,
-        (networks, configures_guest): (Networks, bool),
+        devices: Devices,
     ) -> Vm {
         Vm {
             machine,
@@ -71,8 +70,7 @@ impl Vm {
             test_name,
             siblings,
             crash_expected,
-            networks,
-            configures_guest,
+            devices,
         }
     }
 
@@ -89,18 +87,43 @@ impl Vm {
     /// # Ok(()) }
     /// ```
     pub fn network(&self, name: &str) -> std::result::Result<&Network, NetError> {
-        self.networks
+        let networks = &self.devices.networks;
+        networks
             .iter()
             .find(|n| n.name() == name)
             .ok_or_else(|| NetError::Undeclared {
                 name: name.into(),
-                declared: self.networks.iter().map(|n| n.name().to_string()).collect(),
+                declared: networks.iter().map(|n| n.name().to_string()).collect(),
             })
     }
 
     /// Every network of the test, in declaration order.
     pub fn networks(&self) -> &[Network] {
-        &self.networks
+        &self.devices.networks
+    }
+
+    /// Makes the host program `program` (say, one your crate's build made)
+    /// runnable in the guest, with the shared libraries it needs; returns
+    /// its path in the guest, to run like any command there. On a guest
+    /// with 9p ([`LINUX_X86_64_GENERIC`](crate::guest::LINUX_X86_64_GENERIC))
+    /// it goes through the test's program dir (`<artifacts>/host/`, shared
+    /// read-only and mounted at `/run/qemu-test/host`): a few milliseconds
+    /// whatever its size. Elsewhere it is copied over the console, at
+    /// about 60 KiB/s. The guest's glibc must be able to run it: the Linux
+    /// guests take the host's own libraries along (found with `ldd`).
+    ///
+    /// ```no_run
+    /// # fn demo(vm: &qemu_test::Vm) -> qemu_test::TestResult {
+    /// let tool = vm.install("target/debug/my-tool")?;
+    /// vm.shell().succeed(&format!("{tool} --version"))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn install(&self, program: impl AsRef<Path>) -> std::result::Result<String, BoxError> {
+        super::share::install(
+            &self.shell(),
+            self.devices.programs.as_deref(),
+            program.as_ref(),
+        )
     }
 
     /// Takes the VM's NIC on `network` down (`false`: the guest loses its
@@ -120,7 +143,7 @@ impl Vm {
     /// # Ok(()) }
     /// ```
     pub fn set_link(&mut self, network: &str, up: bool) -> std::result::Result<(), BoxError> {
-        let shell = self.configures_guest.then(|| self.shell());
+        let shell = self.devices.configures_guest.then(|| self.shell());
         network::set_link(&mut self.machine, shell, network, up)
     }
 

@@ -132,6 +132,7 @@ mod agent;
 mod console;
 mod copy;
 mod frame;
+mod login;
 mod over_agent;
 mod parse;
 mod script;

@@ -139,8 +139,9 @@ pub(crate) fn check_busybox(target: &Target, busybox: &[u8]) -> Result<(), Strin
 
 /// The uncompressed kernel (`vmlinux`, an ELF) inside an x86 bzImage, if
 /// QEMU can boot it directly: the payload (boot protocol 2.08+
-/// `payload_offset`/`payload_length`) is LZ4 (legacy frame, what Debian
-/// uses) or gzip, and the ELF carries the PVH entry note.
+/// `payload_offset`/`payload_length`) is LZ4 (legacy frame, what Debian's
+/// cloud kernel uses), xz (its generic kernel) or gzip, and the ELF carries
+/// the PVH entry note.
 fn pvh_vmlinux(bz: &[u8]) -> Result<Vec<u8>, String> {
     if bz.get(0x202..0x206) != Some(b"HdrS") {
         return Err("not a bzImage (no HdrS header)".into());
@@ -161,6 +162,8 @@ fn pvh_vmlinux(bz: &[u8]) -> Result<Vec<u8>, String> {
         .ok_or("the bzImage payload lies outside the file")?;
     let elf = if payload.starts_with(&LZ4_LEGACY_MAGIC.to_le_bytes()) {
         lz4_legacy_decompress(payload)?
+    } else if payload.starts_with(XZ_MAGIC) {
+        xz_decompress(payload)?
     } else if payload.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(payload)
@@ -180,6 +183,40 @@ fn pvh_vmlinux(bz: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 const LZ4_LEGACY_MAGIC: u32 = 0x184c_2102;
+const XZ_MAGIC: &[u8] = b"\xfd7zXZ\x00";
+
+/// Decompresses an xz stream with the `xz` program (xz-utils): the
+/// kernel's streams use the x86 BCJ filter, which liblzma has and pure
+/// Rust LZMA decoders lack. Run as a program, not through a shell.
+fn xz_decompress(data: &[u8]) -> Result<Vec<u8>, String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("xz")
+        .args(["--decompress", "--stdout", "--single-stream"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            format!("cannot run `xz` to unpack the kernel's xz payload ({e}): install xz-utils")
+        })?;
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let input = data.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("running xz: {e}"))?;
+    // xz stops reading at the end of the stream: padding after it may
+    // meet a closed pipe.
+    let _ = writer.join();
+    if !out.status.success() {
+        return Err(format!(
+            "xz could not unpack the kernel payload: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(out.stdout)
+}
 
 /// Decompresses an LZ4 "legacy frame" (`lz4 -l`): the magic, then blocks
 /// of a little-endian `u32` compressed size and up to 8 MiB of data each.
