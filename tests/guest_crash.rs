@@ -41,12 +41,16 @@ fn an_unexpected_kernel_panic_fails_the_test_at_once() {
         assert!(stdout.contains(part), "missing {part:?} in:\n{stdout}");
     }
     assert!(!stdout.contains("timed out"), "{stdout}");
+    let dir = artifacts
+        .path()
+        .join("qemu-test-suite/crash-fixture/unexpected_panic");
+    // The guest's pvpanic driver told QEMU, which paused the VM.
+    let qmp = std::fs::read_to_string(dir.join("qmp.jsonl")).unwrap();
+    assert!(qmp.contains("GUEST_PANICKED"), "{qmp}");
     // The deadline is 300 s: the failure came from the crash watch.
     assert!(took < Duration::from_secs(120), "{took:?}\n{stdout}");
     // The VM has a display: its picture was taken before the kill.
-    let shot = artifacts
-        .path()
-        .join("qemu-test-suite/crash-fixture/unexpected_panic/screen.png");
+    let shot = dir.join("screen.png");
     let png = std::fs::read(&shot).unwrap_or_else(|e| panic!("{}: {e}\n{stdout}", shot.display()));
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"));
 }

@@ -12,6 +12,9 @@ use super::Machine;
 use crate::console::Crash;
 use crate::error::{Error, EventError, Result};
 
+/// How long a crash QEMU reported waits for the console's panic line.
+const CONSOLE_LAG: Duration = Duration::from_secs(1);
+
 /// A sign that the guest crashed.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -79,7 +82,7 @@ impl Machine {
             let step = Duration::from_millis(50);
             if self.qmp_client().is_ok() {
                 match self.event_wait("GUEST_PANICKED", step, None) {
-                    Ok(event) => return Ok(GuestCrash::Panicked(event)),
+                    Ok(event) => return Ok(self.console_crash_after(event, deadline)),
                     Err(Error::Event(EventError::Timeout { .. })) => {}
                     Err(e) => return Err(e),
                 }
@@ -89,6 +92,23 @@ impl Machine {
             if Instant::now() >= deadline {
                 return Err(Error::NoCrash { timeout });
             }
+        }
+    }
+
+    /// The console's account of a crash QEMU reported: the kernel prints
+    /// its panic line before it tells pvpanic, but the line may still be
+    /// on its way to the console's reader. Waits up to [`CONSOLE_LAG`]
+    /// (within `deadline`) for it; QEMU's event when it does not come.
+    fn console_crash_after(&self, event: Value, deadline: Instant) -> GuestCrash {
+        let until = deadline.min(Instant::now() + CONSOLE_LAG);
+        loop {
+            if let Some(crash) = self.console().crash() {
+                return GuestCrash::Console(crash);
+            }
+            if Instant::now() >= until {
+                return GuestCrash::Panicked(event);
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 

@@ -169,15 +169,20 @@ impl<T: Send + 'static> Watchdog<T> {
 
     /// The guest crashed: let the console show the call trace (even if the
     /// body returns meanwhile), kill, then give the body [`GRACE`].
-    fn after_crash(self, crash: GuestCrash, kill: impl FnOnce()) -> (Option<T>, BodyEnd) {
+    fn after_crash(self, mut crash: GuestCrash, kill: impl FnOnce()) -> (Option<T>, BodyEnd) {
         let settled = Instant::now() + SETTLE;
         let mut done = None;
         loop {
             let left = settled.saturating_duration_since(Instant::now());
             match self.rx.recv_timeout(left) {
                 Ok(Event::Done(value, result)) => done = Some((value, result)),
-                // A second sign of the same crash (pvpanic after the console).
-                Ok(Event::Crash(_)) => {}
+                // A second sign of the same crash: the console's line says
+                // more than pvpanic's event, whichever came first.
+                Ok(Event::Crash(second)) => {
+                    if matches!(crash, GuestCrash::Panicked(_)) {
+                        crash = second;
+                    }
+                }
                 Err(_) => break,
             }
         }

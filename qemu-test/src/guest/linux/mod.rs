@@ -88,7 +88,8 @@ pub(crate) const MANIFEST: &str = "manifest.json";
 ///   the firmware, no in-guest decompression (0.7 s of CPU time).
 /// - `-nodefaults`: no default NIC (the guest has no driver for it) and so
 ///   no iPXE option ROM for the firmware to run, no default CD-ROM (0.1 s).
-/// - `quiet`: kernel messages below errors stay off the console.
+/// - `loglevel=5`: kernel warnings and worse reach the console (and so
+///   the test's console log); notices and info messages stay off it.
 /// - `cryptomgr.notests`: no crypto self-tests (0.5 s).
 /// - `noreplace-smp`: with one vCPU the kernel would otherwise patch every
 ///   `lock` prefix out of its text, one page-table switch each (0.4 s).
@@ -154,7 +155,7 @@ pub static LINUX_X86_64: Guest = Guest {
     load: Load::Linux(LinuxGuest {
         name: "linux-x86_64",
         target: &target::X86_64,
-        append: "console=ttyS0,115200 quiet cryptomgr.notests noreplace-smp \
+        append: "console=ttyS0,115200 loglevel=5 cryptomgr.notests noreplace-smp \
                  no_timer_check noapictimer \
                  initcall_blacklist=ftrace_check_for_weak_functions,trace_eval_init",
         args: &["-nodefaults"],
@@ -177,7 +178,7 @@ pub static LINUX_X86_64: Guest = Guest {
 /// # Command line
 ///
 /// `-M virt -cpu max,pauth=off,sve=off -kernel kernel -initrd initrd.gz
-/// -append "console=ttyAMA0 quiet cryptomgr.notests
+/// -append "console=ttyAMA0 loglevel=5 cryptomgr.notests
 /// initcall_blacklist=ftrace_check_for_weak_functions,trace_eval_init"
 /// -nodefaults` (see [`LINUX_X86_64`] for what the kernel options do).
 ///
@@ -221,7 +222,7 @@ pub static LINUX_AARCH64: Guest = Guest {
     load: Load::Linux(LinuxGuest {
         name: "linux-aarch64",
         target: &target::AARCH64,
-        append: "console=ttyAMA0 quiet cryptomgr.notests \
+        append: "console=ttyAMA0 loglevel=5 cryptomgr.notests \
                  initcall_blacklist=ftrace_check_for_weak_functions,trace_eval_init",
         args: &["-nodefaults"],
     }),
@@ -266,7 +267,7 @@ pub static LINUX_X86_64_GENERIC: Guest = Guest {
     load: Load::Linux(LinuxGuest {
         name: "linux-x86_64-generic",
         target: &target::X86_64_GENERIC,
-        append: "console=ttyS0,115200 quiet cryptomgr.notests noreplace-smp \
+        append: "console=ttyS0,115200 loglevel=5 cryptomgr.notests noreplace-smp \
                  no_timer_check noapictimer \
                  initcall_blacklist=ftrace_check_for_weak_functions,trace_eval_init",
         args: &["-nodefaults"],

@@ -41,7 +41,9 @@ pub(crate) enum KernelImage {
 /// `virtio_pci` + `virtio_blk` (block devices, including hot-plugged ones),
 /// `button` + `evdev` (the ACPI power button, read by busybox `acpid`),
 /// `virtio_net` (NICs: the test networks, port forwards), `virtio_console`
-/// (the data channel's virtio-serial port, which the agent serves).
+/// (the data channel's virtio-serial port, which the agent serves),
+/// `pvpanic_pci` (tells QEMU of a kernel panic: the runner's
+/// `pvpanic-pci` device and its `GUEST_PANICKED` event).
 const MODULES_X86_64: &[&str] = &[
     "virtio_pci",
     "virtio_blk",
@@ -49,6 +51,7 @@ const MODULES_X86_64: &[&str] = &[
     "evdev",
     "virtio_net",
     "virtio_console",
+    "pvpanic_pci",
 ];
 
 /// Kernel modules the aarch64 guest loads at boot: block devices,
@@ -86,6 +89,7 @@ const MODULES_X86_64_GENERIC: &[&str] = &[
     "evdev",
     "virtio_net",
     "virtio_console",
+    "pvpanic_pci",
     "9p",
     "9pnet_virtio",
 ];
