@@ -6,13 +6,17 @@
 //! | [`LinuxGuest`](CacheKind::LinuxGuest) | `<cache>/linux-<arch>/<key>/` | a build of a Linux guest |
 //! | [`Packages`](CacheKind::Packages) | `<cache>/linux-<arch>/debs/` | a downloaded Debian package, kept for rebuilds |
 //! | [`PackageLists`](CacheKind::PackageLists) | `<cache>/linux-<arch>/apt/` | the private package lists |
+//! | [`Asset`](CacheKind::Asset) | `<cache>/assets/<sha256>/` | a declared asset ([`Asset`](crate::guest::Asset)), verified and decompressed |
+//! | [`Download`](CacheKind::Download) | `<cache>/assets/<sha256>.part` | an interrupted download of an asset, resumed by its next fetch |
 //! | [`Snapshot`](CacheKind::Snapshot) | `<target>/qemu-test/snapshots/<id>/` | a booted snapshot of the current target dir |
 //!
 //! `<cache>` is [`guest::cache_dir`]. An entry is
 //! stale when nothing this qemu-test would use it: an image or a Linux
 //! build of other inputs, a package no current build needs, a snapshot one
 //! of whose files (the QEMU binary, the kernel, the test binary) changed or
-//! is gone. One in use (locked by a running test process or build) is
+//! is gone, an asset no test used for 30 days (the test binaries declare
+//! them: `--qemu-test-assets list` says which ones a binary needs), an
+//! interrupted download. One in use (locked by a running test process or build) is
 //! never removed. A new Linux build removes that guest's older ones by
 //! itself, and a new snapshot the older ones of its name; pruning is for
 //! the rest, or for everything.
@@ -46,7 +50,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::guest::{self, Guest, LinuxGuest, LinuxStore};
+use crate::guest::{self, AssetStore, Guest, LinuxGuest, LinuxStore};
 use crate::os::{self, LockMode};
 use crate::snapshot::SnapshotStore;
 
@@ -64,6 +68,10 @@ pub enum CacheKind {
     PackageLists,
     /// A booted snapshot.
     Snapshot,
+    /// A declared asset, verified (and decompressed).
+    Asset,
+    /// An interrupted download of an asset.
+    Download,
 }
 
 impl CacheKind {
@@ -74,6 +82,8 @@ impl CacheKind {
             CacheKind::Packages => "package",
             CacheKind::PackageLists => "package lists",
             CacheKind::Snapshot => "snapshot",
+            CacheKind::Asset => "asset",
+            CacheKind::Download => "download",
         }
     }
 }
@@ -198,6 +208,7 @@ impl Caches {
         for linux in linux_guests() {
             entries.extend(self.linux(linux));
         }
+        entries.extend(self.assets());
         entries.extend(self.snapshot_entries());
         Ok(entries)
     }
@@ -288,6 +299,30 @@ impl Caches {
         entries
     }
 
+    /// The declared assets and interrupted downloads.
+    fn assets(&self) -> Vec<CacheEntry> {
+        let store = AssetStore::new(&self.root);
+        store
+            .list()
+            .into_iter()
+            .map(|listed| CacheEntry {
+                kind: match listed.file {
+                    Some(_) => CacheKind::Asset,
+                    None => CacheKind::Download,
+                },
+                name: format!(
+                    "{} ({})",
+                    listed.file.as_deref().unwrap_or("partial"),
+                    &listed.sha[..12]
+                ),
+                bytes: size_of(&listed.path),
+                stale: listed.stale,
+                in_use: listed.in_use,
+                path: listed.path,
+            })
+            .collect()
+    }
+
     /// The snapshots in the store.
     fn snapshot_entries(&self) -> Vec<CacheEntry> {
         let Some(dir) = &self.snapshots else {
@@ -341,6 +376,15 @@ impl Caches {
                 match entry.kind {
                     CacheKind::Packages => fs::remove_file(&entry.path).is_ok(),
                     _ => fs::remove_dir_all(&entry.path).is_ok(),
+                }
+            }
+            CacheKind::Asset | CacheKind::Download => {
+                let store = AssetStore::new(&self.root);
+                let name = file_name(&entry.path);
+                let sha = name.strip_suffix(".part").unwrap_or(&name);
+                match entry.kind {
+                    CacheKind::Asset => store.remove_if_unused(sha),
+                    _ => store.remove_part_if_unused(sha),
                 }
             }
             CacheKind::Snapshot => match &self.snapshots {

@@ -391,6 +391,161 @@ pub enum GuestError {
         /// What failed.
         cause: String,
     },
+    /// A declared asset, a disk image's overlay or the UEFI firmware a
+    /// test needs could not be had.
+    #[error(transparent)]
+    Asset(#[from] AssetError),
+}
+
+impl GuestError {
+    /// Whether this host lacks what is needed (a skip, a failure under
+    /// `QEMU_TEST_REQUIRE=1`), rather than something being wrong.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            GuestError::Unavailable { .. } => true,
+            GuestError::Asset(e) => e.is_unavailable(),
+            _ => false,
+        }
+    }
+
+    /// Whether the test's declaration or the user's settings are wrong
+    /// (always a failure, never a skip).
+    pub fn is_config(&self) -> bool {
+        match self {
+            GuestError::Config { .. } => true,
+            GuestError::Asset(e) => e.is_config(),
+            _ => false,
+        }
+    }
+}
+
+/// Why a guest asset could not be had: a file declared by URL and SHA-256
+/// ([`Asset`](crate::guest::Asset)), a disk image's per-test overlay, or the
+/// UEFI firmware a test asks for. `Offline` and `Unavailable` mean this host
+/// cannot have it (the test is skipped; a failure under
+/// `QEMU_TEST_REQUIRE=1`); the others are failures.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AssetError {
+    /// The declaration is wrong: a SHA-256 that is not 64 hex digits, a URL
+    /// that is not `http://` or `https://`.
+    #[error("the asset {url}: {reason}")]
+    Invalid {
+        /// The asset's URL.
+        url: String,
+        /// What is wrong, and how to write it.
+        reason: String,
+    },
+    /// The asset is not in the cache and this build of qemu-test cannot
+    /// download it.
+    #[error(
+        "the asset {url} is not in the cache ({}), and downloading it needs qemu-test's `assets` \
+         cargo feature: add `features = [\"assets\"]` to the qemu-test dependency in Cargo.toml",
+        cache.display()
+    )]
+    FeatureOff {
+        /// The asset's URL.
+        url: String,
+        /// Where it would be.
+        cache: PathBuf,
+    },
+    /// The asset is not in the cache and cannot be downloaded now: offline
+    /// mode (`QEMU_TEST_OFFLINE=1`), or the download failed for a reason of
+    /// the network (which turns offline mode on for the rest of the
+    /// process).
+    #[error("the asset {url} is not in the cache and cannot be downloaded: {reason}")]
+    Offline {
+        /// The asset's URL.
+        url: String,
+        /// Why, and what to do.
+        reason: String,
+    },
+    /// What was downloaded does not have the declared SHA-256. Nothing was
+    /// cached.
+    #[error(
+        "the asset {url} does not have the declared SHA-256 (nothing was cached):\n  \
+         expected {expected}\n       got {got} ({bytes} bytes downloaded)"
+    )]
+    Mismatch {
+        /// The asset's URL.
+        url: String,
+        /// The declared SHA-256.
+        expected: String,
+        /// The SHA-256 of what the server sent.
+        got: String,
+        /// How many bytes it sent.
+        bytes: u64,
+    },
+    /// The server refused the asset (an HTTP status other than 2xx, 5xx or
+    /// 429, which are the network's and make it `Offline`).
+    #[error("downloading the asset {url} failed: the server answered HTTP {status}")]
+    Http {
+        /// The asset's URL.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+    },
+    /// The download is not what its name says (`.xz`, `.gz`, `.zst`), or is
+    /// damaged. Nothing was cached.
+    #[error("the asset {url}: decompressing it ({format}) failed: {cause}")]
+    Decompress {
+        /// The asset's URL.
+        url: String,
+        /// `xz`, `gz` or `zst`.
+        format: &'static str,
+        /// What went wrong.
+        cause: String,
+    },
+    /// The cache could not be read or written.
+    #[error("the asset {url}: {cause}")]
+    Cache {
+        /// The asset's URL.
+        url: String,
+        /// What failed, with the paths.
+        cause: String,
+    },
+    /// A disk image's per-test overlay could not be made (`qemu-img`).
+    #[error("cannot make the overlay {} of the disk image {}: {cause}", overlay.display(), image.display())]
+    Overlay {
+        /// The disk image.
+        image: PathBuf,
+        /// The overlay.
+        overlay: PathBuf,
+        /// What failed.
+        cause: String,
+    },
+    /// This host lacks what the test needs besides the asset itself: UEFI
+    /// firmware for its architecture and machine type, `qemu-img` for a
+    /// disk image's overlay.
+    #[error("{what} is not available on this host: {reason}")]
+    Unavailable {
+        /// What is missing (`UEFI firmware for x86_64 (machine q35)`,
+        /// `qemu-img`).
+        what: String,
+        /// What was looked for, and what to install.
+        reason: String,
+    },
+}
+
+impl AssetError {
+    /// Whether this host cannot have the asset now (offline, no firmware,
+    /// no `qemu-img`):
+    /// a skip, unless `QEMU_TEST_REQUIRE=1`.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            AssetError::Offline { .. } | AssetError::Unavailable { .. }
+        )
+    }
+
+    /// Whether the declaration or the build is wrong (a bad hash or URL,
+    /// the `assets` feature missing).
+    pub fn is_config(&self) -> bool {
+        matches!(
+            self,
+            AssetError::Invalid { .. } | AssetError::FeatureOff { .. }
+        )
+    }
 }
 
 debug_as_chain!(ShellError);
@@ -610,6 +765,15 @@ pub enum SiblingError {
     Duplicate {
         /// The name.
         name: String,
+    },
+    /// Its own disk overlays or UEFI variable store could not be made.
+    #[error("cannot make sibling {name:?}'s own disk overlays or UEFI variable store")]
+    Files {
+        /// The sibling's name.
+        name: String,
+        /// The cause.
+        #[source]
+        source: GuestError,
     },
     /// Its artifact directory could not be made.
     #[error("cannot create sibling {name:?}'s artifact directory {}", dir.display())]

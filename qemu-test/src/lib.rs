@@ -87,8 +87,8 @@ mod timeline;
 pub use channel::DataChannel;
 pub use console::{Console, Crash, Pattern};
 pub use error::{
-    BoxError, ConsoleError, Error, EventError, GuestError, NetError, QmpError, Result, SetupError,
-    ShellError, SiblingError, SnapshotError, TestResult,
+    AssetError, BoxError, ConsoleError, Error, EventError, GuestError, NetError, QmpError, Result,
+    SetupError, ShellError, SiblingError, SnapshotError, TestResult,
 };
 pub use events::event_match;
 pub use machine::{Machine, MachineBuilder, MonitorAddr, Wait};

@@ -17,11 +17,11 @@
 //! assert_eq!(spec.qemu_binary_name().as_deref(), Some("qemu-system-aarch64"));
 //! ```
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::error::GuestError;
-use crate::guest::{Guest, LinuxGuest, Load};
+use crate::error::{AssetError, GuestError};
+use crate::guest::{self, Asset, Guest, LinuxGuest, Load};
 use crate::requires::Requirement;
 
 /// The name of the test's own VM on its networks (siblings go by theirs).
@@ -30,13 +30,52 @@ pub const MAIN: &str = "main";
 /// The default per-test timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A guest image: a file on disk or one of the built-in [`Guest`]s.
+/// A guest image: a file on disk, one of the built-in [`Guest`]s, or a
+/// declared [`Asset`] (fetched into the cache before the test starts).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Image {
     /// A file path.
     Path(PathBuf),
     /// A built-in guest, written to the cache when the VM is launched.
     Guest(&'static Guest),
+    /// A file declared by URL and SHA-256.
+    Asset(Asset),
+}
+
+impl Image {
+    /// The asset this image is, if it is one.
+    pub fn asset(&self) -> Option<&Asset> {
+        match self {
+            Image::Asset(asset) => Some(asset),
+            _ => None,
+        }
+    }
+
+    /// The file's path: a path as given, a built-in guest written to the
+    /// cache, an asset from the cache (fetched now if it is not there).
+    pub fn path(&self) -> Result<PathBuf, GuestError> {
+        match self {
+            Image::Path(path) => Ok(path.clone()),
+            Image::Guest(guest) => guest.path().map_err(|e| GuestError::Build {
+                guest: guest.name.to_string(),
+                cause: e.to_string(),
+            }),
+            Image::Asset(asset) => Ok(asset.path()?),
+        }
+    }
+}
+
+// `kernel = MY_ASSET` borrows the `static` or `const` it names.
+impl From<&Asset> for Image {
+    fn from(asset: &Asset) -> Self {
+        Image::Asset(asset.clone())
+    }
+}
+impl From<Asset> for Image {
+    fn from(asset: Asset) -> Self {
+        Image::Asset(asset)
+    }
 }
 
 impl From<&'static Guest> for Image {
@@ -92,6 +131,93 @@ impl From<&&'static Guest> for Image {
     fn from(guest: &&'static Guest) -> Self {
         Image::Guest(guest)
     }
+}
+
+/// A disk image the VM gets through a qcow2 overlay of its own, made in the
+/// machine's artifact dir (`disk0.qcow2`, `disk1.qcow2`, ...) with
+/// `qemu-img`: the guest writes to the overlay, never to the image (an
+/// asset in the cache, a file of the test's). A test that starts from a
+/// booted snapshot uses the image itself under `-snapshot`, which writes
+/// nothing to it either.
+///
+/// ```
+/// use qemu_test::guest::Asset;
+/// use qemu_test::spec::{Disk, VmSpec};
+///
+/// static ROOT: Asset = Asset::new(
+///     "https://example.org/rootfs.qcow2",
+///     "5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef",
+/// );
+/// let spec = VmSpec::new()
+///     .with_disk(&ROOT)
+///     .with_disk(Disk::new("scratch.img").with_interface("ide"));
+/// assert_eq!(spec.disks[0].interface, "virtio");
+/// assert_eq!(spec.assets(), [&ROOT]);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Disk {
+    /// The image.
+    pub image: Image,
+    /// The `-drive` interface: `virtio` (the default), `ide`, `scsi`,
+    /// `none` (then attach it with a `-device` of your own, by its id
+    /// `disk0`, `disk1`, ...).
+    pub interface: String,
+    /// More `-drive` options, verbatim (`media=cdrom`, `cache=unsafe`).
+    pub options: Option<String>,
+}
+
+impl Disk {
+    /// A disk on a virtio interface.
+    pub fn new(image: impl Into<Image>) -> Disk {
+        Disk {
+            image: image.into(),
+            interface: "virtio".to_string(),
+            options: None,
+        }
+    }
+
+    /// Sets the `-drive` interface (`if=`).
+    pub fn with_interface(mut self, interface: impl Into<String>) -> Disk {
+        self.interface = interface.into();
+        self
+    }
+
+    /// Adds `-drive` options, verbatim.
+    pub fn with_options(mut self, options: impl Into<String>) -> Disk {
+        self.options = Some(options.into());
+        self
+    }
+}
+
+impl<T: Into<Image>> From<T> for Disk {
+    fn from(image: T) -> Disk {
+        Disk::new(image)
+    }
+}
+
+/// The firmware a VM boots: UEFI with a variable store of its own.
+///
+/// `Uefi` is the host's (OVMF for x86_64 from Debian's `ovmf`, AAVMF for
+/// aarch64 from `qemu-efi-aarch64`, found through QEMU's firmware
+/// descriptors); `UefiFiles` is firmware of the test's own (paths or
+/// [`Asset`]s). Each machine gets the code read-only and a copy of the
+/// variable-store template in its artifact dir (`efivars.fd`), so no test
+/// changes the template or sees another test's variables. On a host
+/// without the firmware the test is skipped, with the package to install.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Firmware {
+    /// The host's UEFI firmware for the test's architecture and machine.
+    Uefi,
+    /// UEFI firmware from these files: the code (`-drive if=pflash`,
+    /// read-only) and the variable-store template, both raw.
+    UefiFiles {
+        /// The firmware code.
+        code: Image,
+        /// The variable-store template, copied for each machine.
+        vars: Image,
+    },
 }
 
 /// Which accelerator to use.
@@ -219,6 +345,10 @@ pub struct VmSpec {
     pub append: Option<String>,
     /// `-drive` values, one per drive.
     pub drives: Vec<String>,
+    /// Disk images, each used through an overlay of its own ([`Disk`]).
+    pub disks: Vec<Disk>,
+    /// The firmware, when not QEMU's default.
+    pub firmware: Option<Firmware>,
     /// Extra arguments, verbatim.
     pub args: Vec<String>,
     /// The serial console, if the test uses one.
@@ -322,6 +452,8 @@ impl Default for VmSpec {
             initrd: None,
             append: None,
             drives: Vec::new(),
+            disks: Vec::new(),
+            firmware: None,
             args: Vec::new(),
             console: None,
             timeout: DEFAULT_TIMEOUT,
@@ -398,6 +530,16 @@ impl VmSpec {
     /// Adds a `-drive` value.
     pub fn with_drive(mut self, drive: impl Into<String>) -> Self {
         self.drives.push(drive.into());
+        self
+    }
+    /// Adds a disk image, used through an overlay of its own ([`Disk`]).
+    pub fn with_disk(mut self, disk: impl Into<Disk>) -> Self {
+        self.disks.push(disk.into());
+        self
+    }
+    /// Sets the firmware ([`Firmware::Uefi`]: the host's UEFI).
+    pub fn with_firmware(mut self, firmware: Firmware) -> Self {
+        self.firmware = Some(firmware);
         self
     }
     /// Adds extra arguments, verbatim.
@@ -574,16 +716,152 @@ impl VmSpec {
     /// [`LinuxGuest::check`]. The runner asks this when it lists the tests;
     /// [`GuestError::Unavailable`] makes a test skipped (a failure under
     /// `QEMU_TEST_REQUIRE=1`).
+    ///
+    /// A declared [`Asset`] must be in the cache or fetchable
+    /// ([`Asset::check`]); disks need `qemu-img`; [`Firmware::Uefi`] the
+    /// host's firmware. [`GuestError::is_unavailable`] errors make a test
+    /// skipped, the others fail it.
     pub fn check_images(&self) -> Result<(), GuestError> {
-        self.linux_guest().map_or(Ok(()), LinuxGuest::check)
+        if let Some(linux) = self.linux_guest() {
+            linux.check()?;
+        }
+        for asset in self.assets() {
+            asset.check()?;
+        }
+        if !self.disks.is_empty() {
+            guest::qemu_img_available()?;
+        }
+        if self.firmware == Some(Firmware::Uefi) {
+            self.host_uefi()?;
+        }
+        Ok(())
     }
 
     /// Finds the guest images the spec names, building a Linux guest on
-    /// first use ([`LinuxGuest::files`]). The runner does this before a
-    /// test's deadline starts and before it asks for its host budget.
+    /// first use ([`LinuxGuest::files`]) and fetching declared assets into
+    /// the cache ([`Asset::path`]). The runner does this before a test's
+    /// deadline starts and before it asks for its host budget.
     pub fn prepare_images(&self) -> Result<(), GuestError> {
-        self.linux_guest()
-            .map_or(Ok(()), |linux| linux.files().map(drop))
+        if let Some(linux) = self.linux_guest() {
+            linux.files()?;
+        }
+        for asset in self.assets() {
+            asset.path()?;
+        }
+        Ok(())
+    }
+
+    /// The declared assets the spec uses: its kernel, initrd, disks and
+    /// firmware files that are [`Asset`]s, each once.
+    pub fn assets(&self) -> Vec<&Asset> {
+        let firmware = match &self.firmware {
+            Some(Firmware::UefiFiles { code, vars }) => vec![code, vars],
+            _ => Vec::new(),
+        };
+        let images = self
+            .kernel
+            .iter()
+            .chain(&self.initrd)
+            .chain(self.disks.iter().map(|d| &d.image))
+            .chain(firmware);
+        let mut assets: Vec<&Asset> = Vec::new();
+        for asset in images.filter_map(Image::asset) {
+            if !assets.contains(&asset) {
+                assets.push(asset);
+            }
+        }
+        assets
+    }
+
+    /// The arguments of the files each machine of the test has its own
+    /// copy of, made in `dir` (the machine's artifact dir): the UEFI
+    /// firmware's variable store (`efivars.fd`) and the disks' overlays
+    /// (`disk0.qcow2`, ...). A spec that starts from a booted snapshot
+    /// runs under `-snapshot`, which writes nothing to a drive's file: its
+    /// machines use the template and the images themselves, the same for
+    /// every test (as the snapshot's state expects).
+    pub fn machine_files(&self, dir: &Path) -> Result<Vec<String>, GuestError> {
+        let shared = self.snapshot.is_some();
+        let mut args = Vec::new();
+        if let Some(firmware) = &self.firmware {
+            args.extend(self.firmware_args(firmware, dir, shared)?);
+        }
+        for (index, disk) in self.disks.iter().enumerate() {
+            let image = disk.image.path()?;
+            let escape = |p: &Path| p.to_string_lossy().replace(',', ",,");
+            let file = if shared {
+                format!("{},format={}", escape(&image), guest::image_format(&image)?)
+            } else {
+                let overlay = dir.join(format!("disk{index}.qcow2"));
+                guest::make_overlay(&image, &overlay)?;
+                format!("{},format=qcow2", escape(&overlay))
+            };
+            let mut drive = format!("file={file},if={},id=disk{index}", disk.interface);
+            if let Some(options) = &disk.options {
+                drive.push(',');
+                drive.push_str(options);
+            }
+            args.extend(["-drive".to_string(), drive]);
+        }
+        Ok(args)
+    }
+
+    /// The pflash drives of `firmware`: the code read-only, the variable
+    /// store copied into `dir` (or, `shared`, the template itself).
+    fn firmware_args(
+        &self,
+        firmware: &Firmware,
+        dir: &Path,
+        shared: bool,
+    ) -> Result<Vec<String>, GuestError> {
+        let (code, code_format, vars, vars_format) = match firmware {
+            Firmware::Uefi => {
+                let uefi = self.host_uefi()?;
+                (uefi.code, uefi.code_format, uefi.vars, uefi.vars_format)
+            }
+            Firmware::UefiFiles { code, vars } => (
+                code.path()?,
+                "raw".to_string(),
+                vars.path()?,
+                "raw".to_string(),
+            ),
+        };
+        let vars = if shared {
+            vars
+        } else {
+            let copy = dir.join("efivars.fd");
+            guest::copy_sparse(&vars, &copy).map_err(|e| AssetError::Cache {
+                url: vars.display().to_string(),
+                cause: format!("cannot copy the variable store to {}: {e}", copy.display()),
+            })?;
+            copy
+        };
+        let escape = |p: &Path| p.to_string_lossy().replace(',', ",,");
+        Ok(vec![
+            "-drive".into(),
+            format!(
+                "if=pflash,unit=0,format={code_format},readonly=on,file={}",
+                escape(&code)
+            ),
+            "-drive".into(),
+            format!(
+                "if=pflash,unit=1,format={vars_format},file={}",
+                escape(&vars)
+            ),
+        ])
+    }
+
+    /// The host's UEFI firmware for the spec's architecture and machine
+    /// (QEMU's default machine, `pc`, on x86 when it names none).
+    fn host_uefi(&self) -> Result<guest::Uefi, GuestError> {
+        let arch = self.effective_arch().unwrap_or("unknown");
+        let machine = self.effective_machine().unwrap_or(match arch {
+            "aarch64" | "arm" => "virt",
+            _ => "pc",
+        });
+        let machine = machine.split(',').next().unwrap_or(machine);
+        let machine = machine.strip_prefix("type=").unwrap_or(machine);
+        Ok(guest::host_uefi(arch, machine)?)
     }
 
     /// The arguments this spec adds to QEMU's command line, after the
@@ -657,6 +935,7 @@ fn image_path(image: &Image) -> std::io::Result<String> {
     let path = match image {
         Image::Path(p) => p.clone(),
         Image::Guest(g) => g.path()?,
+        Image::Asset(asset) => asset.path().map_err(std::io::Error::other)?,
     };
     Ok(path.to_string_lossy().into_owned())
 }

@@ -28,11 +28,16 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 
+mod asset;
 mod embedded;
+mod firmware;
 mod linux;
 
+pub(crate) use asset::{image_format, make_overlay, qemu_img_available, AssetStore};
+pub use asset::{offline, Asset, Compression};
 pub(crate) use embedded::EMBEDDED;
 pub use embedded::{ECHO_SHELL_AARCH64, SERIAL_PORTS_X86_64};
+pub(crate) use firmware::{copy_sparse, host_uefi, Uefi};
 pub(crate) use linux::{current_key, own_digest, target_dir, Store as LinuxStore};
 pub use linux::{
     guests_dir, linux_aarch64, linux_x86_64, BuildOutcome, LinuxBuild, LinuxBuilder, LinuxFiles,

@@ -159,7 +159,7 @@ impl Maker<'_> {
         let spec = &self.plan.spec;
         let _slots = scheduler(self.ctx.config.jobs)
             .acquire(Need::for_vm(spec.smp.cpus(), spec.memory_mib()));
-        let mut machine = build_machine(self.plan, self.args.to_vec(), logs);
+        let mut machine = build_machine(self.plan, self.args.to_vec(), logs)?;
         machine.map_ram_for_saving(state);
         let timeout = spec.timeout;
         let deadline = deadline_after(timeout);
@@ -240,7 +240,10 @@ fn key(
     ctx: &Context,
 ) -> Result<SnapshotKey, SnapshotError> {
     // Where the logs go is not part of the key.
-    let machine = build_machine(plan, args.to_vec(), &ctx.root);
+    let machine = build_machine(plan, args.to_vec(), &ctx.root).map_err(|e| SnapshotError::Io {
+        context: format!("cannot describe the snapshot's machine: {e}"),
+        source: std::io::Error::other(e.to_string()),
+    })?;
     let key = machine.snapshot_key(name)?;
     Ok(match readiness {
         Readiness::Marker(marker) => key.with("ready", marker),

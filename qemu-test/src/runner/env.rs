@@ -14,6 +14,7 @@
 //! | `QEMU_TEST_TIMEOUT_FACTOR` | a number > 0 that scales every test's deadline (a slow host: `3`) | `1` |
 //! | `QEMU_TEST_GDB` | `1`, or a test's name: start its VM halted with a gdbstub, print the `gdb` command and wait (needs a terminal) | unset |
 //! | `QEMU_TEST_VMLINUX` | the guest kernel with debug symbols, for the `gdb` command `QEMU_TEST_GDB` prints | unset |
+//! | `QEMU_TEST_OFFLINE` | `1`: download no declared asset ([`Asset`](crate::guest::Asset)); a test whose assets are not in the cache is skipped with the reason (a failure under `QEMU_TEST_REQUIRE=1`) | `0` |
 //!
 //! A malformed value is an error at start-up, never silently ignored.
 //!
@@ -167,6 +168,12 @@ impl Config {
             Some("1" | "true" | "yes") => true,
             Some(other) => return Err(bad("QEMU_TEST_REQUIRE", other.into(), "1 or 0")),
         };
+        // Only checked: the assets read it themselves (a library user
+        // fetches them without the runner).
+        match text("QEMU_TEST_OFFLINE", "1 or 0")?.as_deref() {
+            None | Some("0" | "false" | "no" | "1" | "true" | "yes") => {}
+            Some(other) => return Err(bad("QEMU_TEST_OFFLINE", other.into(), "1 or 0")),
+        }
         let jobs = match text("QEMU_TEST_JOBS", "a positive number")? {
             None => None,
             Some(v) => match v.trim().parse::<usize>() {
@@ -309,6 +316,7 @@ mod tests {
             ("QEMU_TEST_JOBS", "4"),
             ("QEMU_TEST_ON_FAILURE", "pause"),
             ("QEMU_TEST_TIMEOUT_FACTOR", "2.5"),
+            ("QEMU_TEST_OFFLINE", "1"),
         ])
         .unwrap();
         assert_eq!(
@@ -343,6 +351,7 @@ mod tests {
         for (name, value) in [
             ("QEMU_TEST_KEEP", "sometimes"),
             ("QEMU_TEST_REQUIRE", "maybe"),
+            ("QEMU_TEST_OFFLINE", "perhaps"),
             ("QEMU_TEST_JOBS", "0"),
             ("QEMU_TEST_JOBS", "many"),
             ("QEMU_TEST_ON_FAILURE", "explode"),

@@ -228,7 +228,7 @@ fn case(def: &'static TestDef, args: &Arguments, config: &Config) -> TestCase {
 /// `module::function`: the module path without the crate's name, then the
 /// variant of a matrix (`module::function::x86_64`, as rstest names its
 /// cases).
-fn test_name(def: &TestDef) -> String {
+pub(crate) fn test_name(def: &TestDef) -> String {
     let name = match def.module_path.split_once("::") {
         Some((_crate, module)) => format!("{module}::{}", def.name),
         None => def.name.to_string(),

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use crate::error::GuestError;
 use crate::guest::Load;
 use crate::machine::Machine;
 use crate::runner::resolve::Plan;
@@ -65,17 +66,27 @@ fn has_agent(spec: &VmSpec) -> bool {
 }
 
 /// A machine for `plan`, not launched, with `args` and its logs
-/// (`qemu.log`, `console.log`, `qmp.jsonl`, `agent.log`) in `log_dir`;
-/// a built-in Linux guest's machine gets a data channel for its agent.
-pub(crate) fn build_machine(plan: &Plan, args: Vec<String>, log_dir: &Path) -> Machine {
+/// (`qemu.log`, `console.log`, `qmp.jsonl`, `agent.log`) in `log_dir`,
+/// where the files it has its own copy of are made too (a disk image's
+/// overlay, the UEFI variable store: [`VmSpec::machine_files`]); their
+/// arguments come first, so that a declared disk is the first of its
+/// interface. A built-in Linux guest's machine gets a data channel for its
+/// agent.
+pub(crate) fn build_machine(
+    plan: &Plan,
+    args: Vec<String>,
+    log_dir: &Path,
+) -> Result<Machine, GuestError> {
     let spec = &plan.spec;
+    let mut all = spec.machine_files(log_dir)?;
+    all.extend(args);
     let mut machine = Machine::builder(plan.binary.to_string_lossy())
         .name("qemu")
         .log_dir(log_dir)
         .console_log(log_dir.join("console.log"))
         .qmp_log(log_dir.join("qmp.jsonl"))
         .agent_log(log_dir.join("agent.log"))
-        .args(args)
+        .args(all)
         .build();
     if let Some(machine_type) = spec.effective_machine() {
         machine.set_machine(machine_type);
@@ -89,5 +100,5 @@ pub(crate) fn build_machine(plan: &Plan, args: Vec<String>, log_dir: &Path) -> M
         machine.set_hotplug_ports(spec.hotplug_devices());
     }
     machine.set_data_channel(has_agent(spec));
-    machine
+    Ok(machine)
 }

@@ -35,6 +35,7 @@
 //! | `report` | the skip summary and the JUnit XML report |
 //! | `state` | the runner's host-wide state dir |
 //! | `cache_arg` | `--qemu-test-cache list\|prune\|prune-all`: the caches instead of tests |
+//! | `assets_arg` | `--qemu-test-assets list\|fetch`: the declared assets the selected tests need, as JSON |
 //!
 //! The configuration (all environment variables):
 //!
@@ -51,9 +52,11 @@
 //! | `QEMU_TEST_TIMEOUT_FACTOR` | scales every test's deadline (a slow host: `3`) |
 //! | `QEMU_TEST_GDB` | `1` or a test's name: its VM starts halted, waiting for gdb (needs a terminal) |
 //! | `QEMU_TEST_VMLINUX` | a vmlinux with debug symbols, for the printed `gdb` command |
+//! | `QEMU_TEST_OFFLINE` | `1`: download no declared asset; tests whose assets are not in the cache are skipped |
 
 mod accel;
 mod artifacts;
+mod assets_arg;
 mod booted;
 mod cache_arg;
 mod case;
@@ -113,6 +116,10 @@ pub fn run_suite(package: &str, binary: &str) -> std::process::ExitCode {
     // `--qemu-test-cache COMMAND` lists or prunes the caches instead.
     let command_line: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if let Some(code) = cache_arg::intercept(&command_line) {
+        return code;
+    }
+    // `--qemu-test-assets list|fetch` lists or fetches the tests' assets.
+    if let Some(code) = assets_arg::intercept(&registry::TESTS, &command_line) {
         return code;
     }
     let id = harness::Identity {

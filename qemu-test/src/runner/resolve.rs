@@ -18,7 +18,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{GuestError, SetupError};
+use crate::error::SetupError;
 use crate::runner::catalog::{self, Catalog};
 use crate::runner::env::Config;
 use crate::runner::outcome::Unrunnable;
@@ -73,9 +73,9 @@ pub(crate) fn plan(spec: &VmSpec, config: &Config) -> Result<Plan, Unrunnable> {
     // missing like a binary: skipped, or failed under REQUIRE. Wrong
     // settings for it are the test run's mistake. (It is built, on first
     // use, when the test runs: `trial`.)
-    spec.check_images().map_err(|e| match e {
-        GuestError::Unavailable { .. } => Unrunnable::Missing(e.to_string()),
-        _ => Unrunnable::Invalid(e.to_string()),
+    spec.check_images().map_err(|e| match e.is_unavailable() {
+        true => Unrunnable::Missing(e.to_string()),
+        false => Unrunnable::Invalid(e.to_string()),
     })?;
     let spec = spec.clone();
     let accel = config.accel.clone().unwrap_or_else(|| spec.accel.clone());

@@ -252,7 +252,12 @@ impl Siblings {
             dir: dir.clone(),
             source,
         })?;
-        let mut machine = build_machine(&self.plan, self.args.clone(), &dir);
+        let mut machine = build_machine(&self.plan, self.args.clone(), &dir).map_err(|source| {
+            SiblingError::Files {
+                name: name.into(),
+                source,
+            }
+        })?;
         let spec = &self.plan.spec;
         if spec.sibling_names.iter().any(|n| n == name) {
             self.devices

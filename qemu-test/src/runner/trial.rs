@@ -273,7 +273,8 @@ impl<'a> VmTrial<'a> {
             args.extend(artifacts::pause_monitor_args(&socket));
             self.pause_socket = Some(socket);
         }
-        let mut machine = build_machine(self.plan, args, self.dir.path());
+        let mut machine = build_machine(self.plan, args, self.dir.path())
+            .map_err(|e| BodyError::new(format!("cannot prepare the machine's own files: {e}")))?;
         self.devices
             .attach(
                 &mut machine,
@@ -618,14 +619,17 @@ fn failed(failure: Failure) -> Outcome {
     Outcome::Failed(Box::new(failure))
 }
 
-/// A guest that could not be had: this host cannot build it (a skip),
-/// or its settings are wrong or its build failed (a failure, with the
-/// cause).
+/// A guest or asset that could not be had: this host cannot have it
+/// (no way to build it, offline, no firmware: a skip), or its settings or
+/// declaration are wrong, or its build or download failed (a failure,
+/// with the cause).
 fn guest_outcome(error: GuestError) -> Outcome {
-    match error {
-        GuestError::Unavailable { .. } => Outcome::Skipped(error.to_string()),
-        GuestError::Config { .. } => failed(Failure::new(FailureKind::Invalid, error.to_string())),
-        _ => failed(Failure::new(FailureKind::Launch, error.to_string())),
+    if error.is_unavailable() {
+        Outcome::Skipped(error.to_string())
+    } else if error.is_config() {
+        failed(Failure::new(FailureKind::Invalid, error.to_string()))
+    } else {
+        failed(Failure::new(FailureKind::Launch, error.to_string()))
     }
 }
 
