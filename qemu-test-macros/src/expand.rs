@@ -29,7 +29,7 @@ use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{FnArg, ItemFn, LitStr, ReturnType};
 
-use crate::parse::{self, Choice, Config, Errors, Image, Setting, Siblings, Smp};
+use crate::parse::{self, Choice, Config, Errors, Firmware, Image, Setting, Siblings, Smp};
 use crate::validate;
 
 /// The attribute: parse, validate, emit.
@@ -294,6 +294,22 @@ fn spec(config: &Config, variant: &Variant<'_>, krate: &TokenStream) -> TokenStr
     }
     for drive in config.drive.iter().flat_map(|setting| &setting.value) {
         calls.extend(call("with_drive", drive.span(), drive.to_token_stream()));
+    }
+    for disk in config.disk.iter().flat_map(|setting| &setting.value) {
+        calls.extend(image("with_disk", disk));
+    }
+    if let Some(firmware) = &config.firmware {
+        calls.extend(match &firmware.value {
+            Firmware::Uefi(lit) => {
+                let span = lit.span();
+                call(
+                    "with_firmware",
+                    span,
+                    quote_spanned!(span=> #krate::spec::Firmware::Uefi),
+                )
+            }
+            Firmware::Expr(expr) => call("with_firmware", expr.span(), expr.to_token_stream()),
+        });
     }
     if let Some(args) = config.args.as_ref().filter(|args| !args.value.is_empty()) {
         let values = &args.value;

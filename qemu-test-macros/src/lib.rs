@@ -71,6 +71,8 @@ use proc_macro::TokenStream;
 /// | `initrd` | `"initrd.img"` or an expression | `-initrd`; same values as `kernel` |
 /// | `append` | `"console=ttyS0"` | `-append`, the kernel command line |
 /// | `drive` | `"file=a.img,if=virtio"` or `["file=a.img", "file=b.img"]` | one `-drive` per string |
+/// | `disk` | `ROOTFS`, `"disk.img"`, `Disk::new(&ROOTFS).with_interface("ide")`, or an array of them | a disk image (a declared `Asset`, a path) used through a qcow2 overlay of its own in the test's artifact dir (`disk0.qcow2`, ...), so the image is never written; virtio unless a `qemu_test::spec::Disk` says otherwise. Needs `qemu-img` |
+/// | `firmware` | `"uefi"`, or a `qemu_test::spec::Firmware` | boot UEFI: the host's OVMF (x86_64) or AAVMF (aarch64), found through QEMU's firmware descriptors, with a copy of the variable store of its own (`efivars.fd` in the artifact dir); skipped with the package to install where there is none |
 /// | `args` | `["-no-reboot", "-d", "guest_errors"]` | extra arguments, verbatim, one string per argument |
 /// | `console` | flag, or a device type such as `"isa-serial"` | attach the serial console (`vm.console()`): to the machine's default serial port, or to a `-device` of that type |
 /// | `console_index` | `1` (integer literal) | fill that many serial ports with `null` before the console; requires `console` |
@@ -127,6 +129,12 @@ use proc_macro::TokenStream;
 /// - any other expression is passed as is and must evaluate to a `String`,
 ///   `PathBuf`, `&str`, `&Path` or `&'static Guest`, for example
 ///   `kernel = kernel_path()` or `kernel = env!("KERNEL")`.
+///
+/// A declared `qemu_test::guest::Asset` (a file named by URL and SHA-256,
+/// fetched once into the per-user cache) is a path too: `static KERNEL:
+/// Asset = Asset::new(URL, SHA256); ... kernel = KERNEL`; one made at run
+/// time in a `LazyLock` is written `kernel = &*KERNEL`. `disk` takes the
+/// same values.
 ///
 /// ## Booted snapshots
 ///

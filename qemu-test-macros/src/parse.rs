@@ -36,6 +36,8 @@ const KEYS: &[Key] = &[
     key("initrd",        "a path string or an image expression",            "initrd = \"initrd.img\""),
     key("append",        "a string literal",                                "append = \"console=ttyS0\""),
     key("drive",         "a string literal or an array of string literals", "drive = \"file=disk.img,if=virtio\""),
+    key("disk",          "an image (a path string, an asset, a `Disk`) or an array of them", "disk = ROOTFS"),
+    key("firmware",      "\"uefi\" or a `Firmware` expression",            "firmware = \"uefi\""),
     key("args",          "an array of string literals, one per argument",   "args = [\"-no-reboot\", \"-d\", \"guest_errors\"]"),
     key("console",       "no value or a device type string",                "console = \"isa-serial\""),
     key("console_index", "an integer literal",                              "console_index = 1"),
@@ -137,6 +139,15 @@ pub(crate) enum Image {
     Expr(Expr),
 }
 
+/// A `firmware` value.
+#[derive(Clone)]
+pub(crate) enum Firmware {
+    /// `firmware = "uefi"`: the host's UEFI firmware.
+    Uefi(LitStr),
+    /// Any other expression: a `qemu_test::spec::Firmware`.
+    Expr(Expr),
+}
+
 /// The attribute's arguments, each optional, each with its tokens.
 #[derive(Default)]
 pub(crate) struct Config {
@@ -151,6 +162,9 @@ pub(crate) struct Config {
     pub initrd: Option<Setting<Image>>,
     pub append: Option<Setting<LitStr>>,
     pub drive: Option<Setting<Vec<LitStr>>>,
+    /// `disk = IMAGE` or `disk = [A, B]`.
+    pub disk: Option<Setting<Vec<Image>>>,
+    pub firmware: Option<Setting<Firmware>>,
     pub args: Option<Setting<Vec<LitStr>>>,
     /// `console` (`None`) or `console = "device"`.
     pub console: Option<Setting<Option<LitStr>>>,
@@ -290,6 +304,8 @@ impl Config {
             "initrd" => site.store(&mut self.initrd, ctx.image(value)?),
             "append" => site.store(&mut self.append, ctx.string(value)?),
             "drive" => site.store(&mut self.drive, ctx.drives(value)?),
+            "disk" => site.store(&mut self.disk, ctx.disks(value)?),
+            "firmware" => site.store(&mut self.firmware, ctx.firmware(value)?),
             "args" => site.store(&mut self.args, ctx.string_array(value)?),
             "console" => site.store(&mut self.console, ctx.flag_or_string(value)?),
             "console_index" => site.store(&mut self.console_index, ctx.int(value)?),
@@ -332,6 +348,8 @@ impl Config {
             self.initrd.as_ref().map(Setting::position),
             self.append.as_ref().map(Setting::position),
             self.drive.as_ref().map(Setting::position),
+            self.disk.as_ref().map(Setting::position),
+            self.firmware.as_ref().map(Setting::position),
             self.args.as_ref().map(Setting::position),
             self.console.as_ref().map(Setting::position),
             self.console_index.as_ref().map(Setting::position),
@@ -372,6 +390,9 @@ impl Site {
             let mut message = format!("duplicate `{key}` key");
             if key == "drive" {
                 message.push_str("; give several drives as an array: `drive = [\"...\", \"...\"]`");
+            }
+            if key == "disk" {
+                message.push_str("; give several disks as an array: `disk = [ROOT, DATA]`");
             }
             return Err(syn::Error::new(key.span(), message));
         }
@@ -779,6 +800,42 @@ impl Ctx<'_> {
             ports.push(port);
         }
         Ok(ports)
+    }
+
+    /// One image, or an array of images (`disk = [ROOT, DATA]`).
+    fn disks(&self, value: Value) -> syn::Result<Vec<Image>> {
+        let expr = self.expr(value)?;
+        match ungroup(&expr) {
+            Expr::Array(array) => array
+                .elems
+                .iter()
+                .map(|elem| self.image(Value::Expr(elem.clone())))
+                .collect(),
+            _ => Ok(vec![self.image(Value::Expr(expr))?]),
+        }
+    }
+
+    /// `"uefi"`, or an expression.
+    fn firmware(&self, value: Value) -> syn::Result<Firmware> {
+        let expr = self.expr(value)?;
+        match ungroup(&expr) {
+            Expr::Lit(ExprLit {
+                lit: Lit::Str(lit), ..
+            }) if lit.value() == "uefi" => Ok(Firmware::Uefi(lit.clone())),
+            Expr::Lit(ExprLit {
+                lit: Lit::Str(lit), ..
+            }) => Err(syn::Error::new(
+                lit.span(),
+                format!(
+                    "unknown firmware {:?}: write `firmware = \"uefi\"` for the host's UEFI firmware \
+                     (OVMF, AAVMF), or give a `qemu_test::spec::Firmware` (your own files); without \
+                     the key QEMU's default firmware (SeaBIOS on x86) is used",
+                    lit.value()
+                ),
+            )),
+            Expr::Lit(_) => Err(self.wrong_type(expr)),
+            _ => Ok(Firmware::Expr(expr)),
+        }
     }
 
     /// A snapshot name: it becomes part of a file name.

@@ -1,5 +1,7 @@
 //! Shared helpers for the framework's own integration tests (`tests/*.rs`).
 
+pub mod http;
+
 use std::path::Path;
 
 /// Whether process `pid` still exists (and is not a zombie we own).
