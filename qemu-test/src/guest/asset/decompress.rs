@@ -148,7 +148,8 @@ mod tests {
         let zst = |part: &[u8]| {
             ruzstd::encoding::compress_to_vec(part, ruzstd::encoding::CompressionLevel::Fastest)
         };
-        let cases: [(Compression, &dyn Fn(&[u8]) -> Vec<u8>); 3] = [
+        type Compress<'a> = &'a dyn Fn(&[u8]) -> Vec<u8>;
+        let cases: [(Compression, Compress); 3] = [
             (Compression::Xz, &xz),
             (Compression::Gzip, &gz),
             (Compression::Zstd, &zst),
