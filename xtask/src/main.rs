@@ -4,7 +4,9 @@
 //! - `cargo xtask setup [--guests]` makes sure the host has what the tests
 //!   need: `qemu-system-aarch64` and `qemu-system-x86_64` (Debian packages
 //!   `qemu-system-arm`, `qemu-system-x86`), found in `$QEMU_TEST_QEMU_DIR` or
-//!   on `PATH`. With `--guests`, or when `CI` is set, also the tools that
+//!   on `PATH`; `qemu-img` (`qemu-utils`, for a disk image's overlay) and
+//!   the UEFI firmware (`ovmf`, `qemu-efi-aarch64`) that the declared-asset
+//!   and UEFI tests use. With `--guests`, or when `CI` is set, also the tools that
 //!   rebuild the built-in guests (`aarch64-linux-gnu-as`/`ld`/`objcopy` from
 //!   `binutils-aarch64-linux-gnu`, the x86 ones from the host's binutils or
 //!   `binutils-x86-64-linux-gnu`). Missing packages

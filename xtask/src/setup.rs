@@ -32,6 +32,24 @@ pub const QEMU: &[Tool] = &[
     },
 ];
 
+/// What the tests of declared assets and UEFI guests need
+/// (`tests/assets.rs`): `qemu-img` for a disk image's overlay, and the UEFI
+/// firmware (a path: a file the package installs).
+pub const ASSET_TOOLS: &[Tool] = &[
+    Tool {
+        program: "qemu-img",
+        package: "qemu-utils",
+    },
+    Tool {
+        program: "/usr/share/OVMF/OVMF_CODE_4M.fd",
+        package: "ovmf",
+    },
+    Tool {
+        program: "/usr/share/AAVMF/AAVMF_CODE.fd",
+        package: "qemu-efi-aarch64",
+    },
+];
+
 /// What rebuilding the built-in guests needs (`cargo xtask guests`); the
 /// committed guest binaries mean ordinary test runs do not. The host's own
 /// unprefixed binutils stand in for the tools of its own architecture, as
@@ -101,6 +119,10 @@ pub struct Options {
 }
 
 fn locate(tool: &Tool) -> Option<PathBuf> {
+    if tool.program.starts_with('/') {
+        let path = PathBuf::from(tool.program);
+        return path.is_file().then_some(path);
+    }
     if tool.program.starts_with("qemu-system-") {
         return util::find_qemu(tool.program);
     }
@@ -142,6 +164,7 @@ fn install_args(pkgs: &[&str]) -> Vec<String> {
 pub fn setup(opts: Options) -> Result<(), String> {
     let guests = opts.guests || util::is_ci();
     let mut wanted: Vec<Tool> = QEMU.to_vec();
+    wanted.extend_from_slice(ASSET_TOOLS);
     if guests {
         wanted.extend_from_slice(GUEST_TOOLS);
     }
@@ -220,6 +243,10 @@ fn report(guests: bool) {
         let version = util::version_line(&path).unwrap_or_else(|| "(version unknown)".into());
         println!("setup: {:<22} {} — {version}", tool.program, path.display());
     }
+    for tool in ASSET_TOOLS {
+        let path = locate(tool).expect("checked by setup");
+        println!("setup: {:<22} {}", tool.package, path.display());
+    }
     let kvm = match std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -273,13 +300,17 @@ mod tests {
     fn packages_once_in_order() {
         let mut tools = GUEST_TOOLS.to_vec();
         tools.extend_from_slice(QEMU);
+        tools.extend_from_slice(ASSET_TOOLS);
         assert_eq!(
             packages(&tools),
             [
                 "binutils-aarch64-linux-gnu",
                 "binutils-x86-64-linux-gnu",
                 "qemu-system-arm",
-                "qemu-system-x86"
+                "qemu-system-x86",
+                "qemu-utils",
+                "ovmf",
+                "qemu-efi-aarch64"
             ]
         );
     }

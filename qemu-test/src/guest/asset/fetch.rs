@@ -184,9 +184,16 @@ fn download(url: &str, part: &Path, progress: &mut Progress) -> Result<Downloade
                 if failures >= ATTEMPTS {
                     return Err(Failure::Network(cause));
                 }
-                progress.say(format!("interrupted at {} ({cause}); resuming", size(now)));
-                if failures > 0 {
-                    std::thread::sleep(Duration::from_secs(1 << (failures - 1)));
+                if failures == 0 {
+                    progress.say(format!("interrupted at {} ({cause}); resuming", size(now)));
+                } else {
+                    let pause = Duration::from_secs(1 << (failures - 1));
+                    progress.say(format!(
+                        "failed ({cause}); trying again in {} s (retry {failures} of {})",
+                        pause.as_secs(),
+                        ATTEMPTS - 1
+                    ));
+                    std::thread::sleep(pause);
                 }
             }
             Err(other) => return Err(other),

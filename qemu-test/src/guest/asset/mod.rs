@@ -461,6 +461,27 @@ mod tests {
         assert_eq!(named.compression(), Compression::Zstd);
     }
 
+    /// Without the `assets` feature, an asset not in the cache is a typed
+    /// error that names the feature (unless offline mode says more).
+    #[cfg(not(feature = "assets"))]
+    #[test]
+    fn without_the_feature_a_missing_asset_names_it() {
+        if offline() {
+            return;
+        }
+        let asset = Asset::from_url("https://example.org/k.xz", "ab".repeat(32));
+        match asset.fetchable() {
+            Err(error @ AssetError::FeatureOff { .. }) => {
+                assert!(error.is_config());
+                assert!(
+                    error.to_string().contains("features = [\"assets\"]"),
+                    "{error}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn malformed_declarations_are_invalid() {
         let good = "ab".repeat(32);
