@@ -12,6 +12,7 @@
 //! | [`snapshots`] | booted snapshots: boot once, start every test from a copy |
 //! | [`linux`] | the built-in guests, the Linux guests and [`Shell`](crate::Shell) |
 //! | [`networks`] | several VMs on private networks, faults, captures, port forwards |
+//! | [`assets`] | kernels, initrds and disk images declared by URL and SHA-256; UEFI firmware |
 //! | [`machine`] | [`Machine`](crate::Machine) on its own, without the attribute |
 //! | [`ci`] | nextest, JUnit, splitting a suite across machines, GitHub Actions |
 //!
@@ -78,8 +79,9 @@
 //!
 //! The repository's `examples/` has suites to copy: `quickstart.rs` (the
 //! echo guest: console, QMP, events), `failing.rs` (a failure, and where
-//! its artifacts land) and `linux_program.rs` (a program of your own run
-//! inside the Linux guest).
+//! its artifacts land), `linux_program.rs` (a program of your own run
+//! inside the Linux guest) and `assets.rs` (a distribution's image
+//! declared by URL and SHA-256, booted with UEFI).
 
 pub mod attribute {
     //! `#[qemu_test]`: the test function and every key. The attribute's own
@@ -136,6 +138,8 @@ pub mod attribute {
     //! | `initrd` | the same as `kernel` | `-initrd` |
     //! | `append` | `"console=ttyS0"` | `-append`, the kernel command line (after a built-in Linux guest's own) |
     //! | `drive` | `"file=a.img,if=virtio"`, or an array of them | one `-drive` per string |
+    //! | `disk` | an [`Asset`](crate::guest::Asset), a path, a [`Disk`](crate::spec::Disk), or an array of them | a disk image used through a qcow2 overlay of the test's own, so the image is never written; see [assets](crate::guide::assets#disk-images) |
+    //! | `firmware` | `"uefi"`, or a [`Firmware`](crate::spec::Firmware) | boots UEFI (OVMF, AAVMF) with a variable store of the test's own; see [assets](crate::guide::assets#uefi-firmware) |
     //! | `args` | `["-no-reboot", "-d", "guest_errors"]` | more arguments, passed verbatim, one string per argument |
     //! | `console` | a flag, or a device type: `console = "isa-serial"` | attaches [`vm.console()`](crate::Machine::console) to the machine's first serial port, or to a `-device` of that type |
     //! | `console_index` | `1` | puts the console on a later port: fills that many ports with `null` first. Needs `console` |
@@ -174,6 +178,10 @@ pub mod attribute {
     //! - Any other expression is passed as is and must give a `String`,
     //!   `PathBuf`, `&str`, `&Path` or `&'static Guest`: `kernel =
     //!   kernel_path()`, `kernel = env!("MY_KERNEL")`.
+    //! - A declared [`Asset`](crate::guest::Asset) (URL and SHA-256) is
+    //!   fetched into the cache before the test starts: `kernel = KERNEL`
+    //!   for a `static`, `kernel = &*KERNEL` for one in a `LazyLock`. See
+    //!   [assets](crate::guide::assets).
     //!
     //! # Expected failures
     //!
@@ -555,7 +563,8 @@ pub mod configuration {
     //! | `QEMU_TEST_TIMEOUT_FACTOR` | a number greater than 0 (at most 1000) that scales every test's deadline: `3` on a slow host | `1` |
     //! | `QEMU_TEST_GDB` | `1`, or a test's name: its VM starts halted with a gdbstub, the runner prints the `gdb` command and waits until the VM runs (needs a terminal; the test then has no deadline) | unset |
     //! | `QEMU_TEST_VMLINUX` | a kernel with debug symbols (an existing file), for the `gdb` command of `QEMU_TEST_GDB` | unset |
-    //! | `QEMU_TEST_CACHE_DIR` | the per-user cache: the embedded guests' images (`guests/`), the Linux guests' builds, packages and package lists (`linux-<arch>/`) | `$XDG_CACHE_HOME/qemu-test`, else `~/.cache/qemu-test` |
+    //! | `QEMU_TEST_OFFLINE` | `1`: download no declared asset; a test whose assets are not in the cache is skipped with the reason (a failure under `QEMU_TEST_REQUIRE=1`). A download that fails for a reason of the network turns it on for the rest of the process | `0` |
+    //! | `QEMU_TEST_CACHE_DIR` | the per-user cache: the embedded guests' images (`guests/`), the Linux guests' builds, packages and package lists (`linux-<arch>/`), the declared assets (`assets/`) | `$XDG_CACHE_HOME/qemu-test`, else `~/.cache/qemu-test` |
     //! | `QEMU_TEST_LINUX_KERNEL`, `QEMU_TEST_BUSYBOX`, `QEMU_TEST_LINUX_MODULES` | build the Linux guest from this kernel, static busybox and `lib/modules/<release>` instead of Debian's packages (`_X86_64`, `_AARCH64` suffixes: one guest's) | unset |
     //! | `QEMU_TEST_GUESTS_DIR` | a directory of Linux guests built elsewhere, used instead of the cache (never built) | unset |
     //!
@@ -920,6 +929,134 @@ pub mod networks {
     //!
     //! With `snapshot`, shares are hot-plugged and mounted after each
     //! restore, like NICs (a mounted share would block the save).
+}
+
+pub mod assets {
+    //! Kernels, initrds and disk images declared by URL and SHA-256, and
+    //! UEFI firmware.
+    //!
+    //! # Declaring an asset
+    //!
+    //! A test can boot what qemu-test does not build: a distribution's
+    //! kernel, a cloud image, an installer ISO. Declare it as an
+    //! [`Asset`](crate::guest::Asset), by URL and the SHA-256 of the file as
+    //! downloaded (what `sha256sum` prints, or the image's `SHA256SUMS`),
+    //! the way QEMU's functional tests do, and use it like a path:
+    //!
+    //! ```no_run
+    //! use qemu_test::guest::Asset;
+    //! use qemu_test::prelude::*;
+    //!
+    //! // QEMU's own tests/functional/test_aarch64_virt.py asset.
+    //! static ALPINE: Asset = Asset::new(
+    //!     "https://dl-cdn.alpinelinux.org/alpine/v3.17/releases/aarch64/alpine-standard-3.17.2-aarch64.iso",
+    //!     "5a36304ecf039292082d92b48152a9ec21009d3a62f459de623e19c4bd9dc027",
+    //! );
+    //!
+    //! #[qemu_test(
+    //!     arch = "aarch64",
+    //!     machine = "virt",
+    //!     cpu = "max,pauth=off",
+    //!     memory = "1G",
+    //!     firmware = "uefi",
+    //!     disk = ALPINE,
+    //!     console,
+    //!     timeout = "5m"
+    //! )]
+    //! fn alpine_boots(vm: &mut Vm) -> TestResult {
+    //!     vm.console().wait_for("Welcome to Alpine Linux")?;
+    //!     Ok(())
+    //! }
+    //! # fn main() {}
+    //! ```
+    //!
+    //! Before the test's deadline starts, the runner finds the asset in the
+    //! per-user cache (`~/.cache/qemu-test/assets/<sha256>/`, or under
+    //! `QEMU_TEST_CACHE_DIR`) or downloads it there, once for every test and
+    //! every process: a process that finds another one downloading waits
+    //! for it. The download is checked against the hash before anything is
+    //! cached; a wrong hash fails the test with both hashes and leaves
+    //! nothing behind. A URL ending in `.xz`, `.gz` or `.zst` is
+    //! decompressed once, and QEMU gets the decompressed file
+    //! ([`Asset::with_compression`](crate::guest::Asset::with_compression)
+    //! says otherwise). An interrupted download resumes where it stopped.
+    //! A progress bar shows on a terminal, a line per step otherwise.
+    //!
+    //! Downloading needs the `assets` cargo feature (an HTTP client with
+    //! rustls and the decoders, left out of the default build):
+    //!
+    //! ```toml
+    //! [dev-dependencies]
+    //! qemu-test = { version = "0.1", features = ["assets"] }
+    //! ```
+    //!
+    //! Without it, assets already in the cache are used, and a missing one
+    //! fails the test with [`AssetError::FeatureOff`](crate::AssetError::FeatureOff),
+    //! which names the feature. `kernel`, `initrd` and `disk` take assets;
+    //! an asset made at run time (say, its URL from the environment) lives
+    //! in a `LazyLock` and is written `kernel = &*KERNEL`.
+    //!
+    //! # Disk images
+    //!
+    //! `disk = IMAGE` (an asset, a path, or a [`Disk`](crate::spec::Disk)
+    //! for another interface: `Disk::new(&ALPINE).with_interface("ide")`)
+    //! attaches the image through a qcow2 overlay of the test's own,
+    //! `disk0.qcow2` in its artifact directory (`qemu-img create -f qcow2 -b
+    //! IMAGE -F FORMAT`): the guest writes to the overlay, never to the
+    //! cached image, and every test starts from the same image. Several
+    //! disks are an array: `disk = [ROOT, DATA]` (`disk0`, `disk1`, the
+    //! drives' ids too). This needs `qemu-img` (Debian's `qemu-utils`).
+    //!
+    //! # UEFI firmware
+    //!
+    //! `firmware = "uefi"` boots the host's UEFI firmware: OVMF on x86_64
+    //! (Debian's `ovmf`), AAVMF on aarch64 (`qemu-efi-aarch64`), found
+    //! through QEMU's firmware descriptors (`/usr/share/qemu/firmware`) as
+    //! libvirt finds it. The code is mapped read-only and the machine gets
+    //! a copy of the variable-store template of its own (`efivars.fd` in
+    //! the artifact directory), so what one test writes to its variables no
+    //! other test sees. A host without the firmware skips the test, naming
+    //! the package (a failure under `QEMU_TEST_REQUIRE=1`). Firmware of the
+    //! test's own (paths or assets) is
+    //! [`Firmware::UefiFiles`](crate::spec::Firmware::UefiFiles). A kernel
+    //! given with `kernel` under UEFI must be one the firmware can start
+    //! (an EFI stub image); the built-in Linux guests' kernels boot through
+    //! PVH and are not.
+    //!
+    //! # Offline
+    //!
+    //! `QEMU_TEST_OFFLINE=1` downloads nothing: a test whose assets are not
+    //! in the cache is skipped, with the asset and the reason. The same
+    //! happens by itself once a download fails for a reason of the network
+    //! (no route, refused, a timeout, an HTTP 5xx): the test is skipped and
+    //! no other download is tried in that process. Under
+    //! `QEMU_TEST_REQUIRE=1` such a skip is a failure. An HTTP 404 or a
+    //! wrong hash is always a failure.
+    //!
+    //! # Fetching ahead, for CI caches
+    //!
+    //! A test binary lists the assets its selected tests need, as JSON,
+    //! with `--qemu-test-assets list`, or fetches them first with `fetch`
+    //! (and checks the cached ones against their hash); libtest's filters
+    //! select the tests:
+    //!
+    //! ```text
+    //! cargo test --test vm -- --qemu-test-assets list
+    //! cargo test --test vm -- --qemu-test-assets fetch boot::
+    //! ```
+    //!
+    //! ```text
+    //! {"cache": "/home/me/.cache/qemu-test/assets",
+    //!  "assets": [{"url": "...", "sha256": "...", "file": "vmlinuz",
+    //!              "compression": "xz", "cached": true,
+    //!              "path": ".../assets/<sha256>/vmlinuz", "tests": ["boot::linux"]}]}
+    //! ```
+    //!
+    //! `fetch` fails when an asset could not be had. A CI job restores the
+    //! cache's `assets/` directory, runs `fetch`, saves it, and runs the
+    //! tests with `QEMU_TEST_OFFLINE=1 QEMU_TEST_REQUIRE=1`. Assets no test
+    //! used for 30 days, and interrupted downloads, are stale for
+    //! `--qemu-test-cache prune`.
 }
 
 pub mod machine {

@@ -127,6 +127,19 @@ pub(crate) struct ConfigError {
     pub(crate) expected: &'static str,
 }
 
+/// A yes/no variable's value (unset is no).
+fn flag(name: &'static str, value: Option<String>) -> Result<bool, ConfigError> {
+    match value.as_deref() {
+        None | Some("0" | "false" | "no") => Ok(false),
+        Some("1" | "true" | "yes") => Ok(true),
+        Some(other) => Err(ConfigError {
+            name,
+            value: other.into(),
+            expected: "1 or 0",
+        }),
+    }
+}
+
 impl Config {
     /// Reads the configuration through `lookup` (a variable's value, or
     /// `None` when unset). Empty values count as unset.
@@ -163,17 +176,10 @@ impl Config {
                 ))
             }
         };
-        let require = match text("QEMU_TEST_REQUIRE", "1 or 0")?.as_deref() {
-            None | Some("0" | "false" | "no") => false,
-            Some("1" | "true" | "yes") => true,
-            Some(other) => return Err(bad("QEMU_TEST_REQUIRE", other.into(), "1 or 0")),
-        };
+        let require = flag("QEMU_TEST_REQUIRE", text("QEMU_TEST_REQUIRE", "1 or 0")?)?;
         // Only checked: the assets read it themselves (a library user
         // fetches them without the runner).
-        match text("QEMU_TEST_OFFLINE", "1 or 0")?.as_deref() {
-            None | Some("0" | "false" | "no" | "1" | "true" | "yes") => {}
-            Some(other) => return Err(bad("QEMU_TEST_OFFLINE", other.into(), "1 or 0")),
-        }
+        flag("QEMU_TEST_OFFLINE", text("QEMU_TEST_OFFLINE", "1 or 0")?)?;
         let jobs = match text("QEMU_TEST_JOBS", "a positive number")? {
             None => None,
             Some(v) => match v.trim().parse::<usize>() {

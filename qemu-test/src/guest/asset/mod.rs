@@ -1,52 +1,11 @@
 //! Declared assets: a kernel, initrd, disk image or firmware file that
 //! qemu-test does not build, named by its URL and SHA-256 (QEMU's
 //! `tests/functional` `Asset`), fetched once into the per-user cache.
-//!
-//! ```no_run
-//! use qemu_test::prelude::*;
-//! use qemu_test::guest::Asset;
-//!
-//! static KERNEL: Asset = Asset::new(
-//!     "https://example.org/images/vmlinuz.xz",
-//!     "0d8b0fca2b3e37ea8e3f5d4b6ad5ea0a1b3a9e2f6b4d5c3e2f1a0b9c8d7e6f5a",
-//! );
-//!
-//! #[qemu_test(arch = "x86_64", kernel = KERNEL, console, append = "console=ttyS0")]
-//! fn boots(vm: &mut Vm) -> TestResult {
-//!     vm.console().wait_for("Linux version")?;
-//!     Ok(())
-//! }
-//! # fn main() {}
-//! ```
-//!
-//! - **The hash is of the bytes as downloaded**, as upstream's is (and as
-//!   the `SHA256SUMS` files next to published images list them): for
-//!   `vmlinuz.xz`, the SHA-256 of the `.xz` file.
-//! - **Decompressed by its name**: a URL (or [`Asset::with_compression`])
-//!   ending in `.xz`, `.gz` or `.zst` is decompressed once, after the hash
-//!   is verified, and the cache keeps the decompressed file (QEMU is
-//!   pointed at it), named like the URL without the extension.
-//! - **Nothing unverified lands in the cache.** The download goes to
-//!   `<cache>/assets/<sha256>.part` beside the entries; an entry appears
-//!   (renamed into place whole) only once the hash matched and the file was
-//!   decompressed. A wrong hash is an error naming both hashes, and leaves
-//!   nothing. An interrupted download (a dropped connection, a killed
-//!   process) resumes where it stopped, with an HTTP range request, or
-//!   starts over if the server does not take ranges (or the resumed file
-//!   does not verify).
-//! - **Once, for every process.** A process fetching an asset holds
-//!   `<sha256>.fetch.lock`; others wait for it (saying so) and use its
-//!   result. A process using an asset holds `<sha256>.lock` shared until it
-//!   exits, so that pruning never removes it under a running test.
-//! - **Progress** on stderr: a bar on a terminal, a line per step
-//!   otherwise.
-//! - **Offline**: with `QEMU_TEST_OFFLINE=1`, or once a download failed for a
-//!   reason of the network (no route, refused, a timeout, HTTP 5xx), an
-//!   asset not in the cache is [`AssetError::Offline`]: the runner skips
-//!   the test with the reason (a failure under `QEMU_TEST_REQUIRE=1`).
-//! - Downloading and decompressing need the `assets` cargo feature; without
-//!   it, an asset already in the cache is used, and a missing one is
-//!   [`AssetError::FeatureOff`], which names the feature.
+//! [`Asset`] says what a user sees; the guide's chapter
+//! (`crate::guide::assets`) how to use it. This module: the declaration
+//! and the way into the cache (`store`), the download (`fetch`, the
+//! `assets` feature), decompression (`decompress`), the progress lines
+//! (`progress`) and a disk image's overlay (`disk`).
 //!
 //! The cache layout, in `<cache>/assets/` ([`cache_dir`](super::cache_dir)):
 //!
@@ -127,8 +86,59 @@ impl Compression {
 
 /// A file a test uses that qemu-test does not build: a kernel, an initrd, a
 /// disk image, firmware. Declared by URL and SHA-256, usable as `kernel =
-/// ASSET`, `initrd = ASSET`, `disk = ASSET` in `#[qemu_test]`; see the
-/// [module docs](self) for what happens to it.
+/// ASSET`, `initrd = ASSET`, `disk = ASSET` in `#[qemu_test]` (see the
+/// [guide](crate::guide::assets)).
+///
+/// ```no_run
+/// use qemu_test::prelude::*;
+/// use qemu_test::guest::Asset;
+///
+/// static KERNEL: Asset = Asset::new(
+///     "https://example.org/images/vmlinuz.xz",
+///     "0d8b0fca2b3e37ea8e3f5d4b6ad5ea0a1b3a9e2f6b4d5c3e2f1a0b9c8d7e6f5a",
+/// );
+///
+/// #[qemu_test(arch = "x86_64", kernel = KERNEL, console, append = "console=ttyS0")]
+/// fn boots(vm: &mut Vm) -> TestResult {
+///     vm.console().wait_for("Linux version")?;
+///     Ok(())
+/// }
+/// # fn main() {}
+/// ```
+///
+/// - **The hash is of the bytes as downloaded**, as upstream's is (and as
+///   the `SHA256SUMS` files next to published images list them): for
+///   `vmlinuz.xz`, the SHA-256 of the `.xz` file.
+/// - **Decompressed by its name**: a URL (or [`Asset::with_compression`])
+///   ending in `.xz`, `.gz` or `.zst` is decompressed once, after the hash
+///   is verified, and the cache keeps the decompressed file (QEMU is
+///   pointed at it), named like the URL without the extension.
+/// - **Nothing unverified lands in the cache.** The download goes to
+///   `<cache>/assets/<sha256>.part`; the entry `<cache>/assets/<sha256>/`
+///   appears (renamed into place whole) only once the hash matched and the
+///   file was decompressed. A wrong hash is [`AssetError::Mismatch`],
+///   naming both hashes, and leaves nothing. An interrupted download (a
+///   dropped connection, a killed process) resumes where it stopped, with
+///   an HTTP range request, or starts over if the server does not take
+///   ranges (or the resumed file does not verify).
+/// - **Once, for every process.** A process fetching an asset holds its
+///   fetch lock; others wait for it (saying so) and use its result. A
+///   process using an asset holds it (a shared lock) until it exits, so
+///   that `--qemu-test-cache prune` never removes it under a running test.
+/// - **Progress** on stderr: a bar on a terminal, a line per step
+///   otherwise.
+/// - **Offline**: with `QEMU_TEST_OFFLINE=1`, or once a download failed for
+///   a reason of the network (no route, refused, a timeout, HTTP 5xx), an
+///   asset not in the cache is [`AssetError::Offline`]: the runner skips
+///   the test with the reason (a failure under `QEMU_TEST_REQUIRE=1`).
+/// - **The `assets` cargo feature** downloads and decompresses; without it,
+///   an asset already in the cache is used, and a missing one is
+///   [`AssetError::FeatureOff`], which names the feature.
+/// - `--qemu-test-assets list|fetch` on a test binary prints, as JSON, the
+///   assets its selected tests need, fetching them first with `fetch`
+///   ([`runner`](crate::runner)).
+/// - The cache dir is [`cache_dir`](super::cache_dir)
+///   (`QEMU_TEST_CACHE_DIR`, else `~/.cache/qemu-test`).
 ///
 /// ```
 /// use qemu_test::guest::{Asset, Compression};
