@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use crate::error::{AssetError, GuestError};
 use crate::guest::{self, Asset, Guest, LinuxGuest, Load};
+use crate::qemu_opts::escape_opt;
 use crate::requires::Requirement;
 
 /// The name of the test's own VM on its networks (siblings go by theirs).
@@ -788,7 +789,7 @@ impl VmSpec {
         }
         for (index, disk) in self.disks.iter().enumerate() {
             let image = disk.image.path()?;
-            let escape = |p: &Path| p.to_string_lossy().replace(',', ",,");
+            let escape = |p: &Path| escape_opt(&p.to_string_lossy());
             let file = if shared {
                 format!("{},format={}", escape(&image), guest::image_format(&image)?)
             } else {
@@ -836,7 +837,7 @@ impl VmSpec {
             })?;
             copy
         };
-        let escape = |p: &Path| p.to_string_lossy().replace(',', ",,");
+        let escape = |p: &Path| escape_opt(&p.to_string_lossy());
         Ok(vec![
             "-drive".into(),
             format!(
