@@ -88,13 +88,17 @@ mod copy {
         report("share", &file, took)
     }
 
-    /// Over the serial console (`Shell::copy_to_guest`).
+    /// Over the serial console (`Shell::copy_to_guest` on
+    /// `console_only`: the data channel would carry it otherwise).
     #[qemu_test(console, kernel = guest::LINUX_X86_64_GENERIC, memory = "384M", timeout = "1800s")]
     fn serial(vm: &mut Vm) -> TestResult {
         let file = std::env::var_os("QEMU_TEST_BENCH_SERIAL_FILE")
             .map(std::path::PathBuf::from)
             .unwrap_or(bench_file()?);
-        let sh = vm.shell().with_timeout(Duration::from_secs(1700));
+        let sh = vm
+            .shell()
+            .console_only()
+            .with_timeout(Duration::from_secs(1700));
         sh.succeed("true")?;
         let started = Instant::now();
         sh.copy_to_guest(&file, "/tmp/copy")?;

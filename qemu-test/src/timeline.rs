@@ -31,7 +31,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value};
 
 /// The most steps one timeline keeps; later ones are counted, not kept.
@@ -169,17 +169,32 @@ impl Inner {
     }
 }
 
-/// One line of `timeline.jsonl`: the common fields first, in this order.
-#[derive(Serialize)]
+/// One line of `timeline.jsonl`: the common fields first, in this order,
+/// then the step's details.
 struct Line<'a> {
     t: f64,
     step: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     ms: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     vm: Option<&'a str>,
-    #[serde(flatten)]
     detail: &'a Map<String, Value>,
+}
+
+impl Serialize for Line<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("t", &self.t)?;
+        map.serialize_entry("step", self.step)?;
+        if let Some(ms) = self.ms {
+            map.serialize_entry("ms", &ms)?;
+        }
+        if let Some(vm) = self.vm {
+            map.serialize_entry("vm", vm)?;
+        }
+        for (key, value) in self.detail {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
 }
 
 impl<'a> Line<'a> {

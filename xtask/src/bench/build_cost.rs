@@ -11,7 +11,11 @@
 //! Each build is `cargo test --no-run --offline` into an empty target dir
 //! of its own, with the default `dev` profile for both, the workspace's
 //! `Cargo.lock` (so the same versions, and nothing is downloaded) and the
-//! environment this command runs in. Builds alternate (raw, ours, raw,
+//! environment this command runs in, with `CARGO_INCREMENTAL=0`: a path
+//! dependency is built incrementally (cargo treats it as the user's own
+//! code), a crate from a registry never is, and incremental compilation
+//! made qemu-test's own build about 30% slower. Both sides get it; their
+//! one-test crates are too small for it to matter. Builds alternate (raw, ours, raw,
 //! ours, …) and the table shows the medians of the wall times; the notes
 //! add the CPU time of the build (cargo and every compiler, from
 //! `/proc/self/stat`'s children times, which a busy host inflates less than
@@ -157,6 +161,8 @@ fn cold_build(dir: &Path) -> Result<Build, String> {
     ])
     .current_dir(dir)
     .env("CARGO_TARGET_DIR", &target)
+    // As a registry dependency is built (see the module docs).
+    .env("CARGO_INCREMENTAL", "0")
     .stdin(Stdio::null())
     .stderr(Stdio::piped());
     let cpu_before = children_cpu()?;

@@ -25,9 +25,7 @@ use base64::Engine as _;
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
 use quick_xml::events::{BytesText, Event};
 use quick_xml::Writer;
-use serde_json::Value;
-
-use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 
 use super::junit::xml_text;
 use crate::runner::outcome::{ConsoleEvidence, Outcome, Record};
@@ -36,29 +34,23 @@ type Html = Writer<Vec<u8>>;
 
 /// One test as the pages show it: what its [`Record`] says, in a form a
 /// later process can read back (nextest).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Entry {
     pub(crate) name: String,
     /// `passed`, `failed` or `skipped`.
     pub(crate) result: String,
     /// The failure's kind (`timeout`, `guest_crash`...).
-    #[serde(default)]
     pub(crate) kind: Option<String>,
     /// The skip's reason, or the failure's reason and notes.
-    #[serde(default)]
     pub(crate) message: Option<String>,
     /// The console's last lines (a failure whose reason does not end with
     /// them already).
-    #[serde(default)]
     pub(crate) console: Option<String>,
     /// QEMU's last words (a failure).
-    #[serde(default)]
     pub(crate) qemu_output: Option<String>,
     /// Which VM: `machine pc, arch x86_64, accel tcg, qemu ...`.
-    #[serde(default)]
     pub(crate) vm: Option<String>,
     /// The kept artifact dir.
-    #[serde(default)]
     pub(crate) artifacts: Option<PathBuf>,
     pub(crate) duration_ms: f64,
 }
@@ -106,10 +98,84 @@ impl Entry {
     pub(crate) fn failed(&self) -> bool {
         self.result == "failed"
     }
+
+    /// The entry as JSON, for a later process to read back.
+    pub(crate) fn to_json(&self) -> Value {
+        let mut value = json!({
+            "name": self.name,
+            "result": self.result,
+            "duration_ms": self.duration_ms,
+        });
+        let optional = [
+            ("kind", self.kind.clone()),
+            ("message", self.message.clone()),
+            ("console", self.console.clone()),
+            ("qemu_output", self.qemu_output.clone()),
+            ("vm", self.vm.clone()),
+            (
+                "artifacts",
+                self.artifacts.as_ref().map(|p| p.display().to_string()),
+            ),
+        ];
+        for (key, text) in optional {
+            if let Some(text) = text {
+                value[key] = text.into();
+            }
+        }
+        value
+    }
+
+    /// An entry [`Entry::to_json`] wrote; `None` if `value` is not one.
+    pub(crate) fn from_json(value: &Value) -> Option<Entry> {
+        let text = |key: &str| value.get(key)?.as_str().map(str::to_string);
+        Some(Entry {
+            name: text("name")?,
+            result: text("result")?,
+            kind: text("kind"),
+            message: text("message"),
+            console: text("console"),
+            qemu_output: text("qemu_output"),
+            vm: text("vm"),
+            artifacts: text("artifacts").map(PathBuf::from),
+            duration_ms: value.get("duration_ms")?.as_f64()?,
+        })
+    }
+}
+
+impl Run {
+    /// The run as JSON, for the index to read back.
+    pub(crate) fn to_json(&self) -> Value {
+        json!({
+            "package": self.package,
+            "binary": self.binary,
+            "finished": self.finished,
+            "seconds": self.seconds,
+            "page": self.page,
+            "entries": self.entries.iter().map(Entry::to_json).collect::<Vec<_>>(),
+        })
+    }
+
+    /// A run [`Run::to_json`] wrote; `None` if `value` is not one.
+    pub(crate) fn from_json(value: &Value) -> Option<Run> {
+        let text = |key: &str| value.get(key)?.as_str().map(str::to_string);
+        let number = |key: &str| value.get(key)?.as_f64();
+        let entries = value.get("entries")?.as_array()?;
+        Some(Run {
+            package: text("package")?,
+            binary: text("binary")?,
+            finished: number("finished")?,
+            seconds: number("seconds")?,
+            page: text("page")?,
+            entries: entries
+                .iter()
+                .map(Entry::from_json)
+                .collect::<Option<_>>()?,
+        })
+    }
 }
 
 /// One binary's run: what its page and the index show.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Run {
     pub(crate) package: String,
     pub(crate) binary: String,

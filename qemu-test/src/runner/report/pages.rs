@@ -22,18 +22,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 
 use crate::os::FileLock;
 use crate::runner::outcome::Record;
 use crate::runner::report::html::{self, Entry, Run};
-
-/// Nextest's entry of one test process: the entry and its run's id.
-#[derive(Debug, Serialize, Deserialize)]
-struct Kept {
-    run: String,
-    entry: Entry,
-}
 
 /// The report dir of an artifact root.
 pub(crate) fn report_dir(root: &Path) -> PathBuf {
@@ -72,11 +65,14 @@ pub(crate) fn write(
         entries,
     };
     crate::os::write_atomically(&dir.join(&run.page), html::page(&run, &dir)?.as_bytes())?;
-    let summary = serde_json::to_vec(&Run {
-        // The index needs no evidence.
-        entries: run.entries.iter().map(summary_of).collect(),
-        ..run.clone()
-    })?;
+    let summary = serde_json::to_vec(
+        &Run {
+            // The index needs no evidence.
+            entries: run.entries.iter().map(summary_of).collect(),
+            ..run.clone()
+        }
+        .to_json(),
+    )?;
     crate::os::write_atomically(&dir.join(format!("{stem}.json")), &summary)?;
     let index = root.join("index.html");
     crate::os::write_atomically(&index, html::index(&runs(&dir)?)?.as_bytes())?;
@@ -89,20 +85,20 @@ pub(crate) fn write(
 fn gather(dir: &Path, run_id: &str, mine: Vec<Entry>) -> io::Result<Vec<Entry>> {
     crate::os::create_private_dir_all(dir)?;
     for entry in &mine {
-        let kept = Kept {
-            run: run_id.into(),
-            entry: entry.clone(),
-        };
+        let kept = json!({"run": run_id, "entry": entry.to_json()});
         let file = dir.join(format!("{}.json", file_safe(&entry.name)));
         crate::os::write_atomically(&file, &serde_json::to_vec(&kept)?)?;
     }
     let mut all = Vec::new();
     for file in json_files(dir)? {
-        let kept: Option<Kept> = std::fs::read(&file)
+        let kept: Option<Value> = std::fs::read(&file)
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok());
-        match kept {
-            Some(kept) if kept.run == run_id => all.push(kept.entry),
+        let entry = kept
+            .filter(|kept| kept["run"] == run_id)
+            .and_then(|kept| Entry::from_json(&kept["entry"]));
+        match entry {
+            Some(entry) => all.push(entry),
             _ => {
                 let _ = std::fs::remove_file(&file);
             }
@@ -116,6 +112,7 @@ fn runs(dir: &Path) -> io::Result<Vec<Run>> {
     let mut runs: Vec<Run> = json_files(dir)?
         .iter()
         .filter_map(|file| serde_json::from_slice(&std::fs::read(file).ok()?).ok())
+        .filter_map(|value: Value| Run::from_json(&value))
         .collect();
     runs.sort_by(|a: &Run, b: &Run| {
         b.finished
