@@ -15,21 +15,24 @@
 //!   command fails. When everything is there it only prints what it found
 //!   (with the QEMU version) and never calls `apt-get`.
 //!
-//! - `cargo xtask test [--quick] [--nextest] [-- ARGS…]` is what CI runs:
-//!   setup, `cargo fmt --all --check`, `cargo clippy --workspace
-//!   --all-targets -- -D warnings` (both skipped by `--quick`), the guest
-//!   check (`guests --check`; skipped with a note when the cross binutils are
-//!   missing, except under CI where setup installs them), the Linux guest
-//!   build (from Debian packages into its cache; quick when up to date),
-//!   then `cargo test --workspace ARGS…` and, next to it, the packaging
-//!   check (`package.rs`: both crates are packaged, unpacked outside the
-//!   repository, and a fresh crate built from those sources alone runs the
-//!   quick start's echo-guest tests and a Linux-guest shell test). With `CI` set,
-//!   `QEMU_TEST_REQUIRE=1` is exported (unless already set), so a VM test
-//!   that cannot run fails instead of being skipped. `--nextest` then also runs `cargo nextest run
-//!   --workspace` as two partitions (`count:1/2`, `count:2/2`), when
-//!   cargo-nextest is installed. Stops at the first failing step and prints
-//!   each step's outcome and duration.
+//! - `cargo xtask test [--quick] [--nextest] [--jobs N] [-- ARGS…]` is what
+//!   CI runs: setup, `cargo fmt --all --check`, the guest check (`guests
+//!   --check`; skipped with a note when the cross binutils are missing,
+//!   except under CI where setup installs them), the Linux guest build (from
+//!   Debian packages into its cache; quick when up to date), then `cargo
+//!   test --workspace ARGS…` with its test binaries run N at a time
+//!   (default 4) and the doc tests beside them. Next to those, in threads:
+//!   `cargo clippy --workspace --all-targets -- -D warnings` and the doc
+//!   check (both skipped by `--quick`) in a target dir of their own, and
+//!   the packaging check (`package.rs`: both crates are packaged, unpacked
+//!   outside the repository, and a fresh crate built from those sources
+//!   alone runs the quick start's echo-guest tests and a Linux-guest shell
+//!   test). With `CI` set, `QEMU_TEST_REQUIRE=1` is exported (unless
+//!   already set), so a VM test that cannot run fails instead of being
+//!   skipped. `--nextest` then also runs `cargo nextest run --workspace` as
+//!   two partitions (`count:1/2`, `count:2/2`), when cargo-nextest is
+//!   installed. Prints each step's outcome and duration, and each test
+//!   binary's.
 //!
 //! - `cargo xtask demo` runs setup and the quick-start example suite
 //!   (`cargo run -p qemu-test-examples --example quickstart`) on real VMs,
@@ -82,6 +85,7 @@ mod linux_guest;
 mod package;
 mod setup;
 mod test;
+mod test_binaries;
 mod util;
 
 use std::ffi::OsString;
@@ -94,8 +98,9 @@ usage: cargo xtask <command> [options]
 
 commands:
   setup [--guests]                 install/check QEMU (and, with --guests, the guest build tools)
-  test [--quick] [--nextest] [-- CARGO-TEST-ARGS...]
-                                   fmt, clippy, guest check and the whole test suite (what CI runs)
+  test [--quick] [--nextest] [--jobs N] [-- CARGO-TEST-ARGS...]
+                                   fmt, clippy, guest check and the whole test suite (what CI runs);
+                                   N test binaries at a time (default 4)
   demo                             boot a few real VMs with the quick-start example suite
   guests [--check] [--aarch64] [--update]
                                    rebuild the built-in guests (and the Linux guests), or check
@@ -162,6 +167,13 @@ fn run(args: Vec<OsString>) -> Result<(), String> {
                 match arg {
                     lexopt::Arg::Long("quick") => opts.quick = true,
                     lexopt::Arg::Long("nextest") => opts.nextest = true,
+                    lexopt::Arg::Long("jobs") => {
+                        opts.jobs = parser
+                            .value()
+                            .map_err(|e| e.to_string())?
+                            .parse()
+                            .map_err(|e| format!("--jobs: {e:?}"))?;
+                    }
                     other => return Err(unexpected(other)),
                 }
             }

@@ -1,28 +1,34 @@
 //! `cargo xtask test`: the whole check sequence CI runs, step by step, with
-//! a summary (each step, its outcome and duration) at the end. Stops at the
-//! first failing step.
+//! a summary (each step, its outcome and duration) at the end.
 //!
-//! Steps: setup, fmt, clippy, doc (rustdoc with broken links and missing
-//! docs as errors), `guests --check`, the Linux guest (found or
-//! built in the per-user cache by the library's builder, so that no test
-//! pays for the first build; quick when up to date), `cargo test
-//! --workspace`, `package` (the crates work from their packaged sources
-//! alone: see [`package`]), and with `--nextest` two `cargo nextest run
-//! --partition` halves.
+//! Steps: setup, fmt, `guests --check`, the Linux guest (found or built in
+//! the per-user cache by the library's builder, so that no test pays for
+//! the first build; quick when up to date), `cargo test --workspace` (its
+//! test binaries side by side: see [`test_binaries`]), and with
+//! `--nextest` two `cargo nextest run --partition` halves. Three more run
+//! in threads next to them, their output shown after `cargo test`'s and
+//! their times their own, overlapping:
 //!
-//! `package` starts with `cargo test`, in a thread of its own: its build
-//! waits for the suite's (they share the target dir) and then compiles and
-//! runs the user crate while the suite's VM tests run. Its output is shown
-//! after `cargo test`'s, and its time is its own, overlapping.
+//! - clippy, then doc (rustdoc with broken links and missing docs as
+//!   errors), in a target dir of their own (`<target>/lint`): a check build
+//!   shares nothing with the test build, and two dirs spare both cargo's
+//!   lock, so they compile side by side;
+//! - `package` (the crates work from their packaged sources alone: see
+//!   [`package`]): its build waits for the suite's (they share the target
+//!   dir) and then compiles and runs the user crate while the suite's VM
+//!   tests run.
+//!
+//! A failing serial step stops the sequence; a failing thread fails it at
+//! the end.
 
 use std::ffi::OsString;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::{guests, linux_guest, package, setup, util};
+use crate::{guests, linux_guest, package, setup, test_binaries, util};
 
 /// `cargo xtask test` flags.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Options {
     /// Skip `cargo fmt` and `cargo clippy`.
     pub quick: bool,
@@ -30,6 +36,32 @@ pub struct Options {
     pub nextest: bool,
     /// Appended to the `cargo test --workspace` command line.
     pub passthrough: Vec<OsString>,
+    /// How many test binaries run at once.
+    pub jobs: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            quick: false,
+            nextest: false,
+            passthrough: Vec::new(),
+            jobs: DEFAULT_JOBS,
+        }
+    }
+}
+
+/// Test binaries run at once by default. Most of a binary's time is spent
+/// waiting (VMs booting under the host-wide slot budget, timeouts,
+/// fixture builds), so more binaries than cores fit.
+pub const DEFAULT_JOBS: usize = 4;
+
+/// `cargo test` arguments split at their `--`: cargo's, the binaries'.
+fn split_passthrough(args: &[OsString]) -> (&[OsString], &[OsString]) {
+    match args.iter().position(|a| a == "--") {
+        Some(i) => (&args[..i], &args[i + 1..]),
+        None => (args, &[]),
+    }
 }
 
 enum Outcome {
@@ -84,17 +116,9 @@ impl Steps {
         });
     }
 
-    /// Records a step that ran elsewhere (a thread), unless an earlier
-    /// step failed, in which case it counts as not run.
+    /// Records a step that ran elsewhere (a thread), whatever failed
+    /// meanwhile: it ran, and its outcome is its own.
     fn record(&mut self, name: &'static str, result: StepResult, duration: Duration) {
-        if self.failed {
-            self.done.push(Step {
-                name,
-                outcome: Outcome::NotRun,
-                duration: Duration::ZERO,
-            });
-            return;
-        }
         let outcome = match result {
             Ok(None) => Outcome::Passed,
             Ok(Some(why)) => Outcome::Skipped(why),
@@ -155,19 +179,71 @@ fn panicked_check() -> package::Report {
     }
 }
 
-/// Builds the published crates' docs the way docs.rs would, with a broken
-/// or private intra-doc link and a missing doc as errors: the guide and the
-/// API docs are the users' manual.
-fn doc() -> StepResult {
-    util::run(
-        util::cargo()
-            .args(["doc", "--no-deps", "-p", "qemu-test", "-p", "qemu-test-macros"])
-            .env(
-                "RUSTDOCFLAGS",
-                "-D rustdoc::broken_intra_doc_links -D rustdoc::private_intra_doc_links -D missing_docs",
-            ),
-    )
-    .map(|()| None)
+/// What one of the lint checks printed, whether it passed, how long it took.
+struct Checked {
+    name: &'static str,
+    log: String,
+    result: StepResult,
+    duration: Duration,
+}
+
+/// clippy, then the docs, in a target dir of their own (`<target>/lint`), so
+/// that they run while the tests build and run: a check build shares no
+/// artifacts with the test build, and its own dir spares both cargo's lock
+/// on the target dir.
+fn lint() -> Vec<Checked> {
+    let dir = util::target_dir().join("lint");
+    let mut clippy = util::cargo();
+    clippy.args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]);
+    // The docs the way docs.rs builds them, with a broken or private
+    // intra-doc link and a missing doc as errors: the guide and the API docs
+    // are the users' manual.
+    let mut doc = util::cargo();
+    doc.args([
+        "doc",
+        "--no-deps",
+        "-p",
+        "qemu-test",
+        "-p",
+        "qemu-test-macros",
+    ])
+    .env(
+        "RUSTDOCFLAGS",
+        "-D rustdoc::broken_intra_doc_links -D rustdoc::private_intra_doc_links -D missing_docs",
+    );
+    [("clippy", clippy), ("doc", doc)]
+        .into_iter()
+        .map(|(name, mut cmd)| {
+            cmd.env("CARGO_TARGET_DIR", &dir).stdin(Stdio::null());
+            let start = Instant::now();
+            let mut log = format!("$ {}\n", util::display(&cmd));
+            let result = match cmd.output() {
+                Ok(out) => {
+                    log.push_str(&String::from_utf8_lossy(&out.stdout));
+                    log.push_str(&String::from_utf8_lossy(&out.stderr));
+                    if out.status.success() {
+                        Ok(None)
+                    } else {
+                        Err(format!("`cargo {name}` failed ({})", out.status))
+                    }
+                }
+                Err(e) => Err(format!("cannot run cargo {name}: {e}")),
+            };
+            Checked {
+                name,
+                log,
+                result,
+                duration: start.elapsed(),
+            }
+        })
+        .collect()
 }
 
 /// Runs the sequence; see the module docs.
@@ -194,19 +270,9 @@ pub fn test(opts: Options) -> Result<(), String> {
         steps.run("fmt", || {
             util::run(util::cargo().args(["fmt", "--all", "--check"])).map(|()| None)
         });
-        steps.run("clippy", || {
-            util::run(util::cargo().args([
-                "clippy",
-                "--workspace",
-                "--all-targets",
-                "--",
-                "-D",
-                "warnings",
-            ]))
-            .map(|()| None)
-        });
-        steps.run("doc", doc);
     }
+    // clippy and the docs, next to everything below (see `lint`).
+    let linting = (!opts.quick && !steps.failed).then(|| std::thread::spawn(lint));
     steps.run("guests --check", || {
         let absent = setup::missing(setup::GUEST_TOOLS);
         let mut names: Vec<String> = absent.iter().map(|t| t.program.to_string()).collect();
@@ -242,14 +308,38 @@ pub fn test(opts: Options) -> Result<(), String> {
         })
     });
     steps.run("cargo test", || {
-        let mut cmd = util::cargo();
-        cmd.args(["test", "--workspace"]).args(&opts.passthrough);
-        with_env(&mut cmd);
         if require {
             println!("    QEMU_TEST_REQUIRE=1 (CI): a VM test that cannot run fails instead of being skipped");
         }
-        util::run(&mut cmd).map(|()| None)
+        let (cargo_args, test_args) = split_passthrough(&opts.passthrough);
+        let env: &[(&str, &str)] = if require {
+            &[("QEMU_TEST_REQUIRE", "1")]
+        } else {
+            &[]
+        };
+        test_binaries::run(&test_binaries::Options {
+            cargo_args,
+            test_args,
+            jobs: opts.jobs,
+            env,
+        })
+        .map(|()| None)
     });
+    if let Some(linting) = linting {
+        let checked = linting.join().unwrap_or_else(|_| {
+            vec![Checked {
+                name: "clippy",
+                log: String::new(),
+                result: Err("the lint thread panicked".into()),
+                duration: Duration::ZERO,
+            }]
+        });
+        for c in checked {
+            println!("\n==> {} (ran next to the tests)", c.name);
+            print!("{}", c.log);
+            steps.record(c.name, c.result, c.duration);
+        }
+    }
     if let Some(packaging) = packaging {
         println!("\n==> package (ran next to cargo test)");
         let (report, duration) = packaging
