@@ -7,7 +7,7 @@
 //! | P1 | launch → `qmp_capabilities` → `query-status` → `quit` → exit, through a default [`Machine`] and one with a log dir | QEMU with `-qmp stdio`, the same exchange over plain pipes |
 //! | P2 | one `query-status` round trip through [`Machine::command`], default and with a log dir (QMP transcript on disk) | a blocking client (`write_all` + `read_line`) on a Unix socket to a QEMU of its own |
 //! | P3 | suite throughput: the 100 echo-guest tests of `tests/runner_bench.rs` run by the runner, wall time | Σ(test time from the JUnit report) / cores |
-//! | P4 | Linux guest: launch → first `succeed("true")` restored from a snapshot; a 20-test suite with `snapshot` | the same booted cold; the same suite without `snapshot` |
+//! | P4 | Linux guest: launch → first `succeed("true")` restored from a snapshot (judged: ≤ 1.1× the raw restore); the same against a cold boot, and a 20-test suite with `snapshot` (reported) | QEMU started by hand with `-incoming` from the same state and RAM file, to the same command's answer on the console; the same booted cold; the same suite without `snapshot` |
 //! | P5 | console `flood` of 10 MB through [`Machine`]'s console: bytes lost (judged) and time (ratio, not judged) | the same guest and flood, QEMU's serial port on stdio into a plain file (no reader) |
 //! | P6 | RSS of the test process per running echo-guest [`Machine`] (console drained, QMP connected), QEMU's own not counted | — (QEMU's RSS shown for scale) |
 //! | P7 | cold build (`cargo test --no-run`, empty target dir, offline, dev profile) of a one-test crate depending on `qemu-test` | the same for a crate with one `libtest-mimic` test using `serde_json` |
@@ -15,6 +15,7 @@
 //! | C1, C2 | Linux guest: `copy_to_guest` / `copy_from_guest` of 10 and 50 MB through the agent on the data channel (judged: ≥ 10× the console Shell's rate) | the same virtio-serial device driven by hand (`dd` on a second port of a QEMU started by hand) |
 //! | C3 | `succeed("true")` through the agent (judged against the console Shell) | a byte echoed over that port by `cat` |
 //! | C4 | 10 MB of stdout through the agent (`succeed("cat …")`; judged: ≥ 10× the console Shell's rate) | `dd` of 10 MB to that port |
+//! | S | scale: `--list` of 1200 tests; the runner's cost per no-VM test at 250, 500 and 1000 tests, and its overhead per echo-guest test at 100 and 200 (judged: < 1 ms per test, linear) | a run selecting no test; the tests' own times from the JUnit report |
 //!
 //! Both sides of a timed comparison run the same QEMU binary and guest,
 //! differing only in what qemu-test brings (for P5 that includes the
@@ -54,6 +55,7 @@ mod net;
 pub mod probe;
 mod rawqmp;
 mod roundtrip;
+mod scale;
 mod snapshot;
 mod stats;
 mod suite;
@@ -106,7 +108,7 @@ pub struct Options {
 }
 
 /// The benchmarks' ids, in table order (`C` is the data channel's C1–C4).
-pub const IDS: [&str; 9] = ["P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "C"];
+pub const IDS: [&str; 10] = ["P1", "P2", "P3", "P4", "P5", "P6", "P7", "P8", "C", "S"];
 
 impl Options {
     /// Whether benchmark `id` is to run.
@@ -233,7 +235,7 @@ pub fn bench(opts: Options) -> Result<(), String> {
 
     type Bench<'a> = Box<dyn Fn() -> Result<(Vec<Row>, String), String> + 'a>;
     let one = |(row, detail): (Row, String)| (vec![row], detail);
-    let benches: [(&str, String, Bench); 9] = [
+    let benches: [(&str, String, Bench); 10] = [
         (
             "P1",
             format!(
@@ -290,6 +292,14 @@ pub fn bench(opts: Options) -> Result<(), String> {
                 opts.channel_runs
             ),
             Box::new(|| channel::rows(&qemu, opts.channel_runs)),
+        ),
+        (
+            "S",
+            format!(
+                "scale: 1000 no-VM and 200 echo-guest tests, {} run(s) per no-VM size",
+                opts.suite_runs.max(3)
+            ),
+            Box::new(|| scale::rows(opts.suite_runs)),
         ),
     ];
     let mut rows = Vec::new();
