@@ -354,6 +354,26 @@ pub enum SetupError {
         /// The names it has that are nearest, nearest first.
         near: Vec<String>,
     },
+    /// The test uses a feature of qemu-test that needs a part of QEMU its
+    /// binary lacks (an older or a reduced build).
+    #[error(
+        "{feature} need{} QEMU's {what} `{name}`, which {binary} does not have \
+         (`{binary} {option} help` lists what it has): use QEMU 7.2 or later, \
+         built with it (CI tests Debian bookworm's 7.2)",
+        if .feature.ends_with('s') { "" } else { "s" }
+    )]
+    QemuLacks {
+        /// The attribute key or feature that needs it: `networks`, `forward`.
+        feature: &'static str,
+        /// What kind of name: `netdev backend`, `device type`.
+        what: &'static str,
+        /// The name QEMU lacks: `dgram`, `virtio-9p-pci`.
+        name: &'static str,
+        /// The QEMU binary.
+        binary: String,
+        /// The option that lists what it has: `-netdev`, `-device`.
+        option: &'static str,
+    },
 }
 
 /// Why a Linux guest ([`LINUX_X86_64`](crate::guest::LINUX_X86_64),

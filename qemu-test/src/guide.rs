@@ -1155,7 +1155,12 @@ pub mod ci {
     //!
     //! The project's CI runs every test against Debian bookworm's QEMU 7.2,
     //! `qemu-system-x86_64` and `qemu-system-aarch64` (Debian packages
-    //! `qemu-system-x86` and `qemu-system-arm`).
+    //! `qemu-system-x86` and `qemu-system-arm`): use 7.2 or later. Before
+    //! a test runs, the runner checks that its QEMU has what the test's
+    //! keys are built on (`networks`: `-netdev dgram`, new in 7.2;
+    //! `forward`: `-netdev user`; `shares`: `virtio-9p-pci`), and fails
+    //! the test with what is missing instead of leaving it to QEMU's own
+    //! error at launch.
     //!
     //! # In CI
     //!

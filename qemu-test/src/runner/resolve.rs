@@ -68,6 +68,7 @@ pub(crate) fn plan(spec: &VmSpec, config: &Config) -> Result<Plan, Unrunnable> {
         )
     })?;
     check_names(spec, &binary)?;
+    check_features(spec, &binary)?;
     requirements::check(&spec.requires, Some(&binary), config)?;
     // A Linux guest this host cannot build (no apt, no kernel given) is
     // missing like a binary: skipped, or failed under REQUIRE. Wrong
@@ -172,6 +173,44 @@ fn check_names(spec: &VmSpec, binary: &Path) -> Result<(), Unrunnable> {
     Ok(())
 }
 
+/// Checks that `binary` has the parts of QEMU the spec's features are
+/// built on: an older QEMU gets a clear error, not QEMU's own at launch.
+fn check_features(spec: &VmSpec, binary: &Path) -> Result<(), Unrunnable> {
+    for (feature, catalog, name) in needed(spec) {
+        let Some(known) = catalog::names(binary, catalog) else {
+            continue;
+        };
+        if !known.iter().any(|k| k == name) {
+            let error = SetupError::QemuLacks {
+                feature,
+                what: catalog.what(),
+                name,
+                binary: binary.display().to_string(),
+                option: catalog.option(),
+            };
+            return Err(Unrunnable::Invalid(error.to_string()));
+        }
+    }
+    Ok(())
+}
+
+/// What the spec's features need of QEMU: the attribute key, and the name
+/// QEMU must list.
+fn needed(spec: &VmSpec) -> Vec<(&'static str, Catalog, &'static str)> {
+    let mut needed = Vec::new();
+    if !spec.networks.is_empty() {
+        // The switch's ports (QEMU 7.2 added `-netdev dgram`).
+        needed.push(("networks", Catalog::Netdevs, "dgram"));
+    }
+    if spec.forward.is_some() {
+        needed.push(("forward", Catalog::Netdevs, "user"));
+    }
+    if !spec.shares.is_empty() {
+        needed.push(("shares", Catalog::Devices, "virtio-9p-pci"));
+    }
+    needed
+}
+
 /// The names a spec gives that a binary must have: its machine type, its
 /// explicit CPU model (but `host`, which only KVM has: that is the
 /// accelerator's business), its console's device type and every
@@ -241,6 +280,47 @@ mod tests {
     }
 
     /// Against a real QEMU: a typo is an error naming the near match.
+    #[test]
+    fn features_need_their_parts_of_qemu() {
+        let spec = VmSpec::new()
+            .with_arch("x86_64")
+            .with_network("lan")
+            .with_forward([80])
+            .with_share("data:/data");
+        assert_eq!(
+            needed(&spec),
+            [
+                ("networks", Catalog::Netdevs, "dgram"),
+                ("forward", Catalog::Netdevs, "user"),
+                ("shares", Catalog::Devices, "virtio-9p-pci"),
+            ]
+        );
+        assert_eq!(needed(&VmSpec::new().with_arch("x86_64")), []);
+        // This host's QEMU has them all.
+        if let Some(binary) = find_binary("qemu-system-x86_64", None) {
+            assert!(check_features(&spec, &binary).is_ok());
+        }
+        // A QEMU before 7.2 has no `-netdev dgram`: a stand-in that lists
+        // QEMU 7.0's backends (a fault the installed QEMU cannot show).
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("qemu-system-x86_64");
+        let script = "#!/bin/sh\nprintf 'Available netdev backend types:\\nsocket\\nhubport\\ntap\\nuser\\n'\n";
+        std::fs::write(&old, script).unwrap();
+        std::fs::set_permissions(&old, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let lan = VmSpec::new().with_arch("x86_64").with_network("lan");
+        let Err(Unrunnable::Invalid(reason)) = check_features(&lan, &old) else {
+            panic!("an old QEMU passed");
+        };
+        assert!(
+            reason.starts_with("networks need QEMU's netdev backend `dgram`, which ")
+                && reason.ends_with(
+                    "use QEMU 7.2 or later, built with it (CI tests Debian bookworm's 7.2)"
+                ),
+            "{reason}"
+        );
+    }
+
     #[test]
     fn typos_are_errors_with_near_matches() {
         let Some(binary) = find_binary("qemu-system-x86_64", None) else {
