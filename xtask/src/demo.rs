@@ -127,7 +127,17 @@ pub fn demo() -> Result<(), String> {
         if dirs.len() > 12 {
             println!("  … and {} more", dirs.len() - 12);
         }
-        println!("Each holds QEMU's output, the console log, the QMP transcript and a script to relaunch the VM by hand.");
+        println!(
+            "Each holds QEMU's output, the console log, the QMP transcript, the test's timeline \
+             (timeline.jsonl: each step with its time) and a script to relaunch the VM by hand."
+        );
+    }
+    let index = artifacts.join("index.html");
+    if index.is_file() {
+        println!(
+            "The run's report, every test with its result and a failure's evidence on one page: {}",
+            index.display()
+        );
     }
     println!("\nNext: read examples/{EXAMPLE}.rs, then `cargo xtask test` runs the framework's own suite.");
     result
