@@ -996,6 +996,16 @@ pub mod assets {
     //! an asset made at run time (say, its URL from the environment) lives
     //! in a `LazyLock` and is written `kernel = &*KERNEL`.
     //!
+    //! A test binary is usually a debug build, and so are its
+    //! dependencies: the pure-Rust zstd decoder then runs several times
+    //! slower than optimized. For large `.zst` images, optimize it in your
+    //! workspace's `Cargo.toml` (xz and gzip are fast either way):
+    //!
+    //! ```toml
+    //! [profile.dev.package.ruzstd]
+    //! opt-level = 3
+    //! ```
+    //!
     //! # Disk images
     //!
     //! `disk = IMAGE` (an asset, a path, or a [`Disk`](crate::spec::Disk)
@@ -1203,6 +1213,21 @@ pub mod ci {
     //! Split a suite across machines with `--partition count:1/2` on one and
     //! `count:2/2` on the other. Skips found while a test runs show as
     //! passes under nextest (see [skips](crate::guide::runner#skips)).
+    //!
+    //! # Declared assets
+    //!
+    //! Tests that boot [declared assets](crate::guide::assets) download them
+    //! into `~/.cache/qemu-test/assets/` on first use. In CI, keep that
+    //! directory between jobs and fetch ahead, so that a network problem
+    //! shows as one clear step rather than as skipped tests:
+    //!
+    //! ```yaml
+    //!       - uses: actions/cache@v4
+    //!         with: { path: ~/.cache/qemu-test/assets, key: qemu-test-assets-${{ hashFiles('tests/**/*.rs') }}, restore-keys: qemu-test-assets- }
+    //!       - run: cargo test --test vm -- --qemu-test-assets fetch
+    //!       - run: cargo test
+    //!         env: { QEMU_TEST_OFFLINE: "1", QEMU_TEST_REQUIRE: "1" }
+    //! ```
     //!
     //! # GitHub Actions
     //!
