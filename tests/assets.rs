@@ -262,8 +262,11 @@ fn a_killed_download_resumes_in_the_next_process() {
 #[test]
 fn processes_started_together_download_once() {
     let body = echo_xz();
+    // The download (one chunk of the small body) takes 3 s, so that the
+    // other processes, however slowly a loaded host starts them, arrive
+    // while the first holds the fetch lock.
     let faults = Faults {
-        slow: Some(Duration::from_millis(300)),
+        slow: Some(Duration::from_secs(3)),
         ..Faults::default()
     };
     let server = Server::start(&[("/echo.xz", body.clone())], faults);

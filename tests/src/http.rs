@@ -20,7 +20,7 @@ pub struct Faults {
     pub drop_after: Option<(usize, u64)>,
     /// Ignore `Range` and always send the whole file with 200.
     pub no_ranges: bool,
-    /// Pause this long after each 64 KiB of body.
+    /// Pause this long before each 64 KiB of body.
     pub slow: Option<Duration>,
 }
 
@@ -178,11 +178,12 @@ fn answer(out: &mut TcpStream, path: &str, range: Option<String>, state: &Mutex<
     let rest = &body[start.unwrap_or(0)..];
     let limit = drop_at.map_or(rest.len(), |at| (at as usize).min(rest.len()));
     for chunk in rest[..limit].chunks(64 * 1024) {
-        if out.write_all(chunk).is_err() {
-            return false;
-        }
+        // Before each chunk: a small body is slow too.
         if let Some(pause) = faults.slow {
             std::thread::sleep(pause);
+        }
+        if out.write_all(chunk).is_err() {
+            return false;
         }
     }
     if drop_at.is_some() {
