@@ -51,7 +51,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::guest::{self, AssetStore, Guest, LinuxGuest, LinuxStore};
-use crate::os::{self, LockMode};
+use crate::os;
 use crate::snapshot::SnapshotStore;
 
 /// What a cache entry is.
@@ -270,7 +270,7 @@ impl Caches {
                 kind: CacheKind::LinuxGuest,
                 name: format!("{}/{}", linux.name, build.key),
                 bytes: size_of(&build.dir),
-                in_use: locked(&store.dir().join(format!("{}.lock", build.key))),
+                in_use: os::is_locked(&store.dir().join(format!("{}.lock", build.key))),
                 path: build.dir,
                 stale,
             });
@@ -341,7 +341,7 @@ impl Caches {
             entries.push(CacheEntry {
                 kind: CacheKind::Snapshot,
                 stale: key.as_ref().is_none_or(|key| !files_unchanged(key)),
-                in_use: locked(&dir.join(format!("{name}.lock"))),
+                in_use: os::is_locked(&dir.join(format!("{name}.lock"))),
                 bytes: size_of(&path),
                 name,
                 path,
@@ -488,20 +488,6 @@ fn files_unchanged(key: &Value) -> bool {
         Value::Object(map) => map.values().all(files_unchanged),
         Value::Array(items) => items.iter().all(files_unchanged),
         _ => true,
-    }
-}
-
-/// Whether someone holds a lock on the lock file at `path` (a missing file
-/// is nobody's).
-fn locked(path: &Path) -> bool {
-    let Ok(file) = fs::OpenOptions::new().write(true).open(path) else {
-        return false;
-    };
-    if os::try_lock(&file, LockMode::Exclusive) {
-        os::unlock(&file);
-        false
-    } else {
-        true
     }
 }
 

@@ -51,6 +51,20 @@ pub(crate) fn unlock(file: &File) {
     let _ = rustix::fs::flock(file, FlockOperation::Unlock);
 }
 
+/// Whether someone holds a lock on the lock file at `path` (a missing file
+/// is nobody's).
+pub(crate) fn is_locked(path: &Path) -> bool {
+    let Ok(file) = fs::OpenOptions::new().write(true).open(path) else {
+        return false;
+    };
+    if try_lock(&file, LockMode::Exclusive) {
+        unlock(&file);
+        false
+    } else {
+        true
+    }
+}
+
 fn flock_retrying(file: &File, op: FlockOperation) -> io::Result<()> {
     while let Err(e) = rustix::fs::flock(file, op) {
         if e != rustix::io::Errno::INTR {

@@ -23,6 +23,7 @@ use libtest_mimic::{Arguments, Trial};
 use serde_json::{json, Value};
 
 use crate::guest::{self, Asset};
+use crate::runner::cache_arg::fail;
 use crate::runner::harness;
 use crate::runner::registry::TestDef;
 
@@ -138,11 +139,6 @@ fn command(args: &[OsString]) -> Option<Result<(String, Vec<OsString>), String>>
         }
     }
     Some(found?.map(|command| (command, rest)))
-}
-
-fn fail(message: &str) -> ExitCode {
-    eprintln!("error: {message}");
-    ExitCode::FAILURE
 }
 
 #[cfg(test)]

@@ -58,7 +58,8 @@ fn command(args: &[OsString]) -> Option<Result<String, String>> {
     None
 }
 
-fn fail(message: &str) -> ExitCode {
+/// Prints `error: MESSAGE` and ends the run with a failure.
+pub(super) fn fail(message: &str) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::FAILURE
 }

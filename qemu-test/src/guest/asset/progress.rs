@@ -10,6 +10,8 @@ use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+pub(crate) use crate::guest::linux::size;
+
 /// One bar at a time: concurrent fetches in one process print lines.
 static BAR: Mutex<()> = Mutex::new(());
 
@@ -96,15 +98,6 @@ fn bar_line(done: u64, total: Option<u64>, rate: f64) -> String {
             )
         }
         None => format!("{}  {speed}", size(done)),
-    }
-}
-
-/// A size for humans: `26.9 MB`, `928 kB`.
-pub(crate) fn size(bytes: u64) -> String {
-    match bytes {
-        b if b >= 1_000_000 => format!("{:.1} MB", b as f64 / 1e6),
-        b if b >= 1_000 => format!("{} kB", b / 1_000),
-        b => format!("{b} bytes"),
     }
 }
 

@@ -270,7 +270,7 @@ impl Store {
                     path: entry.path(),
                     file: None,
                     stale: true,
-                    in_use: locked(&self.fetch_lock_path(sha)),
+                    in_use: os::is_locked(&self.fetch_lock_path(sha)),
                 });
             } else if is_sha(&name) && entry.path().is_dir() {
                 listed.push(self.listed_entry(&name));
@@ -298,7 +298,7 @@ impl Store {
                 .and_then(|m| m["file"].as_str().map(str::to_string)),
             // An incomplete or damaged entry is of no use.
             stale: manifest.is_none() || old,
-            in_use: locked(&lock),
+            in_use: os::is_locked(&lock),
         }
     }
 }
@@ -306,20 +306,6 @@ impl Store {
 /// Whether `name` is a SHA-256 in hex (an entry's name).
 fn is_sha(name: &str) -> bool {
     name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// Whether someone holds a lock on the lock file at `path` (a missing file
-/// is nobody's).
-fn locked(path: &Path) -> bool {
-    let Ok(file) = fs::OpenOptions::new().write(true).open(path) else {
-        return false;
-    };
-    if os::try_lock(&file, LockMode::Exclusive) {
-        os::unlock(&file);
-        false
-    } else {
-        true
-    }
 }
 
 /// The SHA-256 of the file at `path`, in lowercase hex.

@@ -40,6 +40,7 @@ mod target;
 pub(crate) use builder::current_key;
 pub use builder::{BuildOutcome, LinuxBuild, LinuxBuilder};
 pub(crate) use own_files::digest as own_digest;
+pub(crate) use progress::size;
 pub use source::LinuxSource;
 pub(crate) use store::Store;
 
