@@ -370,7 +370,8 @@ impl Console {
         }
     }
 
-    /// Notes that a shell answered on this console.
+    /// Notes that a shell answered on this console, or the guest agent
+    /// beside it.
     pub(crate) fn mark_shell_answered(&self) {
         self.inner.shell_answered.store(true, Ordering::Relaxed);
     }

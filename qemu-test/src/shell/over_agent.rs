@@ -115,6 +115,8 @@ impl Shell {
     /// first request.
     fn found(&self, s: &mut Session<'_>, busy: u32, when: &str) -> Presence {
         s.channel.note(&format!("the agent answered {when}"));
+        // A shell answers in the guest (the runner's evidence asks).
+        self.console.mark_shell_answered();
         if busy != 0 {
             s.link.unfinished = Some(busy);
         }
