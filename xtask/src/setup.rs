@@ -168,7 +168,34 @@ pub fn setup(opts: Options) -> Result<(), String> {
     if guests {
         wanted.extend_from_slice(GUEST_TOOLS);
     }
-    let absent = missing(&wanted);
+    let (names, pkgs) = missing_with_packages(&wanted, guests);
+    if !names.is_empty() {
+        install(&names, &pkgs)?;
+        // apt may remove a present tool to install a missing one: a
+        // backported qemu-utils breaks Debian's own qemu-system-common, so
+        // installing qemu-system-x86 removed it, and qemu-img with it. A
+        // second round installs the removed package at the version that
+        // now fits.
+        let (names, pkgs) = missing_with_packages(&wanted, guests);
+        if !names.is_empty() {
+            install(&names, &pkgs)?;
+        }
+        let (still, _) = missing_with_packages(&wanted, guests);
+        if !still.is_empty() {
+            return Err(format!(
+                "still missing after installing packages: {}",
+                still.join(", ")
+            ));
+        }
+    }
+    report(guests);
+    Ok(())
+}
+
+/// What of `wanted` (and, with `guests`, of the agent's toolchains) is
+/// missing, and the packages that provide it.
+fn missing_with_packages(wanted: &[Tool], guests: bool) -> (Vec<String>, Vec<&'static str>) {
+    let absent = missing(wanted);
     let mut names: Vec<String> = absent.iter().map(|t| t.program.to_string()).collect();
     let mut pkgs = packages(&absent);
     if guests {
@@ -181,24 +208,7 @@ pub fn setup(opts: Options) -> Result<(), String> {
             }
         }
     }
-    if !names.is_empty() {
-        install(&names, &pkgs)?;
-        let mut still: Vec<String> = missing(&wanted)
-            .iter()
-            .map(|t| t.program.to_string())
-            .collect();
-        if guests {
-            still.extend(missing_agent_toolchains().into_iter().map(|(name, _)| name));
-        }
-        if !still.is_empty() {
-            return Err(format!(
-                "still missing after installing packages: {}",
-                still.join(", ")
-            ));
-        }
-    }
-    report(guests);
-    Ok(())
+    (names, pkgs)
 }
 
 pub fn install(names: &[String], pkgs: &[&str]) -> Result<(), String> {
