@@ -36,7 +36,7 @@ impl LockMode {
 
 /// Blocks until `file` is locked with `mode` (retried when a signal
 /// interrupts the wait).
-fn lock(file: &File, mode: LockMode) -> io::Result<()> {
+pub(crate) fn wait_lock(file: &File, mode: LockMode) -> io::Result<()> {
     flock_retrying(file, mode.blocking())
 }
 
@@ -97,7 +97,7 @@ pub(crate) fn open_lock(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
-/// [`lock`]s `file` with `mode`, then returns
+/// [`wait_lock`]s `file` with `mode`, then returns
 /// whether `file` is still the file at `path`.
 ///
 /// Lock files are removed by whoever holds them when they are done with
@@ -105,7 +105,7 @@ pub(crate) fn open_lock(path: &Path) -> io::Result<File> {
 /// holds a lock nobody else can find. So a caller that gets `false` drops
 /// `file` and locks a freshly opened one ([`lock_current`] does).
 pub(crate) fn flock_current(file: &File, path: &Path, mode: LockMode) -> io::Result<bool> {
-    lock(file, mode)?;
+    wait_lock(file, mode)?;
     Ok(is_current(file, path))
 }
 

@@ -25,7 +25,7 @@ mod socket;
 pub(crate) use fs::{create_private_dir_all, memory_file, uid, user_temp_dir, write_atomically};
 pub(crate) use lock::{
     flock_current, is_locked, open_lock, try_flock_current, try_lock, try_lock_dir, unlock,
-    FileLock, LockMode,
+    wait_lock, FileLock, LockMode,
 };
 pub(crate) use pipe::{pipe, set_nonblocking};
 pub(crate) use poll::{poll_readable, poll_ready, wait_io, wait_readable, Interest};

@@ -16,6 +16,12 @@
 //! test of its own process finishes. A test takes all its slots or none, so
 //! two tests can never hold half of what each needs.
 //!
+//! Across processes, waiters are served one at a time too: only the holder
+//! of `<state dir>/slots/turnstile` takes slots, and it holds it until it
+//! has all of them. So a test that needs two slots (a VM and its sibling)
+//! gets the next two freed, instead of watching single-VM tests of other
+//! processes take each slot as it frees.
+//!
 //! A test needing more than the whole budget is clamped to it: it runs
 //! alone rather than never.
 
@@ -80,6 +86,7 @@ struct State {
 pub(crate) struct Scheduler {
     cpu: Vec<Slot>,
     mem: Vec<Slot>,
+    turnstile: Slot,
     state: Mutex<State>,
     changed: Condvar,
 }
@@ -107,6 +114,30 @@ impl Slot {
 
     fn unlock(&self) {
         if let Some(file) = self.file.get() {
+            os::unlock(file);
+        }
+    }
+
+    /// Blocks until this slot is ours; held until the guard drops (not held
+    /// at all when its file cannot be opened or locked).
+    fn hold(&self) -> Held<'_> {
+        let file = match self.file.get() {
+            Some(file) => Some(file),
+            None => os::open_lock(&self.path)
+                .ok()
+                .map(|file| self.file.get_or_init(|| file)),
+        };
+        Held(file.filter(|file| os::wait_lock(file, os::LockMode::Exclusive).is_ok()))
+    }
+}
+
+/// A slot held by [`Slot::hold`].
+#[derive(Debug)]
+struct Held<'a>(Option<&'a File>);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        if let Some(file) = self.0 {
             os::unlock(file);
         }
     }
@@ -150,6 +181,10 @@ impl Scheduler {
         };
         let cpu = slots("cpu", cpus);
         let mem = slots("mem", mem);
+        let turnstile = Slot {
+            path: dir.join("turnstile"),
+            file: OnceLock::new(),
+        };
         let state = State {
             cpu_held: vec![false; cpu.len()],
             mem_held: vec![false; mem.len()],
@@ -158,6 +193,7 @@ impl Scheduler {
         Scheduler {
             cpu,
             mem,
+            turnstile,
             state: Mutex::new(state),
             changed: Condvar::new(),
         }
@@ -176,26 +212,30 @@ impl Scheduler {
         let mut state = self.lock();
         let ticket = state.next_ticket;
         state.next_ticket += 1;
+        while state.serving != ticket {
+            state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        drop(state);
+        // First in this process; now first across processes.
+        let turn = self.turnstile.hold();
+        let mut state = self.lock();
         loop {
-            if state.serving == ticket {
-                if let Some((cpu, mem)) = self.try_take(&mut state, need) {
-                    state.serving += 1;
-                    drop(state);
-                    self.changed.notify_all();
-                    return Reservation {
-                        scheduler: self,
-                        cpu,
-                        mem,
-                    };
-                }
-                state = self
-                    .changed
-                    .wait_timeout(state, POLL)
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0;
-            } else {
-                state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+            if let Some((cpu, mem)) = self.try_take(&mut state, need) {
+                state.serving += 1;
+                drop(state);
+                drop(turn);
+                self.changed.notify_all();
+                return Reservation {
+                    scheduler: self,
+                    cpu,
+                    mem,
+                };
             }
+            state = self
+                .changed
+                .wait_timeout(state, POLL)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 
@@ -338,6 +378,38 @@ mod tests {
         assert!(admitted - started >= Duration::from_millis(100));
         // More than the whole budget: clamped, so it runs.
         drop(sched.acquire(Need { cpus: 64, mem: 64 }));
+    }
+
+    #[test]
+    fn a_big_need_is_not_starved_by_small_ones_of_other_processes() {
+        // Two processes' schedulers over one budget of two: while one slot
+        // is busy, a need of two waits; a need of one that comes later
+        // must not take the slot that frees first.
+        let dir = tempfile::tempdir().unwrap();
+        let one = leak(Scheduler::new(dir.path(), 2, 10));
+        let two = leak(Scheduler::new(dir.path(), 2, 10));
+        let busy = one.acquire(Need { cpus: 1, mem: 1 });
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let admitted = |sched: &'static Scheduler, cpus, name: &'static str| {
+            let order = order.clone();
+            std::thread::spawn(move || {
+                let held = sched.acquire(Need { cpus, mem: 1 });
+                order.lock().unwrap().push(name);
+                std::thread::sleep(Duration::from_millis(50));
+                drop(held);
+            })
+        };
+        let big = admitted(two, 2, "big");
+        while !os::is_locked(&dir.path().join("turnstile")) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let small = admitted(one, 1, "small");
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(order.lock().unwrap().is_empty(), "the free slot was taken");
+        drop(busy);
+        big.join().unwrap();
+        small.join().unwrap();
+        assert_eq!(*order.lock().unwrap(), ["big", "small"]);
     }
 
     #[test]
