@@ -191,6 +191,35 @@ fn launch_failure_carries_qemu_output() {
     assert_eq!(vm.pid(), None);
 }
 
+/// `is_running` finds that QEMU exited without reaping it: its pid stays
+/// reserved (a zombie) until the machine reaps it, so the kill that drop
+/// and `kill` send by pid can never reach a process that reused the pid.
+#[test]
+fn is_running_leaves_an_exited_qemu_for_the_machine_to_reap() {
+    let mut vm = stopped_vm();
+    vm.launch().unwrap();
+    let pid = vm.pid().unwrap();
+    // Quit behind the machine's back: QEMU exits by itself, as far as the
+    // machine knows.
+    let _ = vm.qmp("quit", Value::Null);
+    qemu_test_suite::wait_for("QEMU to exit", Duration::from_secs(20), || !vm.is_running());
+    assert!(!vm.is_running());
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    assert!(
+        stat.rsplit_once(')')
+            .unwrap()
+            .1
+            .trim_start()
+            .starts_with('Z'),
+        "not a zombie: {stat}"
+    );
+    drop(vm);
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "dropping the machine reaped QEMU"
+    );
+}
+
 #[test]
 fn missing_binary_is_a_launch_error() {
     let mut vm = Machine::new("/nonexistent/qemu-system-none");

@@ -551,11 +551,15 @@ fn repro_sh_relaunches_the_vm() {
     });
     let mut qmp = Qmp::connect(&socket);
     // The same VM: stopped (-S), same machine type.
-    assert_eq!(qmp.execute("query-status")["return"]["status"], "prelaunch");
-    let machine = qmp.execute("query-target");
-    assert_eq!(machine["return"]["arch"], "x86_64");
-    qmp.execute("quit");
+    let replies: std::io::Result<Vec<_>> = ["query-status", "query-target", "quit"]
+        .into_iter()
+        .map(|cmd| qmp.try_execute(cmd))
+        .collect();
     let out = wait_with_output(&mut qemu, Duration::from_secs(20));
+    // QEMU's output says what became of it when QMP failed.
+    let replies = replies.unwrap_or_else(|e| panic!("QMP: {e}\n{out:?}"));
+    assert_eq!(replies[0]["return"]["status"], "prelaunch");
+    assert_eq!(replies[1]["return"]["arch"], "x86_64");
     assert!(out.status.success(), "{out:?}");
 }
 

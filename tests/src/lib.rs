@@ -110,17 +110,27 @@ impl Qmp {
 
     /// Runs `cmd` (no arguments) and returns the whole reply.
     pub fn execute(&mut self, cmd: &str) -> serde_json::Value {
-        use std::io::Write;
+        self.try_execute(cmd)
+            .unwrap_or_else(|e| panic!("QMP {cmd}: {e}"))
+    }
+
+    /// [`execute`](Self::execute), with a failure to send or to read the
+    /// reply as an error: for a test that then says what became of QEMU.
+    pub fn try_execute(&mut self, cmd: &str) -> std::io::Result<serde_json::Value> {
+        use std::io::{BufRead, Write};
         writeln!(
             self.0.get_mut(),
             "{}",
             serde_json::json!({ "execute": cmd })
-        )
-        .unwrap();
+        )?;
         loop {
-            let msg = self.read();
+            let mut line = String::new();
+            if self.0.read_line(&mut line)? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            let msg: serde_json::Value = serde_json::from_str(&line)?;
             if msg.get("event").is_none() {
-                return msg;
+                return Ok(msg);
             }
         }
     }

@@ -118,8 +118,11 @@ impl Machine {
 
     fn hard_kill(&mut self) {
         if let Some(run) = self.run.as_mut() {
-            let _ = os::kill_group(run.child.id(), Signal::Kill);
-            let _ = os::kill_one(run.child.id(), Signal::Kill);
+            // Never by pid once reaped: the pid may be someone else's.
+            if os::child_state(run.child.id()) != os::ChildState::Reaped {
+                let _ = os::kill_group(run.child.id(), Signal::Kill);
+                let _ = os::kill_one(run.child.id(), Signal::Kill);
+            }
             let _ = run.child.wait();
         }
     }

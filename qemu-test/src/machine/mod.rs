@@ -653,7 +653,8 @@ impl Machine {
     /// Whether QEMU is running (launched and not exited).
     pub fn is_running(&mut self) -> bool {
         match self.run.as_mut() {
-            Some(r) => matches!(r.child.try_wait(), Ok(None)),
+            // Not reaped here: `kill` and drop still signal its pid.
+            Some(r) => crate::os::child_state(r.child.id()) == crate::os::ChildState::Running,
             None => false,
         }
     }

@@ -30,6 +30,7 @@ pub(crate) use lock::{
 pub(crate) use pipe::{pipe, set_nonblocking};
 pub(crate) use poll::{poll_readable, poll_ready, wait_io, wait_readable, Interest};
 pub(crate) use process::{
-    exit_code, kill_group, kill_one, kill_pidfd, memlock_limit, pidfd, spawn, wait_timeout, Signal,
+    child_state, exit_code, kill_group, kill_one, kill_pidfd, memlock_limit, pidfd, spawn,
+    wait_timeout, ChildState, Signal,
 };
 pub(crate) use socket::{recv_now, send_fd};

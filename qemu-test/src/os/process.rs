@@ -112,6 +112,38 @@ pub(crate) fn kill_one(pid: u32, signal: Signal) -> io::Result<()> {
     }
 }
 
+/// What became of a child process, found without reaping it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ChildState {
+    /// Still running.
+    Running,
+    /// Exited, not yet reaped: its pid and process group id stay reserved,
+    /// so signalling them reaches nobody else.
+    Exited,
+    /// Reaped already: its pid may belong to another process by now.
+    Reaped,
+}
+
+/// The state of our child `pid`, leaving it waitable (`WNOWAIT`): a check
+/// that reaped would free the pid for reuse while the child is still
+/// signalled by pid later (on a busy host with the default `pid_max` of
+/// 32768, pids wrap within minutes).
+pub(crate) fn child_state(pid: u32) -> ChildState {
+    use rustix::process::{waitid, WaitId, WaitIdOptions};
+    let Some(pid) = Pid::from_raw(pid as i32) else {
+        return ChildState::Reaped;
+    };
+    let options = WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT;
+    loop {
+        match waitid(WaitId::Pid(pid), options) {
+            Ok(Some(_)) => return ChildState::Exited,
+            Ok(None) => return ChildState::Running,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return ChildState::Reaped,
+        }
+    }
+}
+
 /// A handle that becomes readable when a process exits (a pidfd).
 pub(crate) fn pidfd(pid: u32) -> Option<OwnedFd> {
     let pid = Pid::from_raw(pid as i32)?;
