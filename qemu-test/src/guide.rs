@@ -298,8 +298,10 @@ pub mod runner {
     //! `-device pvpanic-pci -action panic=pause` for that, unless the
     //! test's own arguments name `pvpanic` or `-action`: a guest with the
     //! pvpanic driver then reports a panic even without a console, and QEMU
-    //! keeps the crashed VM instead of shutting it down. (The built-in Linux
-    //! guests have no pvpanic driver; their crashes show on the console.) The runner lets the console run for half a second more (the
+    //! keeps the crashed VM instead of shutting it down. (The built-in
+    //! x86_64 Linux guests load the pvpanic driver; the aarch64 guest does
+    //! not, so its crashes show on the console only.) The
+    //! runner lets the console run for half a second more (the
     //! call trace), kills the VM and fails the test; the message shows the
     //! crash line and up to 60 console lines from it.
     //!
