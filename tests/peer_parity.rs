@@ -125,6 +125,32 @@ fn siblings_beyond_the_declaration_are_refused(vm: &mut Vm) -> TestResult {
     assert!(err.contains("siblings = N"), "{err}");
     let err = vm.sibling("bad/name").unwrap_err().to_string();
     assert!(err.contains("invalid sibling name"), "{err}");
+    // A dropped handle gives the sibling back; it still runs.
+    let pid = one.pid();
+    drop(one);
+    let mut one = vm.sibling("one")?;
+    assert_eq!(one.pid(), pid);
+    assert!(one.is_running());
+    Ok(())
+}
+
+/// A sibling lives until the test ends: a handle dropped at once (the
+/// call as a statement) leaves it running, and asking again returns the
+/// same QEMU.
+#[qemu_test(arch = "x86_64", machine = "none", args = ["-S"], siblings = ["peer"])]
+fn a_dropped_sibling_handle_leaves_the_sibling_running(vm: &mut Vm) -> TestResult {
+    let pid = vm
+        .sibling("peer")?
+        .pid()
+        .ok_or("the runner launched peer")?;
+    vm.sibling("peer")?;
+    let mut peer = vm.sibling("peer")?;
+    assert_eq!(peer.pid(), Some(pid));
+    assert!(peer.is_running());
+    assert_eq!(
+        peer.command("query-status", json!({}))?["status"],
+        "prelaunch"
+    );
     Ok(())
 }
 

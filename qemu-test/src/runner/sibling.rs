@@ -6,13 +6,17 @@
 //! their host budget together with the test's own at admission (all of it
 //! or nothing), so a body never waits for host room and cannot deadlock
 //! with other tests. Each sibling runs under the test's deadline, the
-//! watchdog kills it when the deadline passes, and dropping it kills its
-//! QEMU like any [`Machine`].
+//! watchdog kills it when the deadline passes.
+//!
+//! A sibling lives until the test ends, like the test's own VM: the handle
+//! [`Vm::sibling`](crate::Vm::sibling) returns goes back to the runner when
+//! it is dropped, and the same call returns it again. The runner ends every
+//! sibling with the test; `shutdown` or `kill` ends one sooner.
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 use crate::error::{BoxError, SiblingError};
@@ -30,9 +34,23 @@ use crate::timeline::Timeline;
 /// `qmp.jsonl`) and, once launched, `cmdline.txt` and `repro.sh` are in
 /// [`artifacts`](Sibling::artifacts), `<test artifacts>/<name>/`.
 ///
-/// Dropping it (at the latest when the test body returns) kills its QEMU.
+/// A sibling lives until the test ends: dropping the handle gives it back
+/// to the runner, which ends it with the test, and
+/// [`Vm::sibling`](crate::Vm::sibling) returns it again
+/// (`vm.sibling("server")?;` as a statement does not stop the server).
+/// `shutdown` or `kill` ends it sooner.
 #[derive(Debug)]
 pub struct Sibling {
+    /// `None` only while it is dropped.
+    kept: Option<Kept>,
+    /// Where dropping it puts it: the test's siblings (`Weak::new()` for
+    /// one kept there, which dropping ends).
+    home: Weak<Mutex<HashMap<String, Sibling>>>,
+}
+
+/// A sibling's machine and what belongs to it.
+#[derive(Debug)]
+struct Kept {
     machine: Machine,
     name: String,
     dir: PathBuf,
@@ -45,30 +63,38 @@ pub struct Sibling {
 }
 
 impl Sibling {
+    fn kept(&self) -> &Kept {
+        self.kept.as_ref().expect("a sibling is kept until dropped")
+    }
+
+    fn kept_mut(&mut self) -> &mut Kept {
+        self.kept.as_mut().expect("a sibling is kept until dropped")
+    }
+
     /// The name it was started under.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.kept().name
     }
 
     /// Its artifact directory, `<test artifacts>/<name>/`.
     pub fn artifacts(&self) -> &Path {
-        &self.dir
+        &self.kept().dir
     }
 
     /// A [`Shell`] on its console (see [`Vm::shell`](crate::Vm::shell)).
     pub fn shell(&self) -> Shell {
-        Shell::new(self.machine.console())
+        Shell::new(self.kept().machine.console())
     }
 
     /// Takes its NIC on `network` down or up (QMP `set_link`), like
     /// [`Vm::set_link`](crate::Vm::set_link).
     pub fn set_link(&mut self, network: &str, up: bool) -> Result<(), BoxError> {
         let shell = self.console_shell();
-        network::set_link(&mut self.machine, shell, network, up)
+        network::set_link(&mut self.kept_mut().machine, shell, network, up)
     }
 
     fn console_shell(&self) -> Option<Shell> {
-        self.devices.configures_guest.then(|| self.shell())
+        self.kept().devices.configures_guest.then(|| self.shell())
     }
 
     /// Makes the host program `program` runnable in its guest, like
@@ -76,7 +102,7 @@ impl Sibling {
     pub fn install(&self, program: impl AsRef<Path>) -> Result<String, BoxError> {
         super::share::install(
             &self.shell(),
-            self.devices.programs.as_deref(),
+            self.kept().devices.programs.as_deref(),
             program.as_ref(),
         )
     }
@@ -85,17 +111,32 @@ impl Sibling {
 impl Deref for Sibling {
     type Target = Machine;
     fn deref(&self) -> &Machine {
-        &self.machine
+        &self.kept().machine
     }
 }
 
 impl DerefMut for Sibling {
     fn deref_mut(&mut self) -> &mut Machine {
-        &mut self.machine
+        &mut self.kept_mut().machine
     }
 }
 
 impl Drop for Sibling {
+    fn drop(&mut self) {
+        if let (Some(home), Some(kept)) = (self.home.upgrade(), self.kept.take()) {
+            let name = kept.name.clone();
+            let back = Sibling {
+                kept: Some(kept),
+                home: Weak::new(),
+            };
+            home.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(name, back);
+        }
+    }
+}
+
+impl Drop for Kept {
     fn drop(&mut self) {
         // Best effort: a sibling that cannot write its reproduction files
         // still ends; the machine's own drop kills QEMU after this.
@@ -130,8 +171,10 @@ pub(crate) struct Siblings {
     kills: Arc<Mutex<Vec<KillSwitch>>>,
     /// The test's networks, which named siblings join, and program dir.
     devices: Devices,
-    /// Named siblings the runner launched, until the body takes them.
-    launched: Mutex<HashMap<String, Sibling>>,
+    /// The siblings no handle holds: the ones the runner launched, until
+    /// the body takes them, and every handle the body dropped. They end
+    /// with this.
+    launched: Arc<Mutex<HashMap<String, Sibling>>>,
 }
 
 /// What the runner knows when it makes a test's siblings.
@@ -173,30 +216,33 @@ impl Siblings {
             made: Mutex::new(Vec::new()),
             kills: Arc::default(),
             devices,
-            launched: Mutex::new(HashMap::new()),
+            launched: Arc::default(),
         }
     }
 
-    /// The sibling named `name`: the one the runner launched, else a new
-    /// one, not launched.
+    /// The sibling named `name`: the one the runner launched or the body
+    /// made and dropped, else a new one, not launched.
     pub(crate) fn get(&self, name: &str) -> Result<Sibling, SiblingError> {
         let launched = self
             .launched
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(name);
-        match launched {
-            Some(sibling) => Ok(sibling),
-            None => self.make(name),
-        }
+        let mut sibling = match launched {
+            Some(sibling) => sibling,
+            None => self.make(name)?,
+        };
+        sibling.home = Arc::downgrade(&self.launched);
+        Ok(sibling)
     }
 
     /// Keeps a sibling the runner launched for the body.
-    pub(crate) fn keep(&self, sibling: Sibling) {
+    pub(crate) fn keep(&self, mut sibling: Sibling) {
+        sibling.home = Weak::new();
         self.launched
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(sibling.name.clone(), sibling);
+            .insert(sibling.name().to_string(), sibling);
     }
 
     /// Runs `f` on each sibling the runner launched and still keeps.
@@ -275,12 +321,15 @@ impl Siblings {
             .push(machine.kill_switch());
         made.push(name.to_string());
         Ok(Sibling {
-            machine,
-            name: name.to_string(),
-            dir,
-            test: self.test.clone(),
-            cwd: self.cwd.clone(),
-            devices: self.devices.clone(),
+            kept: Some(Kept {
+                machine,
+                name: name.to_string(),
+                dir,
+                test: self.test.clone(),
+                cwd: self.cwd.clone(),
+                devices: self.devices.clone(),
+            }),
+            home: Weak::new(),
         })
     }
 }

@@ -170,14 +170,18 @@ impl Vm {
         self.crash_expected.store(true, Ordering::SeqCst);
     }
 
-    /// Starts configuring a sibling machine named `name`: a [`Machine`]
-    /// like the test's own (the same QEMU, accelerator, machine type,
-    /// kernel and arguments; its console, if the test has one), not
-    /// launched, with its logs in `<artifacts>/<name>/` and capped by the
-    /// test's deadline. The test declares how many it starts
-    /// (`#[qemu_test(siblings = N)]`): their host budget is reserved with
-    /// the test's own, and one more is refused ([`SiblingError`]). Names are
-    /// 1 to 64 letters, digits, `-` or `_`, each used once per test.
+    /// The sibling machine named `name`. The first call for a name starts
+    /// configuring it: a [`Machine`] like the test's own (the same QEMU,
+    /// accelerator, machine type, kernel and arguments; its console, if the
+    /// test has one), not launched, with its logs in `<artifacts>/<name>/`
+    /// and capped by the test's deadline; siblings named in the attribute
+    /// (`siblings = ["server"]`) come launched by the runner. The test
+    /// declares how many it starts (`#[qemu_test(siblings = N)]`): their
+    /// host budget is reserved with the test's own, and one more is refused
+    /// ([`SiblingError`]). Names are 1 to 64 letters, digits, `-` or `_`.
+    ///
+    /// A sibling lives until the test ends: dropping the handle gives it
+    /// back, and a later call with its name returns the same machine.
     ///
     /// ```no_run
     /// use qemu_test::prelude::*;
