@@ -118,11 +118,11 @@ impl Qmp {
     /// reply as an error: for a test that then says what became of QEMU.
     pub fn try_execute(&mut self, cmd: &str) -> std::io::Result<serde_json::Value> {
         use std::io::{BufRead, Write};
-        writeln!(
-            self.0.get_mut(),
-            "{}",
-            serde_json::json!({ "execute": cmd })
-        )?;
+        // One write: QEMU acts on a command at its closing brace, so a
+        // `quit` written in two pieces (what `writeln!` does) can find
+        // QEMU gone before its newline, and fail with EPIPE.
+        let line = format!("{}\n", serde_json::json!({ "execute": cmd }));
+        self.0.get_mut().write_all(line.as_bytes())?;
         loop {
             let mut line = String::new();
             if self.0.read_line(&mut line)? == 0 {

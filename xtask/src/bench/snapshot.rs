@@ -203,7 +203,10 @@ fn raw_restore(
         |cmd: &str, arguments: serde_json::Value| -> Result<serde_json::Value, String> {
             use std::io::BufRead;
             let message = serde_json::json!({"execute": cmd, "arguments": arguments});
-            writeln!(monitor, "{message}").map_err(|e| format!("QMP: {e}"))?;
+            // One write (see tests/src/lib.rs's QMP client).
+            monitor
+                .write_all(format!("{message}\n").as_bytes())
+                .map_err(|e| format!("QMP: {e}"))?;
             loop {
                 let mut line = String::new();
                 replies
