@@ -99,17 +99,21 @@ struct Slot {
 }
 
 impl Slot {
+    /// Its file, opened on first use; `None` when it cannot be.
+    fn file(&self) -> Option<&File> {
+        match self.file.get() {
+            Some(file) => Some(file),
+            None => os::open_lock(&self.path)
+                .ok()
+                .map(|file| self.file.get_or_init(|| file)),
+        }
+    }
+
     fn try_lock(&self) -> bool {
-        let file = match self.file.get() {
-            Some(file) => file,
-            None => match os::open_lock(&self.path) {
-                Ok(file) => self.file.get_or_init(|| file),
-                // No slot file (a read-only state dir): run unscheduled
-                // rather than never.
-                Err(_) => return true,
-            },
-        };
-        os::try_lock(file, os::LockMode::Exclusive)
+        // No slot file (a read-only state dir): run unscheduled rather
+        // than never.
+        self.file()
+            .is_none_or(|file| os::try_lock(file, os::LockMode::Exclusive))
     }
 
     fn unlock(&self) {
@@ -121,13 +125,10 @@ impl Slot {
     /// Blocks until this slot is ours; held until the guard drops (not held
     /// at all when its file cannot be opened or locked).
     fn hold(&self) -> Held<'_> {
-        let file = match self.file.get() {
-            Some(file) => Some(file),
-            None => os::open_lock(&self.path)
-                .ok()
-                .map(|file| self.file.get_or_init(|| file)),
-        };
-        Held(file.filter(|file| os::wait_lock(file, os::LockMode::Exclusive).is_ok()))
+        Held(
+            self.file()
+                .filter(|file| os::wait_lock(file, os::LockMode::Exclusive).is_ok()),
+        )
     }
 }
 
